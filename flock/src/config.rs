@@ -1,0 +1,109 @@
+//! Executor configuration, with the meaning Flock gives these settings.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::retry::RetryPolicy;
+
+/// Settings of the Temporal executor; its retry and timeout defaults apply to the local executor
+/// too, so that both behave the same.
+///
+/// ```
+/// use std::time::Duration;
+/// use flock::TemporalExecutorConfig;
+///
+/// let config = TemporalExecutorConfig {
+///     retry_attempts: 3,
+///     retry_interval: Duration::from_secs(5),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.task_queue, "flock-queue");
+/// assert_eq!(config.activity_start_to_close, Duration::from_secs(300));
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct TemporalExecutorConfig {
+    /// Maximum number of attempts of an agent, the first included (Temporal's `maximum_attempts`).
+    pub retry_attempts: u32,
+    /// Delay before the first retry.
+    pub retry_interval: Duration,
+    /// Maximum delay between retries.
+    pub retry_max_interval: Duration,
+    /// Factor the delay is multiplied by after each retry.
+    pub retry_coefficient: f64,
+    /// The task queue workers poll.
+    pub task_queue: String,
+    /// The Temporal namespace.
+    pub namespace: String,
+    /// The Temporal frontend address, `host:port` (or `http(s)://host:port`).
+    pub server_url: String,
+    /// Client certificate for mTLS (Temporal Cloud).
+    pub tls_cert_path: Option<PathBuf>,
+    /// Client private key for mTLS (Temporal Cloud).
+    pub tls_key_path: Option<PathBuf>,
+    /// API key (Temporal Cloud); never printed.
+    pub api_key: Option<String>,
+    /// Timeout of a whole workflow execution.
+    pub workflow_execution_timeout: Option<Duration>,
+    /// Timeout of one workflow run.
+    pub workflow_run_timeout: Option<Duration>,
+    /// Default start-to-close timeout of an agent attempt (5 minutes, as in Flock).
+    pub activity_start_to_close: Duration,
+}
+
+impl Default for TemporalExecutorConfig {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        TemporalExecutorConfig {
+            retry_attempts: retry.max_attempts,
+            retry_interval: retry.initial_interval,
+            retry_max_interval: retry.max_interval,
+            retry_coefficient: retry.backoff_coefficient,
+            task_queue: "flock-queue".to_owned(),
+            namespace: "default".to_owned(),
+            server_url: "localhost:7233".to_owned(),
+            tls_cert_path: None,
+            tls_key_path: None,
+            api_key: None,
+            workflow_execution_timeout: None,
+            workflow_run_timeout: None,
+            activity_start_to_close: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TemporalExecutorConfig {
+    /// The default retry policy of agents.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retry_attempts,
+            initial_interval: self.retry_interval,
+            backoff_coefficient: self.retry_coefficient,
+            max_interval: self.retry_max_interval,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+impl fmt::Debug for TemporalExecutorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemporalExecutorConfig")
+            .field("retry_attempts", &self.retry_attempts)
+            .field("retry_interval", &self.retry_interval)
+            .field("retry_max_interval", &self.retry_max_interval)
+            .field("retry_coefficient", &self.retry_coefficient)
+            .field("task_queue", &self.task_queue)
+            .field("namespace", &self.namespace)
+            .field("server_url", &self.server_url)
+            .field("tls_cert_path", &self.tls_cert_path)
+            .field("tls_key_path", &self.tls_key_path)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "workflow_execution_timeout",
+                &self.workflow_execution_timeout,
+            )
+            .field("workflow_run_timeout", &self.workflow_run_timeout)
+            .field("activity_start_to_close", &self.activity_start_to_close)
+            .finish()
+    }
+}

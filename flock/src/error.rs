@@ -1,0 +1,419 @@
+//! Errors: how an agent attempt fails ([`AgentError`]), how a flow fails ([`FlowError`]), and
+//! what the caller of [`Flock`](crate::Flock) sees ([`Error`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The class of a failed agent attempt. Both executors decide retries from it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorClass {
+    /// The model or an API said "slow down": retried, no sooner than its `retry_after`.
+    RateLimited,
+    /// A temporary failure (network, 5xx, timeout): retried with the agent's backoff.
+    Transient,
+    /// An unrecoverable failure: never retried.
+    Permanent,
+    /// The input cannot be processed: never retried.
+    InvalidInput,
+    /// The model answered something that does not fit the output schema: retried.
+    InvalidOutput,
+}
+
+impl ErrorClass {
+    /// Every class, in declaration order.
+    pub const ALL: [ErrorClass; 5] = [
+        ErrorClass::RateLimited,
+        ErrorClass::Transient,
+        ErrorClass::Permanent,
+        ErrorClass::InvalidInput,
+        ErrorClass::InvalidOutput,
+    ];
+
+    /// The class's name as used in `retry(non_retryable = [..])` and as the Temporal failure type.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorClass::RateLimited => "RateLimited",
+            ErrorClass::Transient => "Transient",
+            ErrorClass::Permanent => "Permanent",
+            ErrorClass::InvalidInput => "InvalidInput",
+            ErrorClass::InvalidOutput => "InvalidOutput",
+        }
+    }
+
+    /// Looks a class up by [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Whether the class is retried at all (before the agent's `non_retryable` list is applied).
+    pub const fn is_retryable(self) -> bool {
+        !matches!(self, ErrorClass::Permanent | ErrorClass::InvalidInput)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why one attempt of an agent failed. The variant decides what happens next.
+///
+/// `?` on any ordinary error inside a code agent yields [`AgentError::Transient`]:
+///
+/// ```
+/// use flock::AgentError;
+///
+/// fn parse(text: &str) -> Result<u32, AgentError> {
+///     Ok(text.trim().parse::<u32>()?) // ParseIntError -> AgentError::Transient
+/// }
+/// assert!(matches!(parse("x"), Err(AgentError::Transient { .. })));
+/// assert_eq!(parse(" 7 ").unwrap(), 7);
+/// ```
+///
+/// `AgentError` deliberately does not implement [`std::error::Error`]: that is what lets `?`
+/// convert every error type into it (as `anyhow::Error` does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentError {
+    /// Rate limited: the next attempt starts no sooner than `retry_after` (when known).
+    RateLimited {
+        /// The delay the service asked for.
+        retry_after: Option<Duration>,
+        /// What the service said.
+        message: String,
+    },
+    /// A temporary failure: retried with backoff.
+    Transient {
+        /// What went wrong.
+        message: String,
+    },
+    /// An unrecoverable failure: not retried.
+    Permanent {
+        /// What went wrong.
+        message: String,
+    },
+    /// The input cannot be processed: not retried.
+    InvalidInput {
+        /// What is wrong with the input.
+        message: String,
+    },
+    /// The model's answer does not fit the output schema (after repair re-asks): retried.
+    InvalidOutput {
+        /// Why the answer was rejected.
+        message: String,
+    },
+}
+
+impl AgentError {
+    /// A rate-limit failure; the next attempt waits at least `retry_after`.
+    pub fn rate_limited(
+        retry_after: impl Into<Option<Duration>>,
+        message: impl Into<String>,
+    ) -> Self {
+        AgentError::RateLimited {
+            retry_after: retry_after.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A temporary failure, retried with backoff.
+    pub fn transient(message: impl Into<String>) -> Self {
+        AgentError::Transient {
+            message: message.into(),
+        }
+    }
+
+    /// An unrecoverable failure, never retried.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        AgentError::Permanent {
+            message: message.into(),
+        }
+    }
+
+    /// Input the agent cannot process, never retried.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        AgentError::InvalidInput {
+            message: message.into(),
+        }
+    }
+
+    /// A model answer that does not fit the output schema, retried.
+    pub fn invalid_output(message: impl Into<String>) -> Self {
+        AgentError::InvalidOutput {
+            message: message.into(),
+        }
+    }
+
+    /// The class of this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            AgentError::RateLimited { .. } => ErrorClass::RateLimited,
+            AgentError::Transient { .. } => ErrorClass::Transient,
+            AgentError::Permanent { .. } => ErrorClass::Permanent,
+            AgentError::InvalidInput { .. } => ErrorClass::InvalidInput,
+            AgentError::InvalidOutput { .. } => ErrorClass::InvalidOutput,
+        }
+    }
+
+    /// The message, without the class.
+    pub fn message(&self) -> &str {
+        match self {
+            AgentError::RateLimited { message, .. }
+            | AgentError::Transient { message }
+            | AgentError::Permanent { message }
+            | AgentError::InvalidInput { message }
+            | AgentError::InvalidOutput { message } => message,
+        }
+    }
+
+    /// The delay a rate-limited error asks for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AgentError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Rebuilds an error from its class and message (used when an error crosses a process
+    /// boundary, e.g. a Temporal failure).
+    pub fn from_class(
+        class: ErrorClass,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let message = message.into();
+        match class {
+            ErrorClass::RateLimited => AgentError::RateLimited {
+                retry_after,
+                message,
+            },
+            ErrorClass::Transient => AgentError::Transient { message },
+            ErrorClass::Permanent => AgentError::Permanent { message },
+            ErrorClass::InvalidInput => AgentError::InvalidInput { message },
+            ErrorClass::InvalidOutput => AgentError::InvalidOutput { message },
+        }
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::RateLimited {
+                retry_after: Some(after),
+                message,
+            } => write!(f, "rate limited (retry after {after:?}): {message}"),
+            AgentError::RateLimited { message, .. } => write!(f, "rate limited: {message}"),
+            AgentError::Transient { message } => write!(f, "transient error: {message}"),
+            AgentError::Permanent { message } => write!(f, "permanent error: {message}"),
+            AgentError::InvalidInput { message } => write!(f, "invalid input: {message}"),
+            AgentError::InvalidOutput { message } => write!(f, "invalid output: {message}"),
+        }
+    }
+}
+
+impl<E> From<E> for AgentError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        AgentError::Transient { message }
+    }
+}
+
+/// Why a flow failed. A flow returns `Err(FlowError)`; the run then fails (on Temporal: the
+/// workflow fails, it never completes with an error payload).
+///
+/// `?` on an ordinary error inside a flow yields [`FlowError::Failed`] with its message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FlowError {
+    /// An agent failed for good: a non-retryable error, or its retries were exhausted.
+    Agent {
+        /// The agent's name.
+        agent: String,
+        /// How many attempts ran.
+        attempts: u32,
+        /// The last attempt's error.
+        cause: AgentError,
+    },
+    /// A child flow failed.
+    ChildFlow {
+        /// The child flow's name.
+        flow: String,
+        /// The child's run id.
+        run_id: String,
+        /// Why it failed.
+        cause: Box<FlowError>,
+    },
+    /// A value could not be (de)serialized on its way between steps.
+    Serialization {
+        /// Where: the agent or flow whose input or output it was.
+        at: String,
+        /// The serde error.
+        message: String,
+    },
+    /// The run was cancelled.
+    Cancelled {
+        /// Who or what cancelled it, when known.
+        message: String,
+    },
+    /// The flow itself decided to fail.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+impl FlowError {
+    /// A failure decided by the flow's own logic.
+    pub fn msg(message: impl Into<String>) -> Self {
+        FlowError::Failed {
+            message: message.into(),
+        }
+    }
+
+    /// The failing agent's error, following child flows down to it.
+    pub fn agent_error(&self) -> Option<(&str, u32, &AgentError)> {
+        match self {
+            FlowError::Agent {
+                agent,
+                attempts,
+                cause,
+            } => Some((agent, *attempts, cause)),
+            FlowError::ChildFlow { cause, .. } => cause.agent_error(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowError::Agent {
+                agent,
+                attempts,
+                cause,
+            } => {
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "agent `{agent}` failed after {attempts} attempt{s}: {cause}"
+                )
+            }
+            FlowError::ChildFlow {
+                flow,
+                run_id,
+                cause,
+            } => write!(f, "child flow `{flow}` (run {run_id}) failed: {cause}"),
+            FlowError::Serialization { at, message } => {
+                write!(f, "could not (de)serialize the data of `{at}`: {message}")
+            }
+            FlowError::Cancelled { message } => write!(f, "cancelled: {message}"),
+            FlowError::Failed { message } => f.write_str(message),
+        }
+    }
+}
+
+impl<E> From<E> for FlowError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        FlowError::Failed {
+            message: error.to_string(),
+        }
+    }
+}
+
+/// What the caller of [`Flock`](crate::Flock) sees: a configuration problem, or a failed run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The `Flock` configuration is wrong (builder, model names, executor settings).
+    Config(String),
+    /// Two agents or two flows share a name, or a name is not registered.
+    Registry(String),
+    /// A run failed.
+    Run {
+        /// The flow (or hand-off chain) that failed.
+        name: String,
+        /// The run id (on Temporal: the workflow id).
+        run_id: String,
+        /// Why.
+        cause: FlowError,
+    },
+    /// The executor itself failed (e.g. the Temporal server cannot be reached).
+    Executor(String),
+}
+
+impl Error {
+    /// The failing agent's name, attempts and last error, when an agent made the run fail.
+    pub fn agent_error(&self) -> Option<(&str, u32, &AgentError)> {
+        match self {
+            Error::Run { cause, .. } => cause.agent_error(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(message) => write!(f, "flock configuration error: {message}"),
+            Error::Registry(message) => write!(f, "flock registry error: {message}"),
+            Error::Run {
+                name,
+                run_id,
+                cause,
+            } => write!(f, "run `{run_id}` of `{name}` failed: {cause}"),
+            Error::Executor(message) => write!(f, "flock executor error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_trip_by_name() {
+        for class in ErrorClass::ALL {
+            assert_eq!(ErrorClass::from_name(class.name()), Some(class));
+        }
+        assert_eq!(ErrorClass::from_name("transient"), None);
+    }
+
+    #[test]
+    fn question_mark_on_io_error_is_transient_with_causes() {
+        fn f() -> Result<(), AgentError> {
+            Err(std::io::Error::other("disk on fire"))?;
+            Ok(())
+        }
+        let err = f().unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert!(err.message().contains("disk on fire"));
+    }
+
+    #[test]
+    fn flow_error_names_agent_and_attempts() {
+        let err = FlowError::Agent {
+            agent: "summarize".into(),
+            attempts: 3,
+            cause: AgentError::transient("boom"),
+        };
+        assert_eq!(
+            err.to_string(),
+            "agent `summarize` failed after 3 attempts: transient error: boom"
+        );
+    }
+}

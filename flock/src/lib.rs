@@ -1,0 +1,98 @@
+//! # flock: typed LLM agents and pipelines, run in-process or durably on Temporal
+//!
+//! Agents are `async fn`s with a typed input and output (`#[agent]`); without a body a language
+//! model answers them from their description and JSON Schemas. Flows are `async fn`s that call
+//! agents (`#[flow]`). Hand-offs between agents are checked at compile time.
+//!
+//! ```
+//! use flock::prelude::*;
+//!
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct Topic {
+//!     /// The topic to research
+//!     pub topic: String,
+//! }
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct Findings {
+//!     /// Research findings
+//!     pub findings: String,
+//! }
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct Summary {
+//!     /// Concise summary
+//!     pub summary: String,
+//! }
+//!
+//! /// Research the topic and report what you found.
+//! #[agent(hand_off = summarize_agent)]
+//! async fn research_agent(input: Topic) -> Findings;
+//!
+//! /// Summarize the findings in two sentences.
+//! #[agent(retry(attempts = 5, initial_interval = "2s"))]
+//! async fn summarize_agent(input: Findings) -> Summary;
+//!
+//! /// A code agent: it has a body.
+//! #[agent(timeout = "30s")]
+//! async fn shout(ctx: &AgentContext, input: Summary) -> Result<Summary, AgentError> {
+//!     Ok(Summary { summary: input.summary.to_uppercase() })
+//! }
+//!
+//! #[flow]
+//! async fn research_flow(ctx: &FlowContext, topic: Topic) -> Result<Summary, FlowError> {
+//!     let findings = ctx.call(research_agent, topic).await?;
+//!     let summary = ctx.call(summarize_agent, findings).await?;
+//!     ctx.call(shout, summary).await
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let flock = Flock::builder().model("test").local_debug(true).build().await?;
+//! // follows the static hand-off chain; the result type is the last agent's output
+//! let summary: Summary = flock.run(research_agent, Topic { topic: "Temporal".into() }).await?;
+//! assert_eq!(summary.summary, "summary example");
+//! let loud: Summary = flock.run_flow(research_flow, Topic { topic: "Temporal".into() }).await?;
+//! assert_eq!(loud.summary, "SUMMARY EXAMPLE");
+//! # Ok::<(), flock::Error>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod config;
+pub mod error;
+mod executor;
+mod flock;
+pub mod flow;
+pub mod model;
+pub mod record;
+pub mod registry;
+pub mod retry;
+pub mod tool;
+
+pub use crate::agent::{
+    Agent, AgentContext, AgentKind, AgentResult, AgentSpec, ChainOutput, End, HandOff,
+};
+pub use crate::config::TemporalExecutorConfig;
+pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
+pub use crate::flock::{Flock, FlockBuilder, Recorded, RunOutput, RunRequest};
+pub use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
+pub use crate::record::RunRecord;
+pub use crate::registry::Registry;
+pub use crate::retry::{RetryPolicy, RetrySpec};
+pub use flock_macros::{agent, flow, tool};
+
+pub use futures::future::{join_all, try_join_all};
+pub use futures::{join, try_join};
+
+/// What a typical user file imports.
+pub mod prelude {
+    pub use crate::{
+        Agent, AgentContext, AgentError, Error, Flock, Flow, FlowContext, FlowError,
+        TemporalExecutorConfig, agent, flow, tool,
+    };
+    pub use schemars::JsonSchema;
+    pub use serde::{Deserialize, Serialize};
+    pub use std::time::Duration;
+}
+
+#[doc(hidden)]
+pub mod __private;

@@ -1,0 +1,48 @@
+//! The prompt of a declarative agent, built from its types: deterministic for the same agent and
+//! input.
+
+use serde_json::Value;
+
+use super::{Message, Role};
+use crate::agent::AgentSpec;
+
+/// The system and user messages for one evaluation of `spec` on `input`.
+///
+/// The system message carries the agent's description and the output JSON Schema; the user
+/// message carries the input as JSON, described by the input schema.
+pub fn build_messages(
+    spec: &AgentSpec,
+    input_schema: &Value,
+    output_schema: &Value,
+    input: &Value,
+) -> Vec<Message> {
+    let description = if spec.description.is_empty() {
+        format!("You are the agent `{}`.", spec.name)
+    } else {
+        spec.description.to_owned()
+    };
+    let system = format!(
+        "{description}\n\nAnswer with one JSON value that matches this JSON Schema, and nothing else:\n{}",
+        pretty(output_schema)
+    );
+    let user = format!(
+        "Input, as JSON matching the schema below.\n\nSchema:\n{}\n\nInput:\n{}",
+        pretty(input_schema),
+        pretty(input)
+    );
+    vec![
+        Message::new(Role::System, system),
+        Message::new(Role::User, user),
+    ]
+}
+
+/// The follow-up message after an answer that did not fit.
+pub(super) fn repair_message(problem: &str) -> String {
+    format!(
+        "Your previous answer was rejected: {problem}\nAnswer again with one JSON value that matches the schema."
+    )
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}

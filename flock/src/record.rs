@@ -1,0 +1,111 @@
+//! The run record: what ran, how often, how long, with which inputs, outputs and errors.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{AgentError, FlowError};
+use crate::model::Usage;
+
+/// Whether a run succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RunStatus {
+    /// The run returned its output.
+    Completed,
+    /// The run failed.
+    Failed,
+}
+
+/// The record of one run of a flow or hand-off chain (and, nested, its child flows).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// The run id.
+    pub run_id: String,
+    /// The flow or chain.
+    pub name: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// The input, as JSON.
+    pub input: Value,
+    /// The output, as JSON, when it completed.
+    pub output: Option<Value>,
+    /// Why it failed, when it failed.
+    pub error: Option<FlowError>,
+    /// Every agent call, in the order they started.
+    pub steps: Vec<StepRecord>,
+    /// Child flows, in the order they started.
+    pub children: Vec<RunRecord>,
+    /// Progress the agents reported.
+    pub progress: Vec<ProgressEvent>,
+}
+
+impl RunRecord {
+    /// Model token usage of every step of this run and its children.
+    pub fn usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for step in &self.steps {
+            total += step.usage;
+        }
+        for child in &self.children {
+            total += child.usage();
+        }
+        total
+    }
+
+    /// The steps of one agent.
+    pub fn steps_of<'a>(&'a self, agent: &'a str) -> impl Iterator<Item = &'a StepRecord> + 'a {
+        self.steps.iter().filter(move |s| s.agent == agent)
+    }
+}
+
+/// One agent call of a run, over all its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// The agent.
+    pub agent: String,
+    /// When it started, from the run's start.
+    pub started: Duration,
+    /// How long it took, retries included.
+    pub duration: Duration,
+    /// The input, as JSON.
+    pub input: Value,
+    /// The output, as JSON, when it succeeded.
+    pub output: Option<Value>,
+    /// The last error, when it failed.
+    pub error: Option<AgentError>,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// Model token usage.
+    pub usage: Usage,
+}
+
+/// One attempt of an agent call.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When it started, from the run's start.
+    pub started: Duration,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Why it failed, if it did.
+    pub error: Option<AgentError>,
+}
+
+/// Progress an agent reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressEvent {
+    /// The agent.
+    pub agent: String,
+    /// Its attempt.
+    pub attempt: u32,
+    /// When, from the run's start.
+    pub at: Duration,
+    /// What it reported.
+    pub details: Value,
+}

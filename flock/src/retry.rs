@@ -1,0 +1,210 @@
+//! Retry policies: what `retry(..)` on an agent says ([`RetrySpec`]), merged with the executor's
+//! defaults into a [`RetryPolicy`] that both executors obey.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{AgentError, ErrorClass};
+
+/// The `retry(..)` settings of one agent; `None` falls back to the executor's default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySpec {
+    /// Maximum number of attempts, the first included (`0`: unlimited).
+    pub attempts: Option<u32>,
+    /// Delay before the first retry.
+    pub initial_interval: Option<Duration>,
+    /// Upper bound of the delay.
+    pub max_interval: Option<Duration>,
+    /// Factor the delay grows by after each retry.
+    pub backoff: Option<f64>,
+    /// Random spread of each delay, as a fraction (`0.2`: ±20%). Local executor only: Temporal
+    /// applies its retry policy without jitter.
+    pub jitter: Option<f64>,
+    /// Error classes that are not retried for this agent (by [`ErrorClass::name`]).
+    pub non_retryable: &'static [&'static str],
+}
+
+impl RetrySpec {
+    /// Every field unset.
+    pub const EMPTY: RetrySpec = RetrySpec {
+        attempts: None,
+        initial_interval: None,
+        max_interval: None,
+        backoff: None,
+        jitter: None,
+        non_retryable: &[],
+    };
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// A complete retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Maximum number of attempts, the first included (`0`: unlimited).
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub initial_interval: Duration,
+    /// Factor the delay grows by after each retry.
+    pub backoff_coefficient: f64,
+    /// Upper bound of the delay.
+    pub max_interval: Duration,
+    /// Random spread of each delay, as a fraction.
+    pub jitter: f64,
+    /// Error classes never retried, beyond `Permanent` and `InvalidInput`.
+    pub non_retryable: Vec<ErrorClass>,
+}
+
+impl Default for RetryPolicy {
+    /// Flock's defaults: 3 attempts, 5 s initial interval, coefficient 2, at most 60 s apart.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_interval: Duration::from_secs(5),
+            backoff_coefficient: 2.0,
+            max_interval: Duration::from_secs(60),
+            jitter: 0.0,
+            non_retryable: Vec::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// This policy with an agent's `retry(..)` settings applied on top.
+    pub fn with_spec(&self, spec: &RetrySpec) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: spec.attempts.unwrap_or(self.max_attempts),
+            initial_interval: spec.initial_interval.unwrap_or(self.initial_interval),
+            backoff_coefficient: spec.backoff.unwrap_or(self.backoff_coefficient),
+            max_interval: spec.max_interval.unwrap_or(self.max_interval),
+            jitter: spec.jitter.unwrap_or(self.jitter),
+            non_retryable: self
+                .non_retryable
+                .iter()
+                .copied()
+                .chain(
+                    spec.non_retryable
+                        .iter()
+                        .filter_map(|n| ErrorClass::from_name(n)),
+                )
+                .collect(),
+        }
+    }
+
+    /// Whether an error ends the agent's attempts: its class is never retried, or this was the
+    /// last attempt.
+    pub fn gives_up(&self, error: &AgentError, attempt: u32) -> bool {
+        let class = error.class();
+        !class.is_retryable()
+            || self.non_retryable.contains(&class)
+            || (self.max_attempts != 0 && attempt >= self.max_attempts)
+    }
+
+    /// The backoff delay after failed attempt number `attempt` (1-based), before jitter:
+    /// `initial_interval * backoff_coefficient^(attempt - 1)`, capped at `max_interval`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(1024) as i32;
+        let secs = self.initial_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
+        let capped = secs.min(
+            self.max_interval
+                .as_secs_f64()
+                .max(self.initial_interval.as_secs_f64()),
+        );
+        Duration::try_from_secs_f64(capped).unwrap_or(self.max_interval)
+    }
+
+    /// The delay before the attempt that follows failed attempt `attempt`: the backoff, spread by
+    /// the jitter (`unit` is a random number in `[0, 1)`), and never less than a rate-limited
+    /// error's `retry_after`.
+    pub fn delay(&self, attempt: u32, error: &AgentError, unit: f64) -> Duration {
+        let base = self.backoff(attempt);
+        let spread = if self.jitter > 0.0 {
+            let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
+            Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base)
+        } else {
+            base
+        };
+        match error.retry_after() {
+            Some(after) => spread.max(after),
+            None => spread,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_interval: Duration::from_millis(100),
+            backoff_coefficient: 2.0,
+            max_interval: Duration::from_millis(300),
+            jitter: 0.0,
+            non_retryable: vec![],
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = policy();
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(300));
+        assert_eq!(p.backoff(40), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn rate_limited_waits_at_least_retry_after() {
+        let p = policy();
+        let e = AgentError::rate_limited(Duration::from_secs(2), "slow down");
+        assert_eq!(p.delay(1, &e, 0.5), Duration::from_secs(2));
+        let short = AgentError::rate_limited(Duration::from_millis(10), "slow down");
+        assert_eq!(p.delay(1, &short, 0.5), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_spreads_within_bounds() {
+        let p = RetryPolicy {
+            jitter: 0.5,
+            ..policy()
+        };
+        let e = AgentError::transient("x");
+        assert_eq!(p.delay(1, &e, 0.0), Duration::from_millis(50));
+        assert_eq!(p.delay(1, &e, 0.5), Duration::from_millis(100));
+        assert!(p.delay(1, &e, 0.999) < Duration::from_millis(150));
+    }
+
+    #[test]
+    fn classes_decide_retries() {
+        let p = policy();
+        assert!(p.gives_up(&AgentError::permanent("x"), 1));
+        assert!(p.gives_up(&AgentError::invalid_input("x"), 1));
+        assert!(!p.gives_up(&AgentError::transient("x"), 1));
+        assert!(!p.gives_up(&AgentError::invalid_output("x"), 4));
+        assert!(p.gives_up(&AgentError::transient("x"), 5));
+        let spec = RetrySpec {
+            non_retryable: &["InvalidOutput"],
+            ..RetrySpec::EMPTY
+        };
+        assert!(
+            p.with_spec(&spec)
+                .gives_up(&AgentError::invalid_output("x"), 1)
+        );
+    }
+
+    #[test]
+    fn zero_attempts_means_unlimited() {
+        let p = RetryPolicy {
+            max_attempts: 0,
+            ..policy()
+        };
+        assert!(!p.gives_up(&AgentError::transient("x"), 10_000));
+    }
+}

@@ -1,0 +1,5 @@
+//! The integration tests: one binary (the workspace builds the Temporal SDK once), one module per
+//! area.
+
+mod local;
+mod model;
