@@ -96,3 +96,8 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The README's tour, compiled as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
