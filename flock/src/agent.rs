@@ -60,6 +60,9 @@ pub struct AgentSpec {
     pub retry: RetrySpec,
     /// How often a declarative agent re-asks the model after an answer that does not fit.
     pub output_retries: Option<u32>,
+    /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
+    /// no task-queue round trip); `None` follows the executor's default.
+    pub local: Option<bool>,
     /// The tools a declarative agent offers the model.
     pub tools: &'static [&'static dyn crate::tool::DynTool],
     /// The source location of the definition.
@@ -81,6 +84,7 @@ impl AgentSpec {
             task_queue: None,
             retry: RetrySpec::EMPTY,
             output_retries: None,
+            local: None,
             tools: &[],
             location: "",
         }
@@ -112,6 +116,11 @@ impl AgentSpec {
 /// let schema = serde_json::to_value(shout.input_schema()).unwrap();
 /// assert_eq!(schema["properties"]["text"]["description"], "Some text");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an agent",
+    label = "not an `#[agent]`",
+    note = "agents are `async fn`s marked `#[agent]`; the macro turns the fn's name into a value that implements `Agent`"
+)]
 pub trait Agent: Copy + Default + Send + Sync + 'static {
     /// The input type.
     type Input: AgentIo;
@@ -154,6 +163,11 @@ pub struct End;
 ///
 /// Implemented by [`End`] (the chain stops, its result is `In`) and by every agent whose input
 /// `In` converts into. `Final` is the type the whole chain returns, computed at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot take over from an agent whose output is `{In}`",
+    label = "not an agent that accepts `{In}`",
+    note = "`#[agent(hand_off = next)]` names an `#[agent]` whose input type `{In}` converts into"
+)]
 pub trait HandOff<In>: Send + Sync + 'static {
     /// The chain's result type.
     type Final: AgentIo;

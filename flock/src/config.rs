@@ -49,6 +49,12 @@ pub struct TemporalExecutorConfig {
     pub workflow_run_timeout: Option<Duration>,
     /// Default start-to-close timeout of an agent attempt (5 minutes, as in Flock).
     pub activity_start_to_close: Duration,
+    /// Run code agents (agents with a body) as local activities unless they say otherwise with
+    /// `#[agent(local = false)]`. Faster (no task-queue round trip per agent), at a price: no
+    /// separate task-queue routing, and retries happen inside the workflow task's worker.
+    pub local_code_agents: bool,
+    /// Start workflows eagerly when this process also runs the worker (saves a round trip).
+    pub eager_workflow_start: bool,
 }
 
 impl Default for TemporalExecutorConfig {
@@ -68,6 +74,8 @@ impl Default for TemporalExecutorConfig {
             workflow_execution_timeout: None,
             workflow_run_timeout: None,
             activity_start_to_close: Duration::from_secs(300),
+            local_code_agents: false,
+            eager_workflow_start: true,
         }
     }
 }
@@ -104,6 +112,8 @@ impl fmt::Debug for TemporalExecutorConfig {
             )
             .field("workflow_run_timeout", &self.workflow_run_timeout)
             .field("activity_start_to_close", &self.activity_start_to_close)
+            .field("local_code_agents", &self.local_code_agents)
+            .field("eager_workflow_start", &self.eager_workflow_start)
             .finish()
     }
 }

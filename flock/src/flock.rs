@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::agent::{Agent, ChainOutput};
 use crate::config::TemporalExecutorConfig;
 use crate::error::Error;
+use crate::executor::temporal::{TemporalExecutor, WorkerLimits};
 use crate::executor::{Runtime, local};
 use crate::flow::{Chain, Flow};
 use crate::model::{Model, Models, Provider};
@@ -50,6 +51,13 @@ struct Inner {
     runtime: Arc<Runtime>,
     registry: Registry,
     temporal: TemporalExecutorConfig,
+    executor: Executor,
+}
+
+#[derive(Debug)]
+enum Executor {
+    Local,
+    Temporal(TemporalExecutor),
 }
 
 /// Configures a [`Flock`].
@@ -59,6 +67,8 @@ pub struct FlockBuilder {
     local_debug: bool,
     temporal: TemporalExecutorConfig,
     registry: Result<Registry, Error>,
+    in_process_worker: bool,
+    worker_limits: WorkerLimits,
 }
 
 impl Flock {
@@ -70,6 +80,8 @@ impl Flock {
             local_debug: true,
             temporal: TemporalExecutorConfig::default(),
             registry: Registry::linked(),
+            in_process_worker: true,
+            worker_limits: WorkerLimits::default(),
         }
     }
 
@@ -91,6 +103,49 @@ impl Flock {
             flow,
             input,
             id: None,
+        }
+    }
+
+    /// A handle to a run started elsewhere (another process, an earlier start), by its id.
+    /// Temporal only: local runs live in the process that started them.
+    pub fn flow_handle<F: Flow>(&self, flow: F, run_id: impl Into<String>) -> Result<FlowHandle<F>, Error> {
+        let _ = flow;
+        match &self.inner.executor {
+            Executor::Temporal(_) => Ok(FlowHandle {
+                flock: self.clone(),
+                run_id: run_id.into(),
+                state: HandleState::Temporal,
+                flow: std::marker::PhantomData,
+            }),
+            Executor::Local => Err(Error::Config(
+                "re-attaching to a run by id needs the Temporal executor (`local_debug(false)`)".into(),
+            )),
+        }
+    }
+
+    /// A standalone worker serving every registered agent and flow (for deployment): build the
+    /// `Flock` with `local_debug(false)` and `in_process_worker(false)`, then
+    /// `flock.worker().run().await`.
+    pub fn worker(&self) -> crate::worker::FlockWorker {
+        crate::worker::FlockWorker::new(self.clone())
+    }
+
+    /// Stops the in-process worker (if any) after its running tasks finish.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        match &self.inner.executor {
+            Executor::Local => Ok(()),
+            Executor::Temporal(temporal) => temporal.shutdown().await,
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn temporal_client(&self) -> Option<&temporalio_client::Client> {
+        match &self.inner.executor {
+            Executor::Temporal(temporal) => Some(&temporal.client),
+            Executor::Local => None,
         }
     }
 
@@ -142,6 +197,20 @@ impl FlockBuilder {
         self
     }
 
+    /// With Temporal: whether this process also runs a worker for every registered agent and flow
+    /// (`true`, the default, for development), or only starts runs that other processes' workers
+    /// (`flock.worker().run()`) execute.
+    pub fn in_process_worker(mut self, in_process_worker: bool) -> Self {
+        self.in_process_worker = in_process_worker;
+        self
+    }
+
+    /// Concurrency limits of the in-process worker.
+    pub fn worker_limits(mut self, limits: WorkerLimits) -> Self {
+        self.worker_limits = limits;
+        self
+    }
+
     /// Executor settings. Their retry and timeout defaults apply to the local executor too.
     pub fn temporal(mut self, config: TemporalExecutorConfig) -> Self {
         self.temporal = config;
@@ -171,11 +240,6 @@ impl FlockBuilder {
     /// Checks the configuration and the registry and builds the `Flock`.
     pub async fn build(self) -> Result<Flock, Error> {
         let registry = self.registry?;
-        if !self.local_debug {
-            return Err(Error::Config(
-                "the Temporal executor (`local_debug(false)`) is not part of this build yet; use `local_debug(true)`".into(),
-            ));
-        }
         for agent in registry.agents() {
             let spec = agent.spec();
             if spec.kind == crate::agent::AgentKind::Declarative
@@ -193,11 +257,19 @@ impl FlockBuilder {
             start_to_close: self.temporal.activity_start_to_close,
             models: Arc::new(self.models),
         };
+        let runtime = Arc::new(runtime);
+        let executor = if self.local_debug {
+            Executor::Local
+        } else {
+            let limits = self.in_process_worker.then_some(self.worker_limits);
+            Executor::Temporal(TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits).await?)
+        };
         Ok(Flock {
             inner: Arc::new(Inner {
-                runtime: Arc::new(runtime),
+                runtime,
                 registry,
                 temporal: self.temporal,
+                executor,
             }),
         })
     }
@@ -229,25 +301,146 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     }
 
     /// Runs and gives the result together with the run record.
+    ///
+    /// On Temporal the record holds the run's input, output or error; the workflow history (Web
+    /// UI, `temporal workflow show`) holds each agent's attempts.
     pub async fn recorded(self) -> Recorded<F::Output> {
         let run_id: Arc<str> = match self.id {
             Some(id) => Arc::from(id),
             None => Arc::from(format!("{}-{}", F::NAME, uuid::Uuid::new_v4())),
         };
-        let (result, record) = local::run_flow(
-            self.flock.inner.runtime.clone(),
-            self.flow,
-            run_id.clone(),
-            self.input,
-        )
-        .await;
-        Recorded {
-            result: result.map_err(|cause| Error::Run {
-                name: F::NAME.to_owned(),
-                run_id: run_id.to_string(),
-                cause,
-            }),
-            record,
+        let inner = &self.flock.inner;
+        match &inner.executor {
+            Executor::Local => {
+                let (result, record) = local::run_flow(inner.runtime.clone(), self.flow, run_id.clone(), self.input).await;
+                Recorded {
+                    result: result.map_err(|cause| Error::Run {
+                        name: F::NAME.to_owned(),
+                        run_id: run_id.to_string(),
+                        cause,
+                    }),
+                    record,
+                }
+            }
+            Executor::Temporal(temporal) => {
+                let started = std::time::Instant::now();
+                let started_at = std::time::SystemTime::now();
+                let input = serde_json::to_value(&self.input).unwrap_or(serde_json::Value::Null);
+                let result = async {
+                    temporal.start_run(self.flow.spec(), &run_id, input.clone()).await?;
+                    temporal.result(F::NAME, &run_id).await
+                }
+                .await;
+                let record = RunRecord::summary(&run_id, F::NAME, started_at, started.elapsed(), input, &result);
+                Recorded {
+                    result: result.and_then(|value| decode::<F>(&run_id, value)),
+                    record,
+                }
+            }
+        }
+    }
+
+    /// Starts the run and returns a handle to it, without waiting for its result.
+    pub async fn start(self) -> Result<FlowHandle<F>, Error> {
+        let run_id = self
+            .id
+            .unwrap_or_else(|| format!("{}-{}", F::NAME, uuid::Uuid::new_v4()));
+        let inner = &self.flock.inner;
+        let state = match &inner.executor {
+            Executor::Local => {
+                let (runtime, flow, id, input) = (inner.runtime.clone(), self.flow, Arc::from(run_id.as_str()), self.input);
+                let task = tokio::spawn(async move { local::run_flow(runtime, flow, id, input).await.0 });
+                HandleState::Local(tokio::sync::Mutex::new(Some(task)))
+            }
+            Executor::Temporal(temporal) => {
+                let input = serde_json::to_value(&self.input).map_err(|e| Error::Config(format!("input of `{}`: {e}", F::NAME)))?;
+                temporal.start_run(self.flow.spec(), &run_id, input).await?;
+                HandleState::Temporal
+            }
+        };
+        Ok(FlowHandle {
+            flock: self.flock.clone(),
+            run_id,
+            state,
+            flow: std::marker::PhantomData,
+        })
+    }
+}
+
+fn decode<F: Flow>(run_id: &str, value: serde_json::Value) -> Result<F::Output, Error> {
+    serde_json::from_value(value).map_err(|e| Error::Run {
+        name: F::NAME.to_owned(),
+        run_id: run_id.to_owned(),
+        cause: crate::error::FlowError::Serialization {
+            at: F::NAME.to_owned(),
+            message: format!("output: {e}"),
+        },
+    })
+}
+
+/// A started run: its id, its typed result, cancellation. Re-attach to a run started elsewhere
+/// with [`Flock::flow_handle`].
+#[derive(Debug)]
+pub struct FlowHandle<F: Flow> {
+    flock: Flock,
+    run_id: String,
+    state: HandleState<F::Output>,
+    flow: std::marker::PhantomData<F>,
+}
+
+#[derive(Debug)]
+enum HandleState<T> {
+    Local(tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<T, crate::error::FlowError>>>>),
+    Temporal,
+}
+
+impl<F: Flow> FlowHandle<F> {
+    /// The run id (on Temporal: the workflow id).
+    pub fn id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Waits for the run's result.
+    pub async fn result(&self) -> Result<F::Output, Error> {
+        match (&self.state, &self.flock.inner.executor) {
+            (HandleState::Temporal, Executor::Temporal(temporal)) => {
+                let value = temporal.result(F::NAME, &self.run_id).await?;
+                decode::<F>(&self.run_id, value)
+            }
+            (HandleState::Local(task), _) => {
+                let task = task.lock().await.take();
+                let Some(task) = task else {
+                    return Err(Error::Executor(format!("the result of local run `{}` was taken already", self.run_id)));
+                };
+                let failed = |cause| Error::Run {
+                    name: F::NAME.to_owned(),
+                    run_id: self.run_id.clone(),
+                    cause,
+                };
+                match task.await {
+                    Ok(result) => result.map_err(failed),
+                    Err(join) if join.is_cancelled() => Err(failed(crate::error::FlowError::Cancelled {
+                        message: "the run was cancelled".into(),
+                    })),
+                    Err(join) => Err(failed(crate::error::FlowError::msg(format!("the run panicked: {join}")))),
+                }
+            }
+            (HandleState::Temporal, Executor::Local) => Err(Error::Executor("a Temporal handle on a local Flock".into())),
+        }
+    }
+
+    /// Requests cancellation. On Temporal the run's pending agent calls and timers are cancelled
+    /// and the run ends as cancelled.
+    pub async fn cancel(&self) -> Result<(), Error> {
+        match (&self.state, &self.flock.inner.executor) {
+            (HandleState::Temporal, Executor::Temporal(temporal)) => temporal.cancel(&self.run_id).await,
+            (HandleState::Local(task), _) => {
+                if let Some(task) = task.lock().await.as_ref() {
+                    task.abort();
+                }
+                Ok(())
+            }
+            (HandleState::Temporal, Executor::Local) => Err(Error::Executor("a Temporal handle on a local Flock".into())),
         }
     }
 }

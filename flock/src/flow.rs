@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use crate::agent::{Agent, AgentIo, ChainOutput, HandOff};
 use crate::error::FlowError;
 use crate::executor::local::LocalRun;
+use crate::executor::temporal::TemporalRun;
 
 /// Everything `#[flow(..)]` says about a flow, fixed at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +47,11 @@ impl FlowSpec {
 /// A flow: a deterministic async function over agents, run by an executor.
 ///
 /// `#[flow]` implements it on a zero-sized type named after the function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a flow",
+    label = "not a `#[flow]`",
+    note = "flows are `async fn`s marked `#[flow]`; the macro turns the fn's name into a value that implements `Flow`"
+)]
 pub trait Flow: Copy + Default + Send + Sync + 'static {
     /// The input type.
     type Input: AgentIo;
@@ -111,6 +117,7 @@ pub struct FlowContext {
 
 pub(crate) enum Backend {
     Local(LocalRun),
+    Temporal(TemporalRun),
 }
 
 impl FlowContext {
@@ -138,6 +145,7 @@ impl FlowContext {
     pub async fn call<A: Agent>(&self, agent: A, input: A::Input) -> Result<A::Output, FlowError> {
         match &self.backend {
             Backend::Local(run) => run.call_agent(self, agent, input).await,
+            Backend::Temporal(run) => run.call_agent(agent, input).await,
         }
     }
 
@@ -159,6 +167,10 @@ impl FlowContext {
     ) -> Result<F::Output, FlowError> {
         match &self.backend {
             Backend::Local(run) => run.call_flow(self, flow, input).await,
+            Backend::Temporal(run) => {
+                let _ = flow;
+                run.call_flow::<F>(self, input).await
+            }
         }
     }
 
@@ -166,6 +178,7 @@ impl FlowContext {
     pub fn now(&self) -> SystemTime {
         match &self.backend {
             Backend::Local(_) => SystemTime::now(),
+            Backend::Temporal(run) => run.now(),
         }
     }
 
@@ -173,6 +186,7 @@ impl FlowContext {
     pub async fn sleep(&self, duration: Duration) {
         match &self.backend {
             Backend::Local(_) => tokio::time::sleep(duration).await,
+            Backend::Temporal(run) => run.sleep(duration).await,
         }
     }
 

@@ -58,6 +58,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod dev_server;
 pub mod error;
 mod executor;
 mod flock;
@@ -67,13 +68,16 @@ pub mod record;
 pub mod registry;
 pub mod retry;
 pub mod tool;
+pub mod worker;
 
 pub use crate::agent::{
     Agent, AgentContext, AgentKind, AgentResult, AgentSpec, ChainOutput, End, HandOff,
 };
 pub use crate::config::TemporalExecutorConfig;
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
-pub use crate::flock::{Flock, FlockBuilder, Recorded, RunOutput, RunRequest};
+pub use crate::executor::temporal::WorkerLimits;
+pub use crate::flock::{Flock, FlockBuilder, FlowHandle, Recorded, RunOutput, RunRequest};
+pub use crate::worker::FlockWorker;
 pub use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
 pub use crate::record::RunRecord;
 pub use crate::registry::Registry;

@@ -45,6 +45,35 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A record of a run executed elsewhere (on Temporal): input and outcome, no steps.
+    pub(crate) fn summary(
+        run_id: &str,
+        name: &str,
+        started_at: SystemTime,
+        duration: Duration,
+        input: Value,
+        result: &Result<Value, crate::error::Error>,
+    ) -> RunRecord {
+        let (status, output, error) = match result {
+            Ok(value) => (RunStatus::Completed, Some(value.clone()), None),
+            Err(crate::error::Error::Run { cause, .. }) => (RunStatus::Failed, None, Some(cause.clone())),
+            Err(other) => (RunStatus::Failed, None, Some(FlowError::msg(other.to_string()))),
+        };
+        RunRecord {
+            run_id: run_id.to_owned(),
+            name: name.to_owned(),
+            status,
+            started_at,
+            duration,
+            input,
+            output,
+            error,
+            steps: Vec::new(),
+            children: Vec::new(),
+            progress: Vec::new(),
+        }
+    }
+
     /// Model token usage of every step of this run and its children.
     pub fn usage(&self) -> Usage {
         let mut total = Usage::default();

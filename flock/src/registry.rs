@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::agent::{Agent, AgentContext, AgentSpec};
 use crate::error::{AgentError, Error, FlowError};
+use crate::executor::temporal::{AgentActivity, FlowWorkflow, WorkerShared};
 use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
 
 /// An agent behind JSON: what a worker needs to run it by name.
@@ -25,6 +27,9 @@ pub trait DynAgent: Send + Sync {
         ctx: AgentContext,
         input: Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>>;
+    #[doc(hidden)]
+    /// Registers the agent's activity on a Temporal worker.
+    fn register_activity(&self, options: &mut temporalio_sdk::WorkerOptions, shared: &Arc<WorkerShared>);
 }
 
 impl<A: Agent> DynAgent for A {
@@ -59,6 +64,10 @@ impl<A: Agent> DynAgent for A {
             })
         })
     }
+
+    fn register_activity(&self, options: &mut temporalio_sdk::WorkerOptions, shared: &Arc<WorkerShared>) {
+        options.register_activity::<AgentActivity<A>>(shared.clone());
+    }
 }
 
 /// A flow behind JSON: what a worker needs to run it by name.
@@ -75,6 +84,13 @@ pub trait DynFlow: Send + Sync {
         ctx: &'a FlowContext,
         input: Value,
     ) -> BoxFuture<'a, Result<Value, FlowError>>;
+    #[doc(hidden)]
+    /// Registers the flow's workflow on a Temporal worker.
+    fn register_workflow(
+        &self,
+        options: &mut temporalio_sdk::WorkerOptions,
+        shared: &Arc<WorkerShared>,
+    ) -> Result<(), temporalio_sdk::workflows::WorkflowRegistrationError>;
 }
 
 impl<F: Flow> DynFlow for F {
@@ -109,6 +125,16 @@ impl<F: Flow> DynFlow for F {
                 message: format!("output: {e}"),
             })
         })
+    }
+
+    fn register_workflow(
+        &self,
+        options: &mut temporalio_sdk::WorkerOptions,
+        shared: &Arc<WorkerShared>,
+    ) -> Result<(), temporalio_sdk::workflows::WorkflowRegistrationError> {
+        options
+            .register_workflow_with_factory::<FlowWorkflow<F>, _>(FlowWorkflow::<F>::factory(shared.clone()))
+            .map(|_| ())
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::FutureExt;
 use serde_json::Value;
 
-use super::Runtime;
+use super::{Runtime, panic_message};
 use crate::agent::{Agent, AgentContext, AgentKind, ProgressSink};
 use crate::error::{AgentError, FlowError};
 use crate::flow::{Backend, Flow, FlowContext};
@@ -285,16 +285,6 @@ async fn run_attempt<T>(
         Err(_) => Err(AgentError::transient(format!(
             "agent `{agent}` timed out after {limit:?} (start-to-close timeout)"
         ))),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
     }
 }
 

