@@ -81,6 +81,49 @@ impl Default for TemporalExecutorConfig {
 }
 
 impl TemporalExecutorConfig {
+    /// The defaults overridden the way the Temporal SDKs configure clients: the profile
+    /// (`TEMPORAL_PROFILE`, default `default`) of `temporal.toml` (`TEMPORAL_CONFIG_FILE`, default
+    /// `~/.config/temporalio/temporal.toml`), then the `TEMPORAL_*` environment variables
+    /// (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
+    /// `TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`). A missing file is not an
+    /// error; a malformed one is.
+    pub fn from_env() -> Result<Self, crate::Error> {
+        Self::load(None)
+    }
+
+    /// [`from_env`](Self::from_env) with the variables taken from `vars` instead of the process
+    /// environment.
+    pub fn from_env_map(vars: &std::collections::HashMap<String, String>) -> Result<Self, crate::Error> {
+        Self::load(Some(vars))
+    }
+
+    fn load(vars: Option<&std::collections::HashMap<String, String>>) -> Result<Self, crate::Error> {
+        use temporalio_common::envconfig::{DataSource, LoadClientConfigProfileOptions, load_client_config_profile};
+        let profile = load_client_config_profile(LoadClientConfigProfileOptions::default(), vars)
+            .map_err(|e| crate::Error::Config(format!("cannot load the Temporal client configuration: {e}")))?;
+        let mut config = TemporalExecutorConfig::default();
+        if let Some(address) = profile.address {
+            config.server_url = address;
+        }
+        if let Some(namespace) = profile.namespace {
+            config.namespace = namespace;
+        }
+        config.api_key = profile.api_key;
+        if let Some(tls) = profile.tls {
+            let path = |source: Option<DataSource>, what: &str| match source {
+                None => Ok(None),
+                Some(DataSource::Path(path)) => Ok(Some(PathBuf::from(path))),
+                Some(_) => Err(crate::Error::Config(format!(
+                    "inline TLS {what} data is not supported; give a path (TEMPORAL_TLS_CLIENT_{}_PATH)",
+                    what.to_uppercase()
+                ))),
+            };
+            config.tls_cert_path = path(tls.client_cert, "cert")?;
+            config.tls_key_path = path(tls.client_key, "key")?;
+        }
+        Ok(config)
+    }
+
     /// The default retry policy of agents.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {

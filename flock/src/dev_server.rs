@@ -67,13 +67,26 @@ impl DevServerOptions {
     }
 }
 
-/// A running `temporal server start-dev`; stopped (killed) when dropped.
+/// A running `temporal server start-dev`; stopped when dropped, and also when this process ends
+/// in any way (a small `sh` watchdog stops the server once its parent is gone, so a test binary
+/// that exits without dropping its statics leaves nothing behind).
 #[derive(Debug)]
 pub struct DevServer {
     child: Child,
+    server_pid: Option<u32>,
     address: SocketAddr,
     ui_port: Option<u16>,
 }
+
+/// Runs the server in the background and stops it when the parent process (whose pid is `$1`)
+/// is gone or on SIGTERM; prints the server's pid first.
+const WATCHDOG: &str = r#"parent=$1; shift
+"$@" & server=$!
+echo "$server"
+trap 'kill $server 2>/dev/null; exit 0' TERM INT
+while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
+kill "$server" 2>/dev/null
+wait "$server""#;
 
 impl DevServer {
     /// The `temporal` CLI: `TEMPORAL_CLI` if set, else `temporal` on `PATH`.
@@ -112,12 +125,14 @@ impl DevServer {
                 None => free_port()?,
             })
         };
-        let mut command = Command::new(&cli);
+        let mut command = Command::new("sh");
         command
+            .args(["-c", WATCHDOG, "flock-dev-server", &std::process::id().to_string()])
+            .arg(&cli)
             .args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--log-level", "error"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         match ui_port {
             Some(ui) => command.args(["--ui-port", &ui.to_string()]),
@@ -129,11 +144,18 @@ impl DevServer {
         for namespace in &options.namespaces {
             command.args(["--namespace", namespace]);
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| Error::Executor(format!("cannot start {}: {e}", cli.display())))?;
+        let server_pid = child.stdout.take().and_then(|stdout| {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+            line.trim().parse().ok()
+        });
         let mut server = DevServer {
             child,
+            server_pid,
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             ui_port,
         };
@@ -195,8 +217,8 @@ impl DevServer {
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    pub fn pid(&self) -> Option<u32> {
+        self.server_pid
     }
 
     /// Stops the server.
@@ -205,6 +227,12 @@ impl DevServer {
     }
 
     fn kill(&mut self) {
+        if let Some(pid) = self.server_pid.take() {
+            let _ = Command::new("kill")
+                .arg(pid.to_string())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

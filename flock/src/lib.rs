@@ -63,6 +63,7 @@ pub mod error;
 mod executor;
 mod flock;
 pub mod flow;
+pub mod join;
 pub mod model;
 pub mod record;
 pub mod registry;
@@ -84,7 +85,7 @@ pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
 pub use flock_macros::{agent, flow, tool};
 
-pub use futures::future::{join_all, try_join_all};
+pub use crate::join::{join_all, try_join_all};
 pub use futures::{join, try_join};
 
 /// What a typical user file imports.

@@ -1,1 +1,3 @@
-//! Integration tests live in tests/.
+//! Code shared by the integration tests and the helper processes they start.
+
+pub mod durability;

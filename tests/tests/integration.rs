@@ -3,3 +3,4 @@
 
 mod local;
 mod model;
+mod temporal;

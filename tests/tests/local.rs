@@ -13,37 +13,10 @@ use serde_json::json;
 // ---------------------------------------------------------------------------------------------
 // The seed pipeline: research -> summarize, declarative agents.
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Topic {
-    /// The topic to research
-    pub topic: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Findings {
-    /// Research findings
-    pub findings: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
-    /// Concise summary
-    pub summary: String,
-}
-
-/// Research the topic and report what you found.
-#[agent(hand_off = summarize_agent)]
-async fn research_agent(input: Topic) -> Findings;
-
-/// Summarize the findings in two sentences.
-#[agent]
-async fn summarize_agent(input: Findings) -> Summary;
-
-#[flow]
-async fn research_flow(ctx: &FlowContext, topic: Topic) -> Result<Summary, FlowError> {
-    let findings = ctx.call(research_agent, topic).await?;
-    ctx.call(summarize_agent, findings).await
-}
+// Defined in the examples crate (so the conformance tests run the very same code).
+use flock_examples::research::{
+    Findings, Summary, Topic, research_agent, research_flow, summarize_agent,
+};
 
 async fn test_flock() -> Flock {
     Flock::builder().model("test").build().await.expect("flock builds")

@@ -1,0 +1,29 @@
+//! A standalone worker process for the durability test: serves every agent and flow linked in,
+//! on `FLOCK_TASK_QUEUE` of the server at `TEMPORAL_ADDRESS`, until killed.
+
+use flock::prelude::*;
+
+use flock_tests::durability::{d_first, d_flow, d_second, d_third};
+
+#[tokio::main]
+async fn main() -> Result<(), flock::Error> {
+    let server_url = std::env::var("TEMPORAL_ADDRESS").map_err(|_| flock::Error::Config("TEMPORAL_ADDRESS is not set".into()))?;
+    let task_queue = std::env::var("FLOCK_TASK_QUEUE").map_err(|_| flock::Error::Config("FLOCK_TASK_QUEUE is not set".into()))?;
+    let flock = Flock::builder()
+        .local_debug(false)
+        .in_process_worker(false)
+        // explicit, so the linker cannot drop the library's registrations
+        .flow(d_flow)
+        .agent(d_first)
+        .agent(d_second)
+        .agent(d_third)
+        .temporal(TemporalExecutorConfig {
+            server_url,
+            task_queue,
+            ..Default::default()
+        })
+        .build()
+        .await?;
+    println!("worker ready");
+    flock.worker().run().await
+}

@@ -1,0 +1,484 @@
+//! The Temporal executor against a real dev server that this test binary starts (once) on a free
+//! loopback port. Needs the `temporal` CLI (`TEMPORAL_CLI` or `PATH`; `scripts/test` installs it);
+//! without it these tests fail with an install hint, they are never skipped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use flock::dev_server::{DevServer, DevServerOptions};
+use flock::prelude::*;
+use flock::{ErrorClass, WorkerLimits};
+use flock_examples::pipeline::{handle_batch, handle_ticket, sample_batch};
+use flock_examples::research::{Topic, research_agent, research_flow};
+use flock_tests::durability::{self, Work, d_flow};
+use serde_json::json;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowFetchHistoryOptions};
+use temporalio_common::UntypedWorkflow;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+// ---------------------------------------------------------------------------------------------
+// One dev server per test binary.
+
+static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// The dev server's address, starting it on first use. It stops when this process ends.
+fn server() -> String {
+    SERVER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+                let server = rt
+                    .block_on(DevServer::start(DevServerOptions::default()))
+                    .map_err(|e| format!("cannot start the Temporal dev server for the tests: {e}"))?;
+                let address = server.address();
+                // Kept for the life of the process; its watchdog stops it when the process ends.
+                std::mem::forget(server);
+                Ok(address)
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the dev server thread panicked".into()))
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config(task_queue: &str) -> TemporalExecutorConfig {
+    TemporalExecutorConfig {
+        server_url: server(),
+        task_queue: task_queue.to_owned(),
+        retry_interval: Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+async fn temporal_flock(task_queue: &str) -> Flock {
+    Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .temporal(config(task_queue))
+        .build()
+        .await
+        .expect("a Flock on the test dev server")
+}
+
+async fn sdk_client() -> Client {
+    let options = ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
+    let connection = Connection::connect(options).await.unwrap();
+    Client::new(connection, ClientOptions::new("default").build()).unwrap()
+}
+
+/// The server's history of a run: workflow type, scheduled activity types, (activity, attempt)
+/// of every started attempt, child workflow types.
+#[derive(Debug, Default)]
+struct History {
+    workflow_type: String,
+    activities: Vec<String>,
+    attempts: Vec<(String, u32)>,
+    children: Vec<String>,
+}
+
+async fn history(run_id: &str) -> History {
+    let client = sdk_client().await;
+    let events = client
+        .get_workflow_handle::<UntypedWorkflow>(run_id.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .await
+        .expect("history")
+        .into_events();
+    let mut history = History::default();
+    let mut scheduled = std::collections::HashMap::new();
+    for event in events {
+        match event.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                history.workflow_type = a.workflow_type.map(|t| t.name).unwrap_or_default();
+            }
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                let name = a.activity_type.map(|t| t.name).unwrap_or_default();
+                scheduled.insert(event.event_id, name.clone());
+                history.activities.push(name);
+            }
+            Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                let name = scheduled.get(&a.scheduled_event_id).cloned().unwrap_or_default();
+                history.attempts.push((name, a.attempt as u32));
+            }
+            Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) => {
+                history.children.push(a.workflow_type.map(|t| t.name).unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    history
+}
+
+fn as_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance and names.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_give_identical_results_on_both_executors() {
+    let local = Flock::builder().model("test").build().await.unwrap();
+    let temporal = temporal_flock("conformance").await;
+
+    let batch_local = local.run_flow(handle_batch, sample_batch()).await.unwrap();
+    let batch_temporal = temporal.run_flow(handle_batch, sample_batch()).await.unwrap();
+    assert_eq!(as_json(&batch_local), as_json(&batch_temporal));
+    assert_eq!(batch_local.resolutions.len(), 3);
+
+    for ticket in sample_batch().tickets {
+        let on_local = local.run_flow(handle_ticket, ticket.clone()).await.unwrap();
+        let on_temporal = temporal.run_flow(handle_ticket, ticket).await.unwrap();
+        assert_eq!(as_json(&on_local), as_json(&on_temporal));
+    }
+
+    let topic = || Topic {
+        topic: "Temporal workflows".into(),
+    };
+    let chain_local = local.run(research_agent, topic()).await.unwrap();
+    let chain_temporal = temporal.run(research_agent, topic()).await.unwrap();
+    assert_eq!(as_json(&chain_local), as_json(&chain_temporal));
+    let flow_local = local.run_flow(research_flow, topic()).await.unwrap();
+    let flow_temporal = temporal.run_flow(research_flow, topic()).await.unwrap();
+    assert_eq!(as_json(&flow_local), as_json(&flow_temporal));
+    temporal.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_history_carries_flow_and_agent_names() {
+    let flock = temporal_flock("names").await;
+    flock
+        .run(research_agent, Topic { topic: "names".into() })
+        .id("names-chain")
+        .await
+        .unwrap();
+    let chain = history("names-chain").await;
+    assert_eq!(chain.workflow_type, "research_agent.chain");
+    assert_eq!(chain.activities, ["research_agent", "summarize_agent"]);
+
+    flock.run_flow(handle_batch, sample_batch()).id("names-batch").await.unwrap();
+    let batch = history("names-batch").await;
+    assert_eq!(batch.workflow_type, "handle_batch");
+    assert_eq!(batch.children, ["handle_ticket"; 3]);
+    flock.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ping {
+    /// A number
+    pub n: u32,
+}
+
+static T_FLAKY: AtomicU32 = AtomicU32::new(0);
+
+#[agent(retry(attempts = 3, initial_interval = "100ms"))]
+async fn t_flaky(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
+    T_FLAKY.fetch_add(1, Ordering::SeqCst);
+    if ctx.attempt() < 3 {
+        return Err(AgentError::transient(format!("flaky attempt {}", ctx.attempt())));
+    }
+    Ok(Ping { n: input.n + 1 })
+}
+
+static T_BROKEN: AtomicU32 = AtomicU32::new(0);
+
+#[agent(retry(attempts = 5, initial_interval = "100ms"))]
+async fn t_broken(input: Ping) -> Result<Ping, AgentError> {
+    T_BROKEN.fetch_add(1, Ordering::SeqCst);
+    let _ = input;
+    Err(AgentError::permanent("the account is closed"))
+}
+
+static T_THROTTLED: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+
+#[agent(retry(attempts = 3, initial_interval = "10ms"))]
+async fn t_throttled(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
+    T_THROTTLED.lock().unwrap().push(Instant::now());
+    if ctx.attempt() == 1 {
+        return Err(AgentError::rate_limited(Duration::from_millis(1500), "429: slow down"));
+    }
+    Ok(input)
+}
+
+#[agent(retry(attempts = 3, initial_interval = "50ms"))]
+async fn t_down(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
+    let _ = input;
+    Err(AgentError::transient(format!("service down at attempt {}", ctx.attempt())))
+}
+
+#[flow]
+async fn t_calls(ctx: &FlowContext, ping: Ping) -> Result<Ping, FlowError> {
+    match ping.n {
+        0 => ctx.call(t_flaky, ping).await,
+        1 => ctx.call(t_broken, ping).await,
+        2 => ctx.call(t_throttled, ping).await,
+        _ => ctx.call(t_down, ping).await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_classes_on_temporal() {
+    let flock = temporal_flock("retries").await;
+
+    // transient twice, then success: 3 attempts
+    let out = flock.run_flow(t_calls, Ping { n: 0 }).id("retry-transient").await.unwrap();
+    assert_eq!(out, Ping { n: 1 });
+    assert_eq!(T_FLAKY.load(Ordering::SeqCst), 3);
+    let attempts: Vec<u32> = history("retry-transient").await.attempts.iter().map(|(_, n)| *n).collect();
+    assert_eq!(attempts.last(), Some(&3), "{attempts:?}");
+
+    // permanent: runs once, the flow fails naming the agent
+    let error = flock.run_flow(t_calls, Ping { n: 1 }).id("retry-permanent").await.unwrap_err();
+    assert_eq!(T_BROKEN.load(Ordering::SeqCst), 1);
+    let (agent, attempts, cause) = error.agent_error().expect("an agent failure");
+    assert_eq!((agent, attempts, cause.class()), ("t_broken", 1, ErrorClass::Permanent));
+    let text = error.to_string();
+    assert!(text.contains("t_calls") && text.contains("the account is closed"), "{text}");
+
+    // rate limited: the next attempt starts no sooner than retry_after
+    flock.run_flow(t_calls, Ping { n: 2 }).await.unwrap();
+    let starts = T_THROTTLED.lock().unwrap().clone();
+    assert_eq!(starts.len(), 2);
+    let gap = starts[1] - starts[0];
+    assert!(gap >= Duration::from_millis(1500), "second attempt after {gap:?}");
+
+    // attempts exhausted: the flow fails with the agent, the count and the last cause
+    let error = flock.run_flow(t_calls, Ping { n: 3 }).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("agent `t_down` failed after 3 attempts") && text.contains("service down at attempt 3"),
+        "{text}"
+    );
+    flock.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handles: start, re-attach by id, cancel.
+
+#[flow]
+async fn t_sleepy(ctx: &FlowContext, ping: Ping) -> Result<Ping, FlowError> {
+    ctx.sleep(Duration::from_millis(u64::from(ping.n))).await;
+    Ok(Ping { n: ping.n + 1 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_start_reattach_and_cancel() {
+    let flock = temporal_flock("handles").await;
+    let handle = flock.run_flow(t_sleepy, Ping { n: 300 }).id("sleepy-1").start().await.unwrap();
+    assert_eq!(handle.id(), "sleepy-1");
+    let client_only = Flock::builder()
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config("handles"))
+        .build()
+        .await
+        .unwrap();
+    let again = client_only.flow_handle(t_sleepy, "sleepy-1").unwrap();
+    assert_eq!(again.result().await.unwrap(), Ping { n: 301 });
+
+    let long = flock.run_flow(t_sleepy, Ping { n: 600_000 }).start().await.unwrap();
+    assert!(long.id().starts_with("t_sleepy-"));
+    long.cancel().await.unwrap();
+    let error = long.result().await.unwrap_err();
+    assert!(error.to_string().contains("cancelled"), "{error}");
+    flock.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability: a worker killed in the middle of a flow.
+
+fn spawn_worker(task_queue: &str, file: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_durability_worker"))
+        .env("TEMPORAL_ADDRESS", server())
+        .env("FLOCK_TASK_QUEUE", task_queue)
+        .env(durability::FILE_VAR, file)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the durability worker starts")
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_survives_a_killed_worker() {
+    let task_queue = "durability";
+    let file: PathBuf = std::env::temp_dir().join(format!("flock-durability-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let client = Flock::builder()
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config(task_queue))
+        .build()
+        .await
+        .unwrap();
+    let mut first_worker = spawn_worker(task_queue, &file);
+    let handle = client.run_flow(d_flow, Work { trail: vec![] }).start().await.unwrap();
+    wait_for("the second agent to start", Duration::from_secs(60), || {
+        durability::count(&file, "second-start") == 1
+    })
+    .await;
+    first_worker.kill().unwrap(); // SIGKILL
+    first_worker.wait().unwrap();
+    let mut second_worker = spawn_worker(task_queue, &file);
+    let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
+    second_worker.kill().unwrap();
+    second_worker.wait().unwrap();
+    let work = result.expect("the flow completes after the worker is replaced").unwrap();
+    assert_eq!(work.trail, ["first", "second", "third"]);
+    assert_eq!(durability::count(&file, "first"), 1, "the first agent ran exactly once");
+    assert_eq!(durability::count(&file, "second-start"), 2, "the second agent ran again");
+    assert_eq!(durability::count(&file, "second-done"), 1);
+    assert_eq!(durability::count(&file, "third"), 1);
+    let _ = std::fs::remove_file(&file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and configuration errors.
+
+#[tokio::test]
+async fn unreachable_server_is_a_clear_error_within_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let error = Flock::builder()
+        .local_debug(false)
+        .temporal(TemporalExecutorConfig {
+            server_url: format!("127.0.0.1:{port}"),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("temporal server start-dev"), "{text}");
+
+    // a listener that accepts connections and never answers: bounded too
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let started = Instant::now();
+    let error = Flock::builder()
+        .local_debug(false)
+        .temporal(TemporalExecutorConfig {
+            server_url: address.to_string(),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(error.to_string().contains(&address.to_string()), "{error}");
+    drop(silent);
+}
+
+#[tokio::test]
+async fn configuration_errors_are_clear() {
+    let build = |config: TemporalExecutorConfig| Flock::builder().local_debug(false).temporal(config).build();
+
+    let error = build(TemporalExecutorConfig {
+        server_url: server(),
+        tls_cert_path: Some("/nonexistent/client.pem".into()),
+        tls_key_path: Some("/nonexistent/client.key".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("/nonexistent/client.pem"), "{error}");
+
+    for bad in ["", "localhost:notaport", "http://", "local host:7233"] {
+        let error = build(TemporalExecutorConfig {
+            server_url: bad.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("server_url"), "{bad:?}: {error}");
+    }
+
+    let error = build(TemporalExecutorConfig {
+        server_url: server(),
+        namespace: "no-such-namespace".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("no namespace `no-such-namespace`"), "{error}");
+}
+
+#[tokio::test]
+async fn config_loads_from_temporal_environment_and_toml() {
+    let dir = std::env::temp_dir().join(format!("flock-envconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("temporal.toml");
+    std::fs::write(&toml, "[profile.default]\naddress = \"temporal.invalid:7233\"\nnamespace = \"from-file\"\n").unwrap();
+    let env = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let from_file = TemporalExecutorConfig::from_env_map(&env(&[("TEMPORAL_CONFIG_FILE", toml.to_str().unwrap())])).unwrap();
+    assert_eq!(from_file.server_url, "temporal.invalid:7233");
+    assert_eq!(from_file.namespace, "from-file");
+    let overridden = TemporalExecutorConfig::from_env_map(&env(&[
+        ("TEMPORAL_CONFIG_FILE", toml.to_str().unwrap()),
+        ("TEMPORAL_ADDRESS", "127.0.0.1:7777"),
+        ("TEMPORAL_API_KEY", "secret-key"),
+    ]))
+    .unwrap();
+    assert_eq!(overridden.server_url, "127.0.0.1:7777");
+    assert_eq!(overridden.namespace, "from-file");
+    assert_eq!(overridden.api_key.as_deref(), Some("secret-key"));
+    assert!(!format!("{overridden:?}").contains("secret-key"), "the key is redacted");
+    let defaults = TemporalExecutorConfig::from_env_map(&env(&[("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")]));
+    assert!(defaults.is_err() || defaults.unwrap().server_url == "localhost:7233");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_worker_serves_a_client_only_flock() {
+    let task_queue = "standalone";
+    let worker_flock = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config(task_queue))
+        .build()
+        .await
+        .unwrap();
+    let client = Flock::builder()
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config(task_queue))
+        .build()
+        .await
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = worker_flock
+        .worker()
+        .limits(WorkerLimits {
+            max_concurrent_agents: 4,
+            ..Default::default()
+        })
+        .run_until(async {
+            let _ = stop_rx.await;
+        });
+    let work = async {
+        let out = client.run_flow(handle_batch, sample_batch()).await;
+        let _ = stop_tx.send(());
+        out
+    };
+    let (served, out) = tokio::join!(worker, work);
+    served.unwrap();
+    assert_eq!(out.unwrap().resolutions.len(), 3);
+    let _ = json!(null);
+}
