@@ -74,14 +74,15 @@ impl DevServerOptions {
 pub struct DevServer {
     child: Child,
     server_pid: Option<u32>,
+    log: PathBuf,
     address: SocketAddr,
     ui_port: Option<u16>,
 }
 
 /// Runs the server in the background and stops it when the parent process (whose pid is `$1`)
 /// is gone or on SIGTERM; prints the server's pid first.
-const WATCHDOG: &str = r#"parent=$1; shift
-"$@" & server=$!
+const WATCHDOG: &str = r#"parent=$1; log=$2; shift 2
+"$@" >"$log" 2>&1 & server=$!
 echo "$server"
 trap 'kill $server 2>/dev/null; exit 0' TERM INT
 while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
@@ -125,15 +126,17 @@ impl DevServer {
                 None => free_port()?,
             })
         };
+        let log = std::env::temp_dir().join(format!("flock-dev-server-{}-{port}.log", std::process::id()));
         let mut command = Command::new("sh");
         command
             .args(["-c", WATCHDOG, "flock-dev-server", &std::process::id().to_string()])
+            .arg(&log)
             .arg(&cli)
             .args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--log-level", "error"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::null());
         match ui_port {
             Some(ui) => command.args(["--ui-port", &ui.to_string()]),
             None => command.arg("--headless"),
@@ -156,6 +159,7 @@ impl DevServer {
         let mut server = DevServer {
             child,
             server_pid,
+            log,
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             ui_port,
         };
@@ -167,15 +171,11 @@ impl DevServer {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().map_err(|e| Error::Executor(e.to_string()))? {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
+                let output = std::fs::read_to_string(&self.log).unwrap_or_default();
                 return Err(Error::Executor(format!(
-                    "{} server start-dev exited with {status}: {}",
+                    "{} server start-dev exited ({status}): {}",
                     cli.display(),
-                    stderr.trim()
+                    output.trim()
                 )));
             }
             if TcpStream::connect_timeout(&self.address, Duration::from_millis(100)).is_ok() {
@@ -189,8 +189,6 @@ impl DevServer {
                     .map(|s| s.success())
                     .unwrap_or(false);
                 if ready {
-                    // stderr is no longer needed; keep the pipe from filling up
-                    drop(self.child.stderr.take());
                     return Ok(());
                 }
             }
@@ -235,6 +233,7 @@ impl DevServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
