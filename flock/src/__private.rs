@@ -33,3 +33,306 @@ pub async fn run_declarative<A: Agent>(
 pub fn into_agent_result<T, R: IntoAgentResult<T>>(value: R) -> Result<T, AgentError> {
     value.into_agent_result()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Context parameters. `#[agent]` passes the context to a body through `agent_context::<T>(..)`
+// where `T` is the type the user wrote, spanned at that type: a wrong type fails there, once,
+// with the message below.
+
+/// The type of an agent fn's context parameter: `&AgentContext`.
+#[diagnostic::on_unimplemented(
+    message = "the first parameter of an agent with two parameters must be `&AgentContext`, not `{Self}`",
+    label = "expected `&AgentContext`",
+    note = "an `#[agent]` fn is `async fn name(input: In) -> Out` or `async fn name(ctx: &AgentContext, input: In) -> Out`",
+    note = "an agent takes exactly one input value: to pass several values, put them in one struct"
+)]
+pub trait AgentContextParam<'a> {
+    /// Borrows the context as the parameter's type.
+    fn from_context(ctx: &'a AgentContext) -> Self;
+}
+
+impl<'a> AgentContextParam<'a> for &'a AgentContext {
+    #[inline]
+    fn from_context(ctx: &'a AgentContext) -> Self {
+        ctx
+    }
+}
+
+/// Passes the context to an agent body as the type of its context parameter.
+#[inline]
+pub fn agent_context<'a, C: AgentContextParam<'a>>(ctx: &'a AgentContext) -> C {
+    C::from_context(ctx)
+}
+
+/// The type of a flow fn's context parameter: `&FlowContext`.
+#[diagnostic::on_unimplemented(
+    message = "the first parameter of a flow must be `&FlowContext`, not `{Self}`",
+    label = "expected `&FlowContext`",
+    note = "a `#[flow]` fn is `async fn name(ctx: &FlowContext, input: In) -> Result<Out, FlowError>`"
+)]
+pub trait FlowContextParam<'a> {
+    /// Borrows the context as the parameter's type.
+    fn from_context(ctx: &'a FlowContext) -> Self;
+}
+
+impl<'a> FlowContextParam<'a> for &'a FlowContext {
+    #[inline]
+    fn from_context(ctx: &'a FlowContext) -> Self {
+        ctx
+    }
+}
+
+/// Passes the context to a flow body as the type of its context parameter.
+#[inline]
+pub fn flow_context<'a, C: FlowContextParam<'a>>(ctx: &'a FlowContext) -> C {
+    C::from_context(ctx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flow return types.
+
+/// What a flow fn returns: `Result<Out, FlowError>` (through any alias).
+#[diagnostic::on_unimplemented(
+    message = "a flow returns `Result<Output, FlowError>`, not `{Self}`",
+    label = "expected `Result<Output, FlowError>`",
+    note = "a `#[flow]` fn is `async fn name(ctx: &FlowContext, input: In) -> Result<Out, FlowError>`; `?` converts agent and other errors into `FlowError`"
+)]
+pub trait FlowReturn {
+    /// The flow's output type.
+    type Ok;
+    /// Converts into the executors' result.
+    fn into_flow_result(self) -> Result<Self::Ok, FlowError>;
+}
+
+impl<T> FlowReturn for Result<T, FlowError> {
+    type Ok = T;
+
+    #[inline]
+    fn into_flow_result(self) -> Result<T, FlowError> {
+        self
+    }
+}
+
+/// Converts what a flow body returned into the executors' result.
+#[inline]
+pub fn flow_result<R: FlowReturn>(value: R) -> Result<R::Ok, FlowError> {
+    value.into_flow_result()
+}
+
+/// Checks that a flow's return type is `Result<_, FlowError>`.
+pub const fn assert_flow_return<R: FlowReturn>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Input and output checks, one trait per requirement so that the message names the missing
+// derive and says whether the input or the output lacks it. Each trait has one blanket impl
+// whose bound has the same self type, so rustc reports the trait's own message.
+
+macro_rules! io_check {
+    ($(#[$doc:meta])* $trait:ident, $assert:ident, $bound:path, $message:literal, $label:literal, $note:literal) => {
+        $(#[$doc])*
+        #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
+        pub trait $trait {}
+        impl<T: ?Sized + $bound> $trait for T {}
+        #[doc = concat!("Checks `", stringify!($trait), "`.")]
+        pub const fn $assert<T: ?Sized + $trait>() {}
+    };
+}
+
+io_check!(
+    /// An agent input is `Serialize`.
+    AgentInputSerialize, assert_agent_input_serialize, serde::Serialize,
+    "the agent input `{Self}` does not implement `Serialize`",
+    "add `#[derive(Serialize)]` to this type",
+    "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// An agent input is `DeserializeOwned`.
+    AgentInputDeserialize, assert_agent_input_deserialize, serde::de::DeserializeOwned,
+    "the agent input `{Self}` does not implement `Deserialize`",
+    "add `#[derive(Deserialize)]` to this type",
+    "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
+);
+io_check!(
+    /// An agent input is `JsonSchema`.
+    AgentInputJsonSchema, assert_agent_input_json_schema, schemars::JsonSchema,
+    "the agent input `{Self}` does not implement `JsonSchema`",
+    "add `#[derive(JsonSchema)]` to this type",
+    "the JSON Schema of an agent's input and output describes them to the model: derive `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// An agent output is `Serialize`.
+    AgentOutputSerialize, assert_agent_output_serialize, serde::Serialize,
+    "the agent output `{Self}` does not implement `Serialize`",
+    "add `#[derive(Serialize)]` to this type",
+    "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// An agent output is `DeserializeOwned`.
+    AgentOutputDeserialize, assert_agent_output_deserialize, serde::de::DeserializeOwned,
+    "the agent output `{Self}` does not implement `Deserialize`",
+    "add `#[derive(Deserialize)]` to this type",
+    "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
+);
+io_check!(
+    /// An agent output is `JsonSchema`.
+    AgentOutputJsonSchema, assert_agent_output_json_schema, schemars::JsonSchema,
+    "the agent output `{Self}` does not implement `JsonSchema`",
+    "add `#[derive(JsonSchema)]` to this type",
+    "the JSON Schema of an agent's input and output describes them to the model: derive `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A flow input is `Serialize`.
+    FlowInputSerialize, assert_flow_input_serialize, serde::Serialize,
+    "the flow input `{Self}` does not implement `Serialize`",
+    "add `#[derive(Serialize)]` to this type",
+    "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A flow input is `DeserializeOwned`.
+    FlowInputDeserialize, assert_flow_input_deserialize, serde::de::DeserializeOwned,
+    "the flow input `{Self}` does not implement `Deserialize`",
+    "add `#[derive(Deserialize)]` to this type",
+    "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
+);
+io_check!(
+    /// A flow input is `JsonSchema`.
+    FlowInputJsonSchema, assert_flow_input_json_schema, schemars::JsonSchema,
+    "the flow input `{Self}` does not implement `JsonSchema`",
+    "add `#[derive(JsonSchema)]` to this type",
+    "a flow's input and output schemas describe it to its callers: derive `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A flow output is `Serialize`.
+    FlowOutputSerialize, assert_flow_output_serialize, serde::Serialize,
+    "the flow output `{Self}` does not implement `Serialize`",
+    "add `#[derive(Serialize)]` to this type",
+    "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A flow output is `DeserializeOwned`.
+    FlowOutputDeserialize, assert_flow_output_deserialize, serde::de::DeserializeOwned,
+    "the flow output `{Self}` does not implement `Deserialize`",
+    "add `#[derive(Deserialize)]` to this type",
+    "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
+);
+io_check!(
+    /// A flow output is `JsonSchema`.
+    FlowOutputJsonSchema, assert_flow_output_json_schema, schemars::JsonSchema,
+    "the flow output `{Self}` does not implement `JsonSchema`",
+    "add `#[derive(JsonSchema)]` to this type",
+    "a flow's input and output schemas describe it to its callers: derive `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// Tool arguments are `DeserializeOwned`.
+    ToolArgsDeserialize, assert_tool_args_deserialize, serde::de::DeserializeOwned,
+    "the tool arguments `{Self}` do not implement `Deserialize`",
+    "add `#[derive(Deserialize)]` to this type",
+    "the model calls a tool with JSON arguments: they derive `Deserialize` and `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// Tool arguments are `JsonSchema`.
+    ToolArgsJsonSchema, assert_tool_args_json_schema, schemars::JsonSchema,
+    "the tool arguments `{Self}` do not implement `JsonSchema`",
+    "add `#[derive(JsonSchema)]` to this type",
+    "the JSON Schema of a tool's arguments tells the model how to call it: derive `JsonSchema` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A tool's output is `Serialize`.
+    ToolOutputSerialize, assert_tool_output_serialize, serde::Serialize,
+    "the tool output `{Self}` does not implement `Serialize`",
+    "add `#[derive(Serialize)]` to this type",
+    "a tool's answer goes back to the model as JSON: it derives `Serialize` (re-exported by `flock::prelude`)"
+);
+io_check!(
+    /// A tool's error is `Display`.
+    ToolErrorDisplay, assert_tool_error_display, core::fmt::Display,
+    "the tool error `{Self}` does not implement `Display`",
+    "a failing tool returns `Result<Out, E>` with `E: Display`",
+    "the error's text goes back to the model as the tool's answer"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Hand-offs.
+
+/// `#[agent(hand_off = To)]` on agent `From`: the output of `From` converts into `Self`, the input
+/// of `To`. (Implemented for the target's input so that rustc reports this message.)
+#[diagnostic::on_unimplemented(
+    message = "agent `{From}` cannot hand off to agent `{To}`: its output `{FromOutput}` does not convert into `{Self}`, the input of `{To}`",
+    label = "`{FromOutput}` does not implement `Into<{Self}>`",
+    note = "make the types agree, or implement `From<{FromOutput}> for {Self}`"
+)]
+pub trait HandsOffTo<From, To, FromOutput> {}
+
+impl<From, To, FromOutput, ToInput> HandsOffTo<From, To, FromOutput> for ToInput where
+    FromOutput: Into<ToInput>
+{
+}
+
+/// Checks `#[agent(hand_off = To)]` on agent `From`, and gives `To`'s name for the spec (one
+/// call, so that a wrong hand-off is reported once).
+pub const fn assert_hand_off<From: Agent, To: Agent>() -> &'static str
+where
+    To::Input: HandsOffTo<From, To, From::Output>,
+{
+    To::NAME
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools.
+
+/// Checks that each entry of `#[agent(tools = [..])]` is a tool.
+pub const fn assert_tool<T: DynTool>() {}
+
+/// The JSON Schema of a tool's arguments.
+pub fn tool_parameters_schema<A: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::schema_for!(A).to_value()
+}
+
+/// Deserializes a tool's JSON arguments, with an error message for the model.
+pub fn tool_arguments<A: serde::de::DeserializeOwned>(
+    tool: &'static str,
+    arguments: serde_json::Value,
+) -> Result<A, String> {
+    serde_json::from_value(arguments)
+        .map_err(|e| format!("the arguments of tool `{tool}` do not match its schema: {e}"))
+}
+
+/// Serializes what an infallible tool returned.
+pub fn tool_output<T: serde::Serialize>(
+    tool: &'static str,
+    output: T,
+) -> Result<serde_json::Value, String> {
+    serde_json::to_value(output)
+        .map_err(|e| format!("the output of tool `{tool}` is not serializable: {e}"))
+}
+
+/// Serializes what a fallible tool returned; its error becomes the model's answer.
+pub fn tool_result<T: serde::Serialize, E: core::fmt::Display>(
+    tool: &'static str,
+    result: Result<T, E>,
+) -> Result<serde_json::Value, String> {
+    match result {
+        Ok(output) => tool_output(tool, output),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The `call_json` of a `#[tool]`: deserializes the arguments, runs the body, serializes.
+pub fn call_tool<A, Fut>(
+    tool: &'static str,
+    arguments: serde_json::Value,
+    body: fn(A) -> Fut,
+    finish: fn(&'static str, Fut::Output) -> Result<serde_json::Value, String>,
+) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>
+where
+    A: serde::de::DeserializeOwned,
+    Fut: core::future::Future + Send + 'static,
+{
+    match tool_arguments::<A>(tool, arguments) {
+        Ok(arguments) => {
+            let call = body(arguments);
+            Box::pin(async move { finish(tool, call.await) })
+        }
+        Err(error) => Box::pin(core::future::ready(Err(error))),
+    }
+}

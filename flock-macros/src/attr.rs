@@ -1,0 +1,766 @@
+//! Attribute arguments: `#[agent(..)]`, `#[flow(..)]` and `#[tool(..)]`, parsed structurally with
+//! `syn::meta::parser`. Every problem is reported to the [`Ctxt`] at its own span and parsing
+//! goes on, so that one compile shows every mistake.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::spanned::Spanned as _;
+use syn::{Expr, ExprLit, Lit, LitStr, Path, Token};
+
+use crate::ctxt::{Ctxt, did_you_mean};
+use crate::duration;
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+/// A duration in milliseconds.
+pub type Millis = Spanned<u64>;
+
+/// `#[agent(..)]`.
+#[derive(Default)]
+pub struct AgentAttrs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    pub model: Option<LitStr>,
+    pub hand_off: Option<Path>,
+    pub timeout: Option<Millis>,
+    pub schedule_to_close: Option<Millis>,
+    pub heartbeat: Option<Millis>,
+    pub task_queue: Option<LitStr>,
+    pub output_retries: Option<Spanned<u32>>,
+    pub tools: Option<Spanned<Vec<Path>>>,
+    pub retry: RetryAttrs,
+}
+
+/// `retry(..)` inside `#[agent(..)]`.
+#[derive(Default)]
+pub struct RetryAttrs {
+    pub attempts: Option<Spanned<u32>>,
+    pub initial_interval: Option<Millis>,
+    pub max_interval: Option<Millis>,
+    pub backoff: Option<Spanned<f64>>,
+    pub jitter: Option<Spanned<f64>>,
+    pub non_retryable: Vec<Spanned<String>>,
+}
+
+/// `#[flow(..)]`.
+#[derive(Default)]
+pub struct FlowAttrs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+    pub task_queue: Option<LitStr>,
+    pub execution_timeout: Option<Millis>,
+    pub run_timeout: Option<Millis>,
+}
+
+/// `#[tool(..)]`.
+#[derive(Default)]
+pub struct ToolAttrs {
+    pub name: Option<LitStr>,
+    pub description: Option<LitStr>,
+}
+
+/// The keys one attribute (or `retry(..)`) accepts, for unknown-key messages.
+struct Keys {
+    /// How the attribute is written in messages, e.g. "`#[agent(..)]`".
+    what: &'static str,
+    keys: &'static [&'static str],
+    /// Names people reach for, and the key they mean.
+    aliases: &'static [(&'static str, &'static str)],
+}
+
+const AGENT: Keys = Keys {
+    what: "`#[agent(..)]`",
+    keys: &[
+        "name",
+        "description",
+        "model",
+        "hand_off",
+        "timeout",
+        "schedule_to_close",
+        "heartbeat",
+        "task_queue",
+        "output_retries",
+        "tools",
+        "retry",
+    ],
+    aliases: &[
+        ("start_to_close", "timeout"),
+        ("start_to_close_timeout", "timeout"),
+        ("schedule_to_close_timeout", "schedule_to_close"),
+        ("heartbeat_timeout", "heartbeat"),
+        ("next", "hand_off"),
+        ("then", "hand_off"),
+        ("queue", "task_queue"),
+        ("retries", "retry"),
+        ("retry_policy", "retry"),
+        ("doc", "description"),
+    ],
+};
+
+const RETRY: Keys = Keys {
+    what: "`retry(..)`",
+    keys: &[
+        "attempts",
+        "initial_interval",
+        "max_interval",
+        "backoff",
+        "jitter",
+        "non_retryable",
+    ],
+    aliases: &[
+        ("max_attempts", "attempts"),
+        ("maximum_attempts", "attempts"),
+        ("backoff_coefficient", "backoff"),
+        ("maximum_interval", "max_interval"),
+        ("non_retryable_errors", "non_retryable"),
+        ("non_retryable_error_types", "non_retryable"),
+    ],
+};
+
+const FLOW: Keys = Keys {
+    what: "`#[flow(..)]`",
+    keys: &[
+        "name",
+        "description",
+        "task_queue",
+        "execution_timeout",
+        "run_timeout",
+    ],
+    aliases: &[
+        ("timeout", "execution_timeout"),
+        ("workflow_execution_timeout", "execution_timeout"),
+        ("workflow_run_timeout", "run_timeout"),
+        ("queue", "task_queue"),
+    ],
+};
+
+const TOOL: Keys = Keys {
+    what: "`#[tool(..)]`",
+    keys: &["name", "description"],
+    aliases: &[],
+};
+
+/// The error classes `non_retryable` accepts (flock's `ErrorClass` names).
+pub const ERROR_CLASSES: [&str; 5] = [
+    "RateLimited",
+    "Transient",
+    "Permanent",
+    "InvalidInput",
+    "InvalidOutput",
+];
+
+/// Parses `#[agent(..)]`'s arguments.
+pub fn parse_agent(cx: &Ctxt, args: TokenStream) -> AgentAttrs {
+    let mut attrs = AgentAttrs::default();
+    parse_keys(cx, args, &AGENT, |key, meta| attrs.set(cx, key, meta));
+    attrs
+}
+
+/// Parses `#[flow(..)]`'s arguments.
+pub fn parse_flow(cx: &Ctxt, args: TokenStream) -> FlowAttrs {
+    let mut attrs = FlowAttrs::default();
+    parse_keys(cx, args, &FLOW, |key, meta| attrs.set(cx, key, meta));
+    attrs
+}
+
+/// Parses `#[tool(..)]`'s arguments.
+pub fn parse_tool(cx: &Ctxt, args: TokenStream) -> ToolAttrs {
+    let mut attrs = ToolAttrs::default();
+    parse_keys(cx, args, &TOOL, |key, meta| {
+        match key {
+            "name" => attrs.name = lit_str(cx, meta, "name = \"search\"")?,
+            _ => attrs.description = lit_str(cx, meta, "description = \"What the tool does.\"")?,
+        }
+        Ok(())
+    });
+    attrs
+}
+
+impl AgentAttrs {
+    fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
+        match key {
+            "name" => self.name = lit_str(cx, meta, "name = \"research\"")?,
+            "description" => {
+                self.description = lit_str(cx, meta, "description = \"What the agent does.\"")?
+            }
+            "model" => self.model = lit_str(cx, meta, "model = \"openai/gpt-4o-mini\"")?,
+            "hand_off" => self.hand_off = path(cx, meta, "hand_off = next_agent")?,
+            "timeout" => self.timeout = millis(cx, meta, "timeout = \"30s\"")?,
+            "schedule_to_close" => {
+                self.schedule_to_close = millis(cx, meta, "schedule_to_close = \"5m\"")?
+            }
+            "heartbeat" => self.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
+            "task_queue" => self.task_queue = lit_str(cx, meta, "task_queue = \"agents\"")?,
+            "output_retries" => self.output_retries = int(cx, meta, "output_retries = 2")?,
+            "tools" => self.tools = path_list(cx, meta, "tools = [search, fetch_page]")?,
+            _ => self.retry = retry(cx, meta)?,
+        }
+        Ok(())
+    }
+}
+
+impl RetryAttrs {
+    fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
+        match key {
+            "attempts" => self.attempts = int(cx, meta, "attempts = 5")?,
+            "initial_interval" => {
+                self.initial_interval = millis(cx, meta, "initial_interval = \"2s\"")?
+            }
+            "max_interval" => self.max_interval = millis(cx, meta, "max_interval = \"1m\"")?,
+            "backoff" => self.backoff = float(cx, meta, "backoff = 2.0")?,
+            "jitter" => self.jitter = float(cx, meta, "jitter = 0.2")?,
+            _ => self.non_retryable = error_classes(cx, meta)?,
+        }
+        Ok(())
+    }
+}
+
+impl FlowAttrs {
+    fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
+        match key {
+            "name" => self.name = lit_str(cx, meta, "name = \"research_flow\"")?,
+            "description" => {
+                self.description = lit_str(cx, meta, "description = \"What the flow does.\"")?
+            }
+            "task_queue" => self.task_queue = lit_str(cx, meta, "task_queue = \"flows\"")?,
+            "execution_timeout" => {
+                self.execution_timeout = millis(cx, meta, "execution_timeout = \"1h\"")?
+            }
+            _ => self.run_timeout = millis(cx, meta, "run_timeout = \"30m\"")?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs `set` on every known, first-seen key of an argument list; reports the others.
+fn parse_keys(
+    cx: &Ctxt,
+    args: TokenStream,
+    keys: &Keys,
+    mut set: impl FnMut(&str, &ParseNestedMeta) -> syn::Result<()>,
+) {
+    let mut seen = Vec::new();
+    let parser = syn::meta::parser(|meta| dispatch(cx, keys, &mut seen, &meta, &mut set));
+    if let Err(error) = parser.parse2(args) {
+        cx.syn_error(error);
+    }
+}
+
+fn dispatch(
+    cx: &Ctxt,
+    keys: &Keys,
+    seen: &mut Vec<String>,
+    meta: &ParseNestedMeta,
+    set: &mut dyn FnMut(&str, &ParseNestedMeta) -> syn::Result<()>,
+) -> syn::Result<()> {
+    let Some(ident) = meta.path.get_ident() else {
+        cx.error_spanned_by(
+            &meta.path,
+            format!("expected a key of {}, found a path", keys.what),
+        );
+        return skip_value(meta);
+    };
+    let key = ident.to_string();
+    if !keys.keys.contains(&key.as_str()) {
+        cx.error_spanned_by(ident, unknown_key(keys, &key));
+        return skip_value(meta);
+    }
+    if seen.contains(&key) {
+        cx.error_spanned_by(
+            ident,
+            format!("duplicate key `{key}` in {}: set it once", keys.what),
+        );
+        return skip_value(meta);
+    }
+    seen.push(key.clone());
+    set(&key, meta)
+}
+
+fn unknown_key(keys: &Keys, key: &str) -> String {
+    let suggestion = keys
+        .aliases
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map(|(_, meant)| *meant)
+        .or_else(|| did_you_mean(key, keys.keys));
+    if let Some(meant) = suggestion {
+        return format!(
+            "unknown key `{key}` in {}; did you mean `{meant}`?",
+            keys.what
+        );
+    }
+    if std::ptr::eq(keys.keys, AGENT.keys)
+        && (RETRY.keys.contains(&key) || RETRY.aliases.iter().any(|(a, _)| *a == key))
+    {
+        return format!("`{key}` goes inside `retry(..)`: `retry({key} = ..)`");
+    }
+    let expected = keys
+        .keys
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "unknown key `{key}` in {}; expected one of {expected}",
+        keys.what
+    )
+}
+
+/// Consumes whatever follows a key that is being skipped: `= value` or `(..)`.
+fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+/// The name of the key being parsed.
+fn key_name(meta: &ParseNestedMeta) -> String {
+    meta.path
+        .get_ident()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+/// The expression after `key =`; `None` (reported) when there is no `=`.
+fn value(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Expr>> {
+    if !meta.input.peek(Token![=]) {
+        cx.error_spanned_by(
+            &meta.path,
+            format!("`{}` needs a value: `{example}`", key_name(meta)),
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    Ok(Some(meta.value()?.parse()?))
+}
+
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => Some(lit),
+        _ => None,
+    }
+}
+
+fn lit_str(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<LitStr>> {
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    match lit(&expr) {
+        Some(Lit::Str(s)) => Ok(Some(s.clone())),
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("`{}` takes a string literal: `{example}`", key_name(meta)),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn millis(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Millis>> {
+    let Some(text) = lit_str(cx, meta, example)? else {
+        return Ok(None);
+    };
+    match duration::parse_millis(&text.value()) {
+        Ok(0) => {
+            cx.error_spanned_by(
+                &text,
+                format!("`{}` must be longer than zero", key_name(meta)),
+            );
+            Ok(None)
+        }
+        Ok(millis) => Ok(Some(Spanned {
+            value: millis,
+            span: text.span(),
+        })),
+        Err(reason) => {
+            cx.error_spanned_by(&text, format!("`{}`: {reason}", key_name(meta)));
+            Ok(None)
+        }
+    }
+}
+
+fn int(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Spanned<u32>>> {
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    let key = key_name(meta);
+    match lit(&expr) {
+        Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+            Ok(value) => Ok(Some(Spanned {
+                value,
+                span: int.span(),
+            })),
+            Err(_) => {
+                cx.error_spanned_by(
+                    int,
+                    format!("`{key}` must be a whole number from 0 to {}", u32::MAX),
+                );
+                Ok(None)
+            }
+        },
+        _ => {
+            cx.error_spanned_by(&expr, format!("`{key}` takes a whole number: `{example}`"));
+            Ok(None)
+        }
+    }
+}
+
+fn float(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Spanned<f64>>> {
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    let parsed = match lit(&expr) {
+        Some(Lit::Float(float)) => float.base10_parse::<f64>().ok(),
+        Some(Lit::Int(int)) => int.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(value) if value.is_finite() => Ok(Some(Spanned {
+            value,
+            span: expr.span(),
+        })),
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("`{}` takes a number: `{example}`", key_name(meta)),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn path(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Path>> {
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    match expr {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(Some(p.path)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            cx.error_spanned_by(
+                &s,
+                format!(
+                    "`{}` names the agent itself, not a string: `{}`",
+                    key_name(meta),
+                    example.replace("next_agent", &s.value())
+                ),
+            );
+            Ok(None)
+        }
+        other => {
+            cx.error_spanned_by(
+                &other,
+                format!(
+                    "`{}` takes the name of an agent: `{example}`",
+                    key_name(meta)
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn list(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Vec<Expr>>> {
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    match expr {
+        Expr::Array(array) => Ok(Some(array.elems.into_iter().collect())),
+        other => {
+            cx.error_spanned_by(
+                &other,
+                format!("`{}` takes a list in brackets: `{example}`", key_name(meta)),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn path_list(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    example: &str,
+) -> syn::Result<Option<Spanned<Vec<Path>>>> {
+    let span = meta.path.span();
+    let Some(items) = list(cx, meta, example)? else {
+        return Ok(None);
+    };
+    let mut paths = Vec::new();
+    for item in items {
+        match item {
+            Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => paths.push(p.path),
+            other => cx.error_spanned_by(
+                &other,
+                format!("expected the name of a `#[tool]` fn: `{example}`"),
+            ),
+        }
+    }
+    Ok(Some(Spanned { value: paths, span }))
+}
+
+fn error_classes(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Spanned<String>>> {
+    let example = "non_retryable = [\"InvalidOutput\"]";
+    let Some(items) = list(cx, meta, example)? else {
+        return Ok(Vec::new());
+    };
+    let mut classes = Vec::new();
+    for item in items {
+        let name = match &item {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => s.value(),
+            Expr::Path(p) if p.path.get_ident().is_some() => p.path.segments[0].ident.to_string(),
+            other => {
+                cx.error_spanned_by(
+                    other,
+                    format!("expected the name of an error class: `{example}`"),
+                );
+                continue;
+            }
+        };
+        if ERROR_CLASSES.contains(&name.as_str()) {
+            classes.push(Spanned {
+                value: name,
+                span: item.span(),
+            });
+            continue;
+        }
+        let all = ERROR_CLASSES.join(", ");
+        let message = match did_you_mean(&name, &ERROR_CLASSES) {
+            Some(meant) => format!("unknown error class `{name}`; did you mean `{meant}`?"),
+            None => format!("unknown error class `{name}`; the classes are {all}"),
+        };
+        cx.error_spanned_by(&item, message);
+    }
+    Ok(classes)
+}
+
+fn retry(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<RetryAttrs> {
+    let mut retry = RetryAttrs::default();
+    if !meta.input.peek(syn::token::Paren) {
+        cx.error_spanned_by(
+            &meta.path,
+            "write the retry policy in parentheses: `retry(attempts = 5, initial_interval = \"2s\")`",
+        );
+        skip_value(meta)?;
+        return Ok(retry);
+    }
+    let mut seen = Vec::new();
+    meta.parse_nested_meta(|inner| {
+        dispatch(cx, &RETRY, &mut seen, &inner, &mut |key, inner| {
+            retry.set(cx, key, inner)
+        })
+    })?;
+    Ok(retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn errors(cx: Ctxt) -> Vec<String> {
+        match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn parses_every_agent_key() {
+        let cx = Ctxt::new();
+        let attrs = parse_agent(
+            &cx,
+            quote! {
+                name = "researcher", description = "Finds things.", model = "openai/gpt-4o",
+                hand_off = crate::summarize, timeout = "30s", schedule_to_close = "5m",
+                heartbeat = "500ms", task_queue = "agents", output_retries = 4,
+                tools = [search, fetch_page],
+                retry(attempts = 5, initial_interval = "2s", max_interval = "1h", backoff = 1.5,
+                      jitter = 0.25, non_retryable = ["Permanent", InvalidOutput])
+            },
+        );
+        assert!(errors(cx).is_empty());
+        assert_eq!(attrs.name.unwrap().value(), "researcher");
+        assert_eq!(attrs.description.unwrap().value(), "Finds things.");
+        assert_eq!(attrs.model.unwrap().value(), "openai/gpt-4o");
+        let hand_off = attrs.hand_off.unwrap();
+        assert_eq!(quote!(#hand_off).to_string(), "crate :: summarize");
+        assert_eq!(attrs.timeout.unwrap().value, 30_000);
+        assert_eq!(attrs.schedule_to_close.unwrap().value, 300_000);
+        assert_eq!(attrs.heartbeat.unwrap().value, 500);
+        assert_eq!(attrs.task_queue.unwrap().value(), "agents");
+        assert_eq!(attrs.output_retries.unwrap().value, 4);
+        assert_eq!(attrs.tools.unwrap().value.len(), 2);
+        let retry = attrs.retry;
+        assert_eq!(retry.attempts.unwrap().value, 5);
+        assert_eq!(retry.initial_interval.unwrap().value, 2_000);
+        assert_eq!(retry.max_interval.unwrap().value, 3_600_000);
+        assert_eq!(retry.backoff.unwrap().value, 1.5);
+        assert_eq!(retry.jitter.unwrap().value, 0.25);
+        let classes: Vec<_> = retry.non_retryable.into_iter().map(|c| c.value).collect();
+        assert_eq!(classes, ["Permanent", "InvalidOutput"]);
+    }
+
+    #[test]
+    fn empty_arguments_are_fine() {
+        let cx = Ctxt::new();
+        let attrs = parse_agent(&cx, quote!());
+        assert!(errors(cx).is_empty());
+        assert!(attrs.name.is_none() && attrs.retry.attempts.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_closest() {
+        let cx = Ctxt::new();
+        parse_agent(
+            &cx,
+            quote!(
+                timout = "30s",
+                start_to_close = "1s",
+                attempts = 3,
+                frobnicate = 1,
+                retry(max_attempts = 3, backof = 2.0)
+            ),
+        );
+        assert_eq!(
+            errors(cx),
+            [
+                "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
+                "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
+                "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `tools`, `retry`",
+                "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
+                "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_are_reported_at_the_second_occurrence() {
+        let cx = Ctxt::new();
+        let attrs = parse_agent(
+            &cx,
+            quote!(
+                timeout = "1s",
+                timeout = "2s",
+                retry(attempts = 1, attempts = 2)
+            ),
+        );
+        assert_eq!(attrs.timeout.unwrap().value, 1_000);
+        assert_eq!(attrs.retry.attempts.unwrap().value, 1);
+        assert_eq!(
+            errors(cx),
+            [
+                "duplicate key `timeout` in `#[agent(..)]`: set it once",
+                "duplicate key `attempts` in `retry(..)`: set it once",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let cx = Ctxt::new();
+        let attrs = parse_agent(
+            &cx,
+            quote!(
+                timeout = "5x",
+                heartbeat = "0s",
+                name = research,
+                model,
+                hand_off = "summarize",
+                output_retries = -1,
+                tools = search,
+                retry(
+                    attempts = "3",
+                    backoff = "2",
+                    non_retryable = ["Permanant", "Nope"]
+                ),
+                task_queue = "q"
+            ),
+        );
+        assert_eq!(
+            attrs.task_queue.unwrap().value(),
+            "q",
+            "parsing went on after errors"
+        );
+        assert_eq!(
+            errors(cx),
+            [
+                "`timeout`: invalid unit `x` in duration \"5x\": write a whole number and a unit (`ms`, `s`, `m` or `h`), e.g. \"500ms\", \"30s\", \"5m\", \"2h\"",
+                "`heartbeat` must be longer than zero",
+                "`name` takes a string literal: `name = \"research\"`",
+                "`model` needs a value: `model = \"openai/gpt-4o-mini\"`",
+                "`hand_off` names the agent itself, not a string: `hand_off = summarize`",
+                "`output_retries` takes a whole number: `output_retries = 2`",
+                "`tools` takes a list in brackets: `tools = [search, fetch_page]`",
+                "`attempts` takes a whole number: `attempts = 5`",
+                "`backoff` takes a number: `backoff = 2.0`",
+                "unknown error class `Permanant`; did you mean `Permanent`?",
+                "unknown error class `Nope`; the classes are RateLimited, Transient, Permanent, InvalidInput, InvalidOutput",
+            ]
+        );
+    }
+
+    #[test]
+    fn integer_overflow_is_reported_at_the_literal() {
+        let cx = Ctxt::new();
+        parse_agent(&cx, quote!(retry(attempts = 5000000000)));
+        assert_eq!(
+            errors(cx),
+            ["`attempts` must be a whole number from 0 to 4294967295"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let cx = Ctxt::new();
+        parse_agent(&cx, quote!(timeout = "1s" name = "x"));
+        assert_eq!(errors(cx), ["expected `,`"]);
+    }
+
+    #[test]
+    fn flow_and_tool_keys() {
+        let cx = Ctxt::new();
+        let flow = parse_flow(
+            &cx,
+            quote!(
+                name = "f",
+                description = "d",
+                task_queue = "q",
+                execution_timeout = "1h",
+                run_timeout = "30m"
+            ),
+        );
+        let tool = parse_tool(&cx, quote!(name = "search", description = "Searches."));
+        assert!(errors(cx).is_empty());
+        assert_eq!(flow.execution_timeout.unwrap().value, 3_600_000);
+        assert_eq!(flow.run_timeout.unwrap().value, 1_800_000);
+        assert_eq!(tool.name.unwrap().value(), "search");
+
+        let cx = Ctxt::new();
+        parse_flow(&cx, quote!(timeout = "1h", model = "x"));
+        parse_tool(&cx, quote!(nme = "x"));
+        assert_eq!(
+            errors(cx),
+            [
+                "unknown key `timeout` in `#[flow(..)]`; did you mean `execution_timeout`?",
+                "unknown key `model` in `#[flow(..)]`; expected one of `name`, `description`, `task_queue`, `execution_timeout`, `run_timeout`",
+                "unknown key `nme` in `#[tool(..)]`; did you mean `name`?",
+            ]
+        );
+    }
+}

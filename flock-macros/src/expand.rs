@@ -1,0 +1,602 @@
+//! Code generation, and the pipeline behind each entry point: parse the attribute and the fn,
+//! build the model, validate, expand. Every error is collected; on errors the expansion still
+//! emits what it can (the full expansion when the signature is usable, else a stub of the type)
+//! so that one mistake does not cascade into errors at every use.
+//!
+//! Generated code is hygienic: it names only `::flock::__private::…`, puts helper items inside
+//! `const _: () = { … };`, and gives internal locals `Span::mixed_site()`.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, LitStr, PatType, Type};
+
+use crate::attr::{self, AgentAttrs, FlowAttrs, Millis, ToolAttrs};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
+
+/// `#[agent(..)]`.
+pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let attrs = attr::parse_agent(&cx, args);
+    let expansion = match parse_item(&cx, "agent", item) {
+        Err(original) => original,
+        Ok(item) => {
+            check::signature(&cx, "agent", &item.sig);
+            match AgentFn::new(&cx, &item) {
+                Some(agent) => {
+                    check::agent(&cx, &agent, &attrs);
+                    expand_agent(&agent, &attrs)
+                }
+                None => stub(&item),
+            }
+        }
+    };
+    with_errors(cx, expansion)
+}
+
+/// `#[flow(..)]`.
+pub fn flow(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let attrs = attr::parse_flow(&cx, args);
+    let expansion = match parse_item(&cx, "flow", item) {
+        Err(original) => original,
+        Ok(item) => {
+            check::signature(&cx, "flow", &item.sig);
+            match FlowFn::new(&cx, &item) {
+                Some(flow) => {
+                    check::flow(&cx, &flow, &attrs);
+                    expand_flow(&flow, &attrs)
+                }
+                None => stub(&item),
+            }
+        }
+    };
+    with_errors(cx, expansion)
+}
+
+/// `#[tool(..)]`.
+pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let attrs = attr::parse_tool(&cx, args);
+    let expansion = match parse_item(&cx, "tool", item) {
+        Err(original) => original,
+        Ok(item) => {
+            check::signature(&cx, "tool", &item.sig);
+            match ToolFn::new(&cx, &item) {
+                Some(tool) => {
+                    check::tool(&cx, &tool, &attrs);
+                    expand_tool(&tool, &attrs)
+                }
+                None => stub(&item),
+            }
+        }
+    };
+    with_errors(cx, expansion)
+}
+
+/// The fn, or (reported) the original tokens when the item is not an fn.
+fn parse_item(cx: &Ctxt, what: &str, item: TokenStream) -> Result<FnItem, TokenStream> {
+    match syn::parse2::<FnItem>(item.clone()) {
+        Ok(item) => Ok(item),
+        Err(error) => {
+            match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Fn(_)) | Err(_) => cx.syn_error(error),
+                Ok(other) => {
+                    cx.error_spanned_by(other, format!("`#[{what}]` applies to an `async fn`"))
+                }
+            }
+            Err(item)
+        }
+    }
+}
+
+fn with_errors(cx: Ctxt, expansion: TokenStream) -> TokenStream {
+    match cx.check() {
+        Ok(()) => expansion,
+        Err(error) => {
+            let errors = error.to_compile_error();
+            quote!(#expansion #errors)
+        }
+    }
+}
+
+/// `::flock::__private`.
+fn fp() -> TokenStream {
+    quote!(::flock::__private)
+}
+
+/// An internal local, invisible to the user's code.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// `name = ".."`, else the fn's name.
+fn name_of(ident: &Ident, name: Option<&LitStr>) -> LitStr {
+    name.cloned().unwrap_or_else(|| {
+        let ident = ident.to_string();
+        let ident = ident.strip_prefix("r#").unwrap_or(&ident);
+        LitStr::new(ident, Span::call_site())
+    })
+}
+
+/// `description = ".."`, else the doc comment.
+fn description_of(attrs: &FnAttrs, description: Option<&LitStr>) -> LitStr {
+    description
+        .cloned()
+        .unwrap_or_else(|| LitStr::new(&attrs.description, Span::call_site()))
+}
+
+/// `"file.rs:line"` of the fn's name.
+fn location(ident: &Ident) -> TokenStream {
+    let fp = fp();
+    quote_spanned!(ident.span()=>
+        #fp::core::concat!(#fp::core::file!(), ":", #fp::core::line!())
+    )
+}
+
+fn some(value: TokenStream) -> TokenStream {
+    let fp = fp();
+    quote!(#fp::core::option::Option::Some(#value))
+}
+
+fn duration(millis: &Millis) -> TokenStream {
+    let fp = fp();
+    let value = Literal::u64_suffixed(millis.value);
+    some(quote_spanned!(millis.span=> #fp::core::time::Duration::from_millis(#value)))
+}
+
+/// The unit struct the fn's name becomes.
+fn unit_type(
+    func_ident: &Ident,
+    vis: &syn::Visibility,
+    attrs: &FnAttrs,
+    more: &[syn::Attribute],
+) -> TokenStream {
+    let FnAttrs {
+        docs,
+        cfgs,
+        deprecated,
+        ..
+    } = attrs;
+    quote! {
+        #(#docs)*
+        #(#cfgs)*
+        #(#deprecated)*
+        #(#more)*
+        #[allow(non_camel_case_types)]
+        #vis struct #func_ident;
+    }
+}
+
+/// `Clone`, `Copy`, `Default` and `Debug`, written out with absolute paths.
+fn derives(ident: &Ident, debug_name: &LitStr) -> TokenStream {
+    let fp = fp();
+    let f = local("f");
+    quote! {
+        #[automatically_derived]
+        impl #fp::core::clone::Clone for #ident {
+            #[inline]
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        #[automatically_derived]
+        impl #fp::core::marker::Copy for #ident {}
+        #[automatically_derived]
+        impl #fp::core::default::Default for #ident {
+            #[inline]
+            fn default() -> Self {
+                Self
+            }
+        }
+        #[automatically_derived]
+        impl #fp::core::fmt::Debug for #ident {
+            fn fmt(&self, #f: &mut #fp::core::fmt::Formatter<'_>) -> #fp::core::fmt::Result {
+                #f.write_str(#debug_name)
+            }
+        }
+    }
+}
+
+/// On errors that leave no usable signature: the type alone, so that uses of the name resolve.
+fn stub(item: &FnItem) -> TokenStream {
+    let attrs = FnAttrs::new(&item.attrs);
+    let ident = &item.sig.ident;
+    let ty = unit_type(ident, &item.vis, &attrs, &[]);
+    let derives = derives(ident, &name_of(ident, None));
+    let cfgs = &attrs.cfgs;
+    quote! {
+        #ty
+        #(#cfgs)*
+        #[allow(deprecated)]
+        const _: () = {
+            #derives
+        };
+    }
+}
+
+/// The body, as an associated fn of the generated type: `async fn __flock_body(..) -> Ret`.
+fn body_fn(func: &Func) -> TokenStream {
+    let others = &func.attrs.others;
+    let params = &func.sig.inputs;
+    let output = &func.sig.output;
+    let body = &func.body;
+    let ident = &func.ident;
+    quote! {
+        impl #ident {
+            #(#others)*
+            async fn __flock_body(#params) #output #body
+        }
+    }
+}
+
+/// One check per requirement on an input or output type, each spanned at the type.
+fn io_checks(role: &str, ty: &TokenStream, span: Span) -> TokenStream {
+    let fp = fp();
+    let checks = ["serialize", "deserialize", "json_schema"].map(|requirement| {
+        let assert = Ident::new(&format!("assert_{role}_{requirement}"), span);
+        quote_spanned!(span=> #fp::#assert::<#ty>();)
+    });
+    quote!(#(#checks)*)
+}
+
+fn param_type(param: &PatType) -> (&Type, Span) {
+    (&param.ty, param.ty.span())
+}
+
+fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
+    let fp = fp();
+    let func = &agent.func;
+    let ident = &func.ident;
+    let name = name_of(ident, attrs.name.as_ref());
+    let chain_name = LitStr::new(&format!("{}.chain", name.value()), name.span());
+    let description = description_of(&func.attrs, attrs.description.as_ref());
+    let location = location(ident);
+    let (ctx, input, spec, spec_static) =
+        (local("ctx"), local("input"), local("spec"), local("SPEC"));
+
+    let (in_ty, in_span) = param_type(&agent.input);
+    let ret = agent.ret.ty();
+    let ret_span = ret.span();
+    let (output, checked_output) = match &agent.ret {
+        Return::Plain(ty) => (quote!(#ty), quote!(#ty)),
+        Return::Fallible { ty, ok } => {
+            let projection = quote_spanned!(ret_span=> <#ty as #fp::FallibleReturn>::Ok);
+            let checked = ok
+                .as_ref()
+                .map_or_else(|| projection.clone(), |ok| quote!(#ok));
+            (projection, checked)
+        }
+    };
+    let checked_span = match &agent.ret {
+        Return::Fallible { ok: Some(ok), .. } => ok.span(),
+        _ => ret_span,
+    };
+    let input_checks = io_checks("agent_input", &quote!(#in_ty), in_span);
+    let output_checks = io_checks("agent_output", &checked_output, checked_span);
+
+    let (kind, call_body, body_fn, context_check) = if agent.is_declarative() {
+        let context_check = agent.ctx.as_ref().map(|param| {
+            let (ty, span) = param_type(param);
+            let pass = quote_spanned!(span=> #fp::agent_context::<#ty>(#ctx));
+            quote! {
+                #[allow(dead_code)]
+                fn __flock_context(#ctx: &#fp::AgentContext) {
+                    let _ = #pass;
+                }
+            }
+        });
+        (
+            quote!(Declarative),
+            quote!(#fp::run_declarative::<Self>(#ctx, #input)),
+            TokenStream::new(),
+            context_check,
+        )
+    } else {
+        let ctx_arg = agent.ctx.as_ref().map(|param| {
+            let (ty, span) = param_type(param);
+            quote_spanned!(span=> #fp::agent_context::<#ty>(&#ctx),)
+        });
+        let call = quote_spanned!(ret_span=>
+            #fp::into_agent_result::<<Self as #fp::Agent>::Output, _>(
+                Self::__flock_body(#ctx_arg #input).await
+            )
+        );
+        (
+            quote!(Code),
+            quote!(async move { #call }),
+            body_fn(func),
+            None,
+        )
+    };
+
+    let mut settings = vec![quote!(#spec.description = #description;)];
+    if let Some(model) = &attrs.model {
+        let value = some(quote!(#model));
+        settings.push(quote!(#spec.model = #value;));
+    }
+    let next = match &attrs.hand_off {
+        Some(next) => {
+            let check = quote_spanned!(next.span()=> #fp::assert_hand_off::<#ident, #next>());
+            let value = some(check);
+            settings.push(quote!(#spec.hand_off = #value;));
+            quote!(#next)
+        }
+        None => quote!(#fp::End),
+    };
+    for (field, value) in [
+        ("timeout", &attrs.timeout),
+        ("schedule_to_close", &attrs.schedule_to_close),
+        ("heartbeat", &attrs.heartbeat),
+    ] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = duration(value);
+            settings.push(quote!(#spec.#field = #value;));
+        }
+    }
+    if let Some(queue) = &attrs.task_queue {
+        let value = some(quote!(#queue));
+        settings.push(quote!(#spec.task_queue = #value;));
+    }
+    let retry = &attrs.retry;
+    if let Some(attempts) = &retry.attempts {
+        let value = some(Literal::u32_suffixed(attempts.value).into_token_stream());
+        settings.push(quote!(#spec.retry.attempts = #value;));
+    }
+    for (field, value) in [
+        ("initial_interval", &retry.initial_interval),
+        ("max_interval", &retry.max_interval),
+    ] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = duration(value);
+            settings.push(quote!(#spec.retry.#field = #value;));
+        }
+    }
+    for (field, value) in [("backoff", &retry.backoff), ("jitter", &retry.jitter)] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = some(Literal::f64_suffixed(value.value).into_token_stream());
+            settings.push(quote!(#spec.retry.#field = #value;));
+        }
+    }
+    if !retry.non_retryable.is_empty() {
+        let classes = retry.non_retryable.iter().map(|class| &class.value);
+        settings.push(quote!(#spec.retry.non_retryable = &[#(#classes),*];));
+    }
+    if let Some(retries) = &attrs.output_retries {
+        let value = some(Literal::u32_suffixed(retries.value).into_token_stream());
+        settings.push(quote!(#spec.output_retries = #value;));
+    }
+    if let Some(tools) = &attrs.tools {
+        let tools = tools
+            .value
+            .iter()
+            .map(|tool| quote_spanned!(tool.span()=> &#tool));
+        settings.push(quote!(#spec.tools = &[#(#tools),*];));
+    }
+    settings.push(quote!(#spec.location = #location;));
+
+    let unit = unit_type(
+        ident,
+        &func.vis,
+        &func.attrs,
+        if agent.is_declarative() {
+            &func.attrs.others
+        } else {
+            &[]
+        },
+    );
+    let derives = derives(ident, &name);
+    let cfgs = &func.attrs.cfgs;
+    let str_ = quote!(#fp::core::primitive::str);
+    quote! {
+        #unit
+        #(#cfgs)*
+        #[allow(deprecated)]
+        const _: () = {
+            #derives
+            #body_fn
+            #[automatically_derived]
+            impl #fp::Agent for #ident {
+                type Input = #in_ty;
+                type Output = #output;
+                type Next = #next;
+                const NAME: &'static #str_ = #name;
+                const CHAIN: &'static #fp::FlowSpec = &{
+                    let mut #spec = #fp::FlowSpec::new(#chain_name);
+                    #spec.description = #description;
+                    #spec.location = #location;
+                    #spec
+                };
+
+                fn spec(&self) -> &'static #fp::AgentSpec {
+                    static #spec_static: #fp::AgentSpec = {
+                        let mut #spec = #fp::AgentSpec::new(#name, #fp::AgentKind::#kind);
+                        #(#settings)*
+                        #spec
+                    };
+                    &#spec_static
+                }
+
+                fn call(
+                    self,
+                    #ctx: #fp::AgentContext,
+                    #input: <Self as #fp::Agent>::Input,
+                ) -> impl #fp::core::future::Future<
+                    Output = #fp::core::result::Result<<Self as #fp::Agent>::Output, #fp::AgentError>,
+                > + #fp::core::marker::Send + 'static {
+                    #call_body
+                }
+            }
+            #context_check
+            #input_checks
+            #output_checks
+            #fp::inventory::submit! {
+                #fp::AgentRegistration { agent: &#ident, chain: &#fp::Chain(#ident) }
+            }
+        };
+    }
+}
+
+fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
+    let fp = fp();
+    let func = &flow.func;
+    let ident = &func.ident;
+    let name = name_of(ident, attrs.name.as_ref());
+    let description = description_of(&func.attrs, attrs.description.as_ref());
+    let location = location(ident);
+    let (ctx, input, spec, spec_static) =
+        (local("ctx"), local("input"), local("spec"), local("SPEC"));
+
+    let (in_ty, in_span) = param_type(&flow.input);
+    let (ctx_ty, ctx_span) = param_type(&flow.ctx);
+    let ret = &flow.ret;
+    let ret_span = ret.span();
+    let input_checks = io_checks("flow_input", &quote!(#in_ty), in_span);
+    let output_checks = flow
+        .ok
+        .as_ref()
+        .map(|ok| io_checks("flow_output", &quote!(#ok), ok.span()));
+    let return_check = quote_spanned!(ret_span=> #fp::assert_flow_return::<#ret>(););
+    let output = quote_spanned!(ret_span=> <#ret as #fp::FlowReturn>::Ok);
+    let pass_ctx = quote_spanned!(ctx_span=> #fp::flow_context::<#ctx_ty>(#ctx));
+    let run =
+        quote_spanned!(ret_span=> #fp::flow_result(Self::__flock_body(#pass_ctx, #input).await));
+
+    let mut settings = vec![quote!(#spec.description = #description;)];
+    if let Some(queue) = &attrs.task_queue {
+        let value = some(quote!(#queue));
+        settings.push(quote!(#spec.task_queue = #value;));
+    }
+    for (field, value) in [
+        ("execution_timeout", &attrs.execution_timeout),
+        ("run_timeout", &attrs.run_timeout),
+    ] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = duration(value);
+            settings.push(quote!(#spec.#field = #value;));
+        }
+    }
+    settings.push(quote!(#spec.location = #location;));
+
+    let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
+    let derives = derives(ident, &name);
+    let body_fn = body_fn(func);
+    let cfgs = &func.attrs.cfgs;
+    let str_ = quote!(#fp::core::primitive::str);
+    quote! {
+        #unit
+        #(#cfgs)*
+        #[allow(deprecated)]
+        const _: () = {
+            #derives
+            #body_fn
+            #[automatically_derived]
+            impl #fp::Flow for #ident {
+                type Input = #in_ty;
+                type Output = #output;
+                const NAME: &'static #str_ = #name;
+
+                fn spec(&self) -> &'static #fp::FlowSpec {
+                    static #spec_static: #fp::FlowSpec = {
+                        let mut #spec = #fp::FlowSpec::new(#name);
+                        #(#settings)*
+                        #spec
+                    };
+                    &#spec_static
+                }
+
+                fn run(
+                    self,
+                    #ctx: &#fp::FlowContext,
+                    #input: <Self as #fp::Flow>::Input,
+                ) -> #fp::futures::future::BoxFuture<
+                    '_,
+                    #fp::core::result::Result<<Self as #fp::Flow>::Output, #fp::FlowError>,
+                > {
+                    #fp::std::boxed::Box::pin(async move { #run })
+                }
+            }
+            #input_checks
+            #output_checks
+            #return_check
+            #fp::inventory::submit! {
+                #fp::FlowRegistration { flow: &#ident }
+            }
+        };
+    }
+}
+
+fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
+    let fp = fp();
+    let func = &tool.func;
+    let ident = &func.ident;
+    let name = name_of(ident, attrs.name.as_ref());
+    let description = description_of(&func.attrs, attrs.description.as_ref());
+    let arguments = local("arguments");
+
+    let (args_ty, args_span) = param_type(&tool.args);
+    let ret = tool.ret.ty();
+    let ret_span = ret.span();
+    let (finish, output_check) = match &tool.ret {
+        Return::Plain(ty) => (
+            quote_spanned!(ret_span=> #fp::tool_output),
+            Some(quote_spanned!(ret_span=> #fp::assert_tool_output_serialize::<#ty>();)),
+        ),
+        Return::Fallible { ok, .. } => (
+            quote_spanned!(ret_span=> #fp::tool_result),
+            ok.as_ref()
+                .map(|ok| quote_spanned!(ok.span()=> #fp::assert_tool_output_serialize::<#ok>();)),
+        ),
+    };
+    let args_checks = quote_spanned!(args_span=>
+        #fp::assert_tool_args_deserialize::<#args_ty>();
+        #fp::assert_tool_args_json_schema::<#args_ty>();
+    );
+
+    let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
+    let derives = derives(ident, &name);
+    let body_fn = body_fn(func);
+    let cfgs = &func.attrs.cfgs;
+    let str_ = quote!(#fp::core::primitive::str);
+    quote! {
+        #unit
+        #(#cfgs)*
+        #[allow(deprecated)]
+        const _: () = {
+            #derives
+            #body_fn
+            #[automatically_derived]
+            impl #fp::DynTool for #ident {
+                fn name(&self) -> &'static #str_ {
+                    #name
+                }
+
+                fn description(&self) -> &'static #str_ {
+                    #description
+                }
+
+                fn parameters_schema(&self) -> #fp::serde_json::Value {
+                    #fp::tool_parameters_schema::<#args_ty>()
+                }
+
+                fn call_json(
+                    &self,
+                    #arguments: #fp::serde_json::Value,
+                ) -> #fp::futures::future::BoxFuture<
+                    'static,
+                    #fp::core::result::Result<#fp::serde_json::Value, #fp::std::string::String>,
+                > {
+                    #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
+                }
+            }
+            #args_checks
+            #output_check
+        };
+    }
+}
