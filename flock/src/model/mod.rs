@@ -4,22 +4,35 @@
 //! [`evaluate`] builds the prompt from the agent's description and schemas, asks the model, and
 //! parses and validates the answer into the agent's output type, re-asking with the error when the
 //! answer does not fit.
+//!
+//! * [`openai`]: providers speaking OpenAI's chat-completions protocol (OpenAI, Azure OpenAI,
+//!   Ollama, any compatible server), registered by default as `openai/…`, `azure/…`, `ollama/…`;
+//! * [`schema`]: the object root and strict-mode form of output schemas;
+//! * [`validate`]: the validator answers pass before they are deserialized;
+//! * [`TestModel`] and [`FunctionModel`]: models that need no network.
 
 mod function;
+mod http;
+pub mod openai;
 mod prompt;
+pub mod schema;
 mod test_model;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::agent::{Agent, AgentContext};
 use crate::error::AgentError;
 
 pub use function::FunctionModel;
+pub use openai::{ApiKey, AzureConfig, OpenAi, OpenAiConfig, StructuredOutput};
 pub use prompt::build_messages;
 pub use test_model::TestModel;
 
@@ -42,7 +55,7 @@ pub trait Model: Send + Sync + 'static {
 /// Resolves model names (`"provider/model"`) for one provider.
 pub trait Provider: Send + Sync + 'static {
     /// The provider part of the names it serves (`"openai"`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// The model called `model` (the part after `provider/`).
     fn model(&self, model: &str) -> Result<Arc<dyn Model>, String>;
 }
@@ -104,8 +117,103 @@ impl Message {
 pub struct OutputFormat {
     /// A name for the schema (the output type's name).
     pub name: String,
-    /// The output JSON Schema.
-    pub schema: serde_json::Value,
+    /// The output JSON Schema, with an object at its root (see [`schema::object_root`]): answers
+    /// are validated against it.
+    pub schema: Value,
+    /// Whether the output type's own schema is wrapped as the property
+    /// [`"value"`](schema::WRAPPER_PROPERTY) of `schema`, because it does not describe an object.
+    pub wrapped: bool,
+}
+
+impl OutputFormat {
+    /// The format for a schema (wrapped when its root is not an object); `name` defaults to the
+    /// schema's `title`.
+    pub fn new(name: impl Into<String>, schema: Value) -> Self {
+        let (schema, wrapped) = schema::object_root(schema);
+        OutputFormat {
+            name: name.into(),
+            schema,
+            wrapped,
+        }
+    }
+
+    /// The format for the output type `T`.
+    ///
+    /// ```
+    /// use flock::model::OutputFormat;
+    ///
+    /// let format = OutputFormat::of::<Vec<String>>();
+    /// assert!(format.wrapped);
+    /// assert_eq!(format.name, "Array_of_string");
+    /// let strings: Vec<String> = format.parse_answer(r#"{"value": ["a", "b"]}"#).unwrap();
+    /// assert_eq!(strings, ["a", "b"]);
+    /// ```
+    pub fn of<T: schemars::JsonSchema>() -> Self {
+        let schema = schemars::schema_for!(T).to_value();
+        let name = schema_title(&schema);
+        OutputFormat::new(name, schema)
+    }
+
+    /// Reads an answer: the JSON in `content` (a surrounding Markdown code fence or prose is
+    /// tolerated), `null`s for absent optional properties dropped, validated against
+    /// [`schema`](Self::schema), unwrapped, deserialized. The error says what is wrong, in words
+    /// meant for the model's repair re-ask.
+    ///
+    /// ```
+    /// use flock::model::OutputFormat;
+    /// use serde_json::json;
+    ///
+    /// let format = OutputFormat::new("Score", json!({
+    ///     "type": "object",
+    ///     "properties": { "score": { "type": "integer", "minimum": 0 } },
+    ///     "required": ["score"]
+    /// }));
+    /// let ok: serde_json::Value = format.parse_answer("```json\n{\"score\": 3}\n```").unwrap();
+    /// assert_eq!(ok, json!({ "score": 3 }));
+    /// let error = format.parse_answer::<serde_json::Value>(r#"{"score": -1}"#).unwrap_err();
+    /// assert_eq!(error, "the answer does not fit the output schema: at `/score`: expected at least 0, found -1");
+    /// ```
+    pub fn parse_answer<T: DeserializeOwned>(&self, content: &str) -> Result<T, String> {
+        let json = extract_json(content);
+        let mut value: Value =
+            serde_json::from_str(json).map_err(|e| format!("the answer is not valid JSON: {e}"))?;
+        schema::drop_optional_nulls(&self.schema, &mut value);
+        validate::validate(&self.schema, &value).map_err(|violations| {
+            format!(
+                "the answer does not fit the output schema: {}",
+                validate::describe(&violations)
+            )
+        })?;
+        if self.wrapped {
+            value = match value {
+                Value::Object(mut map) => map.remove(schema::WRAPPER_PROPERTY).unwrap_or_default(),
+                other => other,
+            };
+        }
+        serde_json::from_value(value).map_err(|e| {
+            format!(
+                "the answer does not fit the output type `{}`: {e}",
+                self.name
+            )
+        })
+    }
+}
+
+/// The JSON in a model's answer: the whole text, or the inside of a Markdown code fence, or the
+/// span from the first `{` to the last `}` when prose surrounds it.
+fn extract_json(content: &str) -> &str {
+    let text = content.trim();
+    if let Some(fenced) = text.strip_prefix("```") {
+        let body = fenced.split_once('\n').map_or("", |(_, rest)| rest);
+        return body.trim_end().trim_end_matches("```").trim();
+    }
+    if text.starts_with(['{', '[', '"']) {
+        return text;
+    }
+    match (text.find('{'), text.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &text[start..=end],
+        _ => text,
+    }
 }
 
 /// A tool offered to the model.
@@ -178,14 +286,44 @@ impl ModelResponse {
 ///
 /// Names resolve in this order: a forced model (for offline runs), the agent's `model = ".."`,
 /// the default. A name is looked up first among registered instances, then by its provider part
-/// among providers. `"test"` is always [`TestModel`].
-#[derive(Default)]
+/// among providers. `"test"` is always [`TestModel`]. The providers `openai`, `azure` and
+/// `ollama` are registered from the start, reading their settings from the environment when one
+/// of their models is first resolved (see [`openai`]); [`add_provider`](Self::add_provider)
+/// replaces them.
+///
+/// ```
+/// use flock::model::Models;
+///
+/// let models = Models::default();
+/// assert!(models.resolve("openai/gpt-4o-mini").is_ok()); // no key needed until it is called
+/// let error = models.resolve("anthropic/claude").err().unwrap();
+/// assert_eq!(
+///     error,
+///     "unknown model provider `anthropic` in `anthropic/claude` (known providers: test, azure, ollama, openai)"
+/// );
+/// ```
 pub struct Models {
     default: Option<String>,
     forced: Option<String>,
     instances: BTreeMap<String, Arc<dyn Model>>,
-    providers: BTreeMap<&'static str, Arc<dyn Provider>>,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
     cache: Mutex<BTreeMap<String, Arc<dyn Model>>>,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        let mut models = Models {
+            default: None,
+            forced: None,
+            instances: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            cache: Mutex::new(BTreeMap::new()),
+        };
+        models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
+        models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
+        models.add_provider(Arc::new(OpenAi::ollama(OpenAiConfig::default())));
+        models
+    }
 }
 
 impl fmt::Debug for Models {
@@ -215,9 +353,16 @@ impl Models {
         self.instances.insert(name.into(), model);
     }
 
-    /// Registers a provider.
+    /// Registers a provider, replacing one of the same name (and forgetting the models resolved
+    /// through it).
     pub fn add_provider(&mut self, provider: Arc<dyn Provider>) {
-        self.providers.insert(provider.name(), provider);
+        let name = provider.name().to_owned();
+        let prefix = format!("{name}/");
+        self.cache
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|model, _| !model.starts_with(&prefix));
+        self.providers.insert(name, provider);
     }
 
     /// The default model name.
@@ -264,7 +409,7 @@ impl Models {
 
     fn known(&self) -> String {
         let mut known: Vec<&str> = vec!["test"];
-        known.extend(self.providers.keys().copied());
+        known.extend(self.providers.keys().map(String::as_str));
         known.extend(self.instances.keys().map(String::as_str));
         known.join(", ")
     }
@@ -272,6 +417,11 @@ impl Models {
 
 /// Answers a declarative agent: prompt from its description and schemas, the model's answer
 /// parsed into `A::Output`, re-asking with the error while the answer does not fit.
+///
+/// One call of this function is one attempt of the agent: tool calls the model asks for run
+/// inside it (at most [`MAX_TOOL_ROUNDS`] rounds), and every model call's token usage is added to
+/// the attempt. After `output_retries` re-asks (default [`DEFAULT_OUTPUT_RETRIES`]) an answer that
+/// still does not fit is [`AgentError::InvalidOutput`].
 pub async fn evaluate<A: Agent>(
     ctx: AgentContext,
     input: A::Input,
@@ -288,7 +438,11 @@ pub async fn evaluate<A: Agent>(
         .resolve(name)
         .map_err(|e| AgentError::permanent(format!("agent `{}`: {e}", spec.name)))?;
     let agent = A::default();
-    let output_schema = to_json(agent.output_schema());
+    let output = {
+        let schema = agent.output_schema().to_value();
+        let name = schema_title(&schema);
+        OutputFormat::new(name, schema)
+    };
     let input_json = serde_json::to_value(&input).map_err(|e| {
         AgentError::invalid_input(format!(
             "agent `{}`: input not serializable: {e}",
@@ -300,14 +454,11 @@ pub async fn evaluate<A: Agent>(
         agent: spec.name.to_owned(),
         messages: build_messages(
             spec,
-            &to_json(agent.input_schema()),
-            &output_schema,
+            &agent.input_schema().to_value(),
+            &output.schema,
             &input_json,
         ),
-        output: OutputFormat {
-            name: schema_title(&output_schema),
-            schema: output_schema,
-        },
+        output,
         tools: spec
             .tools
             .iter()
@@ -322,7 +473,10 @@ pub async fn evaluate<A: Agent>(
     let mut repairs = 0;
     let mut tool_rounds = 0;
     loop {
-        let response = model.complete(&request).await?;
+        let response = model.complete(&request).await.map_err(|e| {
+            let message = format!("agent `{}`: {}", spec.name, e.message());
+            AgentError::from_class(e.class(), message, e.retry_after())
+        })?;
         ctx.add_usage(Usage {
             requests: 1,
             ..response.usage
@@ -335,17 +489,17 @@ pub async fn evaluate<A: Agent>(
                     spec.name
                 )));
             }
-            run_tools(spec, &mut request.messages, response).await;
+            run_tools(spec, &request.tools, &mut request.messages, response).await;
             continue;
         }
-        match serde_json::from_str::<A::Output>(&response.content) {
+        match request.output.parse_answer::<A::Output>(&response.content) {
             Ok(output) => return Ok(output),
-            Err(error) => {
-                let problem = format!("the answer does not fit the output schema: {error}");
+            Err(problem) => {
                 if repairs >= output_retries {
                     return Err(AgentError::invalid_output(format!(
-                        "agent `{}`: {problem} (after {} repair re-asks)",
-                        spec.name, repairs
+                        "agent `{}`: {problem} (after {repairs} repair re-ask{})",
+                        spec.name,
+                        if repairs == 1 { "" } else { "s" }
                     )));
                 }
                 repairs += 1;
@@ -363,8 +517,12 @@ pub async fn evaluate<A: Agent>(
 /// At most this many rounds of tool calls before an answer.
 pub const MAX_TOOL_ROUNDS: u32 = 8;
 
+/// Runs the tool calls of `response` one after the other and appends the assistant's message and
+/// one `tool` message per call. A failing tool, an unknown tool or arguments that are not JSON
+/// become the call's answer (`"error: …"`), so the model can correct itself.
 async fn run_tools(
     spec: &crate::agent::AgentSpec,
+    definitions: &[ToolDefinition],
     messages: &mut Vec<Message>,
     response: ModelResponse,
 ) {
@@ -378,12 +536,20 @@ async fn run_tools(
     for call in calls {
         let answer = match spec.tools.iter().find(|t| t.name() == call.name) {
             None => format!("error: there is no tool named `{}`", call.name),
-            Some(tool) => match serde_json::from_str(&call.arguments) {
+            Some(tool) => match serde_json::from_str::<Value>(&call.arguments) {
                 Err(e) => format!("error: the arguments are not valid JSON: {e}"),
-                Ok(arguments) => match tool.call_json(arguments).await {
-                    Ok(value) => value.to_string(),
-                    Err(e) => format!("error: {e}"),
-                },
+                Ok(mut arguments) => {
+                    // Strict tool schemas make optional arguments nullable; give the tool its
+                    // own shape back.
+                    if let Some(definition) = definitions.iter().find(|d| d.name == call.name) {
+                        schema::drop_optional_nulls(&definition.parameters, &mut arguments);
+                    }
+                    match tool.call_json(arguments).await {
+                        Ok(Value::String(text)) => text,
+                        Ok(value) => value.to_string(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }
             },
         };
         messages.push(Message {
@@ -395,14 +561,82 @@ async fn run_tools(
     }
 }
 
-fn to_json(schema: schemars::Schema) -> serde_json::Value {
-    schema.to_value()
-}
-
-fn schema_title(schema: &serde_json::Value) -> String {
+fn schema_title(schema: &Value) -> String {
     schema
         .get("title")
         .and_then(|t| t.as_str())
         .unwrap_or("output")
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_found_in_fences_and_prose() {
+        assert_eq!(extract_json(" {\"a\": 1} "), "{\"a\": 1}");
+        assert_eq!(extract_json("```json\n{\"a\": 1}\n```"), "{\"a\": 1}");
+        assert_eq!(extract_json("```\n[1]\n```\n"), "[1]");
+        assert_eq!(
+            extract_json("Sure! {\"a\": 1} Hope it helps."),
+            "{\"a\": 1}"
+        );
+        assert_eq!(extract_json("no json"), "no json");
+    }
+
+    #[test]
+    fn answers_are_validated_then_deserialized() {
+        #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Out {
+            n: u8,
+            #[serde(default)]
+            note: String,
+        }
+        let format = OutputFormat::of::<Out>();
+        assert!(!format.wrapped);
+        let ok: Out = format.parse_answer(r#"{"n": 3, "note": null}"#).unwrap();
+        assert_eq!(ok.n, 3);
+        let error = format.parse_answer::<Out>(r#"{"n": "3"}"#).unwrap_err();
+        assert!(
+            error.contains("at `/n`: expected integer, found string"),
+            "{error}"
+        );
+        // In the schema's range (minimum 0, maximum 255) but the type decides too.
+        let error = format.parse_answer::<Out>(r#"{"n": 300}"#).unwrap_err();
+        assert!(error.contains("300"), "{error}");
+        let error = format.parse_answer::<Out>("{\"n\": ").unwrap_err();
+        assert!(error.starts_with("the answer is not valid JSON"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn models_know_the_builtin_providers_and_replace_them() {
+        let mut models = Models::default();
+        let (_, model) = models.resolve("ollama/llama3.1").unwrap();
+        assert_eq!(model, "llama3.1");
+        models.add_provider(Arc::new(OpenAi::compatible(
+            "ollama",
+            OpenAiConfig {
+                base_url: Some("http://127.0.0.1:1/v1".into()),
+                ..OpenAiConfig::default()
+            },
+        )));
+        let (resolved, _) = models.resolve("ollama/llama3.1").unwrap();
+        let request = ModelRequest {
+            model: "llama3.1".into(),
+            agent: "a".into(),
+            messages: vec![Message::new(Role::User, "hi")],
+            output: OutputFormat::of::<Vec<String>>(),
+            tools: vec![],
+        };
+        let error = resolved.complete(&request).await.unwrap_err();
+        assert_eq!(error.class(), crate::ErrorClass::Transient, "{error}");
+        assert!(
+            error
+                .message()
+                .contains("http://127.0.0.1:1/v1/chat/completions"),
+            "{error}"
+        );
+    }
 }
