@@ -33,6 +33,7 @@ pub struct AgentAttrs {
     pub heartbeat: Option<Millis>,
     pub task_queue: Option<LitStr>,
     pub output_retries: Option<Spanned<u32>>,
+    pub local: Option<Spanned<bool>>,
     pub tools: Option<Spanned<Vec<Path>>>,
     pub retry: RetryAttrs,
 }
@@ -86,6 +87,7 @@ const AGENT: Keys = Keys {
         "heartbeat",
         "task_queue",
         "output_retries",
+        "local",
         "tools",
         "retry",
     ],
@@ -100,6 +102,7 @@ const AGENT: Keys = Keys {
         ("retries", "retry"),
         ("retry_policy", "retry"),
         ("doc", "description"),
+        ("local_activity", "local"),
     ],
 };
 
@@ -198,6 +201,7 @@ impl AgentAttrs {
             "heartbeat" => self.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
             "task_queue" => self.task_queue = lit_str(cx, meta, "task_queue = \"agents\"")?,
             "output_retries" => self.output_retries = int(cx, meta, "output_retries = 2")?,
+            "local" => self.local = flag(cx, meta, "local = false")?,
             "tools" => self.tools = path_list(cx, meta, "tools = [search, fetch_page]")?,
             _ => self.retry = retry(cx, meta)?,
         }
@@ -416,6 +420,32 @@ fn int(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<S
     }
 }
 
+/// `key` alone (true) or `key = true|false`.
+fn flag(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Spanned<bool>>> {
+    if !meta.input.peek(Token![=]) && !meta.input.peek(syn::token::Paren) {
+        return Ok(Some(Spanned {
+            value: true,
+            span: meta.path.span(),
+        }));
+    }
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    match lit(&expr) {
+        Some(Lit::Bool(value)) => Ok(Some(Spanned {
+            value: value.value,
+            span: value.span,
+        })),
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("`{}` is a flag: write `{0}` or `{example}`", key_name(meta)),
+            );
+            Ok(None)
+        }
+    }
+}
+
 fn float(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<Spanned<f64>>> {
     let Some(expr) = value(cx, meta, example)? else {
         return Ok(None);
@@ -587,7 +617,7 @@ mod tests {
             quote! {
                 name = "researcher", description = "Finds things.", model = "openai/gpt-4o",
                 hand_off = crate::summarize, timeout = "30s", schedule_to_close = "5m",
-                heartbeat = "500ms", task_queue = "agents", output_retries = 4,
+                heartbeat = "500ms", task_queue = "agents", output_retries = 4, local,
                 tools = [search, fetch_page],
                 retry(attempts = 5, initial_interval = "2s", max_interval = "1h", backoff = 1.5,
                       jitter = 0.25, non_retryable = ["Permanent", InvalidOutput])
@@ -604,6 +634,7 @@ mod tests {
         assert_eq!(attrs.heartbeat.unwrap().value, 500);
         assert_eq!(attrs.task_queue.unwrap().value(), "agents");
         assert_eq!(attrs.output_retries.unwrap().value, 4);
+        assert!(attrs.local.unwrap().value);
         assert_eq!(attrs.tools.unwrap().value.len(), 2);
         let retry = attrs.retry;
         assert_eq!(retry.attempts.unwrap().value, 5);
@@ -642,7 +673,7 @@ mod tests {
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
                 "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
                 "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
-                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `tools`, `retry`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `local`, `tools`, `retry`",
                 "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
                 "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
             ]
@@ -689,6 +720,7 @@ mod tests {
                     backoff = "2",
                     non_retryable = ["Permanant", "Nope"]
                 ),
+                local = "no",
                 task_queue = "q"
             ),
         );
@@ -711,8 +743,21 @@ mod tests {
                 "`backoff` takes a number: `backoff = 2.0`",
                 "unknown error class `Permanant`; did you mean `Permanent`?",
                 "unknown error class `Nope`; the classes are RateLimited, Transient, Permanent, InvalidInput, InvalidOutput",
+                "`local` is a flag: write `local` or `local = false`",
             ]
         );
+    }
+
+    #[test]
+    fn local_is_a_flag_or_a_bool() {
+        let cx = Ctxt::new();
+        let off = parse_agent(&cx, quote!(local = false));
+        let on = parse_agent(&cx, quote!(local = true));
+        let unset = parse_agent(&cx, quote!(timeout = "1s"));
+        assert!(errors(cx).is_empty());
+        assert!(!off.local.unwrap().value);
+        assert!(on.local.unwrap().value);
+        assert!(unset.local.is_none());
     }
 
     #[test]

@@ -371,6 +371,10 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         let value = some(Literal::u32_suffixed(retries.value).into_token_stream());
         settings.push(quote!(#spec.output_retries = #value;));
     }
+    if let Some(local) = &attrs.local {
+        let value = some(syn::LitBool::new(local.value, local.span).into_token_stream());
+        settings.push(quote!(#spec.local = #value;));
+    }
     if let Some(tools) = &attrs.tools {
         let tools = tools
             .value
@@ -598,5 +602,466 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
             #args_checks
             #output_check
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    /// The expansion, pretty-printed.
+    fn pretty(tokens: TokenStream) -> String {
+        prettyplease::unparse(&syn::parse2(tokens).expect("the expansion parses as a file"))
+    }
+
+    /// Without whitespace, so that expectations do not depend on line breaks.
+    /// and of trailing commas.
+    fn squash(text: &str) -> String {
+        text.split_whitespace()
+            .collect::<String>()
+            .replace(",)", ")")
+            .replace(",>", ">")
+            .replace(",}", "}")
+    }
+
+    #[track_caller]
+    fn assert_contains(expansion: &str, expected: &[&str]) {
+        let squashed = squash(expansion);
+        for snippet in expected {
+            assert!(
+                squashed.contains(&squash(snippet)),
+                "expansion lacks `{snippet}`:\n{expansion}"
+            );
+        }
+    }
+
+    /// The `compile_error!` messages of an expansion.
+    fn compile_errors(tokens: &TokenStream) -> Vec<String> {
+        let file: syn::File = syn::parse2(tokens.clone()).expect("the expansion parses");
+        file.items
+            .iter()
+            .filter_map(|item| match item {
+                syn::Item::Macro(m)
+                    if m.mac.path.segments.last().unwrap().ident == "compile_error" =>
+                {
+                    Some(syn::parse2::<LitStr>(m.mac.tokens.clone()).unwrap().value())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every absolute path in generated code goes through `::flock::__private`.
+    #[track_caller]
+    fn assert_hygienic(expansion: &str) {
+        let bytes = expansion.as_bytes();
+        for (at, _) in expansion.match_indices("::") {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            let leading =
+                before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'>'));
+            if leading {
+                assert!(
+                    expansion[at..].starts_with("::flock::__private::"),
+                    "absolute path outside `::flock::__private` at {}:\n{expansion}",
+                    &expansion[at..(at + 40).min(expansion.len())]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn declarative_agent_with_every_key() {
+        let tokens = agent(
+            quote!(
+                name = "researcher",
+                model = "openai/gpt-4o",
+                hand_off = shout,
+                timeout = "30s",
+                schedule_to_close = "5m",
+                heartbeat = "10s",
+                task_queue = "agents",
+                output_retries = 2,
+                local = false,
+                tools = [search, fetch],
+                retry(
+                    attempts = 3,
+                    initial_interval = "2s",
+                    max_interval = "1m",
+                    backoff = 1.5,
+                    jitter = 0.25,
+                    non_retryable = ["Permanent", "InvalidOutput"]
+                )
+            ),
+            quote!(
+                /// Research the topic.
+                pub(crate) async fn research(input: Topic) -> Findings;
+            ),
+        );
+        assert!(compile_errors(&tokens).is_empty());
+        let expansion = pretty(tokens);
+        assert_hygienic(&expansion);
+        assert_contains(
+            &expansion,
+            &[
+                "/// Research the topic.\n#[allow(non_camel_case_types)]\npub(crate) struct research;",
+                "impl ::flock::__private::core::clone::Clone for research",
+                "impl ::flock::__private::core::marker::Copy for research {}",
+                "impl ::flock::__private::core::default::Default for research",
+                "f.write_str(\"researcher\")",
+                "impl ::flock::__private::Agent for research {
+                    type Input = Topic;
+                    type Output = Findings;
+                    type Next = shout;
+                    const NAME: &'static ::flock::__private::core::primitive::str = \"researcher\";",
+                "::flock::__private::FlowSpec::new(\"researcher.chain\")",
+                "::flock::__private::AgentSpec::new(\"researcher\", ::flock::__private::AgentKind::Declarative)",
+                "spec.description = \"Research the topic.\";",
+                "spec.model = ::flock::__private::core::option::Option::Some(\"openai/gpt-4o\");",
+                "spec.hand_off = ::flock::__private::core::option::Option::Some(::flock::__private::assert_hand_off::<research, shout>());",
+                "spec.timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(30000u64));",
+                "spec.schedule_to_close = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(300000u64));",
+                "spec.heartbeat = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(10000u64));",
+                "spec.task_queue = ::flock::__private::core::option::Option::Some(\"agents\");",
+                "spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
+                "spec.local = ::flock::__private::core::option::Option::Some(false);",
+                "spec.tools = &[&search, &fetch];",
+                "spec.retry.attempts = ::flock::__private::core::option::Option::Some(3u32);",
+                "spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
+                "spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
+                "spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
+                "spec.retry.jitter = ::flock::__private::core::option::Option::Some(0.25f64);",
+                "spec.retry.non_retryable = &[\"Permanent\", \"InvalidOutput\"];",
+                "spec.location = ::flock::__private::core::concat!(::flock::__private::core::file!(), \":\", ::flock::__private::core::line!());",
+                "::flock::__private::run_declarative::<Self>(ctx, input)",
+                "::flock::__private::assert_agent_input_serialize::<Topic>();",
+                "::flock::__private::assert_agent_input_deserialize::<Topic>();",
+                "::flock::__private::assert_agent_input_json_schema::<Topic>();",
+                "::flock::__private::assert_agent_output_serialize::<Findings>();",
+                "::flock::__private::assert_agent_output_deserialize::<Findings>();",
+                "::flock::__private::assert_agent_output_json_schema::<Findings>();",
+                "::flock::__private::inventory::submit! { ::flock::__private::AgentRegistration { agent: &research, chain: &::flock::__private::Chain(research) } }",
+            ],
+        );
+        assert!(
+            !expansion.contains("__flock_body"),
+            "a declarative agent has no body"
+        );
+    }
+
+    #[test]
+    fn code_agent_with_context_and_result() {
+        let tokens = agent(
+            quote!(),
+            quote!(
+                #[allow(unused_variables)]
+                async fn shout(
+                    ctx: &AgentContext,
+                    input: Findings,
+                ) -> Result<Findings, AgentError> {
+                    Ok(input)
+                }
+            ),
+        );
+        assert!(compile_errors(&tokens).is_empty());
+        let expansion = pretty(tokens);
+        assert_hygienic(&expansion);
+        assert_contains(
+            &expansion,
+            &[
+                "impl shout {
+                    #[allow(unused_variables)]
+                    async fn __flock_body(ctx: &AgentContext, input: Findings) -> Result<Findings, AgentError> {
+                        Ok(input)
+                    }
+                }",
+                "type Output = <Result<Findings, AgentError> as ::flock::__private::FallibleReturn>::Ok;",
+                "type Next = ::flock::__private::End;",
+                "::flock::__private::AgentKind::Code",
+                "spec.description = \"\";",
+                "async move {
+                    ::flock::__private::into_agent_result::<<Self as ::flock::__private::Agent>::Output, _>(
+                        Self::__flock_body(::flock::__private::agent_context::<&AgentContext>(&ctx), input).await,
+                    )
+                }",
+                "::flock::__private::assert_agent_output_serialize::<Findings>();",
+            ],
+        );
+        assert!(!expansion.contains("spec.hand_off"));
+    }
+
+    #[test]
+    fn plain_and_aliased_returns() {
+        let plain = pretty(agent(
+            quote!(),
+            quote!(
+                async fn a(input: In) -> Out {
+                    todo!()
+                }
+            ),
+        ));
+        assert_contains(
+            &plain,
+            &["type Output = Out;", "Self::__flock_body(input).await"],
+        );
+        let alias = pretty(agent(
+            quote!(),
+            quote!(
+                async fn a(input: In) -> flock::AgentResult<Out> {
+                    todo!()
+                }
+            ),
+        ));
+        assert_contains(
+            &alias,
+            &[
+                "type Output = <flock::AgentResult<Out> as ::flock::__private::FallibleReturn>::Ok;",
+                "::flock::__private::assert_agent_output_json_schema::<Out>();",
+            ],
+        );
+        let opaque = pretty(agent(
+            quote!(),
+            quote!(
+                async fn a(input: In) -> fmt::Result {
+                    todo!()
+                }
+            ),
+        ));
+        assert_contains(
+            &opaque,
+            &[
+                "::flock::__private::assert_agent_output_json_schema::<<fmt::Result as ::flock::__private::FallibleReturn>::Ok>();",
+            ],
+        );
+    }
+
+    #[test]
+    fn declarative_agent_with_context_checks_its_type() {
+        let expansion = pretty(agent(
+            quote!(),
+            quote!(
+                async fn a(ctx: &AgentContext, input: In) -> Out;
+            ),
+        ));
+        assert_contains(
+            &expansion,
+            &["let _ = ::flock::__private::agent_context::<&AgentContext>(ctx);"],
+        );
+    }
+
+    #[test]
+    fn cfg_and_doc_attributes_are_carried_over() {
+        let expansion = pretty(agent(
+            quote!(),
+            quote!(
+                /// Docs.
+                #[cfg(feature = "x")]
+                #[deprecated]
+                async fn a(input: In) -> Out {
+                    input
+                }
+            ),
+        ));
+        assert_eq!(
+            expansion.matches("#[cfg(feature = \"x\")]").count(),
+            2,
+            "{expansion}"
+        );
+        assert_contains(
+            &expansion,
+            &[
+                "/// Docs.\n#[cfg(feature = \"x\")]\n#[deprecated]\n#[allow(non_camel_case_types)]\nstruct a;",
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_expansion() {
+        let tokens = flow(
+            quote!(
+                name = "research",
+                description = "Runs.",
+                task_queue = "flows",
+                execution_timeout = "1h",
+                run_timeout = "10m"
+            ),
+            quote!(
+                pub async fn research_flow(
+                    ctx: &FlowContext,
+                    topic: Topic,
+                ) -> Result<Findings, FlowError> {
+                    ctx.call(research, topic).await
+                }
+            ),
+        );
+        assert!(compile_errors(&tokens).is_empty());
+        let expansion = pretty(tokens);
+        assert_hygienic(&expansion);
+        assert_contains(
+            &expansion,
+            &[
+                "pub struct research_flow;",
+                "impl ::flock::__private::Flow for research_flow {
+                    type Input = Topic;
+                    type Output = <Result<Findings, FlowError> as ::flock::__private::FlowReturn>::Ok;
+                    const NAME: &'static ::flock::__private::core::primitive::str = \"research\";",
+                "::flock::__private::FlowSpec::new(\"research\")",
+                "spec.description = \"Runs.\";",
+                "spec.task_queue = ::flock::__private::core::option::Option::Some(\"flows\");",
+                "spec.execution_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(3600000u64));",
+                "spec.run_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(600000u64));",
+                "::flock::__private::std::boxed::Box::pin(async move {
+                    ::flock::__private::flow_result(
+                        Self::__flock_body(::flock::__private::flow_context::<&FlowContext>(ctx), input).await,
+                    )
+                })",
+                "::flock::__private::assert_flow_input_json_schema::<Topic>();",
+                "::flock::__private::assert_flow_output_deserialize::<Findings>();",
+                "::flock::__private::assert_flow_return::<Result<Findings, FlowError>>();",
+                "::flock::__private::inventory::submit! { ::flock::__private::FlowRegistration { flow: &research_flow } }",
+            ],
+        );
+    }
+
+    #[test]
+    fn tool_expansion() {
+        let plain = pretty(tool(
+            quote!(),
+            quote!(
+                /// Looks up.
+                async fn lookup(args: Query) -> Answer {
+                    todo!()
+                }
+            ),
+        ));
+        assert_hygienic(&plain);
+        assert_contains(
+            &plain,
+            &[
+                "impl ::flock::__private::DynTool for lookup",
+                "\"lookup\"",
+                "\"Looks up.\"",
+                "::flock::__private::tool_parameters_schema::<Query>()",
+                "::flock::__private::call_tool::<Query, _>(\"lookup\", arguments, Self::__flock_body, ::flock::__private::tool_output)",
+                "::flock::__private::assert_tool_args_deserialize::<Query>();",
+                "::flock::__private::assert_tool_args_json_schema::<Query>();",
+                "::flock::__private::assert_tool_output_serialize::<Answer>();",
+            ],
+        );
+        let fallible = pretty(tool(
+            quote!(name = "find"),
+            quote!(
+                async fn lookup(args: Query) -> Result<Answer, Error> {
+                    todo!()
+                }
+            ),
+        ));
+        assert_contains(
+            &fallible,
+            &[
+                "::flock::__private::call_tool::<Query, _>(\"find\", arguments, Self::__flock_body, ::flock::__private::tool_result)",
+                "::flock::__private::assert_tool_output_serialize::<Answer>();",
+            ],
+        );
+    }
+
+    #[test]
+    fn several_mistakes_are_reported_together_with_a_stub() {
+        let tokens = agent(
+            quote!(
+                timout = "30s",
+                retry(attempts = "3"),
+                model = "a",
+                model = "b"
+            ),
+            quote!(
+                /// Docs stay.
+                pub fn research(a: A, b: B, c: C) -> Out {
+                    todo!()
+                }
+            ),
+        );
+        assert_eq!(
+            compile_errors(&tokens),
+            [
+                "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
+                "`attempts` takes a whole number: `attempts = 5`",
+                "duplicate key `model` in `#[agent(..)]`: set it once",
+                "an agent fn must be `async`: write `async fn research`",
+                "an agent takes one input, optionally after a context `ctx: &AgentContext`: put these values into the input struct",
+            ]
+        );
+        let expansion = pretty(tokens);
+        assert_contains(
+            &expansion,
+            &[
+                "/// Docs stay.\n#[allow(non_camel_case_types)]\npub struct research;",
+                "impl ::flock::__private::core::marker::Copy for research {}",
+            ],
+        );
+        assert!(
+            !expansion.contains("impl ::flock::__private::Agent"),
+            "{expansion}"
+        );
+    }
+
+    #[test]
+    fn fixable_mistakes_still_expand_fully() {
+        let tokens = agent(
+            quote!(timeout = "5x"),
+            quote!(
+                fn shout(input: In) -> Out {
+                    input
+                }
+            ),
+        );
+        assert_eq!(compile_errors(&tokens).len(), 2);
+        let expansion = pretty(tokens);
+        assert_contains(
+            &expansion,
+            &[
+                "async fn __flock_body(input: In) -> Out",
+                "impl ::flock::__private::Agent for shout",
+            ],
+        );
+        assert!(!expansion.contains("spec.timeout"));
+    }
+
+    #[test]
+    fn non_fns_are_returned_unchanged_with_an_error() {
+        let tokens = agent(
+            quote!(),
+            quote!(
+                struct NotAnFn;
+            ),
+        );
+        assert_eq!(
+            compile_errors(&tokens),
+            ["`#[agent]` applies to an `async fn`"]
+        );
+        assert_contains(&pretty(tokens), &["struct NotAnFn;"]);
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_tokens() {
+        // Tokens parsed from text carry line/column positions (proc-macro2's `span-locations`).
+        let args: TokenStream = "timeout = \"5x\", frobnicate = 1".parse().unwrap();
+        let item: TokenStream = "async fn f(\n    a: A,\n    b: B,\n    c: C,\n) -> Out;"
+            .parse()
+            .unwrap();
+        let tokens = agent(args, item);
+        // Each error is `::core::compile_error! { "..." }`, spanned from its start to its end.
+        let starts: Vec<_> = tokens
+            .into_iter()
+            .filter_map(|t| match t {
+                proc_macro2::TokenTree::Ident(i) if i == "compile_error" => {
+                    Some((i.span().start().line, i.span().start().column))
+                }
+                _ => None,
+            })
+            .collect();
+        // `"5x"` at 1:10, `frobnicate` at 1:16, `c: C` at line 4 column 4.
+        assert_eq!(starts, [(1, 10), (1, 16), (4, 4)]);
     }
 }
