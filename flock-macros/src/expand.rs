@@ -173,7 +173,7 @@ fn unit_type(
 /// `Clone`, `Copy`, `Default` and `Debug`, written out with absolute paths.
 fn derives(ident: &Ident, debug_name: &LitStr) -> TokenStream {
     let fp = fp();
-    let f = local("f");
+    let f = local("__flock_f");
     quote! {
         #[automatically_derived]
         impl #fp::core::clone::Clone for #ident {
@@ -254,8 +254,12 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     let chain_name = LitStr::new(&format!("{}.chain", name.value()), name.span());
     let description = description_of(&func.attrs, attrs.description.as_ref());
     let location = location(ident);
-    let (ctx, input, spec, spec_static) =
-        (local("ctx"), local("input"), local("spec"), local("SPEC"));
+    let (ctx, input, spec, spec_static) = (
+        local("__flock_ctx"),
+        local("__flock_input"),
+        local("__flock_spec"),
+        local("__FLOCK_SPEC"),
+    );
 
     let (in_ty, in_span) = param_type(&agent.input);
     let ret = agent.ret.ty();
@@ -453,8 +457,12 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
     let name = name_of(ident, attrs.name.as_ref());
     let description = description_of(&func.attrs, attrs.description.as_ref());
     let location = location(ident);
-    let (ctx, input, spec, spec_static) =
-        (local("ctx"), local("input"), local("spec"), local("SPEC"));
+    let (ctx, input, spec, spec_static) = (
+        local("__flock_ctx"),
+        local("__flock_input"),
+        local("__flock_spec"),
+        local("__FLOCK_SPEC"),
+    );
 
     let (in_ty, in_span) = param_type(&flow.input);
     let (ctx_ty, ctx_span) = param_type(&flow.ctx);
@@ -542,7 +550,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let ident = &func.ident;
     let name = name_of(ident, attrs.name.as_ref());
     let description = description_of(&func.attrs, attrs.description.as_ref());
-    let arguments = local("arguments");
+    let arguments = local("__flock_arguments");
 
     let (args_ty, args_span) = param_type(&tool.args);
     let ret = tool.ret.ty();
@@ -709,7 +717,7 @@ mod tests {
                 "impl ::flock::__private::core::clone::Clone for research",
                 "impl ::flock::__private::core::marker::Copy for research {}",
                 "impl ::flock::__private::core::default::Default for research",
-                "f.write_str(\"researcher\")",
+                "__flock_f.write_str(\"researcher\")",
                 "impl ::flock::__private::Agent for research {
                     type Input = Topic;
                     type Output = Findings;
@@ -717,24 +725,24 @@ mod tests {
                     const NAME: &'static ::flock::__private::core::primitive::str = \"researcher\";",
                 "::flock::__private::FlowSpec::new(\"researcher.chain\")",
                 "::flock::__private::AgentSpec::new(\"researcher\", ::flock::__private::AgentKind::Declarative)",
-                "spec.description = \"Research the topic.\";",
-                "spec.model = ::flock::__private::core::option::Option::Some(\"openai/gpt-4o\");",
-                "spec.hand_off = ::flock::__private::core::option::Option::Some(::flock::__private::assert_hand_off::<research, shout>());",
-                "spec.timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(30000u64));",
-                "spec.schedule_to_close = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(300000u64));",
-                "spec.heartbeat = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(10000u64));",
-                "spec.task_queue = ::flock::__private::core::option::Option::Some(\"agents\");",
-                "spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
-                "spec.local = ::flock::__private::core::option::Option::Some(false);",
-                "spec.tools = &[&search, &fetch];",
-                "spec.retry.attempts = ::flock::__private::core::option::Option::Some(3u32);",
-                "spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
-                "spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
-                "spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
-                "spec.retry.jitter = ::flock::__private::core::option::Option::Some(0.25f64);",
-                "spec.retry.non_retryable = &[\"Permanent\", \"InvalidOutput\"];",
-                "spec.location = ::flock::__private::core::concat!(::flock::__private::core::file!(), \":\", ::flock::__private::core::line!());",
-                "::flock::__private::run_declarative::<Self>(ctx, input)",
+                "__flock_spec.description = \"Research the topic.\";",
+                "__flock_spec.model = ::flock::__private::core::option::Option::Some(\"openai/gpt-4o\");",
+                "__flock_spec.hand_off = ::flock::__private::core::option::Option::Some(::flock::__private::assert_hand_off::<research, shout>());",
+                "__flock_spec.timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(30000u64));",
+                "__flock_spec.schedule_to_close = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(300000u64));",
+                "__flock_spec.heartbeat = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(10000u64));",
+                "__flock_spec.task_queue = ::flock::__private::core::option::Option::Some(\"agents\");",
+                "__flock_spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
+                "__flock_spec.local = ::flock::__private::core::option::Option::Some(false);",
+                "__flock_spec.tools = &[&search, &fetch];",
+                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(3u32);",
+                "__flock_spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
+                "__flock_spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
+                "__flock_spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
+                "__flock_spec.retry.jitter = ::flock::__private::core::option::Option::Some(0.25f64);",
+                "__flock_spec.retry.non_retryable = &[\"Permanent\", \"InvalidOutput\"];",
+                "__flock_spec.location = ::flock::__private::core::concat!(::flock::__private::core::file!(), \":\", ::flock::__private::core::line!());",
+                "::flock::__private::run_declarative::<Self>(__flock_ctx, __flock_input)",
                 "::flock::__private::assert_agent_input_serialize::<Topic>();",
                 "::flock::__private::assert_agent_input_deserialize::<Topic>();",
                 "::flock::__private::assert_agent_input_json_schema::<Topic>();",
@@ -779,16 +787,16 @@ mod tests {
                 "type Output = <Result<Findings, AgentError> as ::flock::__private::FallibleReturn>::Ok;",
                 "type Next = ::flock::__private::End;",
                 "::flock::__private::AgentKind::Code",
-                "spec.description = \"\";",
+                "__flock_spec.description = \"\";",
                 "async move {
                     ::flock::__private::into_agent_result::<<Self as ::flock::__private::Agent>::Output, _>(
-                        Self::__flock_body(::flock::__private::agent_context::<&AgentContext>(&ctx), input).await,
+                        Self::__flock_body(::flock::__private::agent_context::<&AgentContext>(&__flock_ctx), __flock_input).await,
                     )
                 }",
                 "::flock::__private::assert_agent_output_serialize::<Findings>();",
             ],
         );
-        assert!(!expansion.contains("spec.hand_off"));
+        assert!(!expansion.contains("__flock_spec.hand_off"));
     }
 
     #[test]
@@ -803,7 +811,10 @@ mod tests {
         ));
         assert_contains(
             &plain,
-            &["type Output = Out;", "Self::__flock_body(input).await"],
+            &[
+                "type Output = Out;",
+                "Self::__flock_body(__flock_input).await",
+            ],
         );
         let alias = pretty(agent(
             quote!(),
@@ -846,7 +857,7 @@ mod tests {
         ));
         assert_contains(
             &expansion,
-            &["let _ = ::flock::__private::agent_context::<&AgentContext>(ctx);"],
+            &["let _ = ::flock::__private::agent_context::<&AgentContext>(__flock_ctx);"],
         );
     }
 
@@ -907,13 +918,13 @@ mod tests {
                     type Output = <Result<Findings, FlowError> as ::flock::__private::FlowReturn>::Ok;
                     const NAME: &'static ::flock::__private::core::primitive::str = \"research\";",
                 "::flock::__private::FlowSpec::new(\"research\")",
-                "spec.description = \"Runs.\";",
-                "spec.task_queue = ::flock::__private::core::option::Option::Some(\"flows\");",
-                "spec.execution_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(3600000u64));",
-                "spec.run_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(600000u64));",
+                "__flock_spec.description = \"Runs.\";",
+                "__flock_spec.task_queue = ::flock::__private::core::option::Option::Some(\"flows\");",
+                "__flock_spec.execution_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(3600000u64));",
+                "__flock_spec.run_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(600000u64));",
                 "::flock::__private::std::boxed::Box::pin(async move {
                     ::flock::__private::flow_result(
-                        Self::__flock_body(::flock::__private::flow_context::<&FlowContext>(ctx), input).await,
+                        Self::__flock_body(::flock::__private::flow_context::<&FlowContext>(__flock_ctx), __flock_input).await,
                     )
                 })",
                 "::flock::__private::assert_flow_input_json_schema::<Topic>();",
@@ -943,7 +954,7 @@ mod tests {
                 "\"lookup\"",
                 "\"Looks up.\"",
                 "::flock::__private::tool_parameters_schema::<Query>()",
-                "::flock::__private::call_tool::<Query, _>(\"lookup\", arguments, Self::__flock_body, ::flock::__private::tool_output)",
+                "::flock::__private::call_tool::<Query, _>(\"lookup\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_output)",
                 "::flock::__private::assert_tool_args_deserialize::<Query>();",
                 "::flock::__private::assert_tool_args_json_schema::<Query>();",
                 "::flock::__private::assert_tool_output_serialize::<Answer>();",
@@ -960,7 +971,7 @@ mod tests {
         assert_contains(
             &fallible,
             &[
-                "::flock::__private::call_tool::<Query, _>(\"find\", arguments, Self::__flock_body, ::flock::__private::tool_result)",
+                "::flock::__private::call_tool::<Query, _>(\"find\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_result)",
                 "::flock::__private::assert_tool_output_serialize::<Answer>();",
             ],
         );
@@ -1025,7 +1036,7 @@ mod tests {
                 "impl ::flock::__private::Agent for shout",
             ],
         );
-        assert!(!expansion.contains("spec.timeout"));
+        assert!(!expansion.contains("__flock_spec.timeout"));
     }
 
     #[test]
