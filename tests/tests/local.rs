@@ -15,7 +15,7 @@ use serde_json::json;
 
 // Defined in the examples crate (so the conformance tests run the very same code).
 use flock_examples::research::{
-    Findings, Summary, Topic, research_agent, research_flow, summarize_agent,
+    Summary, Topic, research_agent, research_flow, summarize_agent,
 };
 
 async fn test_flock() -> Flock {

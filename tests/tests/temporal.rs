@@ -85,9 +85,9 @@ async fn history(run_id: &str) -> History {
     let events = client
         .get_workflow_handle::<UntypedWorkflow>(run_id.to_owned())
         .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
         .await
-        .expect("history")
-        .into_events();
+        .expect("history");
     let mut history = History::default();
     let mut scheduled = std::collections::HashMap::new();
     for event in events {
