@@ -9,7 +9,8 @@ use crate::agent::AgentSpec;
 /// The system and user messages for one evaluation of `spec` on `input`.
 ///
 /// The system message carries the agent's description and the output JSON Schema; the user
-/// message carries the input as JSON, described by the input schema.
+/// message carries the input as JSON, described by the input schema. Object keys are sorted, so
+/// the same agent and input always give the same messages.
 pub fn build_messages(
     spec: &AgentSpec,
     input_schema: &Value,
@@ -22,12 +23,12 @@ pub fn build_messages(
         spec.description.to_owned()
     };
     let system = format!(
-        "{description}\n\nAnswer with one JSON value that matches this JSON Schema, and nothing else:\n{}",
-        pretty(output_schema)
+        "{description}\n\nAnswer with one JSON object that matches this JSON Schema, and nothing else:\n{}",
+        pretty(&without_meta(output_schema))
     );
     let user = format!(
         "Input, as JSON matching the schema below.\n\nSchema:\n{}\n\nInput:\n{}",
-        pretty(input_schema),
+        pretty(&without_meta(input_schema)),
         pretty(input)
     );
     vec![
@@ -39,8 +40,17 @@ pub fn build_messages(
 /// The follow-up message after an answer that did not fit.
 pub(super) fn repair_message(problem: &str) -> String {
     format!(
-        "Your previous answer was rejected: {problem}\nAnswer again with one JSON value that matches the schema."
+        "Your previous answer was rejected: {problem}\nAnswer again with one JSON object that matches the schema."
     )
+}
+
+/// The schema without its `$schema` dialect URL, which tells the model nothing.
+fn without_meta(schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+    }
+    schema
 }
 
 fn pretty(value: &Value) -> String {

@@ -84,10 +84,10 @@ pub fn object_root(schema: Value) -> (Value, bool) {
         _ => Map::new(),
     };
     inner.remove("$schema");
-    let title = inner
-        .get("title")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let title = match inner.remove("title") {
+        Some(Value::String(title)) => Some(title),
+        _ => None,
+    };
     if refers_to_root(&Value::Object(inner.clone())) {
         // Root recursion (`"$ref": "#"`) would point at the wrapper: move the root into `$defs`.
         let name = title.clone().unwrap_or_else(|| "Output".to_owned());

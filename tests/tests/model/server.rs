@@ -1,0 +1,265 @@
+//! A chat-completions server on 127.0.0.1 for the model tests: it records every request and
+//! answers with scripted replies, including the broken ones (429, 500, garbage, cut-off bodies,
+//! stalls). One request per connection (`Connection: close`), HTTP/1.1.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `POST /v1/chat/completions` → `"/v1/chat/completions"` (query included).
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body, parsed.
+    pub body: Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The messages of the request.
+    pub fn messages(&self) -> &Vec<Value> {
+        self.body["messages"].as_array().expect("messages")
+    }
+}
+
+/// What the server answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A status, extra headers and a JSON body.
+    Json(u16, Vec<(&'static str, String)>, Value),
+    /// These bytes exactly, then the connection closes.
+    Raw(Vec<u8>),
+    /// Waits, then replies.
+    After(Duration, Box<Reply>),
+}
+
+/// A successful completion whose message content is `content`.
+pub fn answer(content: &str, prompt_tokens: u64, completion_tokens: u64) -> Reply {
+    Reply::Json(
+        200,
+        vec![],
+        json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": content, "refusal": null },
+                "logprobs": null,
+                "finish_reason": "stop"
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens
+            }
+        }),
+    )
+}
+
+/// A completion that calls tools: `(id, name, arguments)`.
+pub fn tool_calls(calls: &[(&str, &str, &str)], prompt_tokens: u64) -> Reply {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({ "id": id, "type": "function", "function": { "name": name, "arguments": arguments } })
+        })
+        .collect();
+    Reply::Json(
+        200,
+        vec![],
+        json!({
+            "id": "chatcmpl-2",
+            "object": "chat.completion",
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": null, "tool_calls": calls },
+                "finish_reason": "tool_calls"
+            }],
+            "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": 9, "total_tokens": prompt_tokens + 9 }
+        }),
+    )
+}
+
+/// An OpenAI-style error body.
+pub fn failure(status: u16, headers: Vec<(&'static str, String)>, message: &str) -> Reply {
+    Reply::Json(
+        status,
+        headers,
+        json!({ "error": { "message": message, "type": "error", "param": null, "code": null } }),
+    )
+}
+
+/// A server on a free loopback port.
+pub struct FakeOpenAi {
+    address: std::net::SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOpenAi {
+    /// Starts a server that answers the `replies` in order (a 500 when they run out).
+    pub async fn start(replies: Vec<Reply>) -> FakeOpenAi {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let address = listener.local_addr().expect("local address");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let task = tokio::spawn({
+            let received = received.clone();
+            let replies = replies.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let received = received.clone();
+                    let replies = replies.clone();
+                    tokio::spawn(async move {
+                        let _ = serve(stream, received, replies).await;
+                    });
+                }
+            }
+        });
+        FakeOpenAi {
+            address,
+            received,
+            replies,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `http://127.0.0.1:<port>/v1`, an OpenAI base URL.
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.url())
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many scripted replies are left.
+    pub fn unused_replies(&self) -> usize {
+        self.replies.lock().unwrap().len()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+) -> std::io::Result<()> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let body = serde_json::from_slice(&buffer[head_end..]).unwrap_or(Value::Null);
+    received.lock().unwrap().push(Received {
+        path,
+        headers,
+        body,
+    });
+    let mut reply = replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| failure(500, vec![], "the test server has no more replies"));
+    loop {
+        match reply {
+            Reply::After(delay, next) => {
+                tokio::time::sleep(delay).await;
+                reply = *next;
+            }
+            Reply::Raw(bytes) => {
+                stream.write_all(&bytes).await?;
+                stream.flush().await?;
+                return stream.shutdown().await;
+            }
+            Reply::Json(status, extra, body) => {
+                let body = body.to_string();
+                let mut response = format!(
+                    "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    reason(status),
+                    body.len()
+                );
+                for (name, value) in extra {
+                    response.push_str(&format!("{name}: {value}\r\n"));
+                }
+                response.push_str("\r\n");
+                response.push_str(&body);
+                stream.write_all(response.as_bytes()).await?;
+                stream.flush().await?;
+                return stream.shutdown().await;
+            }
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
