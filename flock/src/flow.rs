@@ -182,10 +182,14 @@ impl FlowContext {
         }
     }
 
-    /// Sleeps durably (on Temporal: a timer that survives worker restarts).
-    pub async fn sleep(&self, duration: Duration) {
+    /// Sleeps durably (on Temporal: a timer that survives worker restarts). Fails with
+    /// [`FlowError::Cancelled`] when the run is cancelled meanwhile, so `?` ends the flow.
+    pub async fn sleep(&self, duration: Duration) -> Result<(), FlowError> {
         match &self.backend {
-            Backend::Local(_) => tokio::time::sleep(duration).await,
+            Backend::Local(_) => {
+                tokio::time::sleep(duration).await;
+                Ok(())
+            }
             Backend::Temporal(run) => run.sleep(duration).await,
         }
     }

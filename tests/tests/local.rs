@@ -428,7 +428,7 @@ pub struct Draws {
 
 #[flow]
 async fn draw(ctx: &FlowContext, job: Job) -> Result<Draws, FlowError> {
-    ctx.sleep(Duration::from_millis(job.id.into())).await;
+    ctx.sleep(Duration::from_millis(job.id.into())).await?;
     assert!(ctx.now() <= std::time::SystemTime::now());
     Ok(Draws {
         numbers: vec![ctx.random_u64(), ctx.random_u64()],

@@ -264,7 +264,7 @@ async fn retry_classes_on_temporal() {
 
 #[flow]
 async fn t_sleepy(ctx: &FlowContext, ping: Ping) -> Result<Ping, FlowError> {
-    ctx.sleep(Duration::from_millis(u64::from(ping.n))).await;
+    ctx.sleep(Duration::from_millis(u64::from(ping.n))).await?;
     Ok(Ping { n: ping.n + 1 })
 }
 

@@ -63,7 +63,7 @@ trait WorkflowOps {
         input: Value,
         options: LocalActivityOptions,
     ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>>;
-    fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, ()>;
+    fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, bool>;
     fn child(&self, name: &'static str, input: Value, options: ChildWorkflowOptions) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
     fn now(&self) -> Option<SystemTime>;
 }
@@ -84,12 +84,11 @@ impl<W: 'static> WorkflowOps for WorkflowContext<W> {
         async move { ctx.execute_local_activity(ByName(name), input, options).await }.boxed_local()
     }
 
-    fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, ()> {
+    /// `true` when the timer fired, `false` when it was cancelled.
+    fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, bool> {
         let ctx = self.clone();
-        async move {
-            WorkflowContext::timer(&ctx, duration).await;
-        }
-        .boxed_local()
+        async move { matches!(WorkflowContext::timer(&ctx, duration).await, temporalio_sdk::TimerResult::Fired) }
+            .boxed_local()
     }
 
     fn child(&self, name: &'static str, input: Value, options: ChildWorkflowOptions) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
@@ -158,8 +157,14 @@ impl TemporalRun {
         })
     }
 
-    pub(crate) async fn sleep(&self, duration: Duration) {
-        SendWrapper::new(self.ops.timer(duration)).await
+    pub(crate) async fn sleep(&self, duration: Duration) -> Result<(), FlowError> {
+        if SendWrapper::new(self.ops.timer(duration)).await {
+            Ok(())
+        } else {
+            Err(FlowError::Cancelled {
+                message: format!("the run was cancelled during a {duration:?} sleep"),
+            })
+        }
     }
 
     pub(crate) fn now(&self) -> SystemTime {
