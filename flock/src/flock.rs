@@ -106,6 +106,12 @@ impl Flock {
         }
     }
 
+    /// Starts a flow without waiting for it; the handle gives its id, its typed result and
+    /// cancellation. Same as `flock.run_flow(flow, input).start()` (which also takes `.id(..)`).
+    pub async fn start_flow<F: Flow>(&self, flow: F, input: F::Input) -> Result<FlowHandle<F>, Error> {
+        self.run_flow(flow, input).start().await
+    }
+
     /// A handle to a run started elsewhere (another process, an earlier start), by its id.
     /// Temporal only: local runs live in the process that started them.
     pub fn flow_handle<F: Flow>(&self, flow: F, run_id: impl Into<String>) -> Result<FlowHandle<F>, Error> {
