@@ -500,12 +500,6 @@ fn uuid_like(text: &str) -> bool {
 }
 
 #[tokio::test]
-async fn temporal_before_it_exists_is_a_clear_error() {
-    let error = Flock::builder().local_debug(false).build().await.unwrap_err();
-    assert!(error.to_string().contains("Temporal"), "{error}");
-}
-
-#[tokio::test]
 async fn unknown_model_provider_is_a_clear_error() {
     let error = Flock::builder().model("nosuch/model").build().await.unwrap_err();
     let text = error.to_string();
