@@ -308,8 +308,10 @@ impl<'a, F: Flow> RunRequest<'a, F> {
 
     /// Runs and gives the result together with the run record.
     ///
-    /// On Temporal the record holds the run's input, output or error; the workflow history (Web
-    /// UI, `temporal workflow show`) holds each agent's attempts.
+    /// On Temporal the record is read back from the workflow's history: each agent (activity) with
+    /// its input, output, error and attempts (Temporal keeps the last attempt's timing and the
+    /// failure before it), and child flows. Agents run as local activities are not listed, and
+    /// token usage is not recorded there.
     pub async fn recorded(self) -> Recorded<F::Output> {
         let run_id: Arc<str> = match self.id {
             Some(id) => Arc::from(id),
@@ -337,7 +339,8 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                     temporal.result(F::NAME, &run_id).await
                 }
                 .await;
-                let record = RunRecord::summary(&run_id, F::NAME, started_at, started.elapsed(), input, &result);
+                let mut record = RunRecord::summary(&run_id, F::NAME, started_at, started.elapsed(), input, &result);
+                temporal.fill_record(&mut record).await;
                 Recorded {
                     result: result.and_then(|value| decode::<F>(&run_id, value)),
                     record,

@@ -139,9 +139,22 @@ async fn examples_give_identical_results_on_both_executors() {
     let topic = || Topic {
         topic: "Temporal workflows".into(),
     };
-    let chain_local = local.run(research_agent, topic()).await.unwrap();
-    let chain_temporal = temporal.run(research_agent, topic()).await.unwrap();
-    assert_eq!(as_json(&chain_local), as_json(&chain_temporal));
+    let chain_local = local.run(research_agent, topic()).recorded().await;
+    let chain_temporal = temporal.run(research_agent, topic()).recorded().await;
+    assert_eq!(
+        as_json(&chain_local.result.unwrap()),
+        as_json(&chain_temporal.result.unwrap())
+    );
+    // the records agree too: same agents, inputs and outputs (on Temporal, read from history)
+    let steps = |record: &flock::RunRecord| {
+        record
+            .steps
+            .iter()
+            .map(|s| (s.agent.clone(), s.input.clone(), s.output.clone(), s.attempts.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps(&chain_local.record), steps(&chain_temporal.record));
+    assert_eq!(chain_temporal.record.steps.len(), 2);
     let flow_local = local.run_flow(research_flow, topic()).await.unwrap();
     let flow_temporal = temporal.run_flow(research_flow, topic()).await.unwrap();
     assert_eq!(as_json(&flow_local), as_json(&flow_temporal));
@@ -228,8 +241,15 @@ async fn retry_classes_on_temporal() {
     let flock = temporal_flock("retries").await;
 
     // transient twice, then success: 3 attempts
-    let out = flock.run_flow(t_calls, Ping { n: 0 }).id("retry-transient").await.unwrap();
-    assert_eq!(out, Ping { n: 1 });
+    let recorded = flock.run_flow(t_calls, Ping { n: 0 }).id("retry-transient").recorded().await;
+    assert_eq!(recorded.result.unwrap(), Ping { n: 1 });
+    let step = &recorded.record.steps[0];
+    assert_eq!((step.agent.as_str(), step.attempts.len()), ("t_flaky", 3));
+    assert_eq!(
+        step.attempts[1].error.as_ref().map(|e| e.message().to_owned()),
+        Some("flaky attempt 2".to_owned()),
+        "the failure before the last attempt, from history"
+    );
     assert_eq!(T_FLAKY.load(Ordering::SeqCst), 3);
     let attempts: Vec<u32> = history("retry-transient").await.attempts.iter().map(|(_, n)| *n).collect();
     assert_eq!(attempts.last(), Some(&3), "{attempts:?}");

@@ -2,6 +2,7 @@
 //! by workers of the official Rust SDK against a Temporal server.
 
 mod activity;
+mod history;
 mod workflow;
 
 use std::sync::Arc;
@@ -395,6 +396,11 @@ impl TemporalExecutor {
             })),
             Err(other) => Err(failed(FlowError::msg(other.to_string()))),
         }
+    }
+
+    /// Fills a run record's steps and children from the server's history.
+    pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
+        history::fill_record(&self.client, record).await;
     }
 
     /// Requests cancellation of workflow `run_id`.

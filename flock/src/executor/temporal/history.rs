@@ -1,0 +1,149 @@
+//! The run record of a Temporal run, read back from the server's history: the agents (activities)
+//! it scheduled, their attempts, inputs, outputs and errors, and its child flows.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use temporalio_client::{Client, WorkflowFetchHistoryOptions};
+use temporalio_common::UntypedWorkflow;
+use temporalio_common::protos::temporal::api::common::v1::Payloads;
+use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
+use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+use crate::error::{AgentError, ErrorClass};
+use crate::record::{AttemptRecord, RunRecord, StepRecord};
+
+/// How deep child flows are followed.
+const MAX_DEPTH: usize = 8;
+
+/// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
+/// local activities appear as markers in the history and are not listed.
+pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
+    fill(client, record, 0).await;
+}
+
+fn fill<'a>(client: &'a Client, record: &'a mut RunRecord, depth: usize) -> futures::future::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let Ok(events) = client
+            .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+        else {
+            return;
+        };
+        let children = steps_from(&events, record);
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        for (run_id, name) in children {
+            let mut child = RunRecord::summary(&run_id, &name, record.started_at, Duration::ZERO, Value::Null, &Ok(Value::Null));
+            child.output = None;
+            fill(client, &mut child, depth + 1).await;
+            record.children.push(child);
+        }
+    })
+}
+
+fn time_of(event: &HistoryEvent) -> Option<SystemTime> {
+    let t = event.event_time.as_ref()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?))
+}
+
+fn json_of(payloads: Option<&Payloads>) -> Value {
+    payloads
+        .and_then(|p| p.payloads.first())
+        .and_then(|p| serde_json::from_slice(&p.data).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn error_of(failure: Option<&Failure>) -> AgentError {
+    let Some(failure) = failure else {
+        return AgentError::transient("failed without a recorded failure");
+    };
+    match &failure.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => {
+            let class = ErrorClass::from_name(&info.r#type).unwrap_or(ErrorClass::Transient);
+            AgentError::from_class(class, failure.message.clone(), None)
+        }
+        Some(FailureInfo::TimeoutFailureInfo(_)) => AgentError::transient(format!("timed out: {}", failure.message)),
+        _ => AgentError::transient(failure.message.clone()),
+    }
+}
+
+/// Builds the steps; returns the child workflows (id, type) to follow.
+fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, String)> {
+    let start = events.first().and_then(time_of).unwrap_or(record.started_at);
+    let since = |event: &HistoryEvent| time_of(event).and_then(|t| t.duration_since(start).ok()).unwrap_or_default();
+    let mut by_scheduled: HashMap<i64, usize> = HashMap::new();
+    let mut steps: Vec<StepRecord> = Vec::new();
+    let mut children = Vec::new();
+    for event in events {
+        match &event.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                record.input = json_of(a.input.as_ref());
+            }
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                by_scheduled.insert(event.event_id, steps.len());
+                steps.push(StepRecord {
+                    agent: a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                    started: since(event),
+                    duration: Duration::ZERO,
+                    input: json_of(a.input.as_ref()),
+                    output: None,
+                    error: None,
+                    attempts: Vec::new(),
+                    usage: Default::default(),
+                });
+            }
+            Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                    // Temporal records only the last attempt's start, with the failure before it.
+                    let last = u32::try_from(a.attempt).unwrap_or(1).max(1);
+                    step.attempts = (1..=last)
+                        .map(|attempt| AttemptRecord {
+                            attempt,
+                            started: if attempt == last { since(event) } else { step.started },
+                            duration: Duration::ZERO,
+                            error: (attempt + 1 == last).then(|| error_of(a.last_failure.as_ref())),
+                        })
+                        .collect();
+                }
+            }
+            Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                    step.output = Some(json_of(a.result.as_ref()));
+                    close(step, since(event), None);
+                }
+            }
+            Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                    close(step, since(event), Some(error_of(a.failure.as_ref())));
+                }
+            }
+            Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
+                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                    close(step, since(event), Some(error_of(a.failure.as_ref())));
+                }
+            }
+            Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) => {
+                let name = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                children.push((a.workflow_id.clone(), name));
+            }
+            _ => {}
+        }
+    }
+    record.steps = steps;
+    children
+}
+
+fn close(step: &mut StepRecord, at: Duration, error: Option<AgentError>) {
+    step.duration = at.saturating_sub(step.started);
+    if let Some(last) = step.attempts.last_mut() {
+        last.duration = at.saturating_sub(last.started);
+        last.error = error.clone();
+    }
+    step.error = error;
+}
