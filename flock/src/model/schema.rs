@@ -576,57 +576,66 @@ pub fn drop_optional_nulls(schema: &Value, value: &mut Value) {
 const MAX_DEPTH: usize = 64;
 
 fn denull(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
-    if depth > MAX_DEPTH {
+    // Only objects (and what they contain) can hold dropped properties.
+    if depth > MAX_DEPTH || !matches!(value, Value::Object(_) | Value::Array(_)) {
         return;
     }
     let Value::Object(map) = schema else { return };
-    if let Some(target) = map.get("$ref").and_then(Value::as_str) {
-        if let Some(resolved) = resolve_ref(root, target) {
-            denull(root, resolved, value, depth + 1);
-        }
-        if map.len() == 1 {
-            return;
+    let (mut reference, mut properties, mut required, mut items) = (None, None, None, None);
+    let mut branches: [Option<&Vec<Value>>; 3] = [None; 3];
+    for (key, v) in map {
+        match key.as_str() {
+            "$ref" => reference = v.as_str(),
+            "properties" => properties = v.as_object(),
+            "required" => required = v.as_array(),
+            "items" => items = Some(v),
+            "anyOf" => branches[0] = v.as_array(),
+            "oneOf" => branches[1] = v.as_array(),
+            "allOf" => branches[2] = v.as_array(),
+            _ => {}
         }
     }
-    for key in ["anyOf", "oneOf", "allOf"] {
-        if let Some(Value::Array(branches)) = map.get(key) {
-            // Pick the branches the value plausibly took: for objects, those whose properties
-            // include every key of the value.
-            for branch in branches {
-                if branch_fits(root, branch, value) {
-                    denull(root, branch, value, depth + 1);
-                    if key != "allOf" {
-                        break;
-                    }
+    if let Some(target) = reference
+        && let Some(resolved) = resolve_ref(root, target)
+    {
+        denull(root, resolved, value, depth + 1);
+    }
+    for (i, branches) in branches.iter().enumerate() {
+        let Some(branches) = branches else { continue };
+        // Pick the branches the value plausibly took: for objects, those whose properties
+        // include every key of the value.
+        for branch in *branches {
+            if branch_fits(root, branch, value) {
+                denull(root, branch, value, depth + 1);
+                if i != 2 {
+                    break;
                 }
             }
         }
     }
     match value {
         Value::Object(object) => {
-            let required: Vec<&str> = map
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if let Some(Value::Object(properties)) = map.get("properties") {
+            let Some(properties) = properties else { return };
+            if object.values().any(Value::is_null) {
+                let is_required =
+                    |name: &str| required.is_some_and(|r| r.iter().any(|n| n == name));
                 object.retain(|name, v| {
                     !(v.is_null()
-                        && !required.contains(&name.as_str())
+                        && !is_required(name)
                         && properties
                             .get(name)
                             .is_some_and(|p| !accepts_null(root, p, 0)))
                 });
-                for (name, v) in object.iter_mut() {
-                    if let Some(property) = properties.get(name) {
-                        denull(root, property, v, depth + 1);
-                    }
+            }
+            for (name, v) in object.iter_mut() {
+                if let Some(property) = properties.get(name) {
+                    denull(root, property, v, depth + 1);
                 }
             }
         }
-        Value::Array(items) => {
-            if let Some(item_schema) = map.get("items") {
-                for item in items {
+        Value::Array(values) => {
+            if let Some(item_schema) = items {
+                for item in values {
                     denull(root, item_schema, item, depth + 1);
                 }
             }

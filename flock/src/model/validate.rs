@@ -172,7 +172,8 @@ impl<'s> Validator<'s> {
             Value::Object(map) => map,
             _ => return,
         };
-        if let Some(target) = map.get("$ref").and_then(Value::as_str) {
+        let k = Keywords::of(map);
+        if let Some(target) = k.reference {
             match resolve_ref(self.root, target) {
                 Some(resolved) => self.check(resolved, instance, path, depth + 1),
                 None => self.fail(
@@ -181,7 +182,7 @@ impl<'s> Validator<'s> {
                 ),
             }
         }
-        if let Some(ty) = map.get("type")
+        if let Some(ty) = k.ty
             && !type_matches(ty, instance)
         {
             self.fail(
@@ -194,7 +195,7 @@ impl<'s> Validator<'s> {
             );
             return;
         }
-        if let Some(Value::Array(values)) = map.get("enum")
+        if let Some(values) = k.enumeration
             && !values.iter().any(|v| json_eq(v, instance))
         {
             self.fail(
@@ -206,7 +207,7 @@ impl<'s> Validator<'s> {
                 ),
             );
         }
-        if let Some(value) = map.get("const")
+        if let Some(value) = k.constant
             && !json_eq(value, instance)
         {
             self.fail(
@@ -214,30 +215,24 @@ impl<'s> Validator<'s> {
                 format!("expected {value}, found {}", describe_value(instance)),
             );
         }
-        self.combinators(map, instance, path, depth);
+        self.combinators(&k, instance, path, depth);
         match instance {
-            Value::Object(object) => self.object(map, object, path, depth),
-            Value::Array(items) => self.array(map, items, path, depth),
-            Value::String(s) => self.string(map, s, path),
-            Value::Number(n) => self.number(map, n, path),
+            Value::Object(object) => self.object(&k, object, path, depth),
+            Value::Array(items) => self.array(&k, items, path, depth),
+            Value::String(s) => self.string(&k, s, path),
+            Value::Number(n) => self.number(&k, n, path),
             _ => {}
         }
     }
 
-    fn combinators(
-        &mut self,
-        map: &'s Map<String, Value>,
-        instance: &Value,
-        path: &Path<'_>,
-        depth: usize,
-    ) {
-        if let Some(Value::Array(branches)) = map.get("allOf") {
+    fn combinators(&mut self, k: &Keywords<'s>, instance: &Value, path: &Path<'_>, depth: usize) {
+        if let Some(branches) = k.all_of {
             for branch in branches {
                 self.check(branch, instance, path, depth + 1);
             }
         }
-        for key in ["anyOf", "oneOf"] {
-            let Some(Value::Array(branches)) = map.get(key) else {
+        for (key, branches) in [("anyOf", k.any_of), ("oneOf", k.one_of)] {
+            let Some(branches) = branches else {
                 continue;
             };
             let mut matched = 0;
@@ -275,7 +270,7 @@ impl<'s> Validator<'s> {
                 );
             }
         }
-        if let Some(not) = map.get("not")
+        if let Some(not) = k.not
             && self.probe(not, instance, depth + 1).is_none()
         {
             self.fail(path, "matches a shape that is not allowed".into());
@@ -284,29 +279,26 @@ impl<'s> Validator<'s> {
 
     fn object(
         &mut self,
-        map: &'s Map<String, Value>,
+        k: &Keywords<'s>,
         object: &Map<String, Value>,
         path: &Path<'_>,
         depth: usize,
     ) {
-        if let Some(Value::Array(required)) = map.get("required") {
+        if let Some(required) = k.required {
             for name in required.iter().filter_map(Value::as_str) {
                 if !object.contains_key(name) {
                     self.fail(path, format!("missing required property `{name}`"));
                 }
             }
         }
-        let properties = map.get("properties").and_then(Value::as_object);
-        let additional = map.get("additionalProperties");
-        let pattern_properties = map.contains_key("patternProperties");
         for (name, value) in object {
             let inner = Path::Key(path, name);
-            if let Some(schema) = properties.and_then(|p| p.get(name)) {
+            if let Some(schema) = k.properties.and_then(|p| p.get(name)) {
                 self.check(schema, value, &inner, depth + 1);
-            } else if pattern_properties {
+            } else if k.pattern_properties {
                 // Not checked (see the module docs).
             } else {
-                match additional {
+                match k.additional {
                     Some(Value::Bool(false)) => {
                         self.fail(path, format!("unexpected property `{name}`"));
                     }
@@ -315,39 +307,34 @@ impl<'s> Validator<'s> {
                 }
             }
         }
-        if let Some(min) = map.get("minProperties").and_then(Value::as_u64)
-            && (object.len() as u64) < min
+        let len = object.len() as u64;
+        if let Some(min) = k.min_properties
+            && len < min
         {
             self.fail(
                 path,
-                format!("expected at least {min} properties, found {}", object.len()),
+                format!("expected at least {min} properties, found {len}"),
             );
         }
-        if let Some(max) = map.get("maxProperties").and_then(Value::as_u64)
-            && (object.len() as u64) > max
+        if let Some(max) = k.max_properties
+            && len > max
         {
             self.fail(
                 path,
-                format!("expected at most {max} properties, found {}", object.len()),
+                format!("expected at most {max} properties, found {len}"),
             );
         }
     }
 
-    fn array(
-        &mut self,
-        map: &'s Map<String, Value>,
-        items: &[Value],
-        path: &Path<'_>,
-        depth: usize,
-    ) {
+    fn array(&mut self, k: &Keywords<'s>, items: &[Value], path: &Path<'_>, depth: usize) {
         let mut start = 0;
-        if let Some(Value::Array(prefix)) = map.get("prefixItems") {
+        if let Some(prefix) = k.prefix_items {
             for (i, (schema, item)) in prefix.iter().zip(items).enumerate() {
                 self.check(schema, item, &Path::Index(path, i), depth + 1);
             }
             start = prefix.len();
         }
-        if let Some(schema) = map.get("items") {
+        if let Some(schema) = k.items {
             for (i, item) in items.iter().enumerate().skip(start) {
                 if self.full() {
                     break;
@@ -363,17 +350,17 @@ impl<'s> Validator<'s> {
             }
         }
         let len = items.len() as u64;
-        if let Some(min) = map.get("minItems").and_then(Value::as_u64)
+        if let Some(min) = k.min_items
             && len < min
         {
             self.fail(path, format!("expected at least {min} items, found {len}"));
         }
-        if let Some(max) = map.get("maxItems").and_then(Value::as_u64)
+        if let Some(max) = k.max_items
             && len > max
         {
             self.fail(path, format!("expected at most {max} items, found {len}"));
         }
-        if map.get("uniqueItems") == Some(&Value::Bool(true)) {
+        if k.unique_items {
             for (i, a) in items.iter().enumerate() {
                 if items[..i].iter().any(|b| json_eq(a, b)) {
                     self.fail(&Path::Index(path, i), "duplicates an earlier item".into());
@@ -383,14 +370,12 @@ impl<'s> Validator<'s> {
         }
     }
 
-    fn string(&mut self, map: &Map<String, Value>, s: &str, path: &Path<'_>) {
-        let min = map.get("minLength").and_then(Value::as_u64);
-        let max = map.get("maxLength").and_then(Value::as_u64);
-        if min.is_none() && max.is_none() {
+    fn string(&mut self, k: &Keywords<'s>, s: &str, path: &Path<'_>) {
+        if k.min_length.is_none() && k.max_length.is_none() {
             return;
         }
         let len = s.chars().count() as u64;
-        if let Some(min) = min
+        if let Some(min) = k.min_length
             && len < min
         {
             self.fail(
@@ -398,7 +383,7 @@ impl<'s> Validator<'s> {
                 format!("expected at least {min} characters, found {len}"),
             );
         }
-        if let Some(max) = max
+        if let Some(max) = k.max_length
             && len > max
         {
             self.fail(
@@ -408,30 +393,29 @@ impl<'s> Validator<'s> {
         }
     }
 
-    fn number(&mut self, map: &Map<String, Value>, n: &Number, path: &Path<'_>) {
+    fn number(&mut self, k: &Keywords<'s>, n: &Number, path: &Path<'_>) {
         let Some(x) = n.as_f64() else { return };
-        let bound = |key: &str| map.get(key).and_then(Value::as_f64);
-        if let Some(min) = bound("minimum")
+        if let Some(min) = k.minimum
             && x < min
         {
             self.fail(path, format!("expected at least {min}, found {n}"));
         }
-        if let Some(max) = bound("maximum")
+        if let Some(max) = k.maximum
             && x > max
         {
             self.fail(path, format!("expected at most {max}, found {n}"));
         }
-        if let Some(min) = bound("exclusiveMinimum")
+        if let Some(min) = k.exclusive_minimum
             && x <= min
         {
             self.fail(path, format!("expected more than {min}, found {n}"));
         }
-        if let Some(max) = bound("exclusiveMaximum")
+        if let Some(max) = k.exclusive_maximum
             && x >= max
         {
             self.fail(path, format!("expected less than {max}, found {n}"));
         }
-        if let Some(step) = bound("multipleOf")
+        if let Some(step) = k.multiple_of
             && step > 0.0
         {
             let q = x / step;
@@ -439,6 +423,76 @@ impl<'s> Validator<'s> {
                 self.fail(path, format!("expected a multiple of {step}, found {n}"));
             }
         }
+    }
+}
+
+/// The keywords of one schema object, gathered in one pass over its keys (a schema has a few
+/// keys; looking up each of the ~25 keywords separately would cost more than the check).
+#[derive(Default)]
+struct Keywords<'s> {
+    reference: Option<&'s str>,
+    ty: Option<&'s Value>,
+    enumeration: Option<&'s Vec<Value>>,
+    constant: Option<&'s Value>,
+    all_of: Option<&'s Vec<Value>>,
+    any_of: Option<&'s Vec<Value>>,
+    one_of: Option<&'s Vec<Value>>,
+    not: Option<&'s Value>,
+    properties: Option<&'s Map<String, Value>>,
+    required: Option<&'s Vec<Value>>,
+    additional: Option<&'s Value>,
+    pattern_properties: bool,
+    min_properties: Option<u64>,
+    max_properties: Option<u64>,
+    prefix_items: Option<&'s Vec<Value>>,
+    items: Option<&'s Value>,
+    min_items: Option<u64>,
+    max_items: Option<u64>,
+    unique_items: bool,
+    min_length: Option<u64>,
+    max_length: Option<u64>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    exclusive_minimum: Option<f64>,
+    exclusive_maximum: Option<f64>,
+    multiple_of: Option<f64>,
+}
+
+impl<'s> Keywords<'s> {
+    fn of(map: &'s Map<String, Value>) -> Self {
+        let mut k = Keywords::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "$ref" => k.reference = value.as_str(),
+                "type" => k.ty = Some(value),
+                "enum" => k.enumeration = value.as_array(),
+                "const" => k.constant = Some(value),
+                "allOf" => k.all_of = value.as_array(),
+                "anyOf" => k.any_of = value.as_array(),
+                "oneOf" => k.one_of = value.as_array(),
+                "not" => k.not = Some(value),
+                "properties" => k.properties = value.as_object(),
+                "required" => k.required = value.as_array(),
+                "additionalProperties" => k.additional = Some(value),
+                "patternProperties" => k.pattern_properties = true,
+                "minProperties" => k.min_properties = value.as_u64(),
+                "maxProperties" => k.max_properties = value.as_u64(),
+                "prefixItems" => k.prefix_items = value.as_array(),
+                "items" => k.items = Some(value),
+                "minItems" => k.min_items = value.as_u64(),
+                "maxItems" => k.max_items = value.as_u64(),
+                "uniqueItems" => k.unique_items = value == &Value::Bool(true),
+                "minLength" => k.min_length = value.as_u64(),
+                "maxLength" => k.max_length = value.as_u64(),
+                "minimum" => k.minimum = value.as_f64(),
+                "maximum" => k.maximum = value.as_f64(),
+                "exclusiveMinimum" => k.exclusive_minimum = value.as_f64(),
+                "exclusiveMaximum" => k.exclusive_maximum = value.as_f64(),
+                "multipleOf" => k.multiple_of = value.as_f64(),
+                _ => {}
+            }
+        }
+        k
     }
 }
 
