@@ -1,8 +1,11 @@
-//! What `#[agent]` and `#[flow]` expand to, written by hand: the contract between the macros and
-//! the runtime, kept compiling and running.
-#![allow(non_camel_case_types)]
+//! The contract between the macros and the runtime: `#[agent]` (declarative and code) and
+//! `#[flow]` expand to types the executors run, register and describe. (This file first held the
+//! expansion written by hand; `flock-macros` now generates it, and `flock-macros`' own tests
+//! check the generated code's shape.)
 
-use flock::__private as fp;
+use std::time::Duration;
+
+use flock::AgentKind;
 use flock::prelude::*;
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -17,122 +20,53 @@ pub struct Findings {
 }
 
 /// Research the topic.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct research;
-
-const _: () = {
-    impl fp::Agent for research {
-        type Input = Topic;
-        type Output = Findings;
-        type Next = shout;
-        const NAME: &'static str = "research";
-        const CHAIN: &'static fp::FlowSpec = &{
-            let mut spec = fp::FlowSpec::new("research.chain");
-            spec.description = "Research the topic.";
-            spec.location = "flock/tests/expansion_contract.rs:19";
-            spec
-        };
-        fn spec(&self) -> &'static fp::AgentSpec {
-            static SPEC: fp::AgentSpec = {
-                let mut spec = fp::AgentSpec::new("research", fp::AgentKind::Declarative);
-                spec.description = "Research the topic.";
-                spec.hand_off = Some("shout");
-                spec.retry.attempts = Some(3);
-                spec.retry.initial_interval = Some(fp::core::time::Duration::from_millis(10));
-                spec.location = "flock/tests/expansion_contract.rs:19";
-                spec
-            };
-            &SPEC
-        }
-        fn call(
-            self,
-            ctx: fp::AgentContext,
-            input: Topic,
-        ) -> impl fp::core::future::Future<
-            Output = fp::core::result::Result<Findings, fp::AgentError>,
-        > + fp::core::marker::Send
-        + 'static {
-            fp::run_declarative::<Self>(ctx, input)
-        }
-    }
-    fp::inventory::submit! {
-        fp::AgentRegistration { agent: &research, chain: &fp::Chain(research) }
-    }
-};
+#[agent(hand_off = shout, retry(attempts = 3, initial_interval = "10ms"))]
+pub async fn research(input: Topic) -> Findings;
 
 /// Shouts.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct shout;
+#[agent]
+pub async fn shout(ctx: &AgentContext, input: Findings) -> Result<Findings, AgentError> {
+    let _ = ctx.attempt();
+    Ok(Findings {
+        findings: input.findings.to_uppercase(),
+    })
+}
 
-const _: () = {
-    impl shout {
-        async fn __flock_body(ctx: &AgentContext, input: Findings) -> Result<Findings, AgentError> {
-            let _ = ctx.attempt();
-            Ok(Findings {
-                findings: input.findings.to_uppercase(),
-            })
-        }
-    }
-    impl fp::Agent for shout {
-        type Input = Findings;
-        type Output = <Result<Findings, AgentError> as fp::FallibleReturn>::Ok;
-        type Next = fp::End;
-        const NAME: &'static str = "shout";
-        const CHAIN: &'static fp::FlowSpec = &fp::FlowSpec::new("shout.chain");
-        fn spec(&self) -> &'static fp::AgentSpec {
-            static SPEC: fp::AgentSpec = fp::AgentSpec::new("shout", fp::AgentKind::Code);
-            &SPEC
-        }
-        fn call(
-            self,
-            ctx: fp::AgentContext,
-            input: Findings,
-        ) -> impl fp::core::future::Future<
-            Output = fp::core::result::Result<Findings, fp::AgentError>,
-        > + fp::core::marker::Send
-        + 'static {
-            async move { fp::into_agent_result(Self::__flock_body(&ctx, input).await) }
-        }
-    }
-    fp::inventory::submit! {
-        fp::AgentRegistration { agent: &shout, chain: &fp::Chain(shout) }
-    }
-};
+#[flow]
+pub async fn research_flow(ctx: &FlowContext, topic: Topic) -> Result<Findings, FlowError> {
+    let findings = ctx.call(research, topic).await?;
+    ctx.call(shout, findings).await
+}
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct research_flow;
+#[test]
+fn specs_say_what_the_attributes_said() {
+    let spec = research.spec();
+    assert_eq!(spec.name, "research");
+    assert_eq!(spec.description, "Research the topic.");
+    assert_eq!(spec.kind, AgentKind::Declarative);
+    assert_eq!(spec.hand_off, Some("shout"));
+    assert_eq!(spec.retry.attempts, Some(3));
+    assert_eq!(spec.retry.initial_interval, Some(Duration::from_millis(10)));
+    assert!(
+        spec.location
+            .starts_with("flock/tests/expansion_contract.rs:"),
+        "{}",
+        spec.location
+    );
+    let chain = <research as Agent>::CHAIN;
+    assert_eq!(chain.name, "research.chain");
+    assert_eq!(chain.description, "Research the topic.");
+    assert_eq!(chain.location, spec.location);
 
-const _: () = {
-    impl research_flow {
-        async fn __flock_body(ctx: &FlowContext, topic: Topic) -> Result<Findings, FlowError> {
-            let findings = ctx.call(research, topic).await?;
-            ctx.call(shout, findings).await
-        }
-    }
-    impl fp::Flow for research_flow {
-        type Input = Topic;
-        type Output = Findings;
-        const NAME: &'static str = "research_flow";
-        fn spec(&self) -> &'static fp::FlowSpec {
-            static SPEC: fp::FlowSpec = fp::FlowSpec::new("research_flow");
-            &SPEC
-        }
-        fn run(
-            self,
-            ctx: &fp::FlowContext,
-            input: Topic,
-        ) -> fp::futures::future::BoxFuture<'_, fp::core::result::Result<Findings, fp::FlowError>>
-        {
-            fp::std::boxed::Box::pin(Self::__flock_body(ctx, input))
-        }
-    }
-    fp::inventory::submit! {
-        fp::FlowRegistration { flow: &research_flow }
-    }
-};
+    assert_eq!(<shout as Agent>::NAME, "shout");
+    assert_eq!(shout.spec().kind, AgentKind::Code);
+    assert_eq!(shout.spec().hand_off, None);
+    assert_eq!(<research_flow as Flow>::NAME, "research_flow");
+    assert_eq!(research_flow.spec().name, "research_flow");
+}
 
 #[tokio::test]
-async fn hand_expanded_agents_and_flow_run() {
+async fn expanded_agents_and_flow_run() {
     let flock = Flock::builder().model("test").build().await.unwrap();
     let out: Findings = flock
         .run(research, Topic { topic: "x".into() })
