@@ -19,8 +19,10 @@ use crate::error::AgentError;
 /// ```
 #[derive(Clone)]
 pub struct FunctionModel {
-    answer: Arc<dyn Fn(&ModelRequest) -> Result<ModelResponse, AgentError> + Send + Sync>,
+    answer: Arc<AnswerFn>,
 }
+
+type AnswerFn = dyn Fn(&ModelRequest) -> Result<ModelResponse, AgentError> + Send + Sync;
 
 impl FunctionModel {
     /// A model whose every answer is `answer(request)`.

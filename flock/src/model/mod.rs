@@ -43,8 +43,8 @@ pub const DEFAULT_OUTPUT_RETRIES: u32 = 2;
 /// A language model: answers a chat request.
 ///
 /// Implementations classify failures as [`AgentError`]s and never retry on their own: retries
-/// belong to the executor's policy.
-pub trait Model: Send + Sync + 'static {
+/// belong to the executor's policy. `Debug` shows where a model sends requests (never its keys).
+pub trait Model: fmt::Debug + Send + Sync + 'static {
     /// Answers one request.
     fn complete<'a>(
         &'a self,

@@ -54,8 +54,8 @@ impl fmt::Display for SchemaViolation {
 /// });
 /// assert!(validate(&schema, &json!({ "price": 3.5 })).is_ok());
 /// let errors = validate(&schema, &json!({ "price": "3.5", "extra": 1 })).unwrap_err();
-/// assert_eq!(errors[0].to_string(), "at `/price`: expected number, found string \"3.5\"");
-/// assert_eq!(errors[1].to_string(), "at the root: unexpected property `extra`");
+/// assert_eq!(errors[0].to_string(), "at the root: unexpected property `extra`");
+/// assert_eq!(errors[1].to_string(), "at `/price`: expected number, found string \"3.5\"");
 /// ```
 pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<SchemaViolation>> {
     let mut validator = Validator {
