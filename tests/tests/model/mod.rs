@@ -1,6 +1,9 @@
 //! The model layer against a chat-completions server on 127.0.0.1 (`model/server.rs`): the exact
 //! request, structured output and its repair, error classes from HTTP, tools, usage, and keys
 //! that never leak. No test touches the network.
+//!
+//! (This is `model/mod.rs`, not `model.rs`: cargo builds every top-level `tests/*.rs` as a test
+//! binary of its own, and these tests belong to the one `integration` binary.)
 
 mod server;
 
