@@ -473,10 +473,8 @@ pub async fn evaluate<A: Agent>(
     let mut repairs = 0;
     let mut tool_rounds = 0;
     loop {
-        let response = model.complete(&request).await.map_err(|e| {
-            let message = format!("agent `{}`: {}", spec.name, e.message());
-            AgentError::from_class(e.class(), message, e.retry_after())
-        })?;
+        // The provider's error names the provider; the executor's error names the agent.
+        let response = model.complete(&request).await?;
         ctx.add_usage(Usage {
             requests: 1,
             ..response.usage
