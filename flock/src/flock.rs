@@ -57,7 +57,7 @@ struct Inner {
 #[derive(Debug)]
 enum Executor {
     Local,
-    Temporal(TemporalExecutor),
+    Temporal(Box<TemporalExecutor>),
 }
 
 /// Configures a [`Flock`].
@@ -268,7 +268,9 @@ impl FlockBuilder {
             Executor::Local
         } else {
             let limits = self.in_process_worker.then_some(self.worker_limits);
-            Executor::Temporal(TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits).await?)
+            Executor::Temporal(Box::new(
+                TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits).await?,
+            ))
         };
         Ok(Flock {
             inner: Arc::new(Inner {
