@@ -100,6 +100,10 @@ async fn invalid_model_answer_is_repaired_then_invalid_output() {
             }),
         )
         .force_model("fn/flaky")
+        .temporal(TemporalExecutorConfig {
+            retry_interval: Duration::from_millis(1),
+            ..Default::default()
+        })
         .build()
         .await
         .unwrap();
@@ -111,6 +115,7 @@ async fn invalid_model_answer_is_repaired_then_invalid_output() {
     let error = summarize.error.as_ref().unwrap();
     assert_eq!(error.class(), ErrorClass::InvalidOutput);
     assert!(error.message().contains("summarize_agent"), "{error}");
+    assert_eq!(summarize.attempts.len(), 3, "InvalidOutput is retried by the agent's policy");
 }
 
 // ---------------------------------------------------------------------------------------------
