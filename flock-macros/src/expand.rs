@@ -267,7 +267,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     let (output, checked_output) = match &agent.ret {
         Return::Plain(ty) => (quote!(#ty), quote!(#ty)),
         Return::Fallible { ty, ok } => {
-            let projection = quote_spanned!(ret_span=> <#ty as #fp::FallibleReturn>::Ok);
+            let projection = quote_spanned!(ret_span=> <#ty as #fp::AgentResultOk>::Ok);
             let checked = ok
                 .as_ref()
                 .map_or_else(|| projection.clone(), |ok| quote!(#ok));
@@ -282,6 +282,12 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     let output_checks = io_checks("agent_output", &checked_output, checked_span);
 
     let (kind, call_body, body_fn, context_check) = if agent.is_declarative() {
+        let error_check = match &agent.ret {
+            Return::Fallible { ty, .. } => {
+                quote_spanned!(ret_span=> #fp::assert_agent_error::<#ty>();)
+            }
+            Return::Plain(_) => TokenStream::new(),
+        };
         let context_check = agent.ctx.as_ref().map(|param| {
             let (ty, span) = param_type(param);
             let pass = quote_spanned!(span=> #fp::agent_context::<#ty>(#ctx));
@@ -292,6 +298,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
                 }
             }
         });
+        let context_check = quote!(#context_check #error_check);
         (
             quote!(Declarative),
             quote!(#fp::run_declarative::<Self>(#ctx, #input)),
@@ -312,7 +319,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
             quote!(Code),
             quote!(async move { #call }),
             body_fn(func),
-            None,
+            TokenStream::new(),
         )
     };
 
@@ -323,12 +330,18 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     }
     let next = match &attrs.hand_off {
         Some(next) => {
-            let check = quote_spanned!(next.span()=> #fp::assert_hand_off::<#ident, #next>());
-            let value = some(check);
-            settings.push(quote!(#spec.hand_off = #value;));
-            quote!(#next)
+            // Every token of the check at `next`, so that rustc points there.
+            let span = next.span();
+            let from = Ident::new(&ident.to_string(), span);
+            settings.push(quote_spanned!(span=>
+                #spec.hand_off = #fp::core::option::Option::Some(
+                    #fp::assert_hand_off::<#from, #next>()
+                );
+            ));
+            quote_spanned!(span=> type Next = #next;)
         }
-        None => quote!(#fp::End),
+        // When the output type is wrong, `End`'s bound fails too: point that at the output.
+        None => quote_spanned!(checked_span=> type Next = #fp::End;),
     };
     for (field, value) in [
         ("timeout", &attrs.timeout),
@@ -388,6 +401,13 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     }
     settings.push(quote!(#spec.location = #location;));
 
+    // A wrong output type also fails the chain's bounds: point that at the output too.
+    let chain = quote_spanned!(checked_span=> &#fp::Chain(#ident));
+    let registration = quote! {
+        #fp::inventory::submit! {
+            #fp::AgentRegistration { agent: &#ident, chain: #chain }
+        }
+    };
     let unit = unit_type(
         ident,
         &func.vis,
@@ -412,7 +432,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
             impl #fp::Agent for #ident {
                 type Input = #in_ty;
                 type Output = #output;
-                type Next = #next;
+                #next
                 const NAME: &'static #str_ = #name;
                 const CHAIN: &'static #fp::FlowSpec = &{
                     let mut #spec = #fp::FlowSpec::new(#chain_name);
@@ -443,9 +463,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
             #context_check
             #input_checks
             #output_checks
-            #fp::inventory::submit! {
-                #fp::AgentRegistration { agent: &#ident, chain: &#fp::Chain(#ident) }
-            }
+            #registration
         };
     }
 }
@@ -473,11 +491,12 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
         .ok
         .as_ref()
         .map(|ok| io_checks("flow_output", &quote!(#ok), ok.span()));
-    let return_check = quote_spanned!(ret_span=> #fp::assert_flow_return::<#ret>(););
     let output = quote_spanned!(ret_span=> <#ret as #fp::FlowReturn>::Ok);
+    let self_output = quote_spanned!(ret_span=> <Self as #fp::Flow>::Output);
     let pass_ctx = quote_spanned!(ctx_span=> #fp::flow_context::<#ctx_ty>(#ctx));
-    let run =
-        quote_spanned!(ret_span=> #fp::flow_result(Self::__flock_body(#pass_ctx, #input).await));
+    let run = quote_spanned!(ret_span=>
+        #fp::flow_result(Self::__flock_body(#pass_ctx, #input).await)
+    );
 
     let mut settings = vec![quote!(#spec.description = #description;)];
     if let Some(queue) = &attrs.task_queue {
@@ -529,14 +548,13 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
                     #input: <Self as #fp::Flow>::Input,
                 ) -> #fp::futures::future::BoxFuture<
                     '_,
-                    #fp::core::result::Result<<Self as #fp::Flow>::Output, #fp::FlowError>,
+                    #fp::core::result::Result<#self_output, #fp::FlowError>,
                 > {
                     #fp::std::boxed::Box::pin(async move { #run })
                 }
             }
             #input_checks
             #output_checks
-            #return_check
             #fp::inventory::submit! {
                 #fp::FlowRegistration { flow: &#ident }
             }
@@ -555,20 +573,15 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let (args_ty, args_span) = param_type(&tool.args);
     let ret = tool.ret.ty();
     let ret_span = ret.span();
-    let (finish, output_check) = match &tool.ret {
-        Return::Plain(ty) => (
-            quote_spanned!(ret_span=> #fp::tool_output),
-            Some(quote_spanned!(ret_span=> #fp::assert_tool_output_serialize::<#ty>();)),
-        ),
-        Return::Fallible { ok, .. } => (
-            quote_spanned!(ret_span=> #fp::tool_result),
-            ok.as_ref()
-                .map(|ok| quote_spanned!(ok.span()=> #fp::assert_tool_output_serialize::<#ok>();)),
-        ),
+    // The runtime functions' bounds are the checks (`ToolArgsJsonSchema`, ..), spanned at the
+    // user's types.
+    let finish = match &tool.ret {
+        Return::Plain(_) => quote_spanned!(ret_span=> #fp::tool_output),
+        Return::Fallible { .. } => quote_spanned!(ret_span=> #fp::tool_result),
     };
-    let args_checks = quote_spanned!(args_span=>
-        #fp::assert_tool_args_deserialize::<#args_ty>();
-        #fp::assert_tool_args_json_schema::<#args_ty>();
+    let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#args_ty>());
+    let call = quote_spanned!(args_span=>
+        #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
     );
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
@@ -594,7 +607,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                 }
 
                 fn parameters_schema(&self) -> #fp::serde_json::Value {
-                    #fp::tool_parameters_schema::<#args_ty>()
+                    #schema
                 }
 
                 fn call_json(
@@ -604,11 +617,9 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                     'static,
                     #fp::core::result::Result<#fp::serde_json::Value, #fp::std::string::String>,
                 > {
-                    #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
+                    #call
                 }
             }
-            #args_checks
-            #output_check
         };
     }
 }
@@ -784,7 +795,7 @@ mod tests {
                         Ok(input)
                     }
                 }",
-                "type Output = <Result<Findings, AgentError> as ::flock::__private::FallibleReturn>::Ok;",
+                "type Output = <Result<Findings, AgentError> as ::flock::__private::AgentResultOk>::Ok;",
                 "type Next = ::flock::__private::End;",
                 "::flock::__private::AgentKind::Code",
                 "__flock_spec.description = \"\";",
@@ -827,7 +838,7 @@ mod tests {
         assert_contains(
             &alias,
             &[
-                "type Output = <flock::AgentResult<Out> as ::flock::__private::FallibleReturn>::Ok;",
+                "type Output = <flock::AgentResult<Out> as ::flock::__private::AgentResultOk>::Ok;",
                 "::flock::__private::assert_agent_output_json_schema::<Out>();",
             ],
         );
@@ -842,7 +853,7 @@ mod tests {
         assert_contains(
             &opaque,
             &[
-                "::flock::__private::assert_agent_output_json_schema::<<fmt::Result as ::flock::__private::FallibleReturn>::Ok>();",
+                "::flock::__private::assert_agent_output_json_schema::<<fmt::Result as ::flock::__private::AgentResultOk>::Ok>();",
             ],
         );
     }
@@ -929,7 +940,6 @@ mod tests {
                 })",
                 "::flock::__private::assert_flow_input_json_schema::<Topic>();",
                 "::flock::__private::assert_flow_output_deserialize::<Findings>();",
-                "::flock::__private::assert_flow_return::<Result<Findings, FlowError>>();",
                 "::flock::__private::inventory::submit! { ::flock::__private::FlowRegistration { flow: &research_flow } }",
             ],
         );
@@ -955,9 +965,6 @@ mod tests {
                 "\"Looks up.\"",
                 "::flock::__private::tool_parameters_schema::<Query>()",
                 "::flock::__private::call_tool::<Query, _>(\"lookup\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_output)",
-                "::flock::__private::assert_tool_args_deserialize::<Query>();",
-                "::flock::__private::assert_tool_args_json_schema::<Query>();",
-                "::flock::__private::assert_tool_output_serialize::<Answer>();",
             ],
         );
         let fallible = pretty(tool(
@@ -972,7 +979,6 @@ mod tests {
             &fallible,
             &[
                 "::flock::__private::call_tool::<Query, _>(\"find\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_result)",
-                "::flock::__private::assert_tool_output_serialize::<Answer>();",
             ],
         );
     }

@@ -127,7 +127,7 @@ fn unindent(lines: &[String]) -> String {
 
 /// What an agent or tool returns, told by the return type's form: its output, or a `Result`.
 ///
-/// The form decides between `type Output = Ret` and `<Ret as FallibleReturn>::Ok` (one trait
+/// The form decides between `type Output = Ret` and `<Ret as AgentResultOk>::Ok` (one trait
 /// cannot map both to the output on stable Rust); the runtime's traits then check the choice.
 pub enum Return {
     /// `-> Out`.

@@ -28,11 +28,58 @@ pub async fn run_declarative<A: Agent>(
     crate::model::evaluate::<A>(ctx, input).await
 }
 
+/// What a code agent's body returns: its output `T`, or `Result<T, E>` with `E` converting into
+/// [`AgentError`]. Like [`IntoAgentResult`] but without restating the output's requirements,
+/// which the output checks report once, at the output type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid agent return type for output `{T}`",
+    label = "return the output type or `Result<Output, AgentError>`",
+    note = "an `#[agent]` fn returns `Out` or `Result<Out, E>` where `E: Into<flock::AgentError>`"
+)]
+pub trait AgentBodyResult<T> {
+    /// Converts into the executors' result.
+    fn into_body_result(self) -> Result<T, AgentError>;
+}
+
+impl<T> AgentBodyResult<T> for T {
+    #[inline]
+    fn into_body_result(self) -> Result<T, AgentError> {
+        Ok(self)
+    }
+}
+
+impl<T, E: Into<AgentError>> AgentBodyResult<T> for Result<T, E> {
+    #[inline]
+    fn into_body_result(self) -> Result<T, AgentError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// Converts what an agent body returned into the executors' result.
 #[inline]
-pub fn into_agent_result<T, R: IntoAgentResult<T>>(value: R) -> Result<T, AgentError> {
-    value.into_agent_result()
+pub fn into_agent_result<T, R: AgentBodyResult<T>>(value: R) -> Result<T, AgentError> {
+    value.into_body_result()
 }
+
+/// The output of an agent that returns `Result<Out, E>`: `Out`. [`FallibleReturn`] without its
+/// bounds, so that a missing derive is reported once, by the output checks, and a wrong error
+/// type once, by [`into_agent_result`] (or, without a body, [`assert_agent_error`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Result<Output, E>` with `E: Into<AgentError>`",
+    label = "an agent that can fail returns `Result<Output, AgentError>`",
+    note = "an `#[agent]` fn returns `Out` or `Result<Out, E>` where `E: Into<flock::AgentError>`"
+)]
+pub trait AgentResultOk {
+    /// The output type.
+    type Ok;
+}
+
+impl<T, E> AgentResultOk for Result<T, E> {
+    type Ok = T;
+}
+
+/// Checks that the error type of a declarative agent's `Result` converts into [`AgentError`].
+pub const fn assert_agent_error<R: AgentResultOk + AgentBodyResult<R::Ok>>() {}
 
 // ---------------------------------------------------------------------------------------------
 // Context parameters. `#[agent]` passes the context to a body through `agent_context::<T>(..)`
@@ -119,137 +166,170 @@ pub fn flow_result<R: FlowReturn>(value: R) -> Result<R::Ok, FlowError> {
     value.into_flow_result()
 }
 
-/// Checks that a flow's return type is `Result<_, FlowError>`.
-pub const fn assert_flow_return<R: FlowReturn>() {}
-
 // ---------------------------------------------------------------------------------------------
 // Input and output checks, one trait per requirement so that the message names the missing
 // derive and says whether the input or the output lacks it. Each trait has one blanket impl
 // whose bound has the same self type, so rustc reports the trait's own message.
 
 macro_rules! io_check {
-    ($(#[$doc:meta])* $trait:ident, $assert:ident, $bound:path, $message:literal, $label:literal, $note:literal) => {
+    ($(#[$doc:meta])* $trait:ident, $bound:path, $message:literal, $label:literal, $note:literal) => {
         $(#[$doc])*
         #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
-        pub trait $trait {}
+        pub trait $trait: $bound {}
         impl<T: ?Sized + $bound> $trait for T {}
-        #[doc = concat!("Checks `", stringify!($trait), "`.")]
-        pub const fn $assert<T: ?Sized + $trait>() {}
     };
 }
 
 io_check!(
     /// An agent input is `Serialize`.
-    AgentInputSerialize, assert_agent_input_serialize, serde::Serialize,
+    AgentInputSerialize, serde::Serialize,
     "the agent input `{Self}` does not implement `Serialize`",
     "add `#[derive(Serialize)]` to this type",
     "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
 );
 io_check!(
     /// An agent input is `DeserializeOwned`.
-    AgentInputDeserialize, assert_agent_input_deserialize, serde::de::DeserializeOwned,
+    AgentInputDeserialize, serde::de::DeserializeOwned,
     "the agent input `{Self}` does not implement `Deserialize`",
     "add `#[derive(Deserialize)]` to this type",
     "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
 );
 io_check!(
     /// An agent input is `JsonSchema`.
-    AgentInputJsonSchema, assert_agent_input_json_schema, schemars::JsonSchema,
+    AgentInputJsonSchema, schemars::JsonSchema,
     "the agent input `{Self}` does not implement `JsonSchema`",
     "add `#[derive(JsonSchema)]` to this type",
     "the JSON Schema of an agent's input and output describes them to the model: derive `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// An agent output is `Serialize`.
-    AgentOutputSerialize, assert_agent_output_serialize, serde::Serialize,
+    AgentOutputSerialize, serde::Serialize,
     "the agent output `{Self}` does not implement `Serialize`",
     "add `#[derive(Serialize)]` to this type",
     "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
 );
 io_check!(
     /// An agent output is `DeserializeOwned`.
-    AgentOutputDeserialize, assert_agent_output_deserialize, serde::de::DeserializeOwned,
+    AgentOutputDeserialize, serde::de::DeserializeOwned,
     "the agent output `{Self}` does not implement `Deserialize`",
     "add `#[derive(Deserialize)]` to this type",
     "agent inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
 );
 io_check!(
     /// An agent output is `JsonSchema`.
-    AgentOutputJsonSchema, assert_agent_output_json_schema, schemars::JsonSchema,
+    AgentOutputJsonSchema, schemars::JsonSchema,
     "the agent output `{Self}` does not implement `JsonSchema`",
     "add `#[derive(JsonSchema)]` to this type",
     "the JSON Schema of an agent's input and output describes them to the model: derive `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A flow input is `Serialize`.
-    FlowInputSerialize, assert_flow_input_serialize, serde::Serialize,
+    FlowInputSerialize, serde::Serialize,
     "the flow input `{Self}` does not implement `Serialize`",
     "add `#[derive(Serialize)]` to this type",
     "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A flow input is `DeserializeOwned`.
-    FlowInputDeserialize, assert_flow_input_deserialize, serde::de::DeserializeOwned,
+    FlowInputDeserialize, serde::de::DeserializeOwned,
     "the flow input `{Self}` does not implement `Deserialize`",
     "add `#[derive(Deserialize)]` to this type",
     "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
 );
 io_check!(
     /// A flow input is `JsonSchema`.
-    FlowInputJsonSchema, assert_flow_input_json_schema, schemars::JsonSchema,
+    FlowInputJsonSchema, schemars::JsonSchema,
     "the flow input `{Self}` does not implement `JsonSchema`",
     "add `#[derive(JsonSchema)]` to this type",
     "a flow's input and output schemas describe it to its callers: derive `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A flow output is `Serialize`.
-    FlowOutputSerialize, assert_flow_output_serialize, serde::Serialize,
+    FlowOutputSerialize, serde::Serialize,
     "the flow output `{Self}` does not implement `Serialize`",
     "add `#[derive(Serialize)]` to this type",
     "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A flow output is `DeserializeOwned`.
-    FlowOutputDeserialize, assert_flow_output_deserialize, serde::de::DeserializeOwned,
+    FlowOutputDeserialize, serde::de::DeserializeOwned,
     "the flow output `{Self}` does not implement `Deserialize`",
     "add `#[derive(Deserialize)]` to this type",
     "flow inputs and outputs cross process boundaries as JSON: they derive `Serialize`, `Deserialize` and `JsonSchema` (all re-exported by `flock::prelude`), and own their data (no borrowed fields)"
 );
 io_check!(
     /// A flow output is `JsonSchema`.
-    FlowOutputJsonSchema, assert_flow_output_json_schema, schemars::JsonSchema,
+    FlowOutputJsonSchema, schemars::JsonSchema,
     "the flow output `{Self}` does not implement `JsonSchema`",
     "add `#[derive(JsonSchema)]` to this type",
     "a flow's input and output schemas describe it to its callers: derive `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// Tool arguments are `DeserializeOwned`.
-    ToolArgsDeserialize, assert_tool_args_deserialize, serde::de::DeserializeOwned,
+    ToolArgsDeserialize, serde::de::DeserializeOwned,
     "the tool arguments `{Self}` do not implement `Deserialize`",
     "add `#[derive(Deserialize)]` to this type",
     "the model calls a tool with JSON arguments: they derive `Deserialize` and `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// Tool arguments are `JsonSchema`.
-    ToolArgsJsonSchema, assert_tool_args_json_schema, schemars::JsonSchema,
+    ToolArgsJsonSchema, schemars::JsonSchema,
     "the tool arguments `{Self}` do not implement `JsonSchema`",
     "add `#[derive(JsonSchema)]` to this type",
     "the JSON Schema of a tool's arguments tells the model how to call it: derive `JsonSchema` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A tool's output is `Serialize`.
-    ToolOutputSerialize, assert_tool_output_serialize, serde::Serialize,
+    ToolOutputSerialize, serde::Serialize,
     "the tool output `{Self}` does not implement `Serialize`",
     "add `#[derive(Serialize)]` to this type",
     "a tool's answer goes back to the model as JSON: it derives `Serialize` (re-exported by `flock::prelude`)"
 );
 io_check!(
     /// A tool's error is `Display`.
-    ToolErrorDisplay, assert_tool_error_display, core::fmt::Display,
+    ToolErrorDisplay, core::fmt::Display,
     "the tool error `{Self}` does not implement `Display`",
     "a failing tool returns `Result<Out, E>` with `E: Display`",
     "the error's text goes back to the model as the tool's answer"
 );
+
+// The checks, written out (not generated by the macro) so that rustc's notes show one line.
+
+/// Checks [`AgentInputSerialize`].
+pub const fn assert_agent_input_serialize<T: ?Sized + AgentInputSerialize>() {}
+
+/// Checks [`AgentInputDeserialize`].
+pub const fn assert_agent_input_deserialize<T: ?Sized + AgentInputDeserialize>() {}
+
+/// Checks [`AgentInputJsonSchema`].
+pub const fn assert_agent_input_json_schema<T: ?Sized + AgentInputJsonSchema>() {}
+
+/// Checks [`AgentOutputSerialize`].
+pub const fn assert_agent_output_serialize<T: ?Sized + AgentOutputSerialize>() {}
+
+/// Checks [`AgentOutputDeserialize`].
+pub const fn assert_agent_output_deserialize<T: ?Sized + AgentOutputDeserialize>() {}
+
+/// Checks [`AgentOutputJsonSchema`].
+pub const fn assert_agent_output_json_schema<T: ?Sized + AgentOutputJsonSchema>() {}
+
+/// Checks [`FlowInputSerialize`].
+pub const fn assert_flow_input_serialize<T: ?Sized + FlowInputSerialize>() {}
+
+/// Checks [`FlowInputDeserialize`].
+pub const fn assert_flow_input_deserialize<T: ?Sized + FlowInputDeserialize>() {}
+
+/// Checks [`FlowInputJsonSchema`].
+pub const fn assert_flow_input_json_schema<T: ?Sized + FlowInputJsonSchema>() {}
+
+/// Checks [`FlowOutputSerialize`].
+pub const fn assert_flow_output_serialize<T: ?Sized + FlowOutputSerialize>() {}
+
+/// Checks [`FlowOutputDeserialize`].
+pub const fn assert_flow_output_deserialize<T: ?Sized + FlowOutputDeserialize>() {}
+
+/// Checks [`FlowOutputJsonSchema`].
+pub const fn assert_flow_output_json_schema<T: ?Sized + FlowOutputJsonSchema>() {}
 
 // ---------------------------------------------------------------------------------------------
 // Hand-offs.
@@ -269,7 +349,7 @@ impl<From, To, FromOutput, ToInput> HandsOffTo<From, To, FromOutput> for ToInput
 }
 
 /// Checks `#[agent(hand_off = To)]` on agent `From`, and gives `To`'s name for the spec (one
-/// call, so that a wrong hand-off is reported once).
+/// call, so that the check and the name do not report a wrong hand-off twice).
 pub const fn assert_hand_off<From: Agent, To: Agent>() -> &'static str
 where
     To::Input: HandsOffTo<From, To, From::Output>,
@@ -280,16 +360,13 @@ where
 // ---------------------------------------------------------------------------------------------
 // Tools.
 
-/// Checks that each entry of `#[agent(tools = [..])]` is a tool.
-pub const fn assert_tool<T: DynTool>() {}
-
 /// The JSON Schema of a tool's arguments.
-pub fn tool_parameters_schema<A: schemars::JsonSchema>() -> serde_json::Value {
+pub fn tool_parameters_schema<A: ToolArgsJsonSchema>() -> serde_json::Value {
     schemars::schema_for!(A).to_value()
 }
 
 /// Deserializes a tool's JSON arguments, with an error message for the model.
-pub fn tool_arguments<A: serde::de::DeserializeOwned>(
+pub fn tool_arguments<A: ToolArgsDeserialize>(
     tool: &'static str,
     arguments: serde_json::Value,
 ) -> Result<A, String> {
@@ -298,7 +375,7 @@ pub fn tool_arguments<A: serde::de::DeserializeOwned>(
 }
 
 /// Serializes what an infallible tool returned.
-pub fn tool_output<T: serde::Serialize>(
+pub fn tool_output<T: ToolOutputSerialize>(
     tool: &'static str,
     output: T,
 ) -> Result<serde_json::Value, String> {
@@ -307,7 +384,7 @@ pub fn tool_output<T: serde::Serialize>(
 }
 
 /// Serializes what a fallible tool returned; its error becomes the model's answer.
-pub fn tool_result<T: serde::Serialize, E: core::fmt::Display>(
+pub fn tool_result<T: ToolOutputSerialize, E: ToolErrorDisplay>(
     tool: &'static str,
     result: Result<T, E>,
 ) -> Result<serde_json::Value, String> {
@@ -325,7 +402,7 @@ pub fn call_tool<A, Fut>(
     finish: fn(&'static str, Fut::Output) -> Result<serde_json::Value, String>,
 ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>
 where
-    A: serde::de::DeserializeOwned,
+    A: ToolArgsDeserialize,
     Fut: core::future::Future + Send + 'static,
 {
     match tool_arguments::<A>(tool, arguments) {

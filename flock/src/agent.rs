@@ -163,11 +163,6 @@ pub struct End;
 ///
 /// Implemented by [`End`] (the chain stops, its result is `In`) and by every agent whose input
 /// `In` converts into. `Final` is the type the whole chain returns, computed at compile time.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot take over from an agent whose output is `{In}`",
-    label = "not an agent that accepts `{In}`",
-    note = "`#[agent(hand_off = next)]` names an `#[agent]` whose input type `{In}` converts into"
-)]
 pub trait HandOff<In>: Send + Sync + 'static {
     /// The chain's result type.
     type Final: AgentIo;

@@ -1,0 +1,17 @@
+use flock::prelude::*;
+
+/// Lacks `Serialize`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Topic {
+    pub topic: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Findings {
+    pub findings: String,
+}
+
+#[agent]
+async fn research(input: Topic) -> Findings;
+
+fn main() {}

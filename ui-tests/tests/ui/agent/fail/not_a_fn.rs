@@ -1,0 +1,6 @@
+use flock::prelude::*;
+
+#[agent]
+struct Research;
+
+fn main() {}
