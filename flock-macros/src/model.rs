@@ -134,7 +134,10 @@ pub enum Return {
     Plain(Box<Type>),
     /// `-> Result<..>` or `-> AgentResult<..>`, through any path. `ok` is the first type argument
     /// as written, used only to point input/output checks at it.
-    Fallible { ty: Box<Type>, ok: Option<Type> },
+    Fallible {
+        ty: Box<Type>,
+        ok: Option<Box<Type>>,
+    },
 }
 
 impl Return {
@@ -146,7 +149,7 @@ impl Return {
         {
             return Return::Fallible {
                 ty: Box::new(ty.clone()),
-                ok: first_type_argument(&last.arguments),
+                ok: first_type_argument(&last.arguments).map(Box::new),
             };
         }
         Return::Plain(Box::new(ty.clone()))
@@ -343,7 +346,7 @@ impl FlowFn {
         };
         let ret = ret?;
         let ok = match Return::new(&ret) {
-            Return::Fallible { ok, .. } => ok,
+            Return::Fallible { ok, .. } => ok.map(|ok| *ok),
             Return::Plain(_) => None,
         };
         item.body.as_ref()?;
