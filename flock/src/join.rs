@@ -70,11 +70,9 @@ impl<F: Future> Future for JoinAll<F> {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let all: Result<Vec<u32>, String> = flock::try_join_all([async { Ok(1) }, async { Ok(2) }]).await;
-/// assert_eq!(all, Ok(vec![1, 2]));
-/// let failed: Result<Vec<u32>, String> =
-///     flock::try_join_all([Box::pin(async { Ok(1) }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>, Box::pin(async { Err("no".to_owned()) })]).await;
-/// assert_eq!(failed, Err("no".to_owned()));
+/// let check = |n: u32| async move { if n < 10 { Ok(n) } else { Err(format!("{n} is too big")) } };
+/// assert_eq!(flock::try_join_all([1, 2].map(check)).await, Ok(vec![1, 2]));
+/// assert_eq!(flock::try_join_all([1, 20].map(check)).await, Err("20 is too big".to_owned()));
 /// # });
 /// ```
 pub fn try_join_all<I, T, E>(futures: I) -> TryJoinAll<I::Item>
