@@ -16,7 +16,9 @@ pub fn example_model() -> String {
     if std::env::var_os("OPENAI_API_KEY").is_some() {
         return "openai/gpt-4o-mini".to_owned();
     }
-    eprintln!("notice: no OPENAI_API_KEY or FLOCK_MODEL set; declarative agents are answered by the offline TestModel");
+    eprintln!(
+        "notice: no OPENAI_API_KEY or FLOCK_MODEL set; declarative agents are answered by the offline TestModel"
+    );
     "test".to_owned()
 }
 
@@ -27,9 +29,15 @@ pub fn wants_temporal() -> bool {
 
 /// Builds the examples' `Flock`: local, or with `--temporal` on Temporal, connecting to
 /// `TEMPORAL_ADDRESS` when set, else starting a dev server when the `temporal` CLI is installed.
-pub async fn example_flock(builder: FlockBuilder, config: TemporalExecutorConfig) -> Result<(Flock, Option<DevServer>), flock::Error> {
+pub async fn example_flock(
+    builder: FlockBuilder,
+    config: TemporalExecutorConfig,
+) -> Result<(Flock, Option<DevServer>), flock::Error> {
     if !wants_temporal() {
-        return Ok((builder.local_debug(true).temporal(config).build().await?, None));
+        return Ok((
+            builder.local_debug(true).temporal(config).build().await?,
+            None,
+        ));
     }
     let (server_url, server) = match std::env::var("TEMPORAL_ADDRESS") {
         Ok(address) => (address, None),
@@ -41,7 +49,10 @@ pub async fn example_flock(builder: FlockBuilder, config: TemporalExecutorConfig
     };
     let flock = builder
         .local_debug(false)
-        .temporal(TemporalExecutorConfig { server_url, ..config })
+        .temporal(TemporalExecutorConfig {
+            server_url,
+            ..config
+        })
         .build()
         .await?;
     Ok((flock, server))

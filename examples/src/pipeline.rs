@@ -69,21 +69,36 @@ pub struct Resolutions {
 #[agent(timeout = "5s")]
 pub async fn classify(input: Ticket) -> Triage {
     let text = input.text.to_lowercase();
-    let route = if ["crash", "error", "broken"].iter().any(|w| text.contains(w)) {
+    let route = if ["crash", "error", "broken"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
         Route::Bug
-    } else if ["refund", "invoice", "charge"].iter().any(|w| text.contains(w)) {
+    } else if ["refund", "invoice", "charge"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
         Route::Billing
     } else {
         Route::Question
     };
-    Triage { ticket: input, route }
+    Triage {
+        ticket: input,
+        route,
+    }
 }
 
 /// Finds the team that owns a bug.
 #[agent]
 pub async fn find_owner(input: Triage) -> Owner {
-    let team = if input.ticket.text.contains("login") { "identity" } else { "core" };
-    Owner { team: team.to_owned() }
+    let team = if input.ticket.text.contains("login") {
+        "identity"
+    } else {
+        "core"
+    };
+    Owner {
+        team: team.to_owned(),
+    }
 }
 
 /// Estimates the work on a bug.
@@ -141,7 +156,10 @@ pub async fn handle_ticket(ctx: &FlowContext, ticket: Ticket) -> Result<Resoluti
 /// A batch: every ticket as a child flow, all in parallel.
 #[flow]
 pub async fn handle_batch(ctx: &FlowContext, batch: Tickets) -> Result<Resolutions, FlowError> {
-    let children = batch.tickets.into_iter().map(|t| ctx.call_flow(handle_ticket, t));
+    let children = batch
+        .tickets
+        .into_iter()
+        .map(|t| ctx.call_flow(handle_ticket, t));
     let resolutions = flock::try_join_all(children).await?;
     Ok(Resolutions { resolutions })
 }
@@ -157,7 +175,10 @@ pub fn sample_batch() -> Tickets {
         tickets: texts
             .iter()
             .enumerate()
-            .map(|(i, text)| Ticket { id: i as u32 + 1, text: (*text).to_owned() })
+            .map(|(i, text)| Ticket {
+                id: i as u32 + 1,
+                text: (*text).to_owned(),
+            })
             .collect(),
     }
 }

@@ -64,7 +64,10 @@ fn input() -> Value {
 }
 
 /// Best of `rounds` rounds of `iterations` runs each, in ns per run.
-fn measure<F: std::future::Future<Output = ()>>(rt: &tokio::runtime::Runtime, mut run: impl FnMut() -> F) -> f64 {
+fn measure<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    mut run: impl FnMut() -> F,
+) -> f64 {
     let iterations = 20_000;
     let mut best = Duration::MAX;
     for _ in 0..7 {
@@ -80,7 +83,10 @@ fn measure<F: std::future::Future<Output = ()>>(rt: &tokio::runtime::Runtime, mu
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let flock = rt.block_on(Flock::builder().build()).unwrap();
     let direct_ns = measure(&rt, || async {
         black_box(direct(input()).await);

@@ -93,14 +93,24 @@ impl TemporalExecutorConfig {
 
     /// [`from_env`](Self::from_env) with the variables taken from `vars` instead of the process
     /// environment.
-    pub fn from_env_map(vars: &std::collections::HashMap<String, String>) -> Result<Self, crate::Error> {
+    pub fn from_env_map(
+        vars: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, crate::Error> {
         Self::load(Some(vars))
     }
 
-    fn load(vars: Option<&std::collections::HashMap<String, String>>) -> Result<Self, crate::Error> {
-        use temporalio_common::envconfig::{DataSource, LoadClientConfigProfileOptions, load_client_config_profile};
+    fn load(
+        vars: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<Self, crate::Error> {
+        use temporalio_common::envconfig::{
+            DataSource, LoadClientConfigProfileOptions, load_client_config_profile,
+        };
         let profile = load_client_config_profile(LoadClientConfigProfileOptions::default(), vars)
-            .map_err(|e| crate::Error::Config(format!("cannot load the Temporal client configuration: {e}")))?;
+            .map_err(|e| {
+            crate::Error::Config(format!(
+                "cannot load the Temporal client configuration: {e}"
+            ))
+        })?;
         let mut config = TemporalExecutorConfig::default();
         if let Some(address) = profile.address {
             config.server_url = address;

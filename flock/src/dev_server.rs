@@ -108,7 +108,11 @@ impl DevServer {
         std::env::split_paths(&path)
             .map(|dir| dir.join("temporal"))
             .find(|candidate| candidate.is_file())
-            .ok_or_else(|| Error::Config(format!("the `temporal` CLI is not on PATH and TEMPORAL_CLI is not set; {INSTALL_HINT}")))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "the `temporal` CLI is not on PATH and TEMPORAL_CLI is not set; {INSTALL_HINT}"
+                ))
+            })
     }
 
     /// Starts a dev server and waits until it answers.
@@ -126,13 +130,28 @@ impl DevServer {
                 None => free_port()?,
             })
         };
-        let log = std::env::temp_dir().join(format!("flock-dev-server-{}-{port}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "flock-dev-server-{}-{port}.log",
+            std::process::id()
+        ));
         let mut command = Command::new("sh");
         command
-            .args(["-c", WATCHDOG, "flock-dev-server", &std::process::id().to_string()])
+            .args([
+                "-c",
+                WATCHDOG,
+                "flock-dev-server",
+                &std::process::id().to_string(),
+            ])
             .arg(&log)
             .arg(&cli)
-            .args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .args(["--log-level", "error"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -142,7 +161,10 @@ impl DevServer {
             None => command.arg("--headless"),
         };
         if options.fast {
-            command.args(["--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"]);
+            command.args([
+                "--dynamic-config-value",
+                "history.transferProcessorMaxPollRPS=1000",
+            ]);
         }
         for namespace in &options.namespaces {
             command.args(["--namespace", namespace]);
@@ -170,7 +192,11 @@ impl DevServer {
     async fn wait_ready(&mut self, cli: &Path, timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| Error::Executor(e.to_string()))? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| Error::Executor(e.to_string()))?
+            {
                 let output = std::fs::read_to_string(&self.log).unwrap_or_default();
                 return Err(Error::Executor(format!(
                     "{} server start-dev exited ({status}): {}",
@@ -181,7 +207,14 @@ impl DevServer {
             if TcpStream::connect_timeout(&self.address, Duration::from_millis(100)).is_ok() {
                 // The port opens a moment before the frontend serves; a namespace check settles it.
                 let ready = Command::new(cli)
-                    .args(["operator", "namespace", "describe", "-n", "default", "--address"])
+                    .args([
+                        "operator",
+                        "namespace",
+                        "describe",
+                        "-n",
+                        "default",
+                        "--address",
+                    ])
                     .arg(self.address.to_string())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

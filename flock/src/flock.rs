@@ -108,13 +108,21 @@ impl Flock {
 
     /// Starts a flow without waiting for it; the handle gives its id, its typed result and
     /// cancellation. Same as `flock.run_flow(flow, input).start()` (which also takes `.id(..)`).
-    pub async fn start_flow<F: Flow>(&self, flow: F, input: F::Input) -> Result<FlowHandle<F>, Error> {
+    pub async fn start_flow<F: Flow>(
+        &self,
+        flow: F,
+        input: F::Input,
+    ) -> Result<FlowHandle<F>, Error> {
         self.run_flow(flow, input).start().await
     }
 
     /// A handle to a run started elsewhere (another process, an earlier start), by its id.
     /// Temporal only: local runs live in the process that started them.
-    pub fn flow_handle<F: Flow>(&self, flow: F, run_id: impl Into<String>) -> Result<FlowHandle<F>, Error> {
+    pub fn flow_handle<F: Flow>(
+        &self,
+        flow: F,
+        run_id: impl Into<String>,
+    ) -> Result<FlowHandle<F>, Error> {
         let _ = flow;
         match &self.inner.executor {
             Executor::Temporal(_) => Ok(FlowHandle {
@@ -124,7 +132,8 @@ impl Flock {
                 flow: std::marker::PhantomData,
             }),
             Executor::Local => Err(Error::Config(
-                "re-attaching to a run by id needs the Temporal executor (`local_debug(false)`)".into(),
+                "re-attaching to a run by id needs the Temporal executor (`local_debug(false)`)"
+                    .into(),
             )),
         }
     }
@@ -269,7 +278,8 @@ impl FlockBuilder {
         } else {
             let limits = self.in_process_worker.then_some(self.worker_limits);
             Executor::Temporal(Box::new(
-                TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits).await?,
+                TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits)
+                    .await?,
             ))
         };
         Ok(Flock {
@@ -322,7 +332,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         let inner = &self.flock.inner;
         match &inner.executor {
             Executor::Local => {
-                let (result, record) = local::run_flow(inner.runtime.clone(), self.flow, run_id.clone(), self.input).await;
+                let (result, record) =
+                    local::run_flow(inner.runtime.clone(), self.flow, run_id.clone(), self.input)
+                        .await;
                 Recorded {
                     result: result.map_err(|cause| Error::Run {
                         name: F::NAME.to_owned(),
@@ -337,11 +349,20 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                 let started_at = std::time::SystemTime::now();
                 let input = serde_json::to_value(&self.input).unwrap_or(serde_json::Value::Null);
                 let result = async {
-                    temporal.start_run(self.flow.spec(), &run_id, input.clone()).await?;
+                    temporal
+                        .start_run(self.flow.spec(), &run_id, input.clone())
+                        .await?;
                     temporal.result(F::NAME, &run_id).await
                 }
                 .await;
-                let mut record = RunRecord::summary(&run_id, F::NAME, started_at, started.elapsed(), input, &result);
+                let mut record = RunRecord::summary(
+                    &run_id,
+                    F::NAME,
+                    started_at,
+                    started.elapsed(),
+                    input,
+                    &result,
+                );
                 temporal.fill_record(&mut record).await;
                 Recorded {
                     result: result.and_then(|value| decode::<F>(&run_id, value)),
@@ -359,12 +380,19 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         let inner = &self.flock.inner;
         let state = match &inner.executor {
             Executor::Local => {
-                let (runtime, flow, id, input) = (inner.runtime.clone(), self.flow, Arc::from(run_id.as_str()), self.input);
-                let task = tokio::spawn(async move { local::run_flow(runtime, flow, id, input).await.0 });
+                let (runtime, flow, id, input) = (
+                    inner.runtime.clone(),
+                    self.flow,
+                    Arc::from(run_id.as_str()),
+                    self.input,
+                );
+                let task =
+                    tokio::spawn(async move { local::run_flow(runtime, flow, id, input).await.0 });
                 HandleState::Local(tokio::sync::Mutex::new(Some(task)))
             }
             Executor::Temporal(temporal) => {
-                let input = serde_json::to_value(&self.input).map_err(|e| Error::Config(format!("input of `{}`: {e}", F::NAME)))?;
+                let input = serde_json::to_value(&self.input)
+                    .map_err(|e| Error::Config(format!("input of `{}`: {e}", F::NAME)))?;
                 temporal.start_run(self.flow.spec(), &run_id, input).await?;
                 HandleState::Temporal
             }
@@ -421,7 +449,10 @@ impl<F: Flow> FlowHandle<F> {
             (HandleState::Local(task), _) => {
                 let task = task.lock().await.take();
                 let Some(task) = task else {
-                    return Err(Error::Executor(format!("the result of local run `{}` was taken already", self.run_id)));
+                    return Err(Error::Executor(format!(
+                        "the result of local run `{}` was taken already",
+                        self.run_id
+                    )));
                 };
                 let failed = |cause| Error::Run {
                     name: F::NAME.to_owned(),
@@ -430,13 +461,19 @@ impl<F: Flow> FlowHandle<F> {
                 };
                 match task.await {
                     Ok(result) => result.map_err(failed),
-                    Err(join) if join.is_cancelled() => Err(failed(crate::error::FlowError::Cancelled {
-                        message: "the run was cancelled".into(),
-                    })),
-                    Err(join) => Err(failed(crate::error::FlowError::msg(format!("the run panicked: {join}")))),
+                    Err(join) if join.is_cancelled() => {
+                        Err(failed(crate::error::FlowError::Cancelled {
+                            message: "the run was cancelled".into(),
+                        }))
+                    }
+                    Err(join) => Err(failed(crate::error::FlowError::msg(format!(
+                        "the run panicked: {join}"
+                    )))),
                 }
             }
-            (HandleState::Temporal, Executor::Local) => Err(Error::Executor("a Temporal handle on a local Flock".into())),
+            (HandleState::Temporal, Executor::Local) => {
+                Err(Error::Executor("a Temporal handle on a local Flock".into()))
+            }
         }
     }
 
@@ -444,14 +481,18 @@ impl<F: Flow> FlowHandle<F> {
     /// and the run ends as cancelled.
     pub async fn cancel(&self) -> Result<(), Error> {
         match (&self.state, &self.flock.inner.executor) {
-            (HandleState::Temporal, Executor::Temporal(temporal)) => temporal.cancel(&self.run_id).await,
+            (HandleState::Temporal, Executor::Temporal(temporal)) => {
+                temporal.cancel(&self.run_id).await
+            }
             (HandleState::Local(task), _) => {
                 if let Some(task) = task.lock().await.as_ref() {
                     task.abort();
                 }
                 Ok(())
             }
-            (HandleState::Temporal, Executor::Local) => Err(Error::Executor("a Temporal handle on a local Flock".into())),
+            (HandleState::Temporal, Executor::Local) => {
+                Err(Error::Executor("a Temporal handle on a local Flock".into()))
+            }
         }
     }
 }

@@ -25,7 +25,10 @@ where
     I::Item: Future,
 {
     JoinAll {
-        slots: futures.into_iter().map(|f| Slot::Pending(Box::pin(f))).collect(),
+        slots: futures
+            .into_iter()
+            .map(|f| Slot::Pending(Box::pin(f)))
+            .collect(),
     }
 }
 

@@ -78,11 +78,11 @@ pub use crate::config::TemporalExecutorConfig;
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::executor::temporal::WorkerLimits;
 pub use crate::flock::{Flock, FlockBuilder, FlowHandle, Recorded, RunOutput, RunRequest};
-pub use crate::worker::FlockWorker;
 pub use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
 pub use crate::record::RunRecord;
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
+pub use crate::worker::FlockWorker;
 pub use flock_macros::{agent, flow, tool};
 
 pub use crate::join::{join_all, try_join_all};

@@ -56,8 +56,14 @@ impl RunRecord {
     ) -> RunRecord {
         let (status, output, error) = match result {
             Ok(value) => (RunStatus::Completed, Some(value.clone()), None),
-            Err(crate::error::Error::Run { cause, .. }) => (RunStatus::Failed, None, Some(cause.clone())),
-            Err(other) => (RunStatus::Failed, None, Some(FlowError::msg(other.to_string()))),
+            Err(crate::error::Error::Run { cause, .. }) => {
+                (RunStatus::Failed, None, Some(cause.clone()))
+            }
+            Err(other) => (
+                RunStatus::Failed,
+                None,
+                Some(FlowError::msg(other.to_string())),
+            ),
         };
         RunRecord {
             run_id: run_id.to_owned(),

@@ -29,7 +29,11 @@ pub trait DynAgent: Send + Sync {
     ) -> BoxFuture<'static, Result<Value, AgentError>>;
     #[doc(hidden)]
     /// Registers the agent's activity on a Temporal worker.
-    fn register_activity(&self, options: &mut temporalio_sdk::WorkerOptions, shared: &Arc<WorkerShared>);
+    fn register_activity(
+        &self,
+        options: &mut temporalio_sdk::WorkerOptions,
+        shared: &Arc<WorkerShared>,
+    );
 }
 
 impl<A: Agent> DynAgent for A {
@@ -65,7 +69,11 @@ impl<A: Agent> DynAgent for A {
         })
     }
 
-    fn register_activity(&self, options: &mut temporalio_sdk::WorkerOptions, shared: &Arc<WorkerShared>) {
+    fn register_activity(
+        &self,
+        options: &mut temporalio_sdk::WorkerOptions,
+        shared: &Arc<WorkerShared>,
+    ) {
         options.register_activity::<AgentActivity<A>>(shared.clone());
     }
 }
@@ -133,7 +141,9 @@ impl<F: Flow> DynFlow for F {
         shared: &Arc<WorkerShared>,
     ) -> Result<(), temporalio_sdk::workflows::WorkflowRegistrationError> {
         options
-            .register_workflow_with_factory::<FlowWorkflow<F>, _>(FlowWorkflow::<F>::factory(shared.clone()))
+            .register_workflow_with_factory::<FlowWorkflow<F>, _>(FlowWorkflow::<F>::factory(
+                shared.clone(),
+            ))
             .map(|_| ())
     }
 }

@@ -60,7 +60,8 @@ impl FlockWorker {
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
         let Some(client) = self.flock.temporal_client() else {
             return Err(Error::Config(
-                "a worker needs the Temporal executor: build the Flock with `local_debug(false)`".into(),
+                "a worker needs the Temporal executor: build the Flock with `local_debug(false)`"
+                    .into(),
             ));
         };
         let shared = Arc::new(WorkerShared {

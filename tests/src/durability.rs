@@ -16,8 +16,12 @@ pub struct Work {
 }
 
 fn note(event: &str) -> Result<usize, AgentError> {
-    let path = std::env::var(FILE_VAR).map_err(|_| AgentError::permanent(format!("{FILE_VAR} is not set")))?;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let path = std::env::var(FILE_VAR)
+        .map_err(|_| AgentError::permanent(format!("{FILE_VAR} is not set")))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     writeln!(file, "{event}")?;
     file.sync_all()?;
     let text = std::fs::read_to_string(&path)?;
@@ -40,7 +44,11 @@ pub async fn d_first(input: Work) -> Result<Work, AgentError> {
 }
 
 /// On its first run it hangs (heartbeating) until its worker is killed; later runs finish.
-#[agent(heartbeat = "1s", timeout = "2m", retry(attempts = 5, initial_interval = "100ms"))]
+#[agent(
+    heartbeat = "1s",
+    timeout = "2m",
+    retry(attempts = 5, initial_interval = "100ms")
+)]
 pub async fn d_second(ctx: &AgentContext, input: Work) -> Result<Work, AgentError> {
     let starts = note("second-start")?;
     if starts == 1 {

@@ -37,6 +37,9 @@ async fn duplicate_agent_names_are_an_error_naming_both() {
     let error = Flock::builder().model("test").build().await.unwrap_err();
     let text = error.to_string();
     assert!(text.contains("two agents are named `process`"), "{text}");
-    assert!(text.matches("tests/tests/duplicates.rs:").count() == 2, "both places named: {text}");
+    assert!(
+        text.matches("tests/tests/duplicates.rs:").count() == 2,
+        "both places named: {text}"
+    );
     let _ = (billing::handle_invoice, shipping::process_parcel);
 }

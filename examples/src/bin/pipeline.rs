@@ -11,10 +11,14 @@ use flock_examples::pipeline::{Resolutions, handle_batch, sample_batch};
 
 #[tokio::main]
 async fn main() -> Result<(), flock::Error> {
-    let (flock, _server) = example_flock(Flock::builder(), TemporalExecutorConfig::default()).await?;
+    let (flock, _server) =
+        example_flock(Flock::builder(), TemporalExecutorConfig::default()).await?;
     let resolutions: Resolutions = flock.run_flow(handle_batch, sample_batch()).await?;
     for resolution in &resolutions.resolutions {
-        println!("#{} {:?}: {}", resolution.id, resolution.route, resolution.action);
+        println!(
+            "#{} {:?}: {}",
+            resolution.id, resolution.route, resolution.action
+        );
     }
     flock.shutdown().await
 }

@@ -20,12 +20,18 @@ async fn main() -> Result<(), flock::Error> {
         retry_interval: Duration::from_secs(5),
         ..Default::default()
     };
-    let (flock, _server) = example_flock(Flock::builder().force_model(example_model()), config).await?;
+    let (flock, _server) =
+        example_flock(Flock::builder().force_model(example_model()), config).await?;
     let recorded = flock.run(research_agent, Topic { topic }).recorded().await;
     let summary: Summary = recorded.result?;
     println!("{summary:#?}");
     for step in &recorded.record.steps {
-        println!("  {} ran {} attempt(s) in {:?}", step.agent, step.attempts.len(), step.duration);
+        println!(
+            "  {} ran {} attempt(s) in {:?}",
+            step.agent,
+            step.attempts.len(),
+            step.duration
+        );
     }
     flock.shutdown().await
 }

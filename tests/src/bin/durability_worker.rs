@@ -7,8 +7,10 @@ use flock_tests::durability::{d_first, d_flow, d_second, d_third};
 
 #[tokio::main]
 async fn main() -> Result<(), flock::Error> {
-    let server_url = std::env::var("TEMPORAL_ADDRESS").map_err(|_| flock::Error::Config("TEMPORAL_ADDRESS is not set".into()))?;
-    let task_queue = std::env::var("FLOCK_TASK_QUEUE").map_err(|_| flock::Error::Config("FLOCK_TASK_QUEUE is not set".into()))?;
+    let server_url = std::env::var("TEMPORAL_ADDRESS")
+        .map_err(|_| flock::Error::Config("TEMPORAL_ADDRESS is not set".into()))?;
+    let task_queue = std::env::var("FLOCK_TASK_QUEUE")
+        .map_err(|_| flock::Error::Config("FLOCK_TASK_QUEUE is not set".into()))?;
     let flock = Flock::builder()
         .local_debug(false)
         .in_process_worker(false)

@@ -15,7 +15,9 @@ use flock_examples::pipeline::{handle_batch, handle_ticket, sample_batch};
 use flock_examples::research::{Topic, research_agent, research_flow};
 use flock_tests::durability::{self, Work, d_flow};
 use serde_json::json;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowFetchHistoryOptions};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowFetchHistoryOptions,
+};
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
@@ -32,7 +34,9 @@ fn server() -> String {
                 let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
                 let server = rt
                     .block_on(DevServer::start(DevServerOptions::default()))
-                    .map_err(|e| format!("cannot start the Temporal dev server for the tests: {e}"))?;
+                    .map_err(|e| {
+                        format!("cannot start the Temporal dev server for the tests: {e}")
+                    })?;
                 let address = server.address();
                 // Kept for the life of the process; its watchdog stops it when the process ends.
                 std::mem::forget(server);
@@ -65,7 +69,8 @@ async fn temporal_flock(task_queue: &str) -> Flock {
 }
 
 async fn sdk_client() -> Client {
-    let options = ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
+    let options =
+        ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
     let connection = Connection::connect(options).await.unwrap();
     Client::new(connection, ClientOptions::new("default").build()).unwrap()
 }
@@ -101,11 +106,16 @@ async fn history(run_id: &str) -> History {
                 history.activities.push(name);
             }
             Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
-                let name = scheduled.get(&a.scheduled_event_id).cloned().unwrap_or_default();
+                let name = scheduled
+                    .get(&a.scheduled_event_id)
+                    .cloned()
+                    .unwrap_or_default();
                 history.attempts.push((name, a.attempt as u32));
             }
             Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) => {
-                history.children.push(a.workflow_type.map(|t| t.name).unwrap_or_default());
+                history
+                    .children
+                    .push(a.workflow_type.map(|t| t.name).unwrap_or_default());
             }
             _ => {}
         }
@@ -126,7 +136,10 @@ async fn examples_give_identical_results_on_both_executors() {
     let temporal = temporal_flock("conformance").await;
 
     let batch_local = local.run_flow(handle_batch, sample_batch()).await.unwrap();
-    let batch_temporal = temporal.run_flow(handle_batch, sample_batch()).await.unwrap();
+    let batch_temporal = temporal
+        .run_flow(handle_batch, sample_batch())
+        .await
+        .unwrap();
     assert_eq!(as_json(&batch_local), as_json(&batch_temporal));
     assert_eq!(batch_local.resolutions.len(), 3);
 
@@ -150,7 +163,14 @@ async fn examples_give_identical_results_on_both_executors() {
         record
             .steps
             .iter()
-            .map(|s| (s.agent.clone(), s.input.clone(), s.output.clone(), s.attempts.len()))
+            .map(|s| {
+                (
+                    s.agent.clone(),
+                    s.input.clone(),
+                    s.output.clone(),
+                    s.attempts.len(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(steps(&chain_local.record), steps(&chain_temporal.record));
@@ -165,7 +185,12 @@ async fn examples_give_identical_results_on_both_executors() {
 async fn server_history_carries_flow_and_agent_names() {
     let flock = temporal_flock("names").await;
     flock
-        .run(research_agent, Topic { topic: "names".into() })
+        .run(
+            research_agent,
+            Topic {
+                topic: "names".into(),
+            },
+        )
         .id("names-chain")
         .await
         .unwrap();
@@ -173,7 +198,11 @@ async fn server_history_carries_flow_and_agent_names() {
     assert_eq!(chain.workflow_type, "research_agent.chain");
     assert_eq!(chain.activities, ["research_agent", "summarize_agent"]);
 
-    flock.run_flow(handle_batch, sample_batch()).id("names-batch").await.unwrap();
+    flock
+        .run_flow(handle_batch, sample_batch())
+        .id("names-batch")
+        .await
+        .unwrap();
     let batch = history("names-batch").await;
     assert_eq!(batch.workflow_type, "handle_batch");
     assert_eq!(batch.children, ["handle_ticket"; 3]);
@@ -195,7 +224,10 @@ static T_FLAKY: AtomicU32 = AtomicU32::new(0);
 async fn t_flaky(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     T_FLAKY.fetch_add(1, Ordering::SeqCst);
     if ctx.attempt() < 3 {
-        return Err(AgentError::transient(format!("flaky attempt {}", ctx.attempt())));
+        return Err(AgentError::transient(format!(
+            "flaky attempt {}",
+            ctx.attempt()
+        )));
     }
     Ok(Ping { n: input.n + 1 })
 }
@@ -215,7 +247,10 @@ static T_THROTTLED: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
 async fn t_throttled(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     T_THROTTLED.lock().unwrap().push(Instant::now());
     if ctx.attempt() == 1 {
-        return Err(AgentError::rate_limited(Duration::from_millis(1500), "429: slow down"));
+        return Err(AgentError::rate_limited(
+            Duration::from_millis(1500),
+            "429: slow down",
+        ));
     }
     Ok(input)
 }
@@ -223,7 +258,10 @@ async fn t_throttled(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError
 #[agent(retry(attempts = 3, initial_interval = "50ms"))]
 async fn t_down(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     let _ = input;
-    Err(AgentError::transient(format!("service down at attempt {}", ctx.attempt())))
+    Err(AgentError::transient(format!(
+        "service down at attempt {}",
+        ctx.attempt()
+    )))
 }
 
 #[flow]
@@ -241,39 +279,65 @@ async fn retry_classes_on_temporal() {
     let flock = temporal_flock("retries").await;
 
     // transient twice, then success: 3 attempts
-    let recorded = flock.run_flow(t_calls, Ping { n: 0 }).id("retry-transient").recorded().await;
+    let recorded = flock
+        .run_flow(t_calls, Ping { n: 0 })
+        .id("retry-transient")
+        .recorded()
+        .await;
     assert_eq!(recorded.result.unwrap(), Ping { n: 1 });
     let step = &recorded.record.steps[0];
     assert_eq!((step.agent.as_str(), step.attempts.len()), ("t_flaky", 3));
     assert_eq!(
-        step.attempts[1].error.as_ref().map(|e| e.message().to_owned()),
+        step.attempts[1]
+            .error
+            .as_ref()
+            .map(|e| e.message().to_owned()),
         Some("flaky attempt 2".to_owned()),
         "the failure before the last attempt, from history"
     );
     assert_eq!(T_FLAKY.load(Ordering::SeqCst), 3);
-    let attempts: Vec<u32> = history("retry-transient").await.attempts.iter().map(|(_, n)| *n).collect();
+    let attempts: Vec<u32> = history("retry-transient")
+        .await
+        .attempts
+        .iter()
+        .map(|(_, n)| *n)
+        .collect();
     assert_eq!(attempts.last(), Some(&3), "{attempts:?}");
 
     // permanent: runs once, the flow fails naming the agent
-    let error = flock.run_flow(t_calls, Ping { n: 1 }).id("retry-permanent").await.unwrap_err();
+    let error = flock
+        .run_flow(t_calls, Ping { n: 1 })
+        .id("retry-permanent")
+        .await
+        .unwrap_err();
     assert_eq!(T_BROKEN.load(Ordering::SeqCst), 1);
     let (agent, attempts, cause) = error.agent_error().expect("an agent failure");
-    assert_eq!((agent, attempts, cause.class()), ("t_broken", 1, ErrorClass::Permanent));
+    assert_eq!(
+        (agent, attempts, cause.class()),
+        ("t_broken", 1, ErrorClass::Permanent)
+    );
     let text = error.to_string();
-    assert!(text.contains("t_calls") && text.contains("the account is closed"), "{text}");
+    assert!(
+        text.contains("t_calls") && text.contains("the account is closed"),
+        "{text}"
+    );
 
     // rate limited: the next attempt starts no sooner than retry_after
     flock.run_flow(t_calls, Ping { n: 2 }).await.unwrap();
     let starts = T_THROTTLED.lock().unwrap().clone();
     assert_eq!(starts.len(), 2);
     let gap = starts[1] - starts[0];
-    assert!(gap >= Duration::from_millis(1500), "second attempt after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(1500),
+        "second attempt after {gap:?}"
+    );
 
     // attempts exhausted: the flow fails with the agent, the count and the last cause
     let error = flock.run_flow(t_calls, Ping { n: 3 }).await.unwrap_err();
     let text = error.to_string();
     assert!(
-        text.contains("agent `t_down` failed after 3 attempts") && text.contains("service down at attempt 3"),
+        text.contains("agent `t_down` failed after 3 attempts")
+            && text.contains("service down at attempt 3"),
         "{text}"
     );
     flock.shutdown().await.unwrap();
@@ -291,7 +355,12 @@ async fn t_sleepy(ctx: &FlowContext, ping: Ping) -> Result<Ping, FlowError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_start_reattach_and_cancel() {
     let flock = temporal_flock("handles").await;
-    let handle = flock.run_flow(t_sleepy, Ping { n: 300 }).id("sleepy-1").start().await.unwrap();
+    let handle = flock
+        .run_flow(t_sleepy, Ping { n: 300 })
+        .id("sleepy-1")
+        .start()
+        .await
+        .unwrap();
     assert_eq!(handle.id(), "sleepy-1");
     let client_only = Flock::builder()
         .local_debug(false)
@@ -303,7 +372,11 @@ async fn handles_start_reattach_and_cancel() {
     let again = client_only.flow_handle(t_sleepy, "sleepy-1").unwrap();
     assert_eq!(again.result().await.unwrap(), Ping { n: 301 });
 
-    let long = flock.run_flow(t_sleepy, Ping { n: 600_000 }).start().await.unwrap();
+    let long = flock
+        .run_flow(t_sleepy, Ping { n: 600_000 })
+        .start()
+        .await
+        .unwrap();
     assert!(long.id().starts_with("t_sleepy-"));
     long.cancel().await.unwrap();
     let error = long.result().await.unwrap_err();
@@ -335,7 +408,8 @@ async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_survives_a_killed_worker() {
     let task_queue = "durability";
-    let file: PathBuf = std::env::temp_dir().join(format!("flock-durability-{}", std::process::id()));
+    let file: PathBuf =
+        std::env::temp_dir().join(format!("flock-durability-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let client = Flock::builder()
         .local_debug(false)
@@ -345,7 +419,11 @@ async fn flow_survives_a_killed_worker() {
         .await
         .unwrap();
     let mut first_worker = spawn_worker(task_queue, &file);
-    let handle = client.run_flow(d_flow, Work { trail: vec![] }).start().await.unwrap();
+    let handle = client
+        .run_flow(d_flow, Work { trail: vec![] })
+        .start()
+        .await
+        .unwrap();
     wait_for("the second agent to start", Duration::from_secs(60), || {
         durability::count(&file, "second-start") == 1
     })
@@ -356,10 +434,20 @@ async fn flow_survives_a_killed_worker() {
     let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();
-    let work = result.expect("the flow completes after the worker is replaced").unwrap();
+    let work = result
+        .expect("the flow completes after the worker is replaced")
+        .unwrap();
     assert_eq!(work.trail, ["first", "second", "third"]);
-    assert_eq!(durability::count(&file, "first"), 1, "the first agent ran exactly once");
-    assert_eq!(durability::count(&file, "second-start"), 2, "the second agent ran again");
+    assert_eq!(
+        durability::count(&file, "first"),
+        1,
+        "the first agent ran exactly once"
+    );
+    assert_eq!(
+        durability::count(&file, "second-start"),
+        2,
+        "the second agent ran again"
+    );
     assert_eq!(durability::count(&file, "second-done"), 1);
     assert_eq!(durability::count(&file, "third"), 1);
     let _ = std::fs::remove_file(&file);
@@ -370,7 +458,11 @@ async fn flow_survives_a_killed_worker() {
 
 #[tokio::test]
 async fn unreachable_server_is_a_clear_error_within_seconds() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = Instant::now();
     let error = Flock::builder()
         .local_debug(false)
@@ -383,7 +475,10 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     let text = error.to_string();
-    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("temporal server start-dev"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("temporal server start-dev"),
+        "{text}"
+    );
 
     // a listener that accepts connections and never answers: bounded too
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -398,14 +493,20 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
         .build()
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(error.to_string().contains(&address.to_string()), "{error}");
     drop(silent);
 }
 
 #[tokio::test]
 async fn configuration_errors_are_clear() {
-    let build = |config: TemporalExecutorConfig| Flock::builder().local_debug(false).temporal(config).build();
+    let build = |config: TemporalExecutorConfig| {
+        Flock::builder().local_debug(false).temporal(config).build()
+    };
 
     let error = build(TemporalExecutorConfig {
         server_url: server(),
@@ -415,7 +516,10 @@ async fn configuration_errors_are_clear() {
     })
     .await
     .unwrap_err();
-    assert!(error.to_string().contains("/nonexistent/client.pem"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/client.pem"),
+        "{error}"
+    );
 
     for bad in ["", "localhost:notaport", "http://", "local host:7233"] {
         let error = build(TemporalExecutorConfig {
@@ -434,7 +538,12 @@ async fn configuration_errors_are_clear() {
     })
     .await
     .unwrap_err();
-    assert!(error.to_string().contains("no namespace `no-such-namespace`"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no namespace `no-such-namespace`"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -442,11 +551,22 @@ async fn config_loads_from_temporal_environment_and_toml() {
     let dir = std::env::temp_dir().join(format!("flock-envconfig-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let toml = dir.join("temporal.toml");
-    std::fs::write(&toml, "[profile.default]\naddress = \"temporal.invalid:7233\"\nnamespace = \"from-file\"\n").unwrap();
+    std::fs::write(
+        &toml,
+        "[profile.default]\naddress = \"temporal.invalid:7233\"\nnamespace = \"from-file\"\n",
+    )
+    .unwrap();
     let env = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     };
-    let from_file = TemporalExecutorConfig::from_env_map(&env(&[("TEMPORAL_CONFIG_FILE", toml.to_str().unwrap())])).unwrap();
+    let from_file = TemporalExecutorConfig::from_env_map(&env(&[(
+        "TEMPORAL_CONFIG_FILE",
+        toml.to_str().unwrap(),
+    )]))
+    .unwrap();
     assert_eq!(from_file.server_url, "temporal.invalid:7233");
     assert_eq!(from_file.namespace, "from-file");
     let overridden = TemporalExecutorConfig::from_env_map(&env(&[
@@ -458,8 +578,14 @@ async fn config_loads_from_temporal_environment_and_toml() {
     assert_eq!(overridden.server_url, "127.0.0.1:7777");
     assert_eq!(overridden.namespace, "from-file");
     assert_eq!(overridden.api_key.as_deref(), Some("secret-key"));
-    assert!(!format!("{overridden:?}").contains("secret-key"), "the key is redacted");
-    let defaults = TemporalExecutorConfig::from_env_map(&env(&[("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")]));
+    assert!(
+        !format!("{overridden:?}").contains("secret-key"),
+        "the key is redacted"
+    );
+    let defaults = TemporalExecutorConfig::from_env_map(&env(&[(
+        "TEMPORAL_CONFIG_FILE",
+        "/nonexistent/temporal.toml",
+    )]));
     assert!(defaults.is_err() || defaults.unwrap().server_url == "localhost:7233");
     let _ = std::fs::remove_dir_all(&dir);
 }

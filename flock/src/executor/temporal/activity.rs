@@ -52,10 +52,9 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
     ) -> BoxFuture<'static, Result<Value, ActivityError>> {
         Box::pin(async move {
             let Some(shared) = receiver else {
-                return Err(ActivityError::from(ApplicationFailure::non_retryable(format!(
-                    "agent `{}` registered without its worker state",
-                    A::NAME
-                ))));
+                return Err(ActivityError::from(ApplicationFailure::non_retryable(
+                    format!("agent `{}` registered without its worker state", A::NAME),
+                )));
             };
             let agent = A::default();
             let spec = agent.spec();
@@ -70,7 +69,10 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 models: shared.runtime.models.clone(),
                 usage: None,
             };
-            let result = match AssertUnwindSafe(DynAgent::call_json(&agent, agent_ctx, input)).catch_unwind().await {
+            let result = match AssertUnwindSafe(DynAgent::call_json(&agent, agent_ctx, input))
+                .catch_unwind()
+                .await
+            {
                 Ok(result) => result,
                 Err(panic) => Err(AgentError::permanent(format!(
                     "agent `{}` panicked: {}",
@@ -78,7 +80,9 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                     crate::executor::panic_message(&*panic)
                 ))),
             };
-            result.map_err(|error| to_activity_error(&error, attempt, &shared.runtime.retry_policy(spec)))
+            result.map_err(|error| {
+                to_activity_error(&error, attempt, &shared.runtime.retry_policy(spec))
+            })
         })
     }
 }
@@ -99,10 +103,16 @@ impl ProgressSink for Heartbeats {
 /// An agent error as a Temporal application failure: its class is the failure type, permanent
 /// classes are non-retryable, and a rate limit sets the next retry delay to at least its
 /// `retry_after`. The attempt number travels in the details, so the flow can report it.
-pub(crate) fn to_activity_error(error: &AgentError, attempt: u32, policy: &RetryPolicy) -> ActivityError {
+pub(crate) fn to_activity_error(
+    error: &AgentError,
+    attempt: u32,
+    policy: &RetryPolicy,
+) -> ActivityError {
     let class = error.class();
     let non_retryable = !class.is_retryable() || policy.non_retryable.contains(&class);
-    let next_retry_delay = error.retry_after().map(|_| policy.delay(attempt, error, 0.5));
+    let next_retry_delay = error
+        .retry_after()
+        .map(|_| policy.delay(attempt, error, 0.5));
     let failure = ApplicationFailure::builder(error.message().to_owned())
         .type_name(class.name().to_owned())
         .non_retryable(non_retryable)

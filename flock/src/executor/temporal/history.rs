@@ -24,7 +24,11 @@ pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
     fill(client, record, 0).await;
 }
 
-fn fill<'a>(client: &'a Client, record: &'a mut RunRecord, depth: usize) -> futures::future::BoxFuture<'a, ()> {
+fn fill<'a>(
+    client: &'a Client,
+    record: &'a mut RunRecord,
+    depth: usize,
+) -> futures::future::BoxFuture<'a, ()> {
     Box::pin(async move {
         let Ok(events) = client
             .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
@@ -39,7 +43,14 @@ fn fill<'a>(client: &'a Client, record: &'a mut RunRecord, depth: usize) -> futu
             return;
         }
         for (run_id, name) in children {
-            let mut child = RunRecord::summary(&run_id, &name, record.started_at, Duration::ZERO, Value::Null, &Ok(Value::Null));
+            let mut child = RunRecord::summary(
+                &run_id,
+                &name,
+                record.started_at,
+                Duration::ZERO,
+                Value::Null,
+                &Ok(Value::Null),
+            );
             child.output = None;
             fill(client, &mut child, depth + 1).await;
             record.children.push(child);
@@ -49,7 +60,10 @@ fn fill<'a>(client: &'a Client, record: &'a mut RunRecord, depth: usize) -> futu
 
 fn time_of(event: &HistoryEvent) -> Option<SystemTime> {
     let t = event.event_time.as_ref()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(
+        u64::try_from(t.seconds).ok()?,
+        u32::try_from(t.nanos).ok()?,
+    ))
 }
 
 fn json_of(payloads: Option<&Payloads>) -> Value {
@@ -68,15 +82,24 @@ fn error_of(failure: Option<&Failure>) -> AgentError {
             let class = ErrorClass::from_name(&info.r#type).unwrap_or(ErrorClass::Transient);
             AgentError::from_class(class, failure.message.clone(), None)
         }
-        Some(FailureInfo::TimeoutFailureInfo(_)) => AgentError::transient(format!("timed out: {}", failure.message)),
+        Some(FailureInfo::TimeoutFailureInfo(_)) => {
+            AgentError::transient(format!("timed out: {}", failure.message))
+        }
         _ => AgentError::transient(failure.message.clone()),
     }
 }
 
 /// Builds the steps; returns the child workflows (id, type) to follow.
 fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, String)> {
-    let start = events.first().and_then(time_of).unwrap_or(record.started_at);
-    let since = |event: &HistoryEvent| time_of(event).and_then(|t| t.duration_since(start).ok()).unwrap_or_default();
+    let start = events
+        .first()
+        .and_then(time_of)
+        .unwrap_or(record.started_at);
+    let since = |event: &HistoryEvent| {
+        time_of(event)
+            .and_then(|t| t.duration_since(start).ok())
+            .unwrap_or_default()
+    };
     let mut by_scheduled: HashMap<i64, usize> = HashMap::new();
     let mut steps: Vec<StepRecord> = Vec::new();
     let mut children = Vec::new();
@@ -88,7 +111,11 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
             Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
                 by_scheduled.insert(event.event_id, steps.len());
                 steps.push(StepRecord {
-                    agent: a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                    agent: a
+                        .activity_type
+                        .as_ref()
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default(),
                     started: since(event),
                     duration: Duration::ZERO,
                     input: json_of(a.input.as_ref()),
@@ -99,13 +126,20 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
                 });
             }
             Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
-                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                if let Some(step) = by_scheduled
+                    .get(&a.scheduled_event_id)
+                    .and_then(|i| steps.get_mut(*i))
+                {
                     // Temporal records only the last attempt's start, with the failure before it.
                     let last = u32::try_from(a.attempt).unwrap_or(1).max(1);
                     step.attempts = (1..=last)
                         .map(|attempt| AttemptRecord {
                             attempt,
-                            started: if attempt == last { since(event) } else { step.started },
+                            started: if attempt == last {
+                                since(event)
+                            } else {
+                                step.started
+                            },
                             duration: Duration::ZERO,
                             error: (attempt + 1 == last).then(|| error_of(a.last_failure.as_ref())),
                         })
@@ -113,23 +147,36 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
                 }
             }
             Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
-                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                if let Some(step) = by_scheduled
+                    .get(&a.scheduled_event_id)
+                    .and_then(|i| steps.get_mut(*i))
+                {
                     step.output = Some(json_of(a.result.as_ref()));
                     close(step, since(event), None);
                 }
             }
             Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
-                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                if let Some(step) = by_scheduled
+                    .get(&a.scheduled_event_id)
+                    .and_then(|i| steps.get_mut(*i))
+                {
                     close(step, since(event), Some(error_of(a.failure.as_ref())));
                 }
             }
             Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
-                if let Some(step) = by_scheduled.get(&a.scheduled_event_id).and_then(|i| steps.get_mut(*i)) {
+                if let Some(step) = by_scheduled
+                    .get(&a.scheduled_event_id)
+                    .and_then(|i| steps.get_mut(*i))
+                {
                     close(step, since(event), Some(error_of(a.failure.as_ref())));
                 }
             }
             Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) => {
-                let name = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                let name = a
+                    .workflow_type
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
                 children.push((a.workflow_id.clone(), name));
             }
             _ => {}

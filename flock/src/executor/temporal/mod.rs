@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use temporalio_client::{
-    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url, WorkflowCancelOptions,
-    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+    WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
+    errors::WorkflowGetResultError,
 };
 use temporalio_common::RetryPolicy as TemporalRetryPolicy;
-use temporalio_sdk::{ActivityOptions, LocalActivityOptions, Runtime as SdkRuntime, Worker, WorkerOptions};
+use temporalio_sdk::{
+    ActivityOptions, LocalActivityOptions, Runtime as SdkRuntime, Worker, WorkerOptions,
+};
 
 pub(crate) use activity::AgentActivity;
 pub(crate) use workflow::{FlowWorkflow, TemporalRun};
@@ -41,7 +44,8 @@ impl WorkerShared {
     /// Whether an agent runs as a local activity: `#[agent(local)]`, or the executor's default
     /// for code agents (`local_code_agents`).
     pub(crate) fn runs_locally(&self, spec: &AgentSpec) -> bool {
-        spec.local.unwrap_or(self.config.local_code_agents && spec.kind == AgentKind::Code)
+        spec.local
+            .unwrap_or(self.config.local_code_agents && spec.kind == AgentKind::Code)
     }
 
     fn retry(policy: &RetryPolicy) -> TemporalRetryPolicy {
@@ -56,13 +60,19 @@ impl WorkerShared {
             .build()
     }
 
-    pub(crate) fn activity_options(&self, spec: &AgentSpec, policy: &RetryPolicy) -> ActivityOptions {
+    pub(crate) fn activity_options(
+        &self,
+        spec: &AgentSpec,
+        policy: &RetryPolicy,
+    ) -> ActivityOptions {
         let start_to_close = spec.timeout.unwrap_or(self.config.activity_start_to_close);
         let timeouts = match spec.schedule_to_close {
-            Some(schedule_to_close) => temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
-                schedule_to_close,
-                start_to_close,
-            },
+            Some(schedule_to_close) => {
+                temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+                    schedule_to_close,
+                    start_to_close,
+                }
+            }
             None => temporalio_sdk::ActivityCloseTimeouts::StartToClose(start_to_close),
         };
         ActivityOptions::with_close_timeouts(timeouts)
@@ -72,7 +82,11 @@ impl WorkerShared {
             .build()
     }
 
-    pub(crate) fn local_activity_options(&self, spec: &AgentSpec, policy: &RetryPolicy) -> LocalActivityOptions {
+    pub(crate) fn local_activity_options(
+        &self,
+        spec: &AgentSpec,
+        policy: &RetryPolicy,
+    ) -> LocalActivityOptions {
         LocalActivityOptions::builder()
             .start_to_close_timeout(spec.timeout.unwrap_or(self.config.activity_start_to_close))
             .maybe_schedule_to_close_timeout(spec.schedule_to_close)
@@ -114,19 +128,32 @@ pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, E
              `server_url` / TEMPORAL_ADDRESS"
         ))
     };
-    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(options)).await {
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(options)).await
+    {
         Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
         Ok(Err(error)) => return Err(unreachable(error.to_string())),
         Ok(Ok(connection)) => connection,
     };
     check_namespace(&connection, &config.namespace, address).await?;
-    Client::new(connection, ClientOptions::new(config.namespace.clone()).build())
-        .map_err(|e| Error::Executor(format!("cannot create a Temporal client for {address}: {e}")))
+    Client::new(
+        connection,
+        ClientOptions::new(config.namespace.clone()).build(),
+    )
+    .map_err(|e| {
+        Error::Executor(format!(
+            "cannot create a Temporal client for {address}: {e}"
+        ))
+    })
 }
 
 fn tls_options(config: &TemporalExecutorConfig) -> Result<Option<TlsOptions>, Error> {
     let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| Error::Config(format!("cannot read the TLS {what} at {}: {e}", path.display())))
+        std::fs::read(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the TLS {what} at {}: {e}",
+                path.display()
+            ))
+        })
     };
     match (&config.tls_cert_path, &config.tls_key_path) {
         (None, None) => Ok(None),
@@ -135,14 +162,24 @@ fn tls_options(config: &TemporalExecutorConfig) -> Result<Option<TlsOptions>, Er
                 .client_cert(read("client certificate (`tls_cert_path`)", cert)?)
                 .client_private_key(read("client key (`tls_key_path`)", key)?)
                 .build();
-            Ok(Some(TlsOptions::builder().client_tls_options(client).build()))
+            Ok(Some(
+                TlsOptions::builder().client_tls_options(client).build(),
+            ))
         }
-        (Some(_), None) => Err(Error::Config("`tls_cert_path` is set but `tls_key_path` is not; mTLS needs both".into())),
-        (None, Some(_)) => Err(Error::Config("`tls_key_path` is set but `tls_cert_path` is not; mTLS needs both".into())),
+        (Some(_), None) => Err(Error::Config(
+            "`tls_cert_path` is set but `tls_key_path` is not; mTLS needs both".into(),
+        )),
+        (None, Some(_)) => Err(Error::Config(
+            "`tls_key_path` is set but `tls_cert_path` is not; mTLS needs both".into(),
+        )),
     }
 }
 
-async fn check_namespace(connection: &Connection, namespace: &str, address: &str) -> Result<(), Error> {
+async fn check_namespace(
+    connection: &Connection,
+    namespace: &str,
+    address: &str,
+) -> Result<(), Error> {
     use temporalio_client::tonic::{Code, Request};
     use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
     let request = DescribeNamespaceRequest {
@@ -151,7 +188,9 @@ async fn check_namespace(connection: &Connection, namespace: &str, address: &str
     };
     let described = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        connection.workflow_service().describe_namespace(Request::new(request)),
+        connection
+            .workflow_service()
+            .describe_namespace(Request::new(request)),
     )
     .await;
     match described {
@@ -172,7 +211,11 @@ async fn check_namespace(connection: &Connection, namespace: &str, address: &str
 
 /// Worker options serving every agent (as an activity) and flow and hand-off chain (as a
 /// workflow) of the registry.
-pub(crate) fn worker_options(registry: &Registry, shared: &Arc<WorkerShared>, limits: &WorkerLimits) -> Result<WorkerOptions, Error> {
+pub(crate) fn worker_options(
+    registry: &Registry,
+    shared: &Arc<WorkerShared>,
+    limits: &WorkerLimits,
+) -> Result<WorkerOptions, Error> {
     let mut options = WorkerOptions::new(shared.config.task_queue.clone())
         .max_cached_workflows(limits.max_cached_workflows)
         .tuner(limits.tuner())
@@ -181,8 +224,12 @@ pub(crate) fn worker_options(registry: &Registry, shared: &Arc<WorkerShared>, li
         agent.register_activity(&mut options, shared);
     }
     for flow in registry.flows().chain(registry.chains()) {
-        flow.register_workflow(&mut options, shared)
-            .map_err(|e| Error::Registry(format!("cannot register flow `{}` with Temporal: {e}", flow.spec().name)))?;
+        flow.register_workflow(&mut options, shared).map_err(|e| {
+            Error::Registry(format!(
+                "cannot register flow `{}` with Temporal: {e}",
+                flow.spec().name
+            ))
+        })?;
     }
     Ok(options)
 }
@@ -214,7 +261,9 @@ impl WorkerLimits {
         TunerHolder::builder()
             .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_flow_tasks))
             .activity_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_agents))
-            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_agents))
+            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+                self.max_concurrent_agents,
+            ))
             .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
             .build()
             .into()
@@ -303,7 +352,9 @@ impl TemporalExecutor {
                     .worker_threads(2)
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::Executor(format!("cannot start the worker's runtime: {e}")))?;
+                    .map_err(|e| {
+                        Error::Executor(format!("cannot start the worker's runtime: {e}"))
+                    })?;
                 rt.block_on(async move {
                     let client = match connect(&thread_config).await {
                         Ok(client) => client,
@@ -324,8 +375,12 @@ impl TemporalExecutor {
             Ok(Ok(client)) => client,
             Ok(Err(error)) => return Err(error),
             Err(_) => {
-                let outcome = thread.join().map_err(|_| Error::Executor("the worker thread panicked".into()))?;
-                return Err(outcome.err().unwrap_or_else(|| Error::Executor("the worker thread ended early".into())));
+                let outcome = thread
+                    .join()
+                    .map_err(|_| Error::Executor("the worker thread panicked".into()))?;
+                return Err(outcome
+                    .err()
+                    .unwrap_or_else(|| Error::Executor("the worker thread ended early".into())));
             }
         };
         let eager = config.eager_workflow_start;
@@ -359,12 +414,22 @@ impl TemporalExecutor {
     }
 
     /// Starts a workflow of flow `name`.
-    pub(crate) async fn start_run(&self, spec: &FlowSpec, run_id: &str, input: Value) -> Result<(), Error> {
+    pub(crate) async fn start_run(
+        &self,
+        spec: &FlowSpec,
+        run_id: &str,
+        input: Value,
+    ) -> Result<(), Error> {
         let options = WorkflowStartOptions::new(
-            spec.task_queue.unwrap_or(&self.config.task_queue).to_owned(),
+            spec.task_queue
+                .unwrap_or(&self.config.task_queue)
+                .to_owned(),
             run_id.to_owned(),
         )
-        .maybe_execution_timeout(spec.execution_timeout.or(self.config.workflow_execution_timeout))
+        .maybe_execution_timeout(
+            spec.execution_timeout
+                .or(self.config.workflow_execution_timeout),
+        )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .enable_eager_workflow_start(self.eager)
         .build();
@@ -372,12 +437,19 @@ impl TemporalExecutor {
             .start_workflow(workflow::ByName(spec.name), input, options)
             .await
             .map(|_| ())
-            .map_err(|e| Error::Executor(format!("cannot start `{}` as workflow `{run_id}`: {e}", spec.name)))
+            .map_err(|e| {
+                Error::Executor(format!(
+                    "cannot start `{}` as workflow `{run_id}`: {e}",
+                    spec.name
+                ))
+            })
     }
 
     /// Waits for the result of workflow `run_id`.
     pub(crate) async fn result(&self, name: &str, run_id: &str) -> Result<Value, Error> {
-        let handle = self.client.get_workflow_handle::<workflow::ByName>(run_id.to_owned());
+        let handle = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned());
         let failed = |cause: FlowError| Error::Run {
             name: name.to_owned(),
             run_id: run_id.to_owned(),

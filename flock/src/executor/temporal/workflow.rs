@@ -16,10 +16,12 @@ use temporalio_common::data_converters::PayloadConverter;
 use temporalio_common::protos::temporal::api::common::v1::Payloads;
 use temporalio_common::{ActivityDefinition, HasWorkflowDefinition, WorkflowDefinition};
 use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
-use temporalio_sdk::workflows::{WorkflowDefinitionDescriptor, WorkflowError, WorkflowImplementation};
+use temporalio_sdk::workflows::{
+    WorkflowDefinitionDescriptor, WorkflowError, WorkflowImplementation,
+};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions,
-    WorkflowContext, WorkflowContextView, WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
+    LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowTermination,
 };
 
 use super::WorkerShared;
@@ -56,7 +58,12 @@ impl HasWorkflowDefinition for ByName {
 
 /// What a flow body needs from the workflow, with the workflow's type erased.
 trait WorkflowOps {
-    fn activity(&self, name: &'static str, input: Value, options: ActivityOptions) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>>;
+    fn activity(
+        &self,
+        name: &'static str,
+        input: Value,
+        options: ActivityOptions,
+    ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>>;
     fn local_activity(
         &self,
         name: &'static str,
@@ -64,12 +71,22 @@ trait WorkflowOps {
         options: LocalActivityOptions,
     ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>>;
     fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, bool>;
-    fn child(&self, name: &'static str, input: Value, options: ChildWorkflowOptions) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
+    fn child(
+        &self,
+        name: &'static str,
+        input: Value,
+        options: ChildWorkflowOptions,
+    ) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
     fn now(&self) -> Option<SystemTime>;
 }
 
 impl<W: 'static> WorkflowOps for WorkflowContext<W> {
-    fn activity(&self, name: &'static str, input: Value, options: ActivityOptions) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>> {
+    fn activity(
+        &self,
+        name: &'static str,
+        input: Value,
+        options: ActivityOptions,
+    ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>> {
         let ctx = self.clone();
         async move { ctx.execute_activity(ByName(name), input, options).await }.boxed_local()
     }
@@ -81,22 +98,37 @@ impl<W: 'static> WorkflowOps for WorkflowContext<W> {
         options: LocalActivityOptions,
     ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>> {
         let ctx = self.clone();
-        async move { ctx.execute_local_activity(ByName(name), input, options).await }.boxed_local()
+        async move {
+            ctx.execute_local_activity(ByName(name), input, options)
+                .await
+        }
+        .boxed_local()
     }
 
     /// `true` when the timer fired, `false` when it was cancelled.
     fn timer(&self, duration: Duration) -> LocalBoxFuture<'static, bool> {
         let ctx = self.clone();
-        async move { matches!(WorkflowContext::timer(&ctx, duration).await, temporalio_sdk::TimerResult::Fired) }
-            .boxed_local()
+        async move {
+            matches!(
+                WorkflowContext::timer(&ctx, duration).await,
+                temporalio_sdk::TimerResult::Fired
+            )
+        }
+        .boxed_local()
     }
 
-    fn child(&self, name: &'static str, input: Value, options: ChildWorkflowOptions) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
+    fn child(
+        &self,
+        name: &'static str,
+        input: Value,
+        options: ChildWorkflowOptions,
+    ) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
         let ctx = self.clone();
         async move {
             let child = ctx
                 .start_child_workflow(ByName(name), input, options)
-                .await.map_err(|e| FlowError::msg(format!("child flow `{name}` did not start: {e}")))?;
+                .await
+                .map_err(|e| FlowError::msg(format!("child flow `{name}` did not start: {e}")))?;
             child.result().await.map_err(|e| child_failure(&e))
         }
         .boxed_local()
@@ -115,7 +147,11 @@ pub(crate) struct TemporalRun {
 }
 
 impl TemporalRun {
-    pub(crate) async fn call_agent<A: Agent>(&self, agent: A, input: A::Input) -> Result<A::Output, FlowError> {
+    pub(crate) async fn call_agent<A: Agent>(
+        &self,
+        agent: A,
+        input: A::Input,
+    ) -> Result<A::Output, FlowError> {
         let spec = agent.spec();
         let input = serde_json::to_value(&input).map_err(|e| FlowError::Serialization {
             at: A::NAME.to_owned(),
@@ -123,18 +159,29 @@ impl TemporalRun {
         })?;
         let policy = self.shared.runtime.retry_policy(spec);
         let future = if self.shared.runs_locally(spec) {
-            self.ops.local_activity(A::NAME, input, self.shared.local_activity_options(spec, &policy))
+            self.ops.local_activity(
+                A::NAME,
+                input,
+                self.shared.local_activity_options(spec, &policy),
+            )
         } else {
-            self.ops.activity(A::NAME, input, self.shared.activity_options(spec, &policy))
+            self.ops
+                .activity(A::NAME, input, self.shared.activity_options(spec, &policy))
         };
-        let output = SendWrapper::new(future).await.map_err(|error| agent_failure(A::NAME, &error, policy.max_attempts))?;
+        let output = SendWrapper::new(future)
+            .await
+            .map_err(|error| agent_failure(A::NAME, &error, policy.max_attempts))?;
         serde_json::from_value(output).map_err(|e| FlowError::Serialization {
             at: A::NAME.to_owned(),
             message: format!("output: {e}"),
         })
     }
 
-    pub(crate) async fn call_flow<F: Flow>(&self, parent: &FlowContext, input: F::Input) -> Result<F::Output, FlowError> {
+    pub(crate) async fn call_flow<F: Flow>(
+        &self,
+        parent: &FlowContext,
+        input: F::Input,
+    ) -> Result<F::Output, FlowError> {
         let input = serde_json::to_value(&input).map_err(|e| FlowError::Serialization {
             at: F::NAME.to_owned(),
             message: format!("input: {e}"),
@@ -186,13 +233,25 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
                 .type_name()
                 .and_then(ErrorClass::from_name)
                 .unwrap_or(ErrorClass::Transient);
-            let details = failure.details::<Value>().ok().flatten().unwrap_or(Value::Null);
+            let details = failure
+                .details::<Value>()
+                .ok()
+                .flatten()
+                .unwrap_or(Value::Null);
             let attempts = details["attempt"].as_u64().map(|n| n as u32);
-            let retry_after = details["retry_after_ms"].as_u64().map(Duration::from_millis);
-            (AgentError::from_class(class, failure.to_string(), retry_after), attempts)
+            let retry_after = details["retry_after_ms"]
+                .as_u64()
+                .map(Duration::from_millis);
+            (
+                AgentError::from_class(class, failure.to_string(), retry_after),
+                attempts,
+            )
         }
         Some(IncomingError::Timeout(timeout)) => (
-            AgentError::transient(format!("agent `{agent}` timed out ({:?} timeout)", timeout.timeout_type())),
+            AgentError::transient(format!(
+                "agent `{agent}` timed out ({:?} timeout)",
+                timeout.timeout_type()
+            )),
             None,
         ),
         Some(other) => (AgentError::transient(other.to_string()), None),
@@ -264,7 +323,9 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
     }
 
     fn init(_ctx: WorkflowContextView, _input: Option<Value>) -> Self {
-        unreachable!("flock registers its workflows with a factory; the SDK never calls init for them")
+        unreachable!(
+            "flock registers its workflows with a factory; the SDK never calls init for them"
+        )
     }
 
     fn run(
@@ -331,7 +392,10 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         name: &str,
         _input: Box<dyn Any>,
     ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
-        Err(WorkflowError::from(boxed_error(format!("flow `{}` has no query `{name}`", F::NAME))))
+        Err(WorkflowError::from(boxed_error(format!(
+            "flow `{}` has no query `{name}`",
+            F::NAME
+        ))))
     }
 
     fn dispatch_update(
@@ -349,7 +413,10 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         name: &str,
         _input: Box<dyn Any>,
     ) -> Result<(), WorkflowError> {
-        Err(WorkflowError::from(boxed_error(format!("flow `{}` has no update `{name}`", F::NAME))))
+        Err(WorkflowError::from(boxed_error(format!(
+            "flow `{}` has no update `{name}`",
+            F::NAME
+        ))))
     }
 }
 
