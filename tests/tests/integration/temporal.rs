@@ -68,6 +68,18 @@ async fn temporal_flock(task_queue: &str) -> Flock {
         .expect("a Flock on the test dev server")
 }
 
+/// A `Flock` that starts runs on Temporal and runs no worker of its own.
+async fn client_only_flock(task_queue: &str) -> Flock {
+    Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config(task_queue))
+        .build()
+        .await
+        .expect("a client-only Flock on the test dev server")
+}
+
 async fn sdk_client() -> Client {
     let options =
         ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
@@ -362,13 +374,7 @@ async fn handles_start_reattach_and_cancel() {
         .await
         .unwrap();
     assert_eq!(handle.id(), "sleepy-1");
-    let client_only = Flock::builder()
-        .local_debug(false)
-        .in_process_worker(false)
-        .temporal(config("handles"))
-        .build()
-        .await
-        .unwrap();
+    let client_only = client_only_flock("handles").await;
     let again = client_only.flow_handle(t_sleepy, "sleepy-1").unwrap();
     assert_eq!(again.result().await.unwrap(), Ping { n: 301 });
 
@@ -411,13 +417,7 @@ async fn flow_survives_a_killed_worker() {
     let file: PathBuf =
         std::env::temp_dir().join(format!("flock-durability-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    let client = Flock::builder()
-        .local_debug(false)
-        .in_process_worker(false)
-        .temporal(config(task_queue))
-        .build()
-        .await
-        .unwrap();
+    let client = client_only_flock(task_queue).await;
     let mut first_worker = spawn_worker(task_queue, &file);
     let handle = client
         .run_flow(d_flow, Work { trail: vec![] })
@@ -593,21 +593,8 @@ async fn config_loads_from_temporal_environment_and_toml() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_worker_serves_a_client_only_flock() {
     let task_queue = "standalone";
-    let worker_flock = Flock::builder()
-        .model("test")
-        .local_debug(false)
-        .in_process_worker(false)
-        .temporal(config(task_queue))
-        .build()
-        .await
-        .unwrap();
-    let client = Flock::builder()
-        .local_debug(false)
-        .in_process_worker(false)
-        .temporal(config(task_queue))
-        .build()
-        .await
-        .unwrap();
+    let worker_flock = client_only_flock(task_queue).await;
+    let client = client_only_flock(task_queue).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = worker_flock
         .worker()
