@@ -322,8 +322,8 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     ///
     /// On Temporal the record is read back from the workflow's history: each agent (activity) with
     /// its input, output, error and attempts (Temporal keeps the last attempt's timing and the
-    /// failure before it), and child flows. Agents run as local activities are not listed, and
-    /// token usage is not recorded there.
+    /// failure before it), model token usage, and child flows. Agents run as local activities are
+    /// not listed.
     pub async fn recorded(self) -> Recorded<F::Output> {
         let run_id: Arc<str> = match self.id {
             Some(id) => Arc::from(id),
@@ -363,7 +363,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                     input,
                     &result,
                 );
-                temporal.fill_record(&mut record).await;
+                temporal.fill_record(&inner.registry, &mut record).await;
                 Recorded {
                     result: result.and_then(|value| decode::<F>(&run_id, value)),
                     record,

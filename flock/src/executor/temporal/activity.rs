@@ -15,7 +15,8 @@ use temporalio_sdk::activities::{
 };
 
 use super::WorkerShared;
-use crate::agent::{Agent, AgentContext, ProgressSink};
+use crate::agent::{Agent, AgentContext, AgentKind, ProgressSink};
+use crate::model::Usage;
 use crate::error::AgentError;
 use crate::registry::DynAgent;
 use crate::retry::RetryPolicy;
@@ -61,13 +62,15 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             let info = ctx.info();
             let attempt = info.attempt.max(1);
             let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
+            let usage = (spec.kind == AgentKind::Declarative)
+                .then(|| Arc::new(std::sync::Mutex::new(Usage::default())));
             let agent_ctx = AgentContext {
                 run_id,
                 attempt,
                 spec,
                 progress: Some(Arc::new(Heartbeats(ctx.clone()))),
                 models: shared.runtime.models.clone(),
-                usage: None,
+                usage: usage.clone(),
             };
             let result = match AssertUnwindSafe(DynAgent::call_json(&agent, agent_ctx, input))
                 .catch_unwind()
@@ -80,10 +83,39 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                     crate::executor::panic_message(&*panic)
                 ))),
             };
-            result.map_err(|error| {
-                to_activity_error(&error, attempt, &shared.runtime.retry_policy(spec))
-            })
+            match (result, usage) {
+                (Ok(output), None) => Ok(output),
+                (Ok(output), Some(usage)) => {
+                    let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
+                    Ok(usage_envelope(output, usage))
+                }
+                (Err(error), _) => Err(to_activity_error(
+                    &error,
+                    attempt,
+                    &shared.runtime.retry_policy(spec),
+                )),
+            }
         })
+    }
+}
+
+/// A declarative agent's activity result: its output and the model tokens it used, so that the
+/// history (and the run record read from it) carries the usage.
+pub(crate) fn usage_envelope(output: Value, usage: Usage) -> Value {
+    json!({ "output": output, "usage": usage })
+}
+
+/// The output and usage of a declarative agent's activity result.
+pub(crate) fn open_envelope(result: Value) -> (Value, Usage) {
+    match result {
+        Value::Object(mut fields) => {
+            let usage = fields
+                .remove("usage")
+                .and_then(|u| serde_json::from_value(u).ok())
+                .unwrap_or_default();
+            (fields.remove("output").unwrap_or(Value::Null), usage)
+        }
+        other => (other, Usage::default()),
     }
 }
 

@@ -12,7 +12,10 @@ use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::Fa
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
+use super::activity::open_envelope;
+use crate::agent::AgentKind;
 use crate::error::{AgentError, ErrorClass};
+use crate::registry::Registry;
 use crate::record::{AttemptRecord, RunRecord, StepRecord};
 
 /// How deep child flows are followed.
@@ -20,12 +23,13 @@ const MAX_DEPTH: usize = 8;
 
 /// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
 /// local activities appear as markers in the history and are not listed.
-pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0).await;
+pub(crate) async fn fill_record(client: &Client, registry: &Registry, record: &mut RunRecord) {
+    fill(client, registry, record, 0).await;
 }
 
 fn fill<'a>(
     client: &'a Client,
+    registry: &'a Registry,
     record: &'a mut RunRecord,
     depth: usize,
 ) -> futures::future::BoxFuture<'a, ()> {
@@ -39,6 +43,16 @@ fn fill<'a>(
             return;
         };
         let children = steps_from(&events, record);
+        for step in &mut record.steps {
+            let declarative = registry
+                .agent(&step.agent)
+                .is_some_and(|agent| agent.spec().kind == AgentKind::Declarative);
+            if declarative && let Some(result) = step.output.take() {
+                let (output, usage) = open_envelope(result);
+                step.output = Some(output);
+                step.usage = usage;
+            }
+        }
         if depth >= MAX_DEPTH {
             return;
         }
@@ -52,7 +66,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1).await;
+            fill(client, registry, &mut child, depth + 1).await;
             record.children.push(child);
         }
     })

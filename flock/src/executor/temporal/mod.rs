@@ -471,8 +471,8 @@ impl TemporalExecutor {
     }
 
     /// Fills a run record's steps and children from the server's history.
-    pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
-        history::fill_record(&self.client, record).await;
+    pub(crate) async fn fill_record(&self, registry: &Registry, record: &mut crate::record::RunRecord) {
+        history::fill_record(&self.client, registry, record).await;
     }
 
     /// Requests cancellation of workflow `run_id`.

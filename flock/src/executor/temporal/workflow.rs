@@ -25,7 +25,7 @@ use temporalio_sdk::{
 };
 
 use super::WorkerShared;
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentKind};
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::flow::{Backend, Flow, FlowContext};
 use crate::registry::DynFlow;
@@ -168,9 +168,12 @@ impl TemporalRun {
             self.ops
                 .activity(A::NAME, input, self.shared.activity_options(spec, &policy))
         };
-        let output = SendWrapper::new(future)
+        let mut output = SendWrapper::new(future)
             .await
             .map_err(|error| agent_failure(A::NAME, &error, policy.max_attempts))?;
+        if spec.kind == AgentKind::Declarative {
+            output = super::activity::open_envelope(output).0;
+        }
         serde_json::from_value(output).map_err(|e| FlowError::Serialization {
             at: A::NAME.to_owned(),
             message: format!("output: {e}"),
