@@ -16,6 +16,16 @@ use serde_json::json;
 // Defined in the examples crate (so the conformance tests run the very same code).
 use flock_examples::research::{Summary, Topic, research_agent, research_flow, summarize_agent};
 
+/// Summarize the findings (an agent with a short retry policy, for the InvalidOutput test).
+#[agent(output_retries = 1, retry(attempts = 2, initial_interval = "1ms"))]
+async fn strict_summary(input: flock_examples::research::Findings) -> Summary;
+
+#[flow]
+async fn strict_flow(ctx: &FlowContext, topic: Topic) -> Result<Summary, FlowError> {
+    let findings = ctx.call(research_agent, topic).await?;
+    ctx.call(strict_summary, findings).await
+}
+
 async fn test_flock() -> Flock {
     Flock::builder()
         .model("test")
@@ -162,12 +172,12 @@ async fn invalid_model_answer_is_repaired_then_invalid_output() {
         .await
         .unwrap();
     let recorded = flock
-        .run_flow(research_flow, Topic { topic: "x".into() })
+        .run_flow(strict_flow, Topic { topic: "x".into() })
         .recorded()
         .await;
     recorded
         .result
-        .expect_err("summarize gets findings-shaped answers, never a summary");
+        .expect_err("strict_summary gets findings-shaped answers, never a summary");
     // research: 1 bad + 1 good answer; summarize: every answer misses `summary`.
     assert_eq!(
         recorded.record.steps[0].output,
@@ -176,10 +186,10 @@ async fn invalid_model_answer_is_repaired_then_invalid_output() {
     let summarize = &recorded.record.steps[1];
     let error = summarize.error.as_ref().unwrap();
     assert_eq!(error.class(), ErrorClass::InvalidOutput);
-    assert!(error.message().contains("summarize_agent"), "{error}");
+    assert!(error.message().contains("strict_summary"), "{error}");
     assert_eq!(
         summarize.attempts.len(),
-        3,
+        2,
         "InvalidOutput is retried by the agent's policy"
     );
 }

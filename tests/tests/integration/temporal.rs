@@ -187,7 +187,11 @@ async fn examples_give_identical_results_on_both_executors() {
     };
     assert_eq!(steps(&chain_local.record), steps(&chain_temporal.record));
     assert_eq!(chain_local.record.usage(), chain_temporal.record.usage());
-    assert_eq!(chain_temporal.record.usage().requests, 2, "one model call per agent");
+    assert_eq!(
+        chain_temporal.record.usage().requests,
+        2,
+        "one model call per agent"
+    );
     assert_eq!(chain_temporal.record.steps.len(), 2);
     let flow_local = local.run_flow(research_flow, topic()).await.unwrap();
     let flow_temporal = temporal.run_flow(research_flow, topic()).await.unwrap();
