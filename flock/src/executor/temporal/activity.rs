@@ -16,8 +16,8 @@ use temporalio_sdk::activities::{
 
 use super::WorkerShared;
 use crate::agent::{Agent, AgentContext, AgentKind, ProgressSink};
-use crate::model::Usage;
 use crate::error::AgentError;
+use crate::model::Usage;
 use crate::registry::DynAgent;
 use crate::retry::RetryPolicy;
 

@@ -15,8 +15,8 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 use super::activity::open_envelope;
 use crate::agent::AgentKind;
 use crate::error::{AgentError, ErrorClass};
-use crate::registry::Registry;
 use crate::record::{AttemptRecord, RunRecord, StepRecord};
+use crate::registry::Registry;
 
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;

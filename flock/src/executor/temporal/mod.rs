@@ -471,7 +471,11 @@ impl TemporalExecutor {
     }
 
     /// Fills a run record's steps and children from the server's history.
-    pub(crate) async fn fill_record(&self, registry: &Registry, record: &mut crate::record::RunRecord) {
+    pub(crate) async fn fill_record(
+        &self,
+        registry: &Registry,
+        record: &mut crate::record::RunRecord,
+    ) {
         history::fill_record(&self.client, registry, record).await;
     }
 
