@@ -866,7 +866,10 @@ fn summarize(rounds: &[Figures]) -> Summary {
     }
 }
 
-fn report(plan: &Plan, rounds: usize, tables: &[(String, Vec<(Config, Vec<Figures>)>)]) {
+/// Per profile: each configuration with its figures of every round.
+type Tables = [(String, Vec<(Config, Vec<Figures>)>)];
+
+fn report(plan: &Plan, rounds: usize, tables: &Tables) {
     println!(
         "\nMedians over {rounds} rounds (each: {} sequential runs for latency, {} concurrent runs for throughput).\n",
         plan.runs, plan.concurrent
