@@ -96,7 +96,7 @@ impl AgentSpec {
 /// `#[agent]` implements it on a zero-sized type named after the function, so the agent is passed
 /// around as a value:
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flock::prelude::*;
 ///
 /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -224,7 +224,7 @@ pub struct AgentContext {
 impl AgentContext {
     /// A context outside any executor, e.g. to call an agent directly in a unit test.
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// use flock::prelude::*;
     ///
     /// #[derive(Serialize, Deserialize, JsonSchema)]

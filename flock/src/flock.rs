@@ -16,7 +16,7 @@ use crate::registry::Registry;
 
 /// Runs agents and flows: in-process (`local_debug(true)`) or on Temporal.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flock::prelude::*;
 ///
 /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]

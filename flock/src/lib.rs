@@ -4,7 +4,7 @@
 //! model answers them from their description and JSON Schemas. Flows are `async fn`s that call
 //! agents (`#[flow]`). Hand-offs between agents are checked at compile time.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use flock::prelude::*;
 //!
 //! #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 ///
 /// `#[tool]` implements it on a zero-sized type named after the function:
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flock::prelude::*;
 /// use flock::tool::DynTool;
 ///
