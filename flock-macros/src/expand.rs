@@ -18,62 +18,69 @@ use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
 
 /// `#[agent(..)]`.
 pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
-    let cx = Ctxt::new();
-    let attrs = attr::parse_agent(&cx, args);
-    let expansion = match parse_item(&cx, "agent", item) {
-        Err(original) => original,
-        Ok(item) => {
-            check::signature(&cx, "agent", &item.sig);
-            match AgentFn::new(&cx, &item) {
-                Some(agent) => {
-                    check::agent(&cx, &agent, &attrs);
-                    expand_agent(&agent, &attrs)
-                }
-                None => stub(&item),
-            }
-        }
+    let stages = Stages {
+        what: "agent",
+        attrs: attr::parse_agent,
+        model: AgentFn::new,
+        check: check::agent,
+        expand: expand_agent,
     };
-    with_errors(cx, expansion)
+    stages.run(args, item)
 }
 
 /// `#[flow(..)]`.
 pub fn flow(args: TokenStream, item: TokenStream) -> TokenStream {
-    let cx = Ctxt::new();
-    let attrs = attr::parse_flow(&cx, args);
-    let expansion = match parse_item(&cx, "flow", item) {
-        Err(original) => original,
-        Ok(item) => {
-            check::signature(&cx, "flow", &item.sig);
-            match FlowFn::new(&cx, &item) {
-                Some(flow) => {
-                    check::flow(&cx, &flow, &attrs);
-                    expand_flow(&flow, &attrs)
-                }
-                None => stub(&item),
-            }
-        }
+    let stages = Stages {
+        what: "flow",
+        attrs: attr::parse_flow,
+        model: FlowFn::new,
+        check: check::flow,
+        expand: expand_flow,
     };
-    with_errors(cx, expansion)
+    stages.run(args, item)
 }
 
 /// `#[tool(..)]`.
 pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
-    let cx = Ctxt::new();
-    let attrs = attr::parse_tool(&cx, args);
-    let expansion = match parse_item(&cx, "tool", item) {
-        Err(original) => original,
-        Ok(item) => {
-            check::signature(&cx, "tool", &item.sig);
-            match ToolFn::new(&cx, &item) {
-                Some(tool) => {
-                    check::tool(&cx, &tool, &attrs);
-                    expand_tool(&tool, &attrs)
-                }
-                None => stub(&item),
-            }
-        }
+    let stages = Stages {
+        what: "tool",
+        attrs: attr::parse_tool,
+        model: ToolFn::new,
+        check: check::tool,
+        expand: expand_tool,
     };
-    with_errors(cx, expansion)
+    stages.run(args, item)
+}
+
+/// The stages of one attribute macro: attribute parsing, the model of the fn, validation and
+/// code generation, run the same way for agents, flows and tools.
+struct Stages<A, M> {
+    what: &'static str,
+    attrs: fn(&Ctxt, TokenStream) -> A,
+    model: fn(&Ctxt, &FnItem) -> Option<M>,
+    check: fn(&Ctxt, &M, &A),
+    expand: fn(&M, &A) -> TokenStream,
+}
+
+impl<A, M> Stages<A, M> {
+    fn run(self, args: TokenStream, item: TokenStream) -> TokenStream {
+        let cx = Ctxt::new();
+        let attrs = (self.attrs)(&cx, args);
+        let expansion = match parse_item(&cx, self.what, item) {
+            Err(original) => original,
+            Ok(item) => {
+                check::signature(&cx, self.what, &item.sig);
+                match (self.model)(&cx, &item) {
+                    Some(model) => {
+                        (self.check)(&cx, &model, &attrs);
+                        (self.expand)(&model, &attrs)
+                    }
+                    None => stub(&item),
+                }
+            }
+        };
+        with_errors(cx, expansion)
+    }
 }
 
 /// The fn, or (reported) the original tokens when the item is not an fn.
