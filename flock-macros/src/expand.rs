@@ -409,10 +409,11 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     settings.push(quote!(#spec.location = #location;));
 
     // A wrong output type also fails the chain's bounds: point that at the output too.
-    let chain = quote_spanned!(checked_span=> &#fp::Chain(#ident));
+    let registration_value =
+        quote_spanned!(checked_span=> #fp::agent_registration(&#ident, &#fp::Chain(#ident)));
     let registration = quote! {
         #fp::inventory::submit! {
-            #fp::AgentRegistration { agent: &#ident, chain: #chain }
+            #registration_value
         }
     };
     let unit = unit_type(
@@ -563,7 +564,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             #input_checks
             #output_checks
             #fp::inventory::submit! {
-                #fp::FlowRegistration { flow: &#ident }
+                #fp::flow_registration(&#ident)
             }
         };
     }
@@ -767,7 +768,7 @@ mod tests {
                 "::flock::__private::assert_agent_output_serialize::<Findings>();",
                 "::flock::__private::assert_agent_output_deserialize::<Findings>();",
                 "::flock::__private::assert_agent_output_json_schema::<Findings>();",
-                "::flock::__private::inventory::submit! { ::flock::__private::AgentRegistration { agent: &research, chain: &::flock::__private::Chain(research) } }",
+                "::flock::__private::inventory::submit! { ::flock::__private::agent_registration(&research, &::flock::__private::Chain(research)) }",
             ],
         );
         assert!(
@@ -947,7 +948,7 @@ mod tests {
                 })",
                 "::flock::__private::assert_flow_input_json_schema::<Topic>();",
                 "::flock::__private::assert_flow_output_deserialize::<Findings>();",
-                "::flock::__private::inventory::submit! { ::flock::__private::FlowRegistration { flow: &research_flow } }",
+                "::flock::__private::inventory::submit! { ::flock::__private::flow_registration(&research_flow) }",
             ],
         );
     }

@@ -13,9 +13,11 @@
 //!   (normal activities, no eager start), worker and client on this process's runtime;
 //! * `A'` the same with eager workflow start;
 //! * `A''` the same with the 3 activities as local activities, and eager start;
-//! * `B`  the same chain as a flock `#[flow]` calling three `#[agent]` code agents, on
-//!   `local_debug(false)` with the in-process worker, `eager_workflow_start: false` (the work of A);
-//! * `C`  the same flow with `local_code_agents: true, eager_workflow_start: true` (the work of A'').
+//! * `B`  the same chain as a flock `#[flow]` calling three `#[agent(local = false)]` code agents,
+//!   on `local_debug(false)` with the in-process worker, `eager_workflow_start: false` (the work
+//!   of A);
+//! * `C`  the same chain with flock's defaults: code agents run as local activities (decided by
+//!   the code, see `AgentSpec::runs_locally`), `eager_workflow_start: true` (the work of A'').
 //!
 //! Each: a few warm-up runs, then sequential latency over `FLOCK_BENCH_RUNS` runs (30), then
 //! throughput: `FLOCK_BENCH_CONCURRENT` runs (300) started at once. Every result is checked.
@@ -121,10 +123,33 @@ async fn chain3(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
     ctx.call(suffix_agent, m).await
 }
 
-async fn flock_config(
+#[agent(local = false)]
+async fn upper_remote(input: Msg) -> Msg {
+    upper(input)
+}
+
+#[agent(local = false)]
+async fn reverse_remote(input: Msg) -> Msg {
+    reverse(input)
+}
+
+#[agent(local = false)]
+async fn suffix_remote(input: Msg) -> Msg {
+    suffix(input)
+}
+
+/// `chain3` on normal activities.
+#[flow]
+async fn chain3_remote(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
+    let m = ctx.call(upper_remote, input).await?;
+    let m = ctx.call(reverse_remote, m).await?;
+    ctx.call(suffix_remote, m).await
+}
+
+async fn flock_config<F: Flow<Input = Msg, Output = Msg>>(
     server: &DevServer,
     label: &str,
-    local: bool,
+    flow: F,
     eager: bool,
     via_handle: bool,
     plan: &Plan,
@@ -132,7 +157,6 @@ async fn flock_config(
     let config = TemporalExecutorConfig {
         server_url: server.address(),
         task_queue: fresh_queue(label),
-        local_code_agents: local,
         eager_workflow_start: eager,
         ..Default::default()
     };
@@ -148,14 +172,14 @@ async fn flock_config(
             let out = if via_handle {
                 // start() + result(): the run without its record (no history read-back).
                 let handle = flock
-                    .run_flow(chain3, input(i))
+                    .run_flow(flow, input(i))
                     .start()
                     .await
                     .map_err(|e| e.to_string())?;
                 handle.result().await.map_err(|e| e.to_string())?
             } else {
                 flock
-                    .run_flow(chain3, input(i))
+                    .run_flow(flow, input(i))
                     .await
                     .map_err(|e| e.to_string())?
             };
@@ -721,10 +745,14 @@ impl Config {
             Config::ALocalEagerThread => {
                 hand_written_on_thread(server, self.queue(), true, true, plan).await
             }
-            Config::B => flock_config(server, self.queue(), false, false, false, plan).await,
-            Config::BHandle => flock_config(server, self.queue(), false, false, true, plan).await,
-            Config::C => flock_config(server, self.queue(), true, true, false, plan).await,
-            Config::CHandle => flock_config(server, self.queue(), true, true, true, plan).await,
+            Config::B => {
+                flock_config(server, self.queue(), chain3_remote, false, false, plan).await
+            }
+            Config::BHandle => {
+                flock_config(server, self.queue(), chain3_remote, false, true, plan).await
+            }
+            Config::C => flock_config(server, self.queue(), chain3, true, false, plan).await,
+            Config::CHandle => flock_config(server, self.queue(), chain3, true, true, plan).await,
         }
     }
 }

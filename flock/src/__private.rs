@@ -11,21 +11,58 @@ pub use ::serde_json;
 pub use ::std;
 
 pub use crate::agent::{
-    Agent, AgentContext, AgentIo, AgentKind, AgentSpec, End, FallibleReturn, HandOff,
-    IntoAgentResult,
+    Agent, AgentContext, AgentIo, FallibleReturn, IntoAgentResult, run_declarative,
 };
+pub use crate::chain::{Chain, End, HandOff};
 pub use crate::error::{AgentError, FlowError};
-pub use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
-pub use crate::registry::{AgentRegistration, FlowRegistration};
+pub use crate::flow::{Flow, FlowContext};
+pub use crate::registry::{Adapters, AgentRegistration, FlowRegistration};
 pub use crate::retry::RetrySpec;
+pub use crate::spec::{AgentKind, AgentSpec, FlowSpec};
 pub use crate::tool::DynTool;
 
-/// A bodiless agent's `call`: the configured model answers it.
-pub async fn run_declarative<A: Agent>(
-    ctx: AgentContext,
-    input: A::Input,
-) -> Result<A::Output, AgentError> {
-    crate::model::evaluate::<A>(ctx, input).await
+// ---------------------------------------------------------------------------------------------
+// Registration. The registry knows no executor; what each executor needs per definition type is
+// made here, where the executors are known, and carried as opaque adapters.
+
+/// What `#[agent]` submits for agent `A` (and its hand-off chain).
+pub const fn agent_registration<A: Agent<Next: HandOff<<A as Agent>::Output>>>(
+    agent: &'static A,
+    chain: &'static Chain<A>,
+) -> AgentRegistration {
+    AgentRegistration {
+        agent,
+        adapters: agent_adapters::<A>(),
+        chain: flow_registration::<Chain<A>>(chain),
+    }
+}
+
+/// What `#[flow]` submits for flow `F`.
+pub const fn flow_registration<F: Flow>(flow: &'static F) -> FlowRegistration {
+    FlowRegistration {
+        flow,
+        adapters: flow_adapters::<F>(),
+    }
+}
+
+#[cfg_attr(not(feature = "temporal"), allow(clippy::extra_unused_type_parameters))]
+const fn agent_adapters<A: Agent>() -> Adapters {
+    Adapters {
+        #[cfg(feature = "temporal")]
+        temporal: Some(crate::executor::temporal::register_agent::<A>),
+        #[cfg(not(feature = "temporal"))]
+        temporal: None,
+    }
+}
+
+#[cfg_attr(not(feature = "temporal"), allow(clippy::extra_unused_type_parameters))]
+const fn flow_adapters<F: Flow>() -> Adapters {
+    Adapters {
+        #[cfg(feature = "temporal")]
+        temporal: Some(crate::executor::temporal::register_flow::<F>),
+        #[cfg(not(feature = "temporal"))]
+        temporal: None,
+    }
 }
 
 /// What a code agent's body returns: its output `T`, or `Result<T, E>` with `E` converting into

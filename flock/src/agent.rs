@@ -1,19 +1,23 @@
-//! Agents: the [`Agent`] trait that `#[agent]` implements, its static [`AgentSpec`], the
-//! [`AgentContext`] an attempt runs with, and compile-time hand-off chains ([`HandOff`]).
+//! Agents: the [`Agent`] trait that `#[agent]` implements, the [`AgentContext`] an attempt runs
+//! with, and [`DynAgent`], an agent behind JSON as executors run it. Hand-off chains are in
+//! [`chain`](crate::chain), the static settings in [`spec`](crate::spec).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::error::{AgentError, FlowError};
-use crate::flow::FlowContext;
-use crate::model::{Models, Usage};
-use crate::retry::RetrySpec;
+use crate::error::AgentError;
+use crate::model::Models;
+pub use crate::spec::{AgentKind, AgentSpec};
+use crate::spec::{Direction, FlowSpec, check_payload_size};
+use crate::usage::Usage;
 
 /// What an agent's input and output types must be: serializable both ways (they cross process
 /// boundaries on Temporal), described by a JSON Schema (for prompts), sendable and owned.
@@ -24,72 +28,6 @@ use crate::retry::RetrySpec;
 )]
 pub trait AgentIo: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
 impl<T> AgentIo for T where T: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
-
-/// Whether an agent is answered by its own code or by a language model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum AgentKind {
-    /// The agent has a body.
-    Code,
-    /// The agent has no body: a language model evaluates it.
-    Declarative,
-}
-
-/// Everything `#[agent(..)]` says about an agent, fixed at compile time.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct AgentSpec {
-    /// The agent's name (the fn name, or `name = ".."`); on Temporal, its activity type.
-    pub name: &'static str,
-    /// The doc comment, or `description = ".."`.
-    pub description: &'static str,
-    /// Code or declarative.
-    pub kind: AgentKind,
-    /// `model = "provider/model"`: overrides the `Flock`'s default model.
-    pub model: Option<&'static str>,
-    /// The name of the agent this one hands off to.
-    pub hand_off: Option<&'static str>,
-    /// Start-to-close timeout of one attempt.
-    pub timeout: Option<Duration>,
-    /// Timeout of all attempts together, delays included.
-    pub schedule_to_close: Option<Duration>,
-    /// An attempt fails when it reports no progress for this long.
-    pub heartbeat: Option<Duration>,
-    /// The Temporal task queue of this agent's activities.
-    pub task_queue: Option<&'static str>,
-    /// Retry settings; unset fields fall back to the executor's defaults.
-    pub retry: RetrySpec,
-    /// How often a declarative agent re-asks the model after an answer that does not fit.
-    pub output_retries: Option<u32>,
-    /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
-    /// no task-queue round trip); `None` follows the executor's default.
-    pub local: Option<bool>,
-    /// The tools a declarative agent offers the model.
-    pub tools: &'static [&'static dyn crate::tool::DynTool],
-    /// The source location of the definition.
-    pub location: &'static str,
-}
-
-impl AgentSpec {
-    /// A spec with every optional setting unset (for agents written by hand, and for the macro).
-    pub const fn new(name: &'static str, kind: AgentKind) -> Self {
-        AgentSpec {
-            name,
-            description: "",
-            kind,
-            model: None,
-            hand_off: None,
-            timeout: None,
-            schedule_to_close: None,
-            heartbeat: None,
-            task_queue: None,
-            retry: RetrySpec::EMPTY,
-            output_retries: None,
-            local: None,
-            tools: &[],
-            location: "",
-        }
-    }
-}
 
 /// An agent: a typed unit of work, called from flows or run as a hand-off chain.
 ///
@@ -126,13 +64,14 @@ pub trait Agent: Copy + Default + Send + Sync + 'static {
     type Input: AgentIo;
     /// The output type.
     type Output: AgentIo;
-    /// The agent this one hands off to ([`End`] when none).
-    type Next: HandOff<Self::Output>;
+    /// The agent this one hands off to ([`End`](crate::End) when none); `#[agent(hand_off = ..)]`
+    /// checks at compile time that it fits ([`HandOff`](crate::HandOff)).
+    type Next;
     /// The agent's name (its Temporal activity type).
     const NAME: &'static str;
     /// The hand-off chain that starts here, as a flow (its name is the Temporal workflow type
     /// `flock.run(agent, ..)` runs as: `"<agent>.chain"`).
-    const CHAIN: &'static crate::flow::FlowSpec;
+    const CHAIN: &'static FlowSpec;
 
     /// The agent's settings.
     fn spec(&self) -> &'static AgentSpec;
@@ -155,54 +94,6 @@ pub trait Agent: Copy + Default + Send + Sync + 'static {
     }
 }
 
-/// The end of a hand-off chain.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct End;
-
-/// A link of a static hand-off chain: what runs after an agent whose output is `In`.
-///
-/// Implemented by [`End`] (the chain stops, its result is `In`) and by every agent whose input
-/// `In` converts into. `Final` is the type the whole chain returns, computed at compile time.
-pub trait HandOff<In>: Send + Sync + 'static {
-    /// The chain's result type.
-    type Final: AgentIo;
-
-    /// Runs the rest of the chain on `input`.
-    fn continue_chain(
-        ctx: &FlowContext,
-        input: In,
-    ) -> BoxFuture<'_, Result<Self::Final, FlowError>>;
-}
-
-impl<In: AgentIo> HandOff<In> for End {
-    type Final = In;
-
-    fn continue_chain(_ctx: &FlowContext, input: In) -> BoxFuture<'_, Result<In, FlowError>> {
-        Box::pin(std::future::ready(Ok(input)))
-    }
-}
-
-impl<In, B> HandOff<In> for B
-where
-    B: Agent,
-    In: Into<B::Input> + Send + 'static,
-{
-    type Final = <B::Next as HandOff<B::Output>>::Final;
-
-    fn continue_chain(
-        ctx: &FlowContext,
-        input: In,
-    ) -> BoxFuture<'_, Result<Self::Final, FlowError>> {
-        Box::pin(async move {
-            let output = ctx.call(B::default(), input.into()).await?;
-            <B::Next as HandOff<B::Output>>::continue_chain(ctx, output).await
-        })
-    }
-}
-
-/// The result type of the hand-off chain that starts at `A`.
-pub type ChainOutput<A> = <<A as Agent>::Next as HandOff<<A as Agent>::Output>>::Final;
-
 /// Receives what an agent reports while it runs (progress on the local executor, heartbeats on
 /// Temporal).
 pub trait ProgressSink: Send + Sync {
@@ -219,9 +110,65 @@ pub struct AgentContext {
     pub(crate) progress: Option<Arc<dyn ProgressSink>>,
     pub(crate) models: Arc<Models>,
     pub(crate) usage: Option<Arc<std::sync::Mutex<Usage>>>,
+    pub(crate) cancellation: Cancellation,
+}
+
+/// Whether an attempt is cancelled: its timeout passed, its run was cancelled, or (on Temporal)
+/// the server says so. Shared by the executor (which cancels) and the attempt (which looks).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cancellation(Arc<CancellationState>);
+
+#[derive(Debug, Default)]
+struct CancellationState {
+    cancelled: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancellation {
+    pub(crate) fn cancel(&self) {
+        self.0
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl AgentContext {
+    /// The context of one attempt, as an executor makes it.
+    pub(crate) fn for_attempt(
+        run_id: Arc<str>,
+        attempt: u32,
+        spec: &'static AgentSpec,
+        models: Arc<Models>,
+        progress: Option<Arc<dyn ProgressSink>>,
+        usage: Option<Arc<std::sync::Mutex<Usage>>>,
+        cancellation: Cancellation,
+    ) -> Self {
+        AgentContext {
+            run_id,
+            attempt,
+            spec,
+            progress,
+            models,
+            usage,
+            cancellation,
+        }
+    }
+
     /// A context outside any executor, e.g. to call an agent directly in a unit test.
     ///
     /// ```rust,standalone_crate
@@ -249,7 +196,24 @@ impl AgentContext {
             progress: None,
             models: Arc::new(Models::default()),
             usage: None,
+            cancellation: Cancellation::default(),
         }
+    }
+
+    /// Whether this attempt is cancelled: its timeout passed, or its run was cancelled. The
+    /// executor then drops the attempt's future at its next `.await` (so an in-flight model request
+    /// is dropped with it); a code agent that runs long without awaiting, or that started work of
+    /// its own (threads, spawned tasks), checks this, or awaits [`cancelled`](Self::cancelled),
+    /// and stops. On Temporal, cancellation reaches an attempt through heartbeats: an agent with a
+    /// `heartbeat` timeout that calls [`report_progress`](Self::report_progress) learns of a
+    /// cancelled run at its next report.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled()
+    }
+
+    /// Resolves when this attempt is cancelled (see [`is_cancelled`](Self::is_cancelled)).
+    pub async fn cancelled(&self) {
+        self.cancellation.cancelled().await
     }
 
     /// The id of the run (on Temporal: the workflow id).
@@ -305,6 +269,128 @@ impl std::fmt::Debug for AgentContext {
             .field("agent", &self.spec.name)
             .finish_non_exhaustive()
     }
+}
+
+/// An agent behind JSON: what an executor needs to run it by name. Implemented for every
+/// [`Agent`]; the behaviour both executors share lives here, once: the input is decoded (a
+/// mismatch is [`AgentError::InvalidInput`] naming the agent and type), a panic is
+/// [`AgentError::Permanent`] naming the agent, and the output is encoded and checked against the
+/// payload limit (over it: permanent, since every retry would be as large).
+pub trait DynAgent: Send + Sync {
+    /// The agent's settings.
+    fn spec(&self) -> &'static AgentSpec;
+    /// The input JSON Schema.
+    fn input_schema(&self) -> schemars::Schema;
+    /// The output JSON Schema.
+    fn output_schema(&self) -> schemars::Schema;
+    /// Runs one attempt on JSON input, giving JSON output.
+    fn call_json(
+        &self,
+        ctx: AgentContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, AgentError>>;
+}
+
+impl<A: Agent> DynAgent for A {
+    fn spec(&self) -> &'static AgentSpec {
+        Agent::spec(self)
+    }
+
+    fn input_schema(&self) -> schemars::Schema {
+        Agent::input_schema(self)
+    }
+
+    fn output_schema(&self) -> schemars::Schema {
+        Agent::output_schema(self)
+    }
+
+    fn call_json(
+        &self,
+        ctx: AgentContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, AgentError>> {
+        let agent = *self;
+        Box::pin(async move {
+            let input = serde_json::from_value::<A::Input>(input).map_err(|e| {
+                AgentError::invalid_input(format!(
+                    "agent `{}`: the input does not fit `{}`: {e}",
+                    A::NAME,
+                    std::any::type_name::<A::Input>()
+                ))
+            })?;
+            let output = match AssertUnwindSafe(agent.call(ctx, input))
+                .catch_unwind()
+                .await
+            {
+                Ok(output) => output?,
+                Err(panic) => {
+                    return Err(AgentError::permanent(format!(
+                        "agent `{}` panicked: {}",
+                        A::NAME,
+                        panic_message(&*panic)
+                    )));
+                }
+            };
+            let output = serde_json::to_value(&output).map_err(|e| {
+                AgentError::permanent(format!(
+                    "agent `{}`: the output is not serializable: {e}",
+                    A::NAME
+                ))
+            })?;
+            check_payload_size("agent", A::NAME, Direction::Output, json_size(&output))
+                .map_err(AgentError::permanent)?;
+            Ok(output)
+        })
+    }
+}
+
+/// The size of a JSON value as sent (compact encoding).
+pub(crate) fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+/// A bodiless agent's `call`: the configured model answers it from the agent's description and
+/// schemas (see [`model::evaluate`](crate::model::evaluate)).
+pub async fn run_declarative<A: Agent>(
+    ctx: AgentContext,
+    input: A::Input,
+) -> Result<A::Output, AgentError> {
+    let agent = A::default();
+    let input = serde_json::to_value(&input).map_err(|e| {
+        AgentError::invalid_input(format!("agent `{}`: input not serializable: {e}", A::NAME))
+    })?;
+    crate::model::evaluate::<A::Output>(
+        ctx.spec(),
+        ctx.models(),
+        &agent.input_schema(),
+        &agent.output_schema(),
+        &input,
+        &|usage| ctx.add_usage(usage),
+    )
+    .await
 }
 
 /// Converts what an agent body returns (its output `T`, or `Result<T, E>` where `E` converts into

@@ -49,12 +49,11 @@ pub struct TemporalExecutorConfig {
     pub workflow_run_timeout: Option<Duration>,
     /// Default start-to-close timeout of an agent attempt (5 minutes, as in Flock).
     pub activity_start_to_close: Duration,
-    /// Run code agents (agents with a body) as local activities unless they say otherwise with
-    /// `#[agent(local = false)]`. Faster (no task-queue round trip per agent), at a price: no
-    /// separate task-queue routing, and retries happen inside the workflow task's worker.
-    pub local_code_agents: bool,
     /// Start workflows eagerly when this process also runs the worker (saves a round trip).
     pub eager_workflow_start: bool,
+    /// How long a client waiting for a result retries while the server is unreachable, before
+    /// it gives up with [`Error::WaitGaveUp`](crate::Error::WaitGaveUp) (the run goes on).
+    pub wait_retry_window: Duration,
 }
 
 impl Default for TemporalExecutorConfig {
@@ -74,8 +73,8 @@ impl Default for TemporalExecutorConfig {
             workflow_execution_timeout: None,
             workflow_run_timeout: None,
             activity_start_to_close: Duration::from_secs(300),
-            local_code_agents: false,
             eager_workflow_start: true,
+            wait_retry_window: Duration::from_secs(120),
         }
     }
 }
@@ -87,18 +86,21 @@ impl TemporalExecutorConfig {
     /// (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
     /// `TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`). A missing file is not an
     /// error; a malformed one is.
+    #[cfg(feature = "temporal")]
     pub fn from_env() -> Result<Self, crate::Error> {
         Self::load(None)
     }
 
     /// [`from_env`](Self::from_env) with the variables taken from `vars` instead of the process
     /// environment.
+    #[cfg(feature = "temporal")]
     pub fn from_env_map(
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Self, crate::Error> {
         Self::load(Some(vars))
     }
 
+    #[cfg(feature = "temporal")]
     fn load(
         vars: Option<&std::collections::HashMap<String, String>>,
     ) -> Result<Self, crate::Error> {
@@ -165,8 +167,29 @@ impl fmt::Debug for TemporalExecutorConfig {
             )
             .field("workflow_run_timeout", &self.workflow_run_timeout)
             .field("activity_start_to_close", &self.activity_start_to_close)
-            .field("local_code_agents", &self.local_code_agents)
             .field("eager_workflow_start", &self.eager_workflow_start)
+            .field("wait_retry_window", &self.wait_retry_window)
             .finish()
+    }
+}
+
+/// Concurrency limits of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// Agent attempts (activities) running at once.
+    pub max_concurrent_agents: usize,
+    /// Flow (workflow) tasks processed at once.
+    pub max_concurrent_flow_tasks: usize,
+    /// Flow runs kept in the worker's cache.
+    pub max_cached_workflows: usize,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        WorkerLimits {
+            max_concurrent_agents: 100,
+            max_concurrent_flow_tasks: 100,
+            max_cached_workflows: 1000,
+        }
     }
 }

@@ -234,6 +234,7 @@ where
 ///
 /// `?` on an ordinary error inside a flow yields [`FlowError::Failed`] with its message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum FlowError {
     /// An agent failed for good: a non-retryable error, or its retries were exhausted.
     Agent {
@@ -270,6 +271,36 @@ pub enum FlowError {
         /// Why.
         message: String,
     },
+    /// The flow body panicked (a bug in the flow's code): the run fails, it is not retried.
+    Panicked {
+        /// The flow.
+        flow: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The flow body waited on something other than its `FlowContext` (see [`crate::FlowContext`]):
+    /// non-deterministic on Temporal, so the run fails on both executors.
+    NonDeterminism {
+        /// The flow.
+        flow: String,
+        /// What happened and what to use instead.
+        message: String,
+    },
+    /// A payload (an agent's or flow's input or output) is over the payload limit
+    /// ([`MAX_PAYLOAD_BYTES`](crate::spec::MAX_PAYLOAD_BYTES)).
+    PayloadTooLarge {
+        /// The agent or flow whose payload it is.
+        at: String,
+        /// Which payload, its size and the limit.
+        message: String,
+    },
+    /// The run called an agent or flow that the executor does not serve (not registered).
+    NotRegistered {
+        /// What was called.
+        name: String,
+        /// Where it was looked for.
+        message: String,
+    },
 }
 
 impl FlowError {
@@ -277,6 +308,16 @@ impl FlowError {
     pub fn msg(message: impl Into<String>) -> Self {
         FlowError::Failed {
             message: message.into(),
+        }
+    }
+
+    /// Whether the run ended because it was cancelled (directly, or through a cancelled child flow
+    /// or agent call).
+    pub fn is_cancellation(&self) -> bool {
+        match self {
+            FlowError::Cancelled { .. } => true,
+            FlowError::ChildFlow { cause, .. } => cause.is_cancellation(),
+            _ => false,
         }
     }
 
@@ -318,6 +359,16 @@ impl fmt::Display for FlowError {
             }
             FlowError::Cancelled { message } => write!(f, "cancelled: {message}"),
             FlowError::Failed { message } => f.write_str(message),
+            FlowError::Panicked { flow, message } => {
+                write!(f, "flow `{flow}` panicked: {message}")
+            }
+            FlowError::NonDeterminism { flow, message } => {
+                write!(f, "flow `{flow}` is not deterministic: {message}")
+            }
+            FlowError::PayloadTooLarge { message, .. } => f.write_str(message),
+            FlowError::NotRegistered { name, message } => {
+                write!(f, "`{name}` is not registered: {message}")
+            }
         }
     }
 }
@@ -352,6 +403,14 @@ pub enum Error {
     },
     /// The executor itself failed (e.g. the Temporal server cannot be reached).
     Executor(String),
+    /// Waiting for a run's result gave up (the server stayed unreachable): the run itself has not
+    /// failed and may still complete.
+    WaitGaveUp {
+        /// The run waited for.
+        run_id: String,
+        /// Why the wait gave up.
+        message: String,
+    },
 }
 
 impl Error {
@@ -375,6 +434,9 @@ impl fmt::Display for Error {
                 cause,
             } => write!(f, "run `{run_id}` of `{name}` failed: {cause}"),
             Error::Executor(message) => write!(f, "flock executor error: {message}"),
+            Error::WaitGaveUp { run_id, message } => {
+                write!(f, "stopped waiting for run `{run_id}`: {message}")
+            }
         }
     }
 }

@@ -1,18 +1,25 @@
-//! The [`Flock`] orchestrator: configuration, the registry, and runs.
+//! The [`Flock`] facade: configuration, the registry, and runs on the chosen executor.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::agent::{Agent, ChainOutput};
-use crate::config::TemporalExecutorConfig;
-use crate::error::Error;
-use crate::executor::temporal::{TemporalExecutor, WorkerLimits};
-use crate::executor::{Runtime, local};
-use crate::flow::{Chain, Flow};
+use serde_json::Value;
+
+use crate::agent::Agent;
+use crate::chain::{Chain, ChainOutput, HandOff};
+use crate::config::{TemporalExecutorConfig, WorkerLimits};
+use crate::error::{Error, FlowError};
+use crate::executor::{Settings, local};
+use crate::flow::{DynFlow, Flow, decode, encode};
 use crate::model::{Model, Models, Provider};
 use crate::record::RunRecord;
 use crate::registry::Registry;
+use crate::spec::Direction;
+
+#[cfg(feature = "temporal")]
+use crate::executor::temporal::TemporalExecutor;
 
 /// Runs agents and flows: in-process (`local_debug(true)`) or on Temporal.
 ///
@@ -48,15 +55,17 @@ pub struct Flock {
 
 #[derive(Debug)]
 struct Inner {
-    runtime: Arc<Runtime>,
-    registry: Registry,
+    settings: Arc<Settings>,
     temporal: TemporalExecutorConfig,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    served_elsewhere: BTreeSet<String>,
     executor: Executor,
 }
 
 #[derive(Debug)]
 enum Executor {
     Local,
+    #[cfg(feature = "temporal")]
     Temporal(Box<TemporalExecutor>),
 }
 
@@ -69,6 +78,7 @@ pub struct FlockBuilder {
     registry: Result<Registry, Error>,
     in_process_worker: bool,
     worker_limits: WorkerLimits,
+    served_elsewhere: BTreeSet<String>,
 }
 
 impl Flock {
@@ -82,25 +92,26 @@ impl Flock {
             registry: Registry::linked(),
             in_process_worker: true,
             worker_limits: WorkerLimits::default(),
+            served_elsewhere: BTreeSet::new(),
         }
     }
 
     /// Runs the static hand-off chain that starts at `agent`; the result is the last agent's
     /// output. Await it, or set an id / ask for the record first.
-    pub fn run<A: Agent>(&self, agent: A, input: A::Input) -> RunRequest<'_, Chain<A>> {
-        RunRequest {
-            flock: self,
-            flow: Chain(agent),
-            input,
-            id: None,
-        }
+    pub fn run<A: Agent<Next: HandOff<<A as Agent>::Output>>>(
+        &self,
+        agent: A,
+        input: A::Input,
+    ) -> RunRequest<'_, Chain<A>> {
+        self.run_flow(Chain(agent), input)
     }
 
     /// Runs a flow. Await it, or set an id / ask for the record first.
     pub fn run_flow<F: Flow>(&self, flow: F, input: F::Input) -> RunRequest<'_, F> {
+        let _ = flow;
         RunRequest {
             flock: self,
-            flow,
+            flow: std::marker::PhantomData,
             input,
             id: None,
         }
@@ -117,46 +128,45 @@ impl Flock {
     }
 
     /// A handle to a run started elsewhere (another process, an earlier start), by its id.
-    /// Temporal only: local runs live in the process that started them.
+    /// Temporal only: local runs live in the process that started them. The handle checks, before
+    /// it gives a result, that the run is one of `flow` (a run of another flow is an error naming
+    /// both, never another flow's output).
     pub fn flow_handle<F: Flow>(
         &self,
         flow: F,
         run_id: impl Into<String>,
     ) -> Result<FlowHandle<F>, Error> {
         let _ = flow;
+        let run_id = run_id.into();
         match &self.inner.executor {
+            #[cfg(feature = "temporal")]
             Executor::Temporal(_) => Ok(FlowHandle {
                 flock: self.clone(),
-                run_id: run_id.into(),
-                state: HandleState::Temporal,
+                run_id,
+                state: HandleState::Reattached,
                 flow: std::marker::PhantomData,
             }),
-            Executor::Local => Err(Error::Config(
-                "re-attaching to a run by id needs the Temporal executor (`local_debug(false)`)"
-                    .into(),
-            )),
+            Executor::Local => Err(Error::Config(format!(
+                "re-attaching to run `{run_id}` needs the Temporal executor (`local_debug(false)`): local runs live in the process that started them"
+            ))),
         }
-    }
-
-    /// A standalone worker serving every registered agent and flow (for deployment): build the
-    /// `Flock` with `local_debug(false)` and `in_process_worker(false)`, then
-    /// `flock.worker().run().await`.
-    pub fn worker(&self) -> crate::worker::FlockWorker {
-        crate::worker::FlockWorker::new(self.clone())
     }
 
     /// Stops the in-process worker (if any) after its running tasks finish.
     pub async fn shutdown(&self) -> Result<(), Error> {
         match &self.inner.executor {
             Executor::Local => Ok(()),
+            #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => temporal.shutdown().await,
         }
     }
 
-    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
-        &self.inner.runtime
+    #[cfg(feature = "temporal")]
+    pub(crate) fn settings(&self) -> &Arc<Settings> {
+        &self.inner.settings
     }
 
+    #[cfg(feature = "temporal")]
     pub(crate) fn temporal_client(&self) -> Option<&temporalio_client::Client> {
         match &self.inner.executor {
             Executor::Temporal(temporal) => Some(&temporal.client),
@@ -164,9 +174,20 @@ impl Flock {
         }
     }
 
+    /// Checks that every task queue the definitions name is served: by this process's worker
+    /// (the configured `task_queue`) or, as declared, elsewhere.
+    #[cfg(feature = "temporal")]
+    pub(crate) fn check_queues(&self) -> Result<(), Error> {
+        check_queues(
+            &self.inner.settings.registry,
+            &self.inner.temporal.task_queue,
+            &self.inner.served_elsewhere,
+        )
+    }
+
     /// The agents and flows this `Flock` serves.
     pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+        &self.inner.settings.registry
     }
 
     /// The executor settings.
@@ -176,8 +197,61 @@ impl Flock {
 
     /// The models agents are answered with.
     pub fn models(&self) -> &Models {
-        &self.inner.runtime.models
+        &self.inner.settings.models
     }
+
+    /// The registered flow or chain `F` as the executors run it.
+    fn definition<F: Flow>(&self) -> Result<&'static dyn DynFlow, Error> {
+        self.registry().flow(F::NAME).ok_or_else(|| {
+            Error::Registry(format!(
+                "flow `{}` is not registered: register it with `Flock::builder().flow(..)`",
+                F::NAME
+            ))
+        })
+    }
+}
+
+/// Refuses definitions on task queues nobody serves: a run scheduled there would wait forever.
+#[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+fn check_queues(
+    registry: &Registry,
+    served: &str,
+    served_elsewhere: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let mut unserved: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let agents = registry.agents().map(|a| {
+        let spec = a.spec();
+        (
+            spec.task_queue,
+            format!("agent `{}` ({})", spec.name, spec.location),
+        )
+    });
+    let flows = registry.flows().map(|f| {
+        let spec = f.spec();
+        (
+            spec.task_queue,
+            format!("flow `{}` ({})", spec.name, spec.location),
+        )
+    });
+    for (queue, what) in agents.chain(flows) {
+        if let Some(queue) = queue
+            && queue != served
+            && !served_elsewhere.contains(queue)
+        {
+            unserved.entry(queue).or_default().push(what);
+        }
+    }
+    if unserved.is_empty() {
+        return Ok(());
+    }
+    let list = unserved
+        .iter()
+        .map(|(queue, defs)| format!("task queue `{queue}`: {}", defs.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(Error::Config(format!(
+        "no worker serves these task queues, so their runs would wait forever: {list}. This process's worker serves `{served}`; run a worker for the others (`TemporalExecutorConfig {{ task_queue, .. }}`) and declare them with `Flock::builder().queue_served_elsewhere(\"..\")`"
+    )))
 }
 
 impl FlockBuilder {
@@ -220,6 +294,14 @@ impl FlockBuilder {
         self
     }
 
+    /// Declares that workers of another process serve task queue `queue`, so that definitions
+    /// naming it (`#[agent(task_queue = "..")]`, `#[flow(task_queue = "..")]`) do not make
+    /// [`build`](Self::build) refuse a process that runs work (see there).
+    pub fn queue_served_elsewhere(mut self, queue: impl Into<String>) -> Self {
+        self.served_elsewhere.insert(queue.into());
+        self
+    }
+
     /// Concurrency limits of the in-process worker.
     pub fn worker_limits(mut self, limits: WorkerLimits) -> Self {
         self.worker_limits = limits;
@@ -233,9 +315,14 @@ impl FlockBuilder {
     }
 
     /// Registers an agent explicitly (agents linked into the binary are registered already).
-    pub fn agent<A: Agent>(mut self, agent: A) -> Self {
+    pub fn agent<A: Agent<Next: HandOff<<A as Agent>::Output>>>(mut self, agent: A) -> Self {
+        let _ = agent;
+        let registration = crate::__private::agent_registration::<A>(
+            Box::leak(Box::new(A::default())),
+            Box::leak(Box::new(Chain(A::default()))),
+        );
         if let Ok(registry) = &mut self.registry
-            && let Err(e) = registry.register_agent(agent)
+            && let Err(e) = registry.add_agent(&registration)
         {
             self.registry = Err(e);
         }
@@ -244,8 +331,11 @@ impl FlockBuilder {
 
     /// Registers a flow explicitly (flows linked into the binary are registered already).
     pub fn flow<F: Flow>(mut self, flow: F) -> Self {
+        let _ = flow;
+        let registration =
+            crate::__private::flow_registration::<F>(Box::leak(Box::new(F::default())));
         if let Ok(registry) = &mut self.registry
-            && let Err(e) = registry.register_flow(flow)
+            && let Err(e) = registry.add_flow(&registration)
         {
             self.registry = Err(e);
         }
@@ -253,11 +343,16 @@ impl FlockBuilder {
     }
 
     /// Checks the configuration and the registry and builds the `Flock`.
+    ///
+    /// A process that runs work (the Temporal executor with its in-process worker) is refused
+    /// when an agent or flow names a task queue that neither its worker serves nor
+    /// [`queue_served_elsewhere`](Self::queue_served_elsewhere) declares: runs there would wait
+    /// forever.
     pub async fn build(self) -> Result<Flock, Error> {
         let registry = self.registry?;
         for agent in registry.agents() {
             let spec = agent.spec();
-            if spec.kind == crate::agent::AgentKind::Declarative
+            if spec.kind == crate::spec::AgentKind::Declarative
                 && let Some(name) = self.models.name_for(spec.model)
                 && let Err(e) = self.models.resolve(name)
             {
@@ -267,29 +362,58 @@ impl FlockBuilder {
                 )));
             }
         }
-        let runtime = Runtime {
+        let settings = Arc::new(Settings {
             retry: self.temporal.retry_policy(),
             start_to_close: self.temporal.activity_start_to_close,
             models: Arc::new(self.models),
-        };
-        let runtime = Arc::new(runtime);
+            registry,
+        });
         let executor = if self.local_debug {
             Executor::Local
         } else {
-            let limits = self.in_process_worker.then_some(self.worker_limits);
-            Executor::Temporal(Box::new(
-                TemporalExecutor::start(self.temporal.clone(), &registry, runtime.clone(), limits)
-                    .await?,
-            ))
+            Self::temporal_executor(
+                &self.temporal,
+                &settings,
+                self.in_process_worker.then_some(self.worker_limits),
+                &self.served_elsewhere,
+            )
+            .await?
         };
         Ok(Flock {
             inner: Arc::new(Inner {
-                runtime,
-                registry,
+                settings,
                 temporal: self.temporal,
+                served_elsewhere: self.served_elsewhere,
                 executor,
             }),
         })
+    }
+
+    #[cfg(feature = "temporal")]
+    async fn temporal_executor(
+        config: &TemporalExecutorConfig,
+        settings: &Arc<Settings>,
+        in_process_worker: Option<WorkerLimits>,
+        served_elsewhere: &BTreeSet<String>,
+    ) -> Result<Executor, Error> {
+        if in_process_worker.is_some() {
+            check_queues(&settings.registry, &config.task_queue, served_elsewhere)?;
+        }
+        let executor =
+            TemporalExecutor::start(config.clone(), settings.clone(), in_process_worker).await?;
+        Ok(Executor::Temporal(Box::new(executor)))
+    }
+
+    #[cfg(not(feature = "temporal"))]
+    async fn temporal_executor(
+        _config: &TemporalExecutorConfig,
+        _settings: &Arc<Settings>,
+        _in_process_worker: Option<WorkerLimits>,
+        _served_elsewhere: &BTreeSet<String>,
+    ) -> Result<Executor, Error> {
+        Err(Error::Config(
+            "`local_debug(false)` needs the Temporal executor: enable flock's `temporal` feature (on by default)".into(),
+        ))
     }
 }
 
@@ -297,7 +421,7 @@ impl FlockBuilder {
 #[must_use = "a run does nothing until it is awaited"]
 pub struct RunRequest<'a, F: Flow> {
     flock: &'a Flock,
-    flow: F,
+    flow: std::marker::PhantomData<F>,
     input: F::Input,
     id: Option<String>,
 }
@@ -318,6 +442,21 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         self
     }
 
+    fn run_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", F::NAME, uuid::Uuid::new_v4()))
+    }
+
+    /// The input as the executors take it: JSON within the payload limit.
+    fn input_json(&self, run_id: &str) -> Result<Value, Error> {
+        encode("flow", F::NAME, Direction::Input, &self.input).map_err(|cause| Error::Run {
+            name: F::NAME.to_owned(),
+            run_id: run_id.to_owned(),
+            cause,
+        })
+    }
+
     /// Runs and gives the result together with the run record.
     ///
     /// On Temporal the record is read back from the workflow's history: each agent (activity) with
@@ -325,32 +464,50 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// failure before it), model token usage, and child flows. Agents run as local activities are
     /// not listed.
     pub async fn recorded(self) -> Recorded<F::Output> {
-        let run_id: Arc<str> = match self.id {
-            Some(id) => Arc::from(id),
-            None => Arc::from(format!("{}-{}", F::NAME, uuid::Uuid::new_v4())),
-        };
+        let run_id = self.run_id();
+        let started = std::time::Instant::now();
+        let started_at = std::time::SystemTime::now();
         let inner = &self.flock.inner;
+        let failed = |error: Error| Recorded {
+            record: RunRecord::summary(
+                &run_id,
+                F::NAME,
+                started_at,
+                started.elapsed(),
+                Value::Null,
+                &Err(error.clone()),
+            ),
+            result: Err(error),
+        };
+        let input = match self.input_json(&run_id) {
+            Ok(input) => input,
+            Err(error) => return failed(error),
+        };
+        let flow = match self.flock.definition::<F>() {
+            Ok(flow) => flow,
+            Err(error) => return failed(error),
+        };
         match &inner.executor {
             Executor::Local => {
-                let (result, record) =
-                    local::run_flow(inner.runtime.clone(), self.flow, run_id.clone(), self.input)
-                        .await;
+                let (result, record) = local::run_flow(
+                    inner.settings.clone(),
+                    flow,
+                    Arc::from(run_id.as_str()),
+                    input,
+                )
+                .await;
                 Recorded {
-                    result: result.map_err(|cause| Error::Run {
-                        name: F::NAME.to_owned(),
-                        run_id: run_id.to_string(),
-                        cause,
-                    }),
+                    result: result
+                        .map_err(|cause| run_failed::<F>(&run_id, cause))
+                        .and_then(|value| decode_output::<F>(&run_id, value)),
                     record,
                 }
             }
+            #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => {
-                let started = std::time::Instant::now();
-                let started_at = std::time::SystemTime::now();
-                let input = serde_json::to_value(&self.input).unwrap_or(serde_json::Value::Null);
                 let result = async {
                     temporal
-                        .start_run(self.flow.spec(), &run_id, input.clone())
+                        .start_run(flow.spec(), &run_id, input.clone())
                         .await?;
                     temporal.result(F::NAME, &run_id).await
                 }
@@ -363,9 +520,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                     input,
                     &result,
                 );
-                temporal.fill_record(&inner.registry, &mut record).await;
+                temporal.fill_record(&mut record).await;
                 Recorded {
-                    result: result.and_then(|value| decode::<F>(&run_id, value)),
+                    result: result.and_then(|value| decode_output::<F>(&run_id, value)),
                     record,
                 }
             }
@@ -374,27 +531,21 @@ impl<'a, F: Flow> RunRequest<'a, F> {
 
     /// Starts the run and returns a handle to it, without waiting for its result.
     pub async fn start(self) -> Result<FlowHandle<F>, Error> {
-        let run_id = self
-            .id
-            .unwrap_or_else(|| format!("{}-{}", F::NAME, uuid::Uuid::new_v4()));
+        let run_id = self.run_id();
+        let input = self.input_json(&run_id)?;
+        let flow = self.flock.definition::<F>()?;
         let inner = &self.flock.inner;
         let state = match &inner.executor {
             Executor::Local => {
-                let (runtime, flow, id, input) = (
-                    inner.runtime.clone(),
-                    self.flow,
-                    Arc::from(run_id.as_str()),
-                    self.input,
-                );
+                let (settings, id) = (inner.settings.clone(), Arc::from(run_id.as_str()));
                 let task =
-                    tokio::spawn(async move { local::run_flow(runtime, flow, id, input).await.0 });
+                    tokio::spawn(async move { local::run_flow(settings, flow, id, input).await.0 });
                 HandleState::Local(tokio::sync::Mutex::new(Some(task)))
             }
+            #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => {
-                let input = serde_json::to_value(&self.input)
-                    .map_err(|e| Error::Config(format!("input of `{}`: {e}", F::NAME)))?;
-                temporal.start_run(self.flow.spec(), &run_id, input).await?;
-                HandleState::Temporal
+                temporal.start_run(flow.spec(), &run_id, input).await?;
+                HandleState::Started
             }
         };
         Ok(FlowHandle {
@@ -406,15 +557,16 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     }
 }
 
-fn decode<F: Flow>(run_id: &str, value: serde_json::Value) -> Result<F::Output, Error> {
-    serde_json::from_value(value).map_err(|e| Error::Run {
+fn run_failed<F: Flow>(run_id: &str, cause: FlowError) -> Error {
+    Error::Run {
         name: F::NAME.to_owned(),
         run_id: run_id.to_owned(),
-        cause: crate::error::FlowError::Serialization {
-            at: F::NAME.to_owned(),
-            message: format!("output: {e}"),
-        },
-    })
+        cause,
+    }
+}
+
+fn decode_output<F: Flow>(run_id: &str, value: Value) -> Result<F::Output, Error> {
+    decode(F::NAME, Direction::Output, value).map_err(|cause| run_failed::<F>(run_id, cause))
 }
 
 /// A started run: its id, its typed result, cancellation. Re-attach to a run started elsewhere
@@ -423,14 +575,19 @@ fn decode<F: Flow>(run_id: &str, value: serde_json::Value) -> Result<F::Output, 
 pub struct FlowHandle<F: Flow> {
     flock: Flock,
     run_id: String,
-    state: HandleState<F::Output>,
+    state: HandleState,
     flow: std::marker::PhantomData<F>,
 }
 
 #[derive(Debug)]
-enum HandleState<T> {
-    Local(tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<T, crate::error::FlowError>>>>),
-    Temporal,
+enum HandleState {
+    Local(tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<Value, FlowError>>>>),
+    /// Started by this handle's `Flock` on Temporal.
+    #[cfg(feature = "temporal")]
+    Started,
+    /// Found by id: its workflow type is checked before its result is used.
+    #[cfg(feature = "temporal")]
+    Reattached,
 }
 
 impl<F: Flow> FlowHandle<F> {
@@ -441,11 +598,7 @@ impl<F: Flow> FlowHandle<F> {
 
     /// Waits for the run's result.
     pub async fn result(&self) -> Result<F::Output, Error> {
-        match (&self.state, &self.flock.inner.executor) {
-            (HandleState::Temporal, Executor::Temporal(temporal)) => {
-                let value = temporal.result(F::NAME, &self.run_id).await?;
-                decode::<F>(&self.run_id, value)
-            }
+        let value = match (&self.state, &self.flock.inner.executor) {
             (HandleState::Local(task), _) => {
                 let task = task.lock().await.take();
                 let Some(task) = task else {
@@ -454,43 +607,58 @@ impl<F: Flow> FlowHandle<F> {
                         self.run_id
                     )));
                 };
-                let failed = |cause| Error::Run {
-                    name: F::NAME.to_owned(),
-                    run_id: self.run_id.clone(),
-                    cause,
-                };
                 match task.await {
-                    Ok(result) => result.map_err(failed),
+                    Ok(result) => result.map_err(|cause| run_failed::<F>(&self.run_id, cause))?,
                     Err(join) if join.is_cancelled() => {
-                        Err(failed(crate::error::FlowError::Cancelled {
-                            message: "the run was cancelled".into(),
-                        }))
+                        return Err(run_failed::<F>(
+                            &self.run_id,
+                            FlowError::Cancelled {
+                                message: "the run was cancelled".into(),
+                            },
+                        ));
                     }
-                    Err(join) => Err(failed(crate::error::FlowError::msg(format!(
-                        "the run panicked: {join}"
-                    )))),
+                    Err(join) => {
+                        return Err(run_failed::<F>(
+                            &self.run_id,
+                            FlowError::msg(format!("the run's task failed: {join}")),
+                        ));
+                    }
                 }
             }
-            (HandleState::Temporal, Executor::Local) => {
-                Err(Error::Executor("a Temporal handle on a local Flock".into()))
+            #[cfg(feature = "temporal")]
+            (state, Executor::Temporal(temporal)) => {
+                if matches!(state, HandleState::Reattached) {
+                    temporal.check_type(F::NAME, &self.run_id).await?;
+                }
+                temporal.result(F::NAME, &self.run_id).await?
             }
-        }
+            #[cfg(feature = "temporal")]
+            (_, Executor::Local) => {
+                return Err(Error::Executor("a Temporal handle on a local Flock".into()));
+            }
+        };
+        decode_output::<F>(&self.run_id, value)
     }
 
-    /// Requests cancellation. On Temporal the run's pending agent calls and timers are cancelled
-    /// and the run ends as cancelled.
+    /// Requests cancellation. On Temporal the run's pending agent calls, timers and child flows
+    /// are cancelled and the run ends as cancelled.
     pub async fn cancel(&self) -> Result<(), Error> {
         match (&self.state, &self.flock.inner.executor) {
-            (HandleState::Temporal, Executor::Temporal(temporal)) => {
-                temporal.cancel(&self.run_id).await
-            }
             (HandleState::Local(task), _) => {
                 if let Some(task) = task.lock().await.as_ref() {
                     task.abort();
                 }
                 Ok(())
             }
-            (HandleState::Temporal, Executor::Local) => {
+            #[cfg(feature = "temporal")]
+            (state, Executor::Temporal(temporal)) => {
+                if matches!(state, HandleState::Reattached) {
+                    temporal.check_type(F::NAME, &self.run_id).await?;
+                }
+                temporal.cancel(&self.run_id).await
+            }
+            #[cfg(feature = "temporal")]
+            (_, Executor::Local) => {
                 Err(Error::Executor("a Temporal handle on a local Flock".into()))
             }
         }
@@ -505,6 +673,7 @@ impl<'a, F: Flow> IntoFuture for RunRequest<'a, F> {
         Box::pin(async move {
             match &self.flock.inner.executor {
                 // no record wanted: skip reading the history back
+                #[cfg(feature = "temporal")]
                 Executor::Temporal(_) => self.start().await?.result().await,
                 Executor::Local => self.recorded().await.result,
             }

@@ -1,48 +1,26 @@
-//! Flows: the [`Flow`] trait that `#[flow]` implements, and the [`FlowContext`] a flow body runs
-//! with. A flow body is workflow code: everything non-deterministic goes through the context.
+//! Flows: the [`Flow`] trait that `#[flow]` implements, [`DynFlow`] (a flow behind JSON, as
+//! executors run it), and the [`FlowContext`] a flow body runs with: a thin typed layer over the
+//! executor's [`FlowRuntime`]. A flow body is workflow code: everything non-deterministic goes
+//! through the context, and the [determinism guard](crate::guard) fails a flow that waits on
+//! anything else.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::agent::{Agent, AgentIo, ChainOutput, HandOff};
+use crate::agent::{Agent, AgentIo, json_size, panic_message};
 use crate::error::FlowError;
-use crate::executor::local::LocalRun;
-use crate::executor::temporal::TemporalRun;
-
-/// Everything `#[flow(..)]` says about a flow, fixed at compile time.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct FlowSpec {
-    /// The flow's name (the fn name, or `name = ".."`); on Temporal, its workflow type.
-    pub name: &'static str,
-    /// The doc comment, or `description = ".."`.
-    pub description: &'static str,
-    /// The Temporal task queue of this flow's workflows.
-    pub task_queue: Option<&'static str>,
-    /// Timeout of the whole execution, retries and continue-as-new included.
-    pub execution_timeout: Option<Duration>,
-    /// Timeout of one run.
-    pub run_timeout: Option<Duration>,
-    /// The source location of the definition.
-    pub location: &'static str,
-}
-
-impl FlowSpec {
-    /// A spec with every optional setting unset.
-    pub const fn new(name: &'static str) -> Self {
-        FlowSpec {
-            name,
-            description: "",
-            task_queue: None,
-            execution_timeout: None,
-            run_timeout: None,
-            location: "",
-        }
-    }
-}
+use crate::guard::{ContextOp, Guarded};
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
+pub use crate::spec::FlowSpec;
+use crate::spec::{Direction, check_payload_size};
 
 /// A flow: a deterministic async function over agents, run by an executor.
 ///
@@ -81,53 +59,28 @@ pub trait Flow: Copy + Default + Send + Sync + 'static {
     }
 }
 
-/// The static hand-off chain that starts at agent `A`, as a flow: `flock.run(a, input)` runs it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Chain<A>(pub A);
-
-impl<A: Agent> Flow for Chain<A> {
-    type Input = A::Input;
-    type Output = ChainOutput<A>;
-    const NAME: &'static str = A::CHAIN.name;
-
-    fn spec(&self) -> &'static FlowSpec {
-        A::CHAIN
-    }
-
-    fn run(
-        self,
-        ctx: &FlowContext,
-        input: A::Input,
-    ) -> BoxFuture<'_, Result<Self::Output, FlowError>> {
-        Box::pin(async move {
-            let output = ctx.call(self.0, input).await?;
-            <A::Next as HandOff<A::Output>>::continue_chain(ctx, output).await
-        })
-    }
-}
-
 /// The context a flow body runs with: agent calls, child flows, time, timers and randomness,
-/// all replay-safe on Temporal.
+/// all replay-safe on Temporal and the same on both executors.
 pub struct FlowContext {
-    pub(crate) run_id: Arc<str>,
-    pub(crate) flow: &'static str,
-    pub(crate) backend: Backend,
+    run_id: Arc<str>,
+    flow: &'static str,
+    runtime: Arc<dyn FlowRuntime>,
     rng: Mutex<SplitMix64>,
-}
-
-pub(crate) enum Backend {
-    Local(LocalRun),
-    Temporal(TemporalRun),
+    child_ids: Mutex<SplitMix64>,
 }
 
 impl FlowContext {
-    pub(crate) fn new(run_id: Arc<str>, flow: &'static str, backend: Backend) -> Self {
-        let seed = fnv1a(run_id.as_bytes());
+    /// The context of run `run_id` of `flow`, over an executor's runtime. The random streams are
+    /// seeded from the runtime's per-run seed: the user's stream and the one child run ids come
+    /// from are separate, so adding a `ctx.uuid()` call shifts no child id and vice versa.
+    pub(crate) fn new(run_id: Arc<str>, flow: &'static str, runtime: Arc<dyn FlowRuntime>) -> Self {
+        let seed = runtime.random_seed();
         FlowContext {
             run_id,
             flow,
-            backend,
             rng: Mutex::new(SplitMix64(seed)),
+            child_ids: Mutex::new(SplitMix64(seed ^ 0x6368_696C_645F_6964)),
+            runtime,
         }
     }
 
@@ -142,74 +95,103 @@ impl FlowContext {
     }
 
     /// Calls an agent durably: with its retry policy and timeouts; on Temporal, as an activity.
+    ///
+    /// The input is checked before it is sent: one that does not serialize, or is over the
+    /// payload limit, fails the call (and, with `?`, the run) with an error naming the agent.
     pub async fn call<A: Agent>(&self, agent: A, input: A::Input) -> Result<A::Output, FlowError> {
-        match &self.backend {
-            Backend::Local(run) => run.call_agent(self, agent, input).await,
-            Backend::Temporal(run) => run.call_agent(agent, input).await,
-        }
+        let spec = agent.spec();
+        let input = encode("agent", A::NAME, Direction::Input, &input)?;
+        let output = ContextOp(self.runtime.call_agent(AgentCall { spec, input })).await?;
+        decode(A::NAME, Direction::Output, output)
     }
 
-    /// Runs the hand-off chain that starts at `agent` (as `Flock::run` does) inside this flow.
-    pub async fn call_chain<A: Agent>(
-        &self,
-        agent: A,
-        input: A::Input,
-    ) -> Result<ChainOutput<A>, FlowError> {
-        let output = self.call(agent, input).await?;
-        <A::Next as HandOff<A::Output>>::continue_chain(self, output).await
-    }
-
-    /// Runs another flow as a child flow (on Temporal: a child workflow).
+    /// Runs another flow as a child flow (on Temporal: a child workflow). Its run id is
+    /// `<flow>-<uuid>`, from a random stream of this run's own.
     pub async fn call_flow<F: Flow>(
         &self,
         flow: F,
         input: F::Input,
     ) -> Result<F::Output, FlowError> {
-        match &self.backend {
-            Backend::Local(run) => run.call_flow(self, flow, input).await,
-            Backend::Temporal(run) => {
-                let _ = flow;
-                run.call_flow::<F>(self, input).await
-            }
-        }
+        let spec = flow.spec();
+        let input = encode("flow", F::NAME, Direction::Input, &input)?;
+        let run_id = format!("{}-{}", F::NAME, uuid_from(&self.child_ids));
+        let output = ContextOp(self.runtime.call_flow(ChildCall {
+            spec,
+            run_id,
+            input,
+        }))
+        .await?;
+        decode(F::NAME, Direction::Output, output)
     }
 
     /// The current time (on Temporal: the workflow task's time, identical on replay).
     pub fn now(&self) -> SystemTime {
-        match &self.backend {
-            Backend::Local(_) => SystemTime::now(),
-            Backend::Temporal(run) => run.now(),
-        }
+        self.runtime.now()
     }
 
     /// Sleeps durably (on Temporal: a timer that survives worker restarts). Fails with
     /// [`FlowError::Cancelled`] when the run is cancelled meanwhile, so `?` ends the flow.
     pub async fn sleep(&self, duration: Duration) -> Result<(), FlowError> {
-        match &self.backend {
-            Backend::Local(_) => {
-                tokio::time::sleep(duration).await;
-                Ok(())
-            }
-            Backend::Temporal(run) => run.sleep(duration).await,
-        }
+        ContextOp(self.runtime.sleep(duration)).await
     }
 
-    /// A random number, deterministic for a given run id (identical on Temporal replay).
+    /// A random number: a different stream for every run, identical on Temporal replay.
     pub fn random_u64(&self) -> u64 {
         self.rng.lock().unwrap_or_else(|p| p.into_inner()).next()
     }
 
-    /// A random number in `[0, 1)`, deterministic for a given run id.
+    /// A random number in `[0, 1)` (see [`random_u64`](Self::random_u64)).
     pub fn random_f64(&self) -> f64 {
         (self.random_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// A random (version 4) UUID, deterministic for a given run id.
+    /// A random (version 4) UUID (see [`random_u64`](Self::random_u64)).
     pub fn uuid(&self) -> uuid::Uuid {
-        let high = self.random_u64() as u128;
-        let low = self.random_u64() as u128;
-        uuid::Builder::from_random_bytes(((high << 64) | low).to_be_bytes()).into_uuid()
+        uuid_from(&self.rng)
     }
+}
+
+fn uuid_from(stream: &Mutex<SplitMix64>) -> uuid::Uuid {
+    let mut stream = stream.lock().unwrap_or_else(|p| p.into_inner());
+    let high = stream.next() as u128;
+    let low = stream.next() as u128;
+    uuid::Builder::from_random_bytes(((high << 64) | low).to_be_bytes()).into_uuid()
+}
+
+/// A value on its way to an agent or flow, as JSON within the payload limit.
+pub(crate) fn encode<T: Serialize>(
+    kind: &str,
+    name: &str,
+    direction: Direction,
+    value: &T,
+) -> Result<Value, FlowError> {
+    let json = serde_json::to_value(value).map_err(|e| FlowError::Serialization {
+        at: name.to_owned(),
+        message: format!("{}: {e}", direction.name()),
+    })?;
+    check_payload_size(kind, name, direction, json_size(&json)).map_err(|message| {
+        FlowError::PayloadTooLarge {
+            at: name.to_owned(),
+            message,
+        }
+    })?;
+    Ok(json)
+}
+
+/// A value back from an agent or flow, as its type.
+pub(crate) fn decode<T: DeserializeOwned>(
+    name: &str,
+    direction: Direction,
+    value: Value,
+) -> Result<T, FlowError> {
+    serde_json::from_value(value).map_err(|e| FlowError::Serialization {
+        at: name.to_owned(),
+        message: format!(
+            "{} does not fit `{}`: {e}",
+            direction.name(),
+            std::any::type_name::<T>()
+        ),
+    })
 }
 
 impl std::fmt::Debug for FlowContext {
@@ -218,6 +200,62 @@ impl std::fmt::Debug for FlowContext {
             .field("run_id", &self.run_id)
             .field("flow", &self.flow)
             .finish_non_exhaustive()
+    }
+}
+
+/// A flow behind JSON: what an executor needs to run it by name. Implemented for every [`Flow`];
+/// the behaviour both executors share lives here, once: the input is decoded (a mismatch fails
+/// the run naming the expected type), the body runs under the [determinism guard](crate::guard),
+/// a panic fails the run naming the flow and the message, and the output is encoded and checked
+/// against the payload limit.
+pub trait DynFlow: Send + Sync {
+    /// The flow's settings.
+    fn spec(&self) -> &'static FlowSpec;
+    /// The input JSON Schema.
+    fn input_schema(&self) -> schemars::Schema;
+    /// The output JSON Schema.
+    fn output_schema(&self) -> schemars::Schema;
+    /// Runs the flow on JSON input, giving JSON output.
+    fn run_json<'a>(
+        &self,
+        ctx: &'a FlowContext,
+        input: Value,
+    ) -> BoxFuture<'a, Result<Value, FlowError>>;
+}
+
+impl<F: Flow> DynFlow for F {
+    fn spec(&self) -> &'static FlowSpec {
+        Flow::spec(self)
+    }
+
+    fn input_schema(&self) -> schemars::Schema {
+        Flow::input_schema(self)
+    }
+
+    fn output_schema(&self) -> schemars::Schema {
+        Flow::output_schema(self)
+    }
+
+    fn run_json<'a>(
+        &self,
+        ctx: &'a FlowContext,
+        input: Value,
+    ) -> BoxFuture<'a, Result<Value, FlowError>> {
+        let flow = *self;
+        Box::pin(async move {
+            let input: F::Input = decode(F::NAME, Direction::Input, input)?;
+            let body = AssertUnwindSafe(flow.run(ctx, input))
+                .catch_unwind()
+                .map(|outcome| match outcome {
+                    Ok(result) => result,
+                    Err(panic) => Err(FlowError::Panicked {
+                        flow: F::NAME.to_owned(),
+                        message: panic_message(&*panic),
+                    }),
+                });
+            let output = Guarded::new(F::NAME, body).await?;
+            encode("flow", F::NAME, Direction::Output, &output)
+        })
     }
 }
 
@@ -232,10 +270,4 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

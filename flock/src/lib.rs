@@ -56,32 +56,41 @@
 //! ```
 #![warn(missing_docs)]
 
+// Bottom to top: plain data (spec, error, retry, usage, record), the model layer, the concepts
+// the macros implement (agent, flow, chain), the runtime interface and the determinism guard
+// they run on, the registry, the executors, and the facade users call.
 pub mod agent;
+pub mod chain;
 pub mod config;
 pub mod dev_server;
 pub mod error;
 mod executor;
 mod flock;
 pub mod flow;
+mod guard;
 pub mod join;
 pub mod model;
 pub mod record;
 pub mod registry;
 pub mod retry;
+pub mod runtime;
+pub mod spec;
 pub mod tool;
+pub mod usage;
+#[cfg(feature = "temporal")]
 pub mod worker;
 
-pub use crate::agent::{
-    Agent, AgentContext, AgentKind, AgentResult, AgentSpec, ChainOutput, End, HandOff,
-};
-pub use crate::config::TemporalExecutorConfig;
+pub use crate::agent::{Agent, AgentContext, AgentResult};
+pub use crate::chain::{Chain, ChainOutput, End, HandOff};
+pub use crate::config::{TemporalExecutorConfig, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
-pub use crate::executor::temporal::WorkerLimits;
 pub use crate::flock::{Flock, FlockBuilder, FlowHandle, Recorded, RunOutput, RunRequest};
-pub use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
+pub use crate::flow::{Flow, FlowContext};
 pub use crate::record::RunRecord;
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
+pub use crate::spec::{AgentKind, AgentSpec, FlowSpec};
+#[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;
 pub use flock_macros::{agent, flow, tool};
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{AgentError, FlowError};
-use crate::model::Usage;
+use crate::usage::Usage;
 
 /// Whether a run succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

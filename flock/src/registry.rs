@@ -1,150 +1,34 @@
 //! The registry of agents and flows: every `#[agent]` and `#[flow]` linked into the binary
-//! registers itself, so a worker serves them all without configuration.
+//! registers itself, so a worker serves them all without configuration. Executors find what a
+//! run calls here, by name.
+//!
+//! The registry knows no executor. What an executor needs per definition type (on Temporal: an
+//! activity or workflow type to register) travels with each registration as opaque
+//! [`Adapters`], made where the executors are known (the code the macros generate, through
+//! `flock::__private`, or [`FlockBuilder::agent`](crate::FlockBuilder::agent)).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use serde_json::Value;
+use crate::agent::DynAgent;
+use crate::error::Error;
+use crate::flow::DynFlow;
 
-use crate::agent::{Agent, AgentContext, AgentSpec};
-use crate::error::{AgentError, Error, FlowError};
-use crate::executor::temporal::{AgentActivity, FlowWorkflow, WorkerShared};
-use crate::flow::{Chain, Flow, FlowContext, FlowSpec};
-
-/// An agent behind JSON: what a worker needs to run it by name.
-pub trait DynAgent: Send + Sync {
-    /// The agent's settings.
-    fn spec(&self) -> &'static AgentSpec;
-    /// The input JSON Schema.
-    fn input_schema(&self) -> schemars::Schema;
-    /// The output JSON Schema.
-    fn output_schema(&self) -> schemars::Schema;
-    /// Runs one attempt on JSON input, giving JSON output.
-    fn call_json(
-        &self,
-        ctx: AgentContext,
-        input: Value,
-    ) -> BoxFuture<'static, Result<Value, AgentError>>;
-    #[doc(hidden)]
-    /// Registers the agent's activity on a Temporal worker.
-    fn register_activity(
-        &self,
-        options: &mut temporalio_sdk::WorkerOptions,
-        shared: &Arc<WorkerShared>,
-    );
+/// Executor-specific glue for one definition, opaque to the registry: each executor reads its
+/// own entry. Not a public API.
+#[derive(Clone, Copy, Default)]
+#[doc(hidden)]
+pub struct Adapters {
+    /// Registers the definition on a Temporal worker (given the executor's registrar).
+    pub temporal: Option<fn(&mut dyn Any)>,
 }
 
-impl<A: Agent> DynAgent for A {
-    fn spec(&self) -> &'static AgentSpec {
-        Agent::spec(self)
-    }
-
-    fn input_schema(&self) -> schemars::Schema {
-        Agent::input_schema(self)
-    }
-
-    fn output_schema(&self) -> schemars::Schema {
-        Agent::output_schema(self)
-    }
-
-    fn call_json(
-        &self,
-        ctx: AgentContext,
-        input: Value,
-    ) -> BoxFuture<'static, Result<Value, AgentError>> {
-        let agent = *self;
-        Box::pin(async move {
-            let input = serde_json::from_value::<A::Input>(input).map_err(|e| {
-                AgentError::invalid_input(format!(
-                    "agent `{}`: input does not match its type: {e}",
-                    A::NAME
-                ))
-            })?;
-            let output = agent.call(ctx, input).await?;
-            serde_json::to_value(&output).map_err(|e| {
-                AgentError::permanent(format!("agent `{}`: output not serializable: {e}", A::NAME))
-            })
-        })
-    }
-
-    fn register_activity(
-        &self,
-        options: &mut temporalio_sdk::WorkerOptions,
-        shared: &Arc<WorkerShared>,
-    ) {
-        options.register_activity::<AgentActivity<A>>(shared.clone());
-    }
-}
-
-/// A flow behind JSON: what a worker needs to run it by name.
-pub trait DynFlow: Send + Sync {
-    /// The flow's settings.
-    fn spec(&self) -> &'static FlowSpec;
-    /// The input JSON Schema.
-    fn input_schema(&self) -> schemars::Schema;
-    /// The output JSON Schema.
-    fn output_schema(&self) -> schemars::Schema;
-    /// Runs the flow on JSON input, giving JSON output.
-    fn run_json<'a>(
-        &self,
-        ctx: &'a FlowContext,
-        input: Value,
-    ) -> BoxFuture<'a, Result<Value, FlowError>>;
-    #[doc(hidden)]
-    /// Registers the flow's workflow on a Temporal worker.
-    fn register_workflow(
-        &self,
-        options: &mut temporalio_sdk::WorkerOptions,
-        shared: &Arc<WorkerShared>,
-    ) -> Result<(), temporalio_sdk::workflows::WorkflowRegistrationError>;
-}
-
-impl<F: Flow> DynFlow for F {
-    fn spec(&self) -> &'static FlowSpec {
-        Flow::spec(self)
-    }
-
-    fn input_schema(&self) -> schemars::Schema {
-        Flow::input_schema(self)
-    }
-
-    fn output_schema(&self) -> schemars::Schema {
-        Flow::output_schema(self)
-    }
-
-    fn run_json<'a>(
-        &self,
-        ctx: &'a FlowContext,
-        input: Value,
-    ) -> BoxFuture<'a, Result<Value, FlowError>> {
-        let flow = *self;
-        Box::pin(async move {
-            let input = serde_json::from_value::<F::Input>(input).map_err(|e| {
-                FlowError::Serialization {
-                    at: F::NAME.to_owned(),
-                    message: format!("input: {e}"),
-                }
-            })?;
-            let output = flow.run(ctx, input).await?;
-            serde_json::to_value(&output).map_err(|e| FlowError::Serialization {
-                at: F::NAME.to_owned(),
-                message: format!("output: {e}"),
-            })
-        })
-    }
-
-    fn register_workflow(
-        &self,
-        options: &mut temporalio_sdk::WorkerOptions,
-        shared: &Arc<WorkerShared>,
-    ) -> Result<(), temporalio_sdk::workflows::WorkflowRegistrationError> {
-        options
-            .register_workflow_with_factory::<FlowWorkflow<F>, _>(FlowWorkflow::<F>::factory(
-                shared.clone(),
-            ))
-            .map(|_| ())
+impl fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adapters")
+            .field("temporal", &self.temporal.is_some())
+            .finish()
     }
 }
 
@@ -152,32 +36,58 @@ impl<F: Flow> DynFlow for F {
 pub struct AgentRegistration {
     /// The agent.
     pub agent: &'static dyn DynAgent,
+    /// Its executors' glue.
+    #[doc(hidden)]
+    pub adapters: Adapters,
     /// The chain that starts at it.
-    pub chain: &'static dyn DynFlow,
+    pub chain: FlowRegistration,
 }
 
 /// What `#[flow]` submits.
 pub struct FlowRegistration {
     /// The flow.
     pub flow: &'static dyn DynFlow,
+    /// Its executors' glue.
+    #[doc(hidden)]
+    pub adapters: Adapters,
 }
 
 inventory::collect!(AgentRegistration);
 inventory::collect!(FlowRegistration);
 
+/// A registered agent.
+#[derive(Clone, Copy)]
+pub(crate) struct AgentEntry {
+    pub(crate) agent: &'static dyn DynAgent,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) adapters: Adapters,
+}
+
+/// A registered flow or hand-off chain.
+#[derive(Clone, Copy)]
+pub(crate) struct FlowEntry {
+    pub(crate) flow: &'static dyn DynFlow,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) adapters: Adapters,
+    pub(crate) chain: bool,
+}
+
 /// The agents and flows a `Flock` serves, by name.
 #[derive(Clone, Default)]
 pub struct Registry {
-    agents: BTreeMap<&'static str, &'static dyn DynAgent>,
-    chains: BTreeMap<&'static str, &'static dyn DynFlow>,
-    flows: BTreeMap<&'static str, &'static dyn DynFlow>,
+    agents: BTreeMap<&'static str, AgentEntry>,
+    /// Flows and hand-off chains share one namespace: on Temporal both are workflow types.
+    flows: BTreeMap<&'static str, FlowEntry>,
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("agents", &self.agents.keys().collect::<Vec<_>>())
-            .field("flows", &self.flows.keys().collect::<Vec<_>>())
+            .field(
+                "flows",
+                &self.flows().map(|f| f.spec().name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -185,82 +95,130 @@ impl fmt::Debug for Registry {
 impl Registry {
     /// Every agent and flow linked into this binary.
     ///
-    /// Fails when two agents (or two flows) defined in different places share a name, naming both
-    /// places.
+    /// Fails when two agents (or two flows, or a flow and an agent's hand-off chain) defined in
+    /// different places share a name, naming both places.
     pub fn linked() -> Result<Registry, Error> {
         let mut registry = Registry::default();
         for registration in inventory::iter::<AgentRegistration> {
-            registry.add_agent(registration.agent, registration.chain)?;
+            registry.add_agent(registration)?;
         }
         for registration in inventory::iter::<FlowRegistration> {
-            registry.add_flow(registration.flow)?;
+            registry.add_flow(registration)?;
         }
         Ok(registry)
     }
 
     /// Adds an agent (and its chain). Adding the same definition twice is harmless.
-    pub fn add_agent(
-        &mut self,
-        agent: &'static dyn DynAgent,
-        chain: &'static dyn DynFlow,
-    ) -> Result<(), Error> {
-        let spec = agent.spec();
+    pub fn add_agent(&mut self, registration: &AgentRegistration) -> Result<(), Error> {
+        let spec = registration.agent.spec();
         if let Some(existing) = self.agents.get(spec.name) {
-            return same_place("agents", spec.name, existing.spec().location, spec.location);
+            return same_place(
+                "agents",
+                spec.name,
+                existing.agent.spec().location,
+                spec.location,
+            );
         }
-        self.agents.insert(spec.name, agent);
-        self.chains.insert(chain.spec().name, chain);
+        self.insert_flow(&registration.chain, true)?;
+        self.agents.insert(
+            spec.name,
+            AgentEntry {
+                agent: registration.agent,
+                adapters: registration.adapters,
+            },
+        );
         Ok(())
     }
 
     /// Adds a flow. Adding the same definition twice is harmless.
-    pub fn add_flow(&mut self, flow: &'static dyn DynFlow) -> Result<(), Error> {
-        let spec = flow.spec();
+    pub fn add_flow(&mut self, registration: &FlowRegistration) -> Result<(), Error> {
+        self.insert_flow(registration, false)
+    }
+
+    fn insert_flow(&mut self, registration: &FlowRegistration, chain: bool) -> Result<(), Error> {
+        let spec = registration.flow.spec();
         if let Some(existing) = self.flows.get(spec.name) {
-            return same_place("flows", spec.name, existing.spec().location, spec.location);
+            let existing_spec = existing.flow.spec();
+            if existing.chain != chain {
+                return Err(Error::Registry(format!(
+                    "flow `{}` ({}) has the name of an agent's hand-off chain ({}); on Temporal both are workflow types: rename the flow (`#[flow(name = \"..\")]`)",
+                    spec.name,
+                    if chain {
+                        existing_spec.location
+                    } else {
+                        spec.location
+                    },
+                    if chain {
+                        spec.location
+                    } else {
+                        existing_spec.location
+                    },
+                )));
+            }
+            return same_place("flows", spec.name, existing_spec.location, spec.location);
         }
-        self.flows.insert(spec.name, flow);
+        self.flows.insert(
+            spec.name,
+            FlowEntry {
+                flow: registration.flow,
+                adapters: registration.adapters,
+                chain,
+            },
+        );
         Ok(())
-    }
-
-    /// Adds an agent given as a value.
-    pub fn register_agent<A: Agent>(&mut self, agent: A) -> Result<(), Error> {
-        let _ = agent;
-        self.add_agent(leak(A::default()), leak(Chain(A::default())))
-    }
-
-    /// Adds a flow given as a value.
-    pub fn register_flow<F: Flow>(&mut self, flow: F) -> Result<(), Error> {
-        let _ = flow;
-        self.add_flow(leak(F::default()))
     }
 
     /// The agents, by name.
     pub fn agents(&self) -> impl Iterator<Item = &'static dyn DynAgent> + '_ {
-        self.agents.values().copied()
+        self.agents.values().map(|entry| entry.agent)
     }
 
     /// The flows, by name (hand-off chains not included).
     pub fn flows(&self) -> impl Iterator<Item = &'static dyn DynFlow> + '_ {
-        self.flows.values().copied()
+        self.flows
+            .values()
+            .filter(|entry| !entry.chain)
+            .map(|entry| entry.flow)
     }
 
     /// The hand-off chains (one per agent), by name.
     pub fn chains(&self) -> impl Iterator<Item = &'static dyn DynFlow> + '_ {
-        self.chains.values().copied()
+        self.flows
+            .values()
+            .filter(|entry| entry.chain)
+            .map(|entry| entry.flow)
     }
 
     /// The agent called `name`.
     pub fn agent(&self, name: &str) -> Option<&'static dyn DynAgent> {
-        self.agents.get(name).copied()
+        self.agents.get(name).map(|entry| entry.agent)
     }
 
     /// The flow or chain called `name`.
     pub fn flow(&self, name: &str) -> Option<&'static dyn DynFlow> {
-        self.flows
-            .get(name)
-            .or_else(|| self.chains.get(name))
-            .copied()
+        self.flows.get(name).map(|entry| entry.flow)
+    }
+
+    /// Every agent with its executors' glue.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn agent_entries(&self) -> impl Iterator<Item = &AgentEntry> + '_ {
+        self.agents.values()
+    }
+
+    /// Every flow and chain with its executors' glue.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn flow_entries(&self) -> impl Iterator<Item = &FlowEntry> + '_ {
+        self.flows.values()
+    }
+
+    /// The error of a run that calls `name`, which is not registered here.
+    pub(crate) fn not_registered(kind: &str, name: &str) -> crate::error::FlowError {
+        crate::error::FlowError::NotRegistered {
+            name: name.to_owned(),
+            message: format!(
+                "no {kind} of that name is linked into this binary or registered on the `Flock` (`Flock::builder().{kind}(..)`)"
+            ),
+        }
     }
 }
 
@@ -277,9 +235,4 @@ fn same_place(
             "two {kind} are named `{name}`: one defined at {first}, the other at {second}; rename one (e.g. `name = \"..\"`)"
         )))
     }
-}
-
-/// Zero-sized agents and flows cost nothing to leak.
-fn leak<T: Send + Sync + 'static>(value: T) -> &'static T {
-    Box::leak(Box::new(value))
 }

@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::config::WorkerLimits;
 use crate::error::Error;
-use crate::executor::temporal::{self, WorkerLimits, WorkerShared};
+use crate::executor::temporal::{self, WorkerShared};
 use crate::flock::Flock;
 
 /// A worker serving every registered agent (as an activity) and flow (as a workflow).
@@ -32,6 +33,15 @@ use crate::flock::Flock;
 pub struct FlockWorker {
     flock: Flock,
     limits: WorkerLimits,
+}
+
+impl Flock {
+    /// A standalone worker serving every registered agent and flow (for deployment): build the
+    /// `Flock` with `local_debug(false)` and `in_process_worker(false)`, then
+    /// `flock.worker().run().await`.
+    pub fn worker(&self) -> FlockWorker {
+        FlockWorker::new(self.clone())
+    }
 }
 
 impl FlockWorker {
@@ -64,11 +74,12 @@ impl FlockWorker {
                     .into(),
             ));
         };
+        self.flock.check_queues()?;
         let shared = Arc::new(WorkerShared {
-            runtime: self.flock.runtime().clone(),
+            settings: self.flock.settings().clone(),
             config: self.flock.temporal_config().clone(),
         });
-        let options = temporal::worker_options(self.flock.registry(), &shared, &self.limits)?;
+        let options = temporal::worker_options(&shared, &self.limits)?;
         temporal::run_worker(client.clone(), options, stop).await
     }
 }

@@ -1,24 +1,31 @@
 //! The local executor: flows and agents run in-process, with the retry, timeout and error-class
-//! semantics of the Temporal executor, and a run record the caller can inspect.
+//! semantics of the Temporal executor, and a run record the caller can inspect. It implements
+//! [`FlowRuntime`]; what both executors share is above it, in `flow` and `agent`.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Runtime, panic_message};
-use crate::agent::{Agent, AgentContext, AgentKind, ProgressSink};
+use super::Settings;
+use crate::agent::{AgentContext, Cancellation, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
-use crate::flow::{Backend, Flow, FlowContext};
-use crate::model::Usage;
+use crate::flow::{DynFlow, FlowContext};
 use crate::record::{AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepRecord};
+use crate::registry::Registry;
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
+use crate::spec::AgentKind;
+use crate::usage::Usage;
 
-/// The local side of a [`FlowContext`]: the runtime and the record being written.
-pub(crate) struct LocalRun {
-    runtime: Arc<Runtime>,
-    shared: Arc<RunShared>,
+/// One local run: the executor's settings and the record being written.
+struct LocalRun {
+    settings: Arc<Settings>,
+    run_id: Arc<str>,
+    seed: u64,
+    record: Arc<RunShared>,
 }
 
 /// The record of a run while it is written.
@@ -60,115 +67,131 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `flow` on `input` locally as run `run_id`; gives its result and its record.
-pub(crate) async fn run_flow<F: Flow>(
-    runtime: Arc<Runtime>,
-    flow: F,
+/// Runs `flow` on JSON `input` locally as run `run_id`; gives its result and its record.
+pub(crate) async fn run_flow(
+    settings: Arc<Settings>,
+    flow: &'static dyn DynFlow,
     run_id: Arc<str>,
-    input: F::Input,
-) -> (Result<F::Output, FlowError>, RunRecord) {
-    let input_json = serde_json::to_value(&input).unwrap_or(Value::Null);
-    let shared = Arc::new(RunShared {
+    input: Value,
+) -> (Result<Value, FlowError>, RunRecord) {
+    let name = flow.spec().name;
+    let record = Arc::new(RunShared {
         started: Instant::now(),
         started_at: SystemTime::now(),
         steps: Mutex::new(Vec::new()),
         children: Mutex::new(Vec::new()),
         progress: Mutex::new(Vec::new()),
     });
-    let ctx = FlowContext::new(
-        run_id.clone(),
-        F::NAME,
-        Backend::Local(LocalRun {
-            runtime,
-            shared: shared.clone(),
-        }),
-    );
-    let result = match AssertUnwindSafe(flow.run(&ctx, input)).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => Err(FlowError::msg(format!(
-            "flow `{}` panicked: {}",
-            F::NAME,
-            panic_message(&*panic)
-        ))),
-    };
+    let runtime = Arc::new(LocalRun {
+        settings,
+        run_id: run_id.clone(),
+        seed: rand_u64(),
+        record: record.clone(),
+    });
+    let ctx = FlowContext::new(run_id.clone(), name, runtime);
+    let result = flow.run_json(&ctx, input.clone()).await;
     drop(ctx);
-    let output = match &result {
-        Ok(output) => serde_json::to_value(output).ok(),
-        Err(_) => None,
-    };
-    let mut steps = std::mem::take(&mut *lock(&shared.steps));
+    let mut steps = std::mem::take(&mut *lock(&record.steps));
     steps.sort_by_key(|s| s.started);
+    let mut children = std::mem::take(&mut *lock(&record.children));
+    children.sort_by_key(|c| c.started_at);
     let record = RunRecord {
         run_id: run_id.to_string(),
-        name: F::NAME.to_owned(),
+        name: name.to_owned(),
         status: if result.is_ok() {
             RunStatus::Completed
         } else {
             RunStatus::Failed
         },
-        started_at: shared.started_at,
-        duration: shared.started.elapsed(),
-        input: input_json,
-        output,
+        started_at: record.started_at,
+        duration: record.started.elapsed(),
+        input,
+        output: result.as_ref().ok().cloned(),
         error: result.as_ref().err().cloned(),
         steps,
-        children: std::mem::take(&mut *lock(&shared.children)),
-        progress: std::mem::take(&mut *lock(&shared.progress)),
+        children,
+        progress: std::mem::take(&mut *lock(&record.progress)),
     };
     (result, record)
 }
 
+impl FlowRuntime for LocalRun {
+    fn call_agent(&self, call: AgentCall) -> BoxFuture<'_, Result<Value, FlowError>> {
+        Box::pin(self.call_agent(call))
+    }
+
+    fn call_flow(&self, call: ChildCall) -> BoxFuture<'_, Result<Value, FlowError>> {
+        Box::pin(async move {
+            let name = call.spec.name;
+            let Some(flow) = self.settings.registry.flow(name) else {
+                return Err(Registry::not_registered("flow", name));
+            };
+            let run_id: Arc<str> = Arc::from(call.run_id);
+            let (result, record) =
+                run_flow(self.settings.clone(), flow, run_id.clone(), call.input).await;
+            lock(&self.record.children).push(record);
+            result.map_err(|cause| FlowError::ChildFlow {
+                flow: name.to_owned(),
+                run_id: run_id.to_string(),
+                cause: Box::new(cause),
+            })
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'_, Result<(), FlowError>> {
+        Box::pin(async move {
+            tokio::time::sleep(duration).await;
+            Ok(())
+        })
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn random_seed(&self) -> u64 {
+        self.seed
+    }
+}
+
 impl LocalRun {
     /// One durable agent call: attempts under the agent's retry policy and timeouts.
-    pub(crate) async fn call_agent<A: Agent>(
-        &self,
-        flow: &FlowContext,
-        agent: A,
-        input: A::Input,
-    ) -> Result<A::Output, FlowError> {
-        let spec = agent.spec();
-        let policy = self.runtime.retry_policy(spec);
-        let start_to_close = spec.timeout.unwrap_or(self.runtime.start_to_close);
+    async fn call_agent(&self, call: AgentCall) -> Result<Value, FlowError> {
+        let spec = call.spec;
+        let name = spec.name;
+        let Some(agent) = self.settings.registry.agent(name) else {
+            return Err(Registry::not_registered("agent", name));
+        };
+        let policy = self.settings.retry_policy(spec);
+        let start_to_close = spec.timeout.unwrap_or(self.settings.start_to_close);
         let step_start = Instant::now();
         let deadline = spec.schedule_to_close.map(|limit| step_start + limit);
-        let input_json = serde_json::to_value(&input).map_err(|e| FlowError::Serialization {
-            at: A::NAME.to_owned(),
-            message: format!("input: {e}"),
-        })?;
         let usage =
             (spec.kind == AgentKind::Declarative).then(|| Arc::new(Mutex::new(Usage::default())));
-        let mut first_input = Some(input);
         let mut attempts = Vec::new();
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let input = match first_input.take() {
-                Some(input) => input,
-                None => serde_json::from_value(input_json.clone()).map_err(|e| {
-                    FlowError::Serialization {
-                        at: A::NAME.to_owned(),
-                        message: format!("input: {e}"),
-                    }
-                })?,
-            };
             let heartbeat = spec.heartbeat.map(|_| {
                 Arc::new(HeartbeatSink {
-                    run: self.shared.clone(),
+                    run: self.record.clone(),
                     last: Mutex::new(Instant::now()),
                 })
             });
             let progress: Arc<dyn ProgressSink> = match &heartbeat {
                 Some(sink) => sink.clone(),
-                None => self.shared.clone(),
+                None => self.record.clone(),
             };
-            let ctx = AgentContext {
-                run_id: flow.run_id.clone(),
+            let cancellation = Cancellation::default();
+            let ctx = AgentContext::for_attempt(
+                self.run_id.clone(),
                 attempt,
                 spec,
-                progress: Some(progress),
-                models: self.runtime.models.clone(),
-                usage: usage.clone(),
-            };
+                self.settings.models.clone(),
+                Some(progress),
+                usage.clone(),
+                cancellation.clone(),
+            );
             let attempt_start = Instant::now();
             let limit = match deadline {
                 Some(deadline) => {
@@ -177,17 +200,18 @@ impl LocalRun {
                 None => start_to_close,
             };
             let result = run_attempt(
-                agent.call(ctx, input),
+                agent.call_json(ctx, call.input.clone()),
                 limit,
                 heartbeat,
                 spec.heartbeat,
-                A::NAME,
+                &cancellation,
+                name,
             )
             .await;
             let error = result.as_ref().err().cloned();
             attempts.push(AttemptRecord {
                 attempt,
-                started: attempt_start.duration_since(self.shared.started),
+                started: attempt_start.duration_since(self.record.started),
                 duration: attempt_start.elapsed(),
                 error: error.clone(),
             });
@@ -205,55 +229,35 @@ impl LocalRun {
             }
             tokio::time::sleep(delay).await;
         };
-        let (output, error) = match &outcome {
-            Ok(output) => (serde_json::to_value(output).ok(), None),
-            Err(error) => (None, Some(error.clone())),
-        };
-        lock(&self.shared.steps).push(StepRecord {
-            agent: A::NAME.to_owned(),
-            started: step_start.duration_since(self.shared.started),
+        lock(&self.record.steps).push(StepRecord {
+            agent: name.to_owned(),
+            started: step_start.duration_since(self.record.started),
             duration: step_start.elapsed(),
-            input: input_json,
-            output,
-            error,
+            input: call.input,
+            output: outcome.as_ref().ok().cloned(),
+            error: outcome.as_ref().err().cloned(),
             attempts,
             usage: usage.map(|u| *lock(&u)).unwrap_or_default(),
         });
         outcome.map_err(|cause| FlowError::Agent {
-            agent: A::NAME.to_owned(),
+            agent: name.to_owned(),
             attempts: attempt,
             cause,
         })
     }
-
-    /// A child flow: its own run id and record, nested in this run's record.
-    pub(crate) async fn call_flow<F: Flow>(
-        &self,
-        parent: &FlowContext,
-        flow: F,
-        input: F::Input,
-    ) -> Result<F::Output, FlowError> {
-        let run_id: Arc<str> = Arc::from(format!("{}-{}", F::NAME, parent.uuid()));
-        let (result, record) =
-            Box::pin(run_flow(self.runtime.clone(), flow, run_id.clone(), input)).await;
-        lock(&self.shared.children).push(record);
-        result.map_err(|cause| FlowError::ChildFlow {
-            flow: F::NAME.to_owned(),
-            run_id: run_id.to_string(),
-            cause: Box::new(cause),
-        })
-    }
 }
 
-/// One attempt, bounded by its start-to-close limit and (when set) its heartbeat timeout; a
-/// panic in the agent is a permanent error.
-async fn run_attempt<T>(
-    call: impl std::future::Future<Output = Result<T, AgentError>>,
+/// One attempt, bounded by its start-to-close limit and (when set) its heartbeat timeout. A
+/// timed-out attempt is cancelled (the agent sees [`AgentContext::is_cancelled`]) and dropped.
+async fn run_attempt(
+    call: impl std::future::Future<Output = Result<Value, AgentError>>,
     limit: Duration,
     heartbeat: Option<Arc<HeartbeatSink>>,
     heartbeat_timeout: Option<Duration>,
+    cancellation: &Cancellation,
     agent: &'static str,
-) -> Result<T, AgentError> {
+) -> Result<Value, AgentError> {
+    // `call_json` catches the agent's own panics; this catches what escapes it.
     let call = AssertUnwindSafe(call).catch_unwind();
     let watched = async {
         match (heartbeat, heartbeat_timeout) {
@@ -276,7 +280,11 @@ async fn run_attempt<T>(
             _ => call.await,
         }
     };
-    match tokio::time::timeout(limit, watched).await {
+    let outcome = tokio::time::timeout(limit, watched).await;
+    if !matches!(outcome, Ok(Ok(Ok(_)))) {
+        cancellation.cancel();
+    }
+    match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(AgentError::permanent(format!(
             "agent `{agent}` panicked: {}",
@@ -290,5 +298,9 @@ async fn run_attempt<T>(
 
 /// A random number in `[0, 1)` for retry jitter (not part of any flow's deterministic stream).
 fn unit_random() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+    (rand_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn rand_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }

@@ -28,8 +28,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::{Agent, AgentContext};
 use crate::error::AgentError;
+use crate::spec::AgentSpec;
+pub use crate::usage::Usage;
 
 pub use function::FunctionModel;
 pub use openai::{ApiKey, AzureConfig, OpenAi, OpenAiConfig, StructuredOutput};
@@ -242,25 +243,6 @@ pub struct ModelRequest {
     pub tools: Vec<ToolDefinition>,
 }
 
-/// Token usage of model calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Prompt (input) tokens.
-    pub prompt_tokens: u64,
-    /// Completion (output) tokens.
-    pub completion_tokens: u64,
-    /// Model calls.
-    pub requests: u64,
-}
-
-impl std::ops::AddAssign for Usage {
-    fn add_assign(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.requests += other.requests;
-    }
-}
-
 /// A model's answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelResponse {
@@ -416,47 +398,42 @@ impl Models {
 }
 
 /// Answers a declarative agent: prompt from its description and schemas, the model's answer
-/// parsed into `A::Output`, re-asking with the error while the answer does not fit.
+/// parsed into its output type `T`, re-asking with the error while the answer does not fit.
 ///
 /// One call of this function is one attempt of the agent: tool calls the model asks for run
 /// inside it (at most [`MAX_TOOL_ROUNDS`] rounds), and every model call's token usage is added to
 /// the attempt. After `output_retries` re-asks (default [`DEFAULT_OUTPUT_RETRIES`]) an answer that
 /// still does not fit is [`AgentError::InvalidOutput`].
-pub async fn evaluate<A: Agent>(
-    ctx: AgentContext,
-    input: A::Input,
-) -> Result<A::Output, AgentError> {
-    let spec = ctx.spec();
-    let name = ctx.models().name_for(spec.model).ok_or_else(|| {
+pub async fn evaluate<T: DeserializeOwned>(
+    spec: &AgentSpec,
+    models: &Models,
+    input_schema: &schemars::Schema,
+    output_schema: &schemars::Schema,
+    input: &Value,
+    add_usage: &(dyn Fn(Usage) + Sync),
+) -> Result<T, AgentError> {
+    let name = models.name_for(spec.model).ok_or_else(|| {
         AgentError::permanent(format!(
             "agent `{}` has no body and no model: set `Flock::builder().model(\"provider/model\")` or `#[agent(model = \"..\")]`",
             spec.name
         ))
     })?;
-    let (model, model_name) = ctx
-        .models()
+    let (model, model_name) = models
         .resolve(name)
         .map_err(|e| AgentError::permanent(format!("agent `{}`: {e}", spec.name)))?;
-    let agent = A::default();
     let output = {
-        let schema = agent.output_schema().to_value();
+        let schema = output_schema.clone().to_value();
         let name = schema_title(&schema);
         OutputFormat::new(name, schema)
     };
-    let input_json = serde_json::to_value(&input).map_err(|e| {
-        AgentError::invalid_input(format!(
-            "agent `{}`: input not serializable: {e}",
-            spec.name
-        ))
-    })?;
     let mut request = ModelRequest {
         model: model_name,
         agent: spec.name.to_owned(),
         messages: build_messages(
             spec,
-            &agent.input_schema().to_value(),
+            &input_schema.clone().to_value(),
             &output.schema,
-            &input_json,
+            input,
         ),
         output,
         tools: spec
@@ -475,7 +452,7 @@ pub async fn evaluate<A: Agent>(
     loop {
         // The provider's error names the provider; the executor's error names the agent.
         let response = model.complete(&request).await?;
-        ctx.add_usage(Usage {
+        add_usage(Usage {
             requests: 1,
             ..response.usage
         });
@@ -490,7 +467,7 @@ pub async fn evaluate<A: Agent>(
             run_tools(spec, &request.tools, &mut request.messages, response).await;
             continue;
         }
-        match request.output.parse_answer::<A::Output>(&response.content) {
+        match request.output.parse_answer::<T>(&response.content) {
             Ok(output) => return Ok(output),
             Err(problem) => {
                 if repairs >= output_retries {
@@ -519,7 +496,7 @@ pub const MAX_TOOL_ROUNDS: u32 = 8;
 /// one `tool` message per call. A failing tool, an unknown tool or arguments that are not JSON
 /// become the call's answer (`"error: …"`), so the model can correct itself.
 async fn run_tools(
-    spec: &crate::agent::AgentSpec,
+    spec: &AgentSpec,
     definitions: &[ToolDefinition],
     messages: &mut Vec<Message>,
     response: ModelResponse,

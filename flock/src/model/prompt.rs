@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{Message, Role};
-use crate::agent::AgentSpec;
+use crate::spec::AgentSpec;
 
 /// The system and user messages for one evaluation of `spec` on `input`.
 ///

@@ -238,7 +238,7 @@ pub struct Ping {
 
 static T_FLAKY: AtomicU32 = AtomicU32::new(0);
 
-#[agent(retry(attempts = 3, initial_interval = "100ms"))]
+#[agent(local = false, retry(attempts = 3, initial_interval = "100ms"))]
 async fn t_flaky(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     T_FLAKY.fetch_add(1, Ordering::SeqCst);
     if ctx.attempt() < 3 {
@@ -252,7 +252,7 @@ async fn t_flaky(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
 
 static T_BROKEN: AtomicU32 = AtomicU32::new(0);
 
-#[agent(retry(attempts = 5, initial_interval = "100ms"))]
+#[agent(local = false, retry(attempts = 5, initial_interval = "100ms"))]
 async fn t_broken(input: Ping) -> Result<Ping, AgentError> {
     T_BROKEN.fetch_add(1, Ordering::SeqCst);
     let _ = input;
@@ -261,7 +261,7 @@ async fn t_broken(input: Ping) -> Result<Ping, AgentError> {
 
 static T_THROTTLED: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
 
-#[agent(retry(attempts = 3, initial_interval = "10ms"))]
+#[agent(local = false, retry(attempts = 3, initial_interval = "10ms"))]
 async fn t_throttled(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     T_THROTTLED.lock().unwrap().push(Instant::now());
     if ctx.attempt() == 1 {
@@ -273,7 +273,7 @@ async fn t_throttled(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError
     Ok(input)
 }
 
-#[agent(retry(attempts = 3, initial_interval = "50ms"))]
+#[agent(local = false, retry(attempts = 3, initial_interval = "50ms"))]
 async fn t_down(ctx: &AgentContext, input: Ping) -> Result<Ping, AgentError> {
     let _ = input;
     Err(AgentError::transient(format!(

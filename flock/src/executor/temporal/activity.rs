@@ -2,10 +2,8 @@
 //! after the agent.
 
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use temporalio_common::ActivityDefinition;
@@ -15,11 +13,10 @@ use temporalio_sdk::activities::{
 };
 
 use super::WorkerShared;
-use crate::agent::{Agent, AgentContext, AgentKind, ProgressSink};
+use crate::agent::{Agent, AgentContext, Cancellation, DynAgent, ProgressSink};
 use crate::error::AgentError;
-use crate::model::Usage;
-use crate::registry::DynAgent;
 use crate::retry::RetryPolicy;
+use crate::usage::Usage;
 
 /// The activity of agent `A`: its type name is `A::NAME`; its payloads are the JSON of `A`'s
 /// input and output (the SDK wants `Sync` payload types, agents' types need only be `Send`).
@@ -58,54 +55,63 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 )));
             };
             let agent = A::default();
-            let spec = agent.spec();
+            let spec = Agent::spec(&agent);
             let info = ctx.info();
             let attempt = info.attempt.max(1);
             let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
-            let usage = (spec.kind == AgentKind::Declarative)
-                .then(|| Arc::new(std::sync::Mutex::new(Usage::default())));
-            let agent_ctx = AgentContext {
+            let start_to_close = spec.timeout.unwrap_or(shared.settings.start_to_close);
+            let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+            let cancellation = Cancellation::default();
+            let agent_ctx = AgentContext::for_attempt(
                 run_id,
                 attempt,
                 spec,
-                progress: Some(Arc::new(Heartbeats(ctx.clone()))),
-                models: shared.runtime.models.clone(),
-                usage: usage.clone(),
+                shared.settings.models.clone(),
+                Some(Arc::new(Heartbeats(ctx.clone()))),
+                Some(usage.clone()),
+                cancellation.clone(),
+            );
+            let call = DynAgent::call_json(&agent, agent_ctx, input);
+            // A timed-out or cancelled attempt stops here, on this worker: the agent sees
+            // `is_cancelled`, and its future (with any model request in flight) is dropped, so
+            // nothing runs on after the flow has moved on.
+            let result = tokio::select! {
+                result = call => result,
+                () = tokio::time::sleep(start_to_close) => {
+                    cancellation.cancel();
+                    Err(AgentError::transient(format!(
+                        "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
+                        A::NAME
+                    )))
+                }
+                () = ctx.cancelled() => {
+                    cancellation.cancel();
+                    return Err(ActivityError::cancelled());
+                }
             };
-            let result = match AssertUnwindSafe(DynAgent::call_json(&agent, agent_ctx, input))
-                .catch_unwind()
-                .await
-            {
-                Ok(result) => result,
-                Err(panic) => Err(AgentError::permanent(format!(
-                    "agent `{}` panicked: {}",
-                    A::NAME,
-                    crate::executor::panic_message(&*panic)
-                ))),
-            };
-            match (result, usage) {
-                (Ok(output), None) => Ok(output),
-                (Ok(output), Some(usage)) => {
+            match result {
+                Ok(output) => {
                     let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
                     Ok(usage_envelope(output, usage))
                 }
-                (Err(error), _) => Err(to_activity_error(
+                Err(error) => Err(to_activity_error(
                     &error,
                     attempt,
-                    &shared.runtime.retry_policy(spec),
+                    &shared.settings.retry_policy(spec),
                 )),
             }
         })
     }
 }
 
-/// A declarative agent's activity result: its output and the model tokens it used, so that the
-/// history (and the run record read from it) carries the usage.
+/// An agent's activity result: its output and the model tokens it used, so that the history (and
+/// the run record read from it) carries the usage. Every agent's result has this shape, so it
+/// depends on nothing but the code.
 pub(crate) fn usage_envelope(output: Value, usage: Usage) -> Value {
     json!({ "output": output, "usage": usage })
 }
 
-/// The output and usage of a declarative agent's activity result.
+/// The output and usage of an agent's activity result.
 pub(crate) fn open_envelope(result: Value) -> (Value, Usage) {
     match result {
         Value::Object(mut fields) => {

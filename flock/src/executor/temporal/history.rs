@@ -13,23 +13,20 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::activity::open_envelope;
-use crate::agent::AgentKind;
-use crate::error::{AgentError, ErrorClass};
-use crate::record::{AttemptRecord, RunRecord, StepRecord};
-use crate::registry::Registry;
+use crate::error::{AgentError, ErrorClass, FlowError};
+use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord};
 
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;
 
 /// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
 /// local activities appear as markers in the history and are not listed.
-pub(crate) async fn fill_record(client: &Client, registry: &Registry, record: &mut RunRecord) {
-    fill(client, registry, record, 0).await;
+pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
+    fill(client, record, 0).await;
 }
 
 fn fill<'a>(
     client: &'a Client,
-    registry: &'a Registry,
     record: &'a mut RunRecord,
     depth: usize,
 ) -> futures::future::BoxFuture<'a, ()> {
@@ -42,12 +39,9 @@ fn fill<'a>(
         else {
             return;
         };
-        let children = steps_from(&events, record);
+        let children = steps_from(&events, record, depth > 0);
         for step in &mut record.steps {
-            let declarative = registry
-                .agent(&step.agent)
-                .is_some_and(|agent| agent.spec().kind == AgentKind::Declarative);
-            if declarative && let Some(result) = step.output.take() {
+            if let Some(result) = step.output.take() {
                 let (output, usage) = open_envelope(result);
                 step.output = Some(output);
                 step.usage = usage;
@@ -66,7 +60,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, registry, &mut child, depth + 1).await;
+            fill(client, &mut child, depth + 1).await;
             record.children.push(child);
         }
     })
@@ -78,6 +72,16 @@ fn time_of(event: &HistoryEvent) -> Option<SystemTime> {
         u64::try_from(t.seconds).ok()?,
         u32::try_from(t.nanos).ok()?,
     ))
+}
+
+/// The marker the SDK records for a local activity's outcome.
+const LOCAL_ACTIVITY_MARKER: &str = "core_local_activity";
+
+/// A protobuf timestamp as the marker data's JSON spells it (`{seconds, nanos}`).
+fn timestamp(value: &Value) -> Option<SystemTime> {
+    let seconds = value["seconds"].as_u64()?;
+    let nanos = value["nanos"].as_u64().unwrap_or(0) as u32;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
 }
 
 fn json_of(payloads: Option<&Payloads>) -> Value {
@@ -103,8 +107,13 @@ fn error_of(failure: Option<&Failure>) -> AgentError {
     }
 }
 
-/// Builds the steps; returns the child workflows (id, type) to follow.
-fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, String)> {
+/// Builds the steps; returns the child workflows (id, type) to follow. For a child run
+/// (`from_history`), its timing and outcome come from the history too.
+fn steps_from(
+    events: &[HistoryEvent],
+    record: &mut RunRecord,
+    from_history: bool,
+) -> Vec<(String, String)> {
     let start = events
         .first()
         .and_then(time_of)
@@ -144,7 +153,8 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
                     .get(&a.scheduled_event_id)
                     .and_then(|i| steps.get_mut(*i))
                 {
-                    // Temporal records only the last attempt's start, with the failure before it.
+                    // Temporal records only the last attempt's start, with the failure before it;
+                    // every earlier attempt failed too, with a failure it does not keep.
                     let last = u32::try_from(a.attempt).unwrap_or(1).max(1);
                     step.attempts = (1..=last)
                         .map(|attempt| AttemptRecord {
@@ -155,7 +165,15 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
                                 step.started
                             },
                             duration: Duration::ZERO,
-                            error: (attempt + 1 == last).then(|| error_of(a.last_failure.as_ref())),
+                            error: if attempt + 1 == last {
+                                Some(error_of(a.last_failure.as_ref()))
+                            } else if attempt < last {
+                                Some(AgentError::transient(
+                                    "failed (Temporal's history keeps only the last attempt's failure)",
+                                ))
+                            } else {
+                                None
+                            },
                         })
                         .collect();
                 }
@@ -193,8 +211,71 @@ fn steps_from(events: &[HistoryEvent], record: &mut RunRecord) -> Vec<(String, S
                     .unwrap_or_default();
                 children.push((a.workflow_id.clone(), name));
             }
+            Some(Attributes::MarkerRecordedEventAttributes(a))
+                if a.marker_name == LOCAL_ACTIVITY_MARKER =>
+            {
+                // An agent run as a local activity: one marker when it completed or failed for
+                // good, with its attempt count (the input is not kept).
+                let data = json_of(a.details.get("data"));
+                let attempt = data["attempt"].as_u64().unwrap_or(1).max(1) as u32;
+                let at = since(event);
+                let started = timestamp(&data["original_schedule_time"])
+                    .and_then(|t| t.duration_since(start).ok())
+                    .unwrap_or(at);
+                let error = a.failure.as_ref().map(|f| error_of(Some(f)));
+                let attempts = (1..=attempt)
+                    .map(|n| AttemptRecord {
+                        attempt: n,
+                        started,
+                        duration: if n == attempt {
+                            at.saturating_sub(started)
+                        } else {
+                            Duration::ZERO
+                        },
+                        error: if n == attempt {
+                            error.clone()
+                        } else {
+                            Some(AgentError::transient(
+                                "failed (a local activity's marker keeps only the final outcome)",
+                            ))
+                        },
+                    })
+                    .collect();
+                steps.push(StepRecord {
+                    agent: data["activity_type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    started,
+                    duration: at.saturating_sub(started),
+                    input: json_of(a.details.get("input")),
+                    output: error.is_none().then(|| json_of(a.details.get("result"))),
+                    error,
+                    attempts,
+                    usage: Default::default(),
+                });
+            }
+            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) if from_history => {
+                record.status = RunStatus::Completed;
+                record.output = Some(json_of(a.result.as_ref()));
+            }
+            Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) if from_history => {
+                record.status = RunStatus::Failed;
+                record.error = Some(FlowError::msg(
+                    a.failure
+                        .as_ref()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default(),
+                ));
+            }
             _ => {}
         }
+    }
+    if from_history {
+        if let Some(first) = events.first().and_then(time_of) {
+            record.started_at = first;
+        }
+        record.duration = events.last().map(since).unwrap_or_default();
     }
     record.steps = steps;
     children

@@ -19,35 +19,62 @@ use temporalio_sdk::{
     ActivityOptions, LocalActivityOptions, Runtime as SdkRuntime, Worker, WorkerOptions,
 };
 
-pub(crate) use activity::AgentActivity;
-pub(crate) use workflow::{FlowWorkflow, TemporalRun};
+use activity::AgentActivity;
+use workflow::FlowWorkflow;
 
-use super::Runtime;
-use crate::agent::{AgentKind, AgentSpec};
-use crate::config::TemporalExecutorConfig;
+use super::Settings;
+use crate::agent::Agent;
+use crate::config::{TemporalExecutorConfig, WorkerLimits};
 use crate::error::{Error, FlowError};
-use crate::flow::FlowSpec;
-use crate::registry::Registry;
+use crate::flow::Flow;
 use crate::retry::RetryPolicy;
+use crate::spec::{AgentSpec, FlowSpec};
 
 /// How long connecting to the server may take before it is reported unreachable.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every activity and workflow of a worker shares.
-#[doc(hidden)]
-pub struct WorkerShared {
-    pub(crate) runtime: Arc<Runtime>,
+pub(crate) struct WorkerShared {
+    pub(crate) settings: Arc<Settings>,
     pub(crate) config: TemporalExecutorConfig,
 }
 
-impl WorkerShared {
-    /// Whether an agent runs as a local activity: `#[agent(local)]`, or the executor's default
-    /// for code agents (`local_code_agents`).
-    pub(crate) fn runs_locally(&self, spec: &AgentSpec) -> bool {
-        spec.local
-            .unwrap_or(self.config.local_code_agents && spec.kind == AgentKind::Code)
-    }
+/// What the registration functions of agents and flows (their [`Adapters`]) are handed: the
+/// worker options being built.
+///
+/// [`Adapters`]: crate::registry::Adapters
+struct Registrar {
+    options: WorkerOptions,
+    shared: Arc<WorkerShared>,
+    error: Option<Error>,
+}
 
+/// Registers agent `A`'s activity (the `temporal` entry of its adapters).
+pub(crate) fn register_agent<A: Agent>(registrar: &mut dyn std::any::Any) {
+    if let Some(registrar) = registrar.downcast_mut::<Registrar>() {
+        registrar
+            .options
+            .register_activity::<AgentActivity<A>>(registrar.shared.clone());
+    }
+}
+
+/// Registers flow `F`'s workflow (the `temporal` entry of its adapters).
+pub(crate) fn register_flow<F: Flow>(registrar: &mut dyn std::any::Any) {
+    if let Some(registrar) = registrar.downcast_mut::<Registrar>() {
+        let factory = FlowWorkflow::<F>::factory(registrar.shared.clone());
+        if let Err(e) = registrar
+            .options
+            .register_workflow_with_factory::<FlowWorkflow<F>, _>(factory)
+        {
+            registrar.error.get_or_insert(Error::Registry(format!(
+                "cannot register flow `{}` with Temporal: {e}",
+                F::NAME
+            )));
+        }
+    }
+}
+
+impl WorkerShared {
     fn retry(policy: &RetryPolicy) -> TemporalRetryPolicy {
         let mut non_retryable: Vec<String> = vec!["Permanent".into(), "InvalidInput".into()];
         non_retryable.extend(policy.non_retryable.iter().map(|c| c.name().to_owned()));
@@ -212,62 +239,51 @@ async fn check_namespace(
 /// Worker options serving every agent (as an activity) and flow and hand-off chain (as a
 /// workflow) of the registry.
 pub(crate) fn worker_options(
-    registry: &Registry,
     shared: &Arc<WorkerShared>,
     limits: &WorkerLimits,
 ) -> Result<WorkerOptions, Error> {
-    let mut options = WorkerOptions::new(shared.config.task_queue.clone())
+    let options = WorkerOptions::new(shared.config.task_queue.clone())
         .max_cached_workflows(limits.max_cached_workflows)
-        .tuner(limits.tuner())
+        .tuner(tuner(limits))
         .build();
-    for agent in registry.agents() {
-        agent.register_activity(&mut options, shared);
+    let mut registrar = Registrar {
+        options,
+        shared: shared.clone(),
+        error: None,
+    };
+    let registry = &shared.settings.registry;
+    let adapters = registry
+        .agent_entries()
+        .map(|entry| (entry.agent.spec().name, entry.adapters))
+        .chain(
+            registry
+                .flow_entries()
+                .map(|entry| (entry.flow.spec().name, entry.adapters)),
+        );
+    for (name, adapters) in adapters {
+        let Some(register) = adapters.temporal else {
+            return Err(Error::Registry(format!(
+                "`{name}` was registered without its Temporal adapter (register definitions with `Flock::builder().agent(..)` / `.flow(..)`)"
+            )));
+        };
+        register(&mut registrar);
     }
-    for flow in registry.flows().chain(registry.chains()) {
-        flow.register_workflow(&mut options, shared).map_err(|e| {
-            Error::Registry(format!(
-                "cannot register flow `{}` with Temporal: {e}",
-                flow.spec().name
-            ))
-        })?;
-    }
-    Ok(options)
-}
-
-/// Concurrency limits of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerLimits {
-    /// Agent attempts (activities) running at once.
-    pub max_concurrent_agents: usize,
-    /// Flow (workflow) tasks processed at once.
-    pub max_concurrent_flow_tasks: usize,
-    /// Flow runs kept in the worker's cache.
-    pub max_cached_workflows: usize,
-}
-
-impl Default for WorkerLimits {
-    fn default() -> Self {
-        WorkerLimits {
-            max_concurrent_agents: 100,
-            max_concurrent_flow_tasks: 100,
-            max_cached_workflows: 1000,
-        }
+    match registrar.error {
+        Some(error) => Err(error),
+        None => Ok(registrar.options),
     }
 }
 
-impl WorkerLimits {
-    fn tuner(&self) -> temporalio_sdk::runtime::worker_tuner::WorkerTuner {
-        use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
-        TunerHolder::builder()
-            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_flow_tasks))
-            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(self.max_concurrent_agents))
-            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
-                self.max_concurrent_agents,
-            ))
-            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-            .build()
-            .into()
-    }
+/// The SDK tuner of a worker with these limits.
+fn tuner(limits: &WorkerLimits) -> temporalio_sdk::runtime::worker_tuner::WorkerTuner {
+    use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(limits.max_concurrent_flow_tasks))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(limits.max_concurrent_agents))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(limits.max_concurrent_agents))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build()
+        .into()
 }
 
 /// Runs a worker until `stop` resolves (then shuts it down gracefully) or it fails.
@@ -324,8 +340,7 @@ impl TemporalExecutor {
     /// worker future is not `Send`), sharing the connection so workflow starts can be eager.
     pub(crate) async fn start(
         config: TemporalExecutorConfig,
-        registry: &Registry,
-        runtime: Arc<Runtime>,
+        settings: Arc<Settings>,
         in_process_worker: Option<WorkerLimits>,
     ) -> Result<TemporalExecutor, Error> {
         let Some(limits) = in_process_worker else {
@@ -338,10 +353,10 @@ impl TemporalExecutor {
             });
         };
         let shared = Arc::new(WorkerShared {
-            runtime,
+            settings,
             config: config.clone(),
         });
-        let options = worker_options(registry, &shared, &limits)?;
+        let options = worker_options(&shared, &limits)?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<Client, Error>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_config = config.clone();
@@ -445,8 +460,11 @@ impl TemporalExecutor {
             })
     }
 
-    /// Waits for the result of workflow `run_id`.
+    /// Waits for the result of workflow `run_id`. Transport errors while waiting (a server that
+    /// is briefly unavailable) are retried for up to `wait_retry_window`; past that the wait gives
+    /// up with [`Error::WaitGaveUp`], which says nothing about the run itself.
     pub(crate) async fn result(&self, name: &str, run_id: &str) -> Result<Value, Error> {
+        use temporalio_client::tonic::Code;
         let handle = self
             .client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned());
@@ -455,28 +473,101 @@ impl TemporalExecutor {
             run_id: run_id.to_owned(),
             cause,
         };
-        match handle.get_result(WorkflowGetResultOptions::default()).await {
-            Ok(value) => Ok(value),
-            Err(WorkflowGetResultError::Failed(error)) => Err(failed(match &*error {
-                temporalio_common::error::IncomingError::Application(failure) => {
-                    workflow::flow_error_from_failure(failure)
+        let window_start = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let status = match handle.get_result(WorkflowGetResultOptions::default()).await {
+                Ok(value) => return Ok(value),
+                Err(WorkflowGetResultError::Failed(error)) => {
+                    return Err(failed(match &*error {
+                        temporalio_common::error::IncomingError::Application(failure) => {
+                            workflow::flow_error_from_failure(failure)
+                        }
+                        other => FlowError::msg(other.to_string()),
+                    }));
                 }
-                other => FlowError::msg(other.to_string()),
-            })),
-            Err(WorkflowGetResultError::Cancelled { .. }) => Err(failed(FlowError::Cancelled {
-                message: "the workflow was cancelled".into(),
-            })),
-            Err(other) => Err(failed(FlowError::msg(other.to_string()))),
+                Err(WorkflowGetResultError::Cancelled { .. }) => {
+                    return Err(failed(FlowError::Cancelled {
+                        message: "the workflow was cancelled".into(),
+                    }));
+                }
+                Err(WorkflowGetResultError::Terminated { .. }) => {
+                    return Err(failed(FlowError::msg("the workflow was terminated")));
+                }
+                Err(WorkflowGetResultError::TimedOut) => {
+                    return Err(failed(FlowError::msg(
+                        "the workflow timed out (its execution or run timeout passed)",
+                    )));
+                }
+                Err(WorkflowGetResultError::NotFound(_)) => {
+                    return Err(Error::Executor(format!(
+                        "there is no run `{run_id}` (of `{name}`) in namespace `{}`",
+                        self.config.namespace
+                    )));
+                }
+                Err(WorkflowGetResultError::Rpc(status)) => status,
+                Err(other) => return Err(failed(FlowError::msg(other.to_string()))),
+            };
+            let transient = matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::Unknown
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+            );
+            if !transient {
+                return Err(Error::Executor(format!(
+                    "waiting for run `{run_id}` of `{name}` failed: the server answered {:?}: {}",
+                    status.code(),
+                    status.message()
+                )));
+            }
+            if window_start.elapsed() >= self.config.wait_retry_window {
+                return Err(Error::WaitGaveUp {
+                    run_id: run_id.to_owned(),
+                    message: format!(
+                        "the Temporal server at {} was unreachable for {:?} while waiting for the result of `{name}` ({}); the run itself may still complete: wait again with `flock.flow_handle(..)`",
+                        self.config.server_url,
+                        self.config.wait_retry_window,
+                        status.message()
+                    ),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Checks that workflow `run_id` is a run of flow `name` (before a handle found by id uses it).
+    pub(crate) async fn check_type(&self, name: &str, run_id: &str) -> Result<(), Error> {
+        let description = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .describe(Default::default())
+            .await
+            .map_err(|e| match e {
+                temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
+                    Error::Executor(format!(
+                        "there is no run `{run_id}` in namespace `{}`",
+                        self.config.namespace
+                    ))
+                }
+                other => Error::Executor(format!("cannot describe run `{run_id}`: {other}")),
+            })?;
+        let actual = description.workflow_type();
+        if actual == name {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "run `{run_id}` is a run of `{actual}`, not of `{name}`: re-attach with `flock.flow_handle({actual}, ..)`"
+            )))
         }
     }
 
     /// Fills a run record's steps and children from the server's history.
-    pub(crate) async fn fill_record(
-        &self,
-        registry: &Registry,
-        record: &mut crate::record::RunRecord,
-    ) {
-        history::fill_record(&self.client, registry, record).await;
+    pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
+        history::fill_record(&self.client, record).await;
     }
 
     /// Requests cancellation of workflow `run_id`.

@@ -1,6 +1,6 @@
 //! Flows as Temporal workflows: one generic adapter, registered once per flow (and per hand-off
 //! chain), named after the flow. The flow body runs as workflow code against a [`FlowContext`]
-//! whose calls become activities, timers and child workflows.
+//! over [`TemporalRun`], the runtime whose calls become activities, timers and child workflows.
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -12,7 +12,7 @@ use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use send_wrapper::SendWrapper;
 use serde_json::Value;
-use temporalio_common::data_converters::PayloadConverter;
+use temporalio_common::data_converters::{PayloadConverter, RawValue};
 use temporalio_common::protos::temporal::api::common::v1::Payloads;
 use temporalio_common::{ActivityDefinition, HasWorkflowDefinition, WorkflowDefinition};
 use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
@@ -25,10 +25,11 @@ use temporalio_sdk::{
 };
 
 use super::WorkerShared;
-use crate::agent::{Agent, AgentKind};
+use super::activity::open_envelope;
 use crate::error::{AgentError, ErrorClass, FlowError};
-use crate::flow::{Backend, Flow, FlowContext};
-use crate::registry::DynFlow;
+use crate::flow::{DynFlow, Flow, FlowContext};
+use crate::registry::Registry;
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
 
 /// Calls an activity or workflow by name with JSON in and out (the worker side is typed; the
 /// payloads are JSON either way).
@@ -56,6 +57,46 @@ impl HasWorkflowDefinition for ByName {
     type Run = ByName;
 }
 
+/// A flow's workflow type as the worker sees it: the input is taken raw, so that a run started
+/// with no input or a non-JSON one reaches the flow and fails there with a clear error (a typed
+/// input that fails to decode is "Failed to create workflow", retried forever).
+pub(crate) struct RawInput(&'static str);
+
+impl WorkflowDefinition for RawInput {
+    type Input = RawValue;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+/// The JSON of a workflow's raw input: nothing (or a `null` payload) is `null`, so the flow's
+/// input check names the type it expected.
+fn raw_json(flow: &str, raw: Option<RawValue>) -> Result<Value, FlowError> {
+    let Some(payload) = raw.and_then(|raw| raw.payloads.into_iter().next()) else {
+        return Ok(Value::Null);
+    };
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "json/plain" => {
+            serde_json::from_slice(&payload.data).map_err(|e| FlowError::Serialization {
+                at: flow.to_owned(),
+                message: format!("input: the payload is not valid JSON: {e}"),
+            })
+        }
+        "binary/null" | "" => Ok(Value::Null),
+        other => Err(FlowError::Serialization {
+            at: flow.to_owned(),
+            message: format!("input: the payload's encoding is `{other}`, not `json/plain`"),
+        }),
+    }
+}
+
 /// What a flow body needs from the workflow, with the workflow's type erased.
 trait WorkflowOps {
     fn activity(
@@ -78,6 +119,9 @@ trait WorkflowOps {
         options: ChildWorkflowOptions,
     ) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
     fn now(&self) -> Option<SystemTime>;
+    fn random_u64(&self) -> u64;
+    fn patched(&self, patch_id: &str) -> bool;
+    fn cancel_requested(&self) -> bool;
 }
 
 impl<W: 'static> WorkflowOps for WorkflowContext<W> {
@@ -137,88 +181,111 @@ impl<W: 'static> WorkflowOps for WorkflowContext<W> {
     fn now(&self) -> Option<SystemTime> {
         self.workflow_time()
     }
+
+    fn random_u64(&self) -> u64 {
+        self.random::<u64>()
+    }
+
+    fn patched(&self, patch_id: &str) -> bool {
+        WorkflowContext::patched(self, patch_id)
+    }
+
+    fn cancel_requested(&self) -> bool {
+        self.cancellation_token().is_cancelled()
+    }
 }
 
-/// The Temporal side of a [`FlowContext`]: the workflow (usable only on its own thread, which is
-/// where flow bodies run) and the worker's settings.
+/// The runtime of one workflow run: the workflow (usable only on its own thread, which is where
+/// flow bodies run) and the worker's settings.
 pub(crate) struct TemporalRun {
     ops: SendWrapper<Rc<dyn WorkflowOps>>,
     shared: Arc<WorkerShared>,
+    seed: u64,
 }
 
-impl TemporalRun {
-    pub(crate) async fn call_agent<A: Agent>(
+impl FlowRuntime for TemporalRun {
+    fn call_agent(
         &self,
-        agent: A,
-        input: A::Input,
-    ) -> Result<A::Output, FlowError> {
-        let spec = agent.spec();
-        let input = serde_json::to_value(&input).map_err(|e| FlowError::Serialization {
-            at: A::NAME.to_owned(),
-            message: format!("input: {e}"),
-        })?;
-        let policy = self.shared.runtime.retry_policy(spec);
-        let future = if self.shared.runs_locally(spec) {
+        call: AgentCall,
+    ) -> futures::future::BoxFuture<'_, Result<Value, FlowError>> {
+        let spec = call.spec;
+        let name = spec.name;
+        if self.shared.settings.registry.agent(name).is_none() {
+            return Box::pin(std::future::ready(Err(Registry::not_registered(
+                "agent", name,
+            ))));
+        }
+        let policy = self.shared.settings.retry_policy(spec);
+        let future = if spec.runs_locally() {
             self.ops.local_activity(
-                A::NAME,
-                input,
+                name,
+                call.input,
                 self.shared.local_activity_options(spec, &policy),
             )
         } else {
-            self.ops
-                .activity(A::NAME, input, self.shared.activity_options(spec, &policy))
+            self.ops.activity(
+                name,
+                call.input,
+                self.shared.activity_options(spec, &policy),
+            )
         };
-        let mut output = SendWrapper::new(future)
-            .await
-            .map_err(|error| agent_failure(A::NAME, &error, policy.max_attempts))?;
-        if spec.kind == AgentKind::Declarative {
-            output = super::activity::open_envelope(output).0;
-        }
-        serde_json::from_value(output).map_err(|e| FlowError::Serialization {
-            at: A::NAME.to_owned(),
-            message: format!("output: {e}"),
+        let future = SendWrapper::new(future);
+        Box::pin(async move {
+            let result = future
+                .await
+                .map_err(|error| agent_failure(name, &error, policy.max_attempts))?;
+            Ok(open_envelope(result).0)
         })
     }
 
-    pub(crate) async fn call_flow<F: Flow>(
+    fn call_flow(
         &self,
-        parent: &FlowContext,
-        input: F::Input,
-    ) -> Result<F::Output, FlowError> {
-        let input = serde_json::to_value(&input).map_err(|e| FlowError::Serialization {
-            at: F::NAME.to_owned(),
-            message: format!("input: {e}"),
-        })?;
-        let child_id = format!("{}-{}", F::NAME, parent.uuid());
+        call: ChildCall,
+    ) -> futures::future::BoxFuture<'_, Result<Value, FlowError>> {
+        let name = call.spec.name;
+        if self.shared.settings.registry.flow(name).is_none() {
+            return Box::pin(std::future::ready(Err(Registry::not_registered(
+                "flow", name,
+            ))));
+        }
         let options = ChildWorkflowOptions::builder()
-            .workflow_id(child_id.clone())
-            .maybe_task_queue(F::default().spec().task_queue.map(str::to_owned))
+            .workflow_id(call.run_id.clone())
+            .maybe_task_queue(call.spec.task_queue.map(str::to_owned))
             .build();
-        let output = SendWrapper::new(self.ops.child(F::NAME, input, options))
-            .await
-            .map_err(|cause| FlowError::ChildFlow {
-                flow: F::NAME.to_owned(),
-                run_id: child_id,
+        let future = SendWrapper::new(self.ops.child(name, call.input, options));
+        let run_id = call.run_id;
+        Box::pin(async move {
+            future.await.map_err(|cause| FlowError::ChildFlow {
+                flow: name.to_owned(),
+                run_id,
                 cause: Box::new(cause),
-            })?;
-        serde_json::from_value(output).map_err(|e| FlowError::Serialization {
-            at: F::NAME.to_owned(),
-            message: format!("output: {e}"),
+            })
         })
     }
 
-    pub(crate) async fn sleep(&self, duration: Duration) -> Result<(), FlowError> {
-        if SendWrapper::new(self.ops.timer(duration)).await {
-            Ok(())
-        } else {
-            Err(FlowError::Cancelled {
-                message: format!("the run was cancelled during a {duration:?} sleep"),
-            })
-        }
+    fn sleep(&self, duration: Duration) -> futures::future::BoxFuture<'_, Result<(), FlowError>> {
+        let timer = SendWrapper::new(self.ops.timer(duration));
+        Box::pin(async move {
+            if timer.await {
+                Ok(())
+            } else {
+                Err(FlowError::Cancelled {
+                    message: format!("the run was cancelled during a {duration:?} sleep"),
+                })
+            }
+        })
     }
 
-    pub(crate) fn now(&self) -> SystemTime {
+    fn now(&self) -> SystemTime {
         self.ops.now().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn random_seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn patched(&self, patch_id: &str) -> bool {
+        self.ops.patched(patch_id)
     }
 }
 
@@ -270,6 +337,11 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
 
 fn child_failure(error: &temporalio_common::error::ChildWorkflowExecutionError) -> FlowError {
     use temporalio_common::error::IncomingError;
+    if matches!(error.cause(), Some(IncomingError::Cancelled(_))) {
+        return FlowError::Cancelled {
+            message: "the child flow was cancelled".into(),
+        };
+    }
     match error.cause() {
         Some(IncomingError::Application(failure)) => flow_error_from_failure(failure),
         Some(other) => FlowError::msg(other.to_string()),
@@ -306,7 +378,7 @@ impl<F: Flow> FlowWorkflow<F> {
 }
 
 impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
-    type Run = ByName;
+    type Run = RawInput;
     const HAS_INIT: bool = false;
     const INIT_TAKES_INPUT: bool = false;
 
@@ -325,7 +397,7 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         }
     }
 
-    fn init(_ctx: WorkflowContextView, _input: Option<Value>) -> Self {
+    fn init(_ctx: WorkflowContextView, _input: Option<RawValue>) -> Self {
         unreachable!(
             "flock registers its workflows with a factory; the SDK never calls init for them"
         )
@@ -333,26 +405,36 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
 
     fn run(
         ctx: WorkflowContext<Self>,
-        input: Option<Value>,
+        input: Option<RawValue>,
     ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowTermination>> {
         let shared = ctx.state(|w| w.shared.clone());
         async move {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
             let ops: Rc<dyn WorkflowOps> = Rc::new(ctx);
-            let flow_ctx = FlowContext::new(
-                run_id,
-                F::NAME,
-                Backend::Temporal(TemporalRun {
-                    ops: SendWrapper::new(ops),
-                    shared,
-                }),
-            );
+            let runtime = Arc::new(TemporalRun {
+                seed: ops.random_u64(),
+                ops: SendWrapper::new(ops.clone()),
+                shared,
+            });
+            let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime);
             let flow = F::default();
-            match DynFlow::run_json(&flow, &flow_ctx, input.unwrap_or(Value::Null)).await {
+            let result = match raw_json(F::NAME, input) {
+                Ok(input) => DynFlow::run_json(&flow, &flow_ctx, input).await,
+                Err(error) => Err(error),
+            };
+            match result {
                 Ok(output) => Ok(Box::new(output) as Box<dyn WorkflowOutputValue>),
+                Err(error) if error.is_cancellation() && ops.cancel_requested() => {
+                    Err(WorkflowTermination::cancelled())
+                }
                 Err(FlowError::Cancelled { .. }) => Err(WorkflowTermination::cancelled()),
                 Err(error) => {
                     let message = format!("flow `{}` failed: {error}", F::NAME);
+                    if is_bug(&error) {
+                        tracing::error!(flow = F::NAME, run_id = %run_id, "{message}");
+                    } else {
+                        tracing::warn!(flow = F::NAME, run_id = %run_id, "{message}");
+                    }
                     let failure = ApplicationFailure::builder(message)
                         .type_name(FLOW_FAILURE_TYPE.to_owned())
                         .non_retryable(true)
@@ -420,6 +502,20 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             "flow `{}` has no update `{name}`",
             F::NAME
         ))))
+    }
+}
+
+/// Whether a flow failed through a bug in the code or the data (logged as an error on the worker),
+/// rather than through its own logic or an agent's failure.
+fn is_bug(error: &FlowError) -> bool {
+    match error {
+        FlowError::Panicked { .. }
+        | FlowError::NonDeterminism { .. }
+        | FlowError::Serialization { .. }
+        | FlowError::PayloadTooLarge { .. }
+        | FlowError::NotRegistered { .. } => true,
+        FlowError::ChildFlow { cause, .. } => is_bug(cause),
+        _ => false,
     }
 }
 

@@ -1,0 +1,189 @@
+//! What `#[agent(..)]` and `#[flow(..)]` say about a definition, fixed at compile time: plain
+//! data that every layer above reads and none below it needs. Facts that change a run's history
+//! (local or normal activity, payload limits) are decided here, from the code alone, never by a
+//! worker's configuration.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::retry::RetrySpec;
+
+/// Whether an agent is answered by its own code or by a language model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AgentKind {
+    /// The agent has a body.
+    Code,
+    /// The agent has no body: a language model evaluates it.
+    Declarative,
+}
+
+/// Everything `#[agent(..)]` says about an agent, fixed at compile time.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AgentSpec {
+    /// The agent's name (the fn name, or `name = ".."`); on Temporal, its activity type.
+    pub name: &'static str,
+    /// The doc comment, or `description = ".."`.
+    pub description: &'static str,
+    /// Code or declarative.
+    pub kind: AgentKind,
+    /// `model = "provider/model"`: overrides the `Flock`'s default model.
+    pub model: Option<&'static str>,
+    /// The name of the agent this one hands off to.
+    pub hand_off: Option<&'static str>,
+    /// Start-to-close timeout of one attempt.
+    pub timeout: Option<Duration>,
+    /// Timeout of all attempts together, delays included.
+    pub schedule_to_close: Option<Duration>,
+    /// An attempt fails when it reports no progress for this long.
+    pub heartbeat: Option<Duration>,
+    /// The Temporal task queue of this agent's activities.
+    pub task_queue: Option<&'static str>,
+    /// Retry settings; unset fields fall back to the executor's defaults.
+    pub retry: RetrySpec,
+    /// How often a declarative agent re-asks the model after an answer that does not fit.
+    pub output_retries: Option<u32>,
+    /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
+    /// no task-queue round trip); `None` follows the executor's default.
+    pub local: Option<bool>,
+    /// The tools a declarative agent offers the model.
+    pub tools: &'static [&'static dyn crate::tool::DynTool],
+    /// The source location of the definition.
+    pub location: &'static str,
+}
+
+impl AgentSpec {
+    /// A spec with every optional setting unset (for agents written by hand, and for the macro).
+    pub const fn new(name: &'static str, kind: AgentKind) -> Self {
+        AgentSpec {
+            name,
+            description: "",
+            kind,
+            model: None,
+            hand_off: None,
+            timeout: None,
+            schedule_to_close: None,
+            heartbeat: None,
+            task_queue: None,
+            retry: RetrySpec::EMPTY,
+            output_retries: None,
+            local: None,
+            tools: &[],
+            location: "",
+        }
+    }
+}
+
+/// Everything `#[flow(..)]` says about a flow, fixed at compile time.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct FlowSpec {
+    /// The flow's name (the fn name, or `name = ".."`); on Temporal, its workflow type.
+    pub name: &'static str,
+    /// The doc comment, or `description = ".."`.
+    pub description: &'static str,
+    /// The Temporal task queue of this flow's workflows.
+    pub task_queue: Option<&'static str>,
+    /// Timeout of the whole execution, retries and continue-as-new included.
+    pub execution_timeout: Option<Duration>,
+    /// Timeout of one run.
+    pub run_timeout: Option<Duration>,
+    /// The source location of the definition.
+    pub location: &'static str,
+}
+
+impl FlowSpec {
+    /// A spec with every optional setting unset.
+    pub const fn new(name: &'static str) -> Self {
+        FlowSpec {
+            name,
+            description: "",
+            task_queue: None,
+            execution_timeout: None,
+            run_timeout: None,
+            location: "",
+        }
+    }
+}
+
+/// The longest start-to-close timeout of a code agent that runs as a local activity by default.
+///
+/// Local activities run inside the workflow task's worker: no task-queue round trip (the fast
+/// path), but the workflow task is held while they run and they cannot be routed to another queue.
+/// Code agents are short in-process functions in the common case; longer ones say so.
+pub const LOCAL_ACTIVITY_MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl AgentSpec {
+    /// Whether this agent runs as a Temporal local activity. Decided by the code alone, so every
+    /// worker schedules it the same way (a worker setting here would make histories differ):
+    ///
+    /// * `#[agent(local)]` / `#[agent(local = false)]` decide;
+    /// * otherwise a code agent runs locally unless it names a `task_queue`, has a `heartbeat`
+    ///   timeout (local activities cannot heartbeat), or a `timeout` / `schedule_to_close` over
+    ///   [`LOCAL_ACTIVITY_MAX_TIMEOUT`];
+    /// * a declarative agent (a model call: slow, rate-limited) runs as a normal activity.
+    ///
+    /// ```
+    /// use flock::AgentSpec;
+    /// use flock::AgentKind;
+    ///
+    /// assert!(AgentSpec::new("count", AgentKind::Code).runs_locally());
+    /// assert!(!AgentSpec::new("summarize", AgentKind::Declarative).runs_locally());
+    /// ```
+    pub const fn runs_locally(&self) -> bool {
+        if let Some(local) = self.local {
+            return local;
+        }
+        const fn short(limit: Option<Duration>) -> bool {
+            match limit {
+                None => true,
+                Some(limit) => limit.as_nanos() <= LOCAL_ACTIVITY_MAX_TIMEOUT.as_nanos(),
+            }
+        }
+        matches!(self.kind, AgentKind::Code)
+            && self.task_queue.is_none()
+            && self.heartbeat.is_none()
+            && short(self.timeout)
+            && short(self.schedule_to_close)
+    }
+}
+
+/// The largest payload (an agent's or flow's input or output, as JSON) flock sends: Temporal
+/// rejects payloads over 2 MiB, and a rejected payload otherwise shows up only in the history
+/// while the run waits forever. Both executors enforce it, so development fails where
+/// production would.
+pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024 - 4 * 1024;
+
+/// Which way a payload goes, for size errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+/// Checks a payload against [`MAX_PAYLOAD_BYTES`]; the error names what and how large.
+pub(crate) fn check_payload_size(
+    kind: &str,
+    name: &str,
+    direction: Direction,
+    bytes: usize,
+) -> Result<(), String> {
+    if bytes > MAX_PAYLOAD_BYTES {
+        Err(format!(
+            "the {} of {kind} `{name}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit (Temporal rejects payloads over 2 MiB); pass a reference (a path, URL or id) instead of the data",
+            direction.name()
+        ))
+    } else {
+        Ok(())
+    }
+}
