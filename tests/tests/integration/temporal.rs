@@ -27,7 +27,7 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
 
 /// The dev server's address, starting it on first use. It stops when this process ends.
-fn server() -> String {
+pub(super) fn server() -> String {
     SERVER
         .get_or_init(|| {
             std::thread::spawn(|| {
@@ -49,7 +49,7 @@ fn server() -> String {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn config(task_queue: &str) -> TemporalExecutorConfig {
+pub(super) fn config(task_queue: &str) -> TemporalExecutorConfig {
     TemporalExecutorConfig {
         server_url: server(),
         task_queue: task_queue.to_owned(),
@@ -58,10 +58,11 @@ fn config(task_queue: &str) -> TemporalExecutorConfig {
     }
 }
 
-async fn temporal_flock(task_queue: &str) -> Flock {
+pub(super) async fn temporal_flock(task_queue: &str) -> Flock {
     Flock::builder()
         .model("test")
         .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
         .temporal(config(task_queue))
         .build()
         .await
@@ -69,10 +70,11 @@ async fn temporal_flock(task_queue: &str) -> Flock {
 }
 
 /// A `Flock` that starts runs on Temporal and runs no worker of its own.
-async fn client_only_flock(task_queue: &str) -> Flock {
+pub(super) async fn client_only_flock(task_queue: &str) -> Flock {
     Flock::builder()
         .model("test")
         .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
         .in_process_worker(false)
         .temporal(config(task_queue))
         .build()
@@ -80,7 +82,7 @@ async fn client_only_flock(task_queue: &str) -> Flock {
         .expect("a client-only Flock on the test dev server")
 }
 
-async fn sdk_client() -> Client {
+pub(super) async fn sdk_client() -> Client {
     let options =
         ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
     let connection = Connection::connect(options).await.unwrap();

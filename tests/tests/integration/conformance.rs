@@ -1,0 +1,509 @@
+//! The same bad inputs on both executors: every run that cannot finish fails, with an error that
+//! names the flow or agent and the reason, and the two executors agree. Each Temporal case is
+//! bounded by [`BOUND`]: a run still going by then is the hang these tests exist to prevent.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use flock::prelude::*;
+use serde::Serializer;
+
+use super::temporal::{client_only_flock, config, server, temporal_flock};
+
+/// A task queue that no worker in this test binary serves (see `queue_is_unserved`).
+pub(super) const UNSERVED_QUEUE: &str = "conformance-nobody-serves-this";
+
+/// How long a Temporal run may take before it counts as hung.
+const BOUND: Duration = Duration::from_secs(45);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Text {
+    /// Some text
+    pub text: String,
+}
+
+/// The two executors, each with the settings the cases need.
+async fn both(queue: &str) -> [(&'static str, Flock); 2] {
+    let local = Flock::builder()
+        .model("test")
+        .temporal(TemporalExecutorConfig {
+            retry_interval: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("a local Flock");
+    let temporal = temporal_flock(queue).await;
+    [("local", local), ("temporal", temporal)]
+}
+
+/// Runs `flow` on `flock`, failing the test when it does not end within [`BOUND`].
+async fn bounded<F: Flow>(
+    executor: &str,
+    flock: &Flock,
+    flow: F,
+    input: F::Input,
+) -> Result<F::Output, flock::Error> {
+    tokio::time::timeout(BOUND, flock.run_flow(flow, input).into_future())
+        .await
+        .unwrap_or_else(|_| panic!("{executor}: `{}` did not end within {BOUND:?}", F::NAME))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A panic in a flow body.
+
+#[flow]
+async fn c_panics(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    let _ = ctx;
+    if input.text == "boom" {
+        panic!("the flow body hit a bug: {}", input.text);
+    }
+    Ok(input)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_flow_fails_naming_the_flow_and_the_panic() {
+    for (executor, flock) in both("conformance-panic").await {
+        let error = bounded(
+            executor,
+            &flock,
+            c_panics,
+            Text {
+                text: "boom".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("flow `c_panics` panicked")
+                && text.contains("the flow body hit a bug: boom"),
+            "{executor}: {text}"
+        );
+        match &error {
+            flock::Error::Run { cause, .. } => assert!(
+                matches!(cause, FlowError::Panicked { flow, .. } if flow == "c_panics"),
+                "{executor}: {cause:?}"
+            ),
+            other => panic!("{executor}: {other:?}"),
+        }
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads over the limit.
+
+#[agent(local = false, retry(attempts = 3, initial_interval = "10ms"))]
+async fn c_echo(input: Text) -> Text {
+    input
+}
+
+static C_BLOWUP_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Answers with an output over the payload limit.
+#[agent(local = false, retry(attempts = 3, initial_interval = "10ms"))]
+async fn c_blowup(input: Text) -> Text {
+    C_BLOWUP_CALLS.fetch_add(1, Ordering::SeqCst);
+    Text {
+        text: input.text.repeat(3_000_000),
+    }
+}
+
+#[flow]
+async fn c_big_input(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call(
+        c_echo,
+        Text {
+            text: input.text.repeat(3_000_000),
+        },
+    )
+    .await
+}
+
+#[flow]
+async fn c_big_output(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call(c_blowup, input).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_over_the_limit_fail_fast_naming_the_agent_and_the_size() {
+    for (executor, flock) in both("conformance-payload").await {
+        let error = bounded(executor, &flock, c_big_input, Text { text: "x".into() })
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("the input of agent `c_echo` is 3000011 bytes")
+                && text.contains("payload limit"),
+            "{executor}: {text}"
+        );
+
+        C_BLOWUP_CALLS.store(0, Ordering::SeqCst);
+        let error = bounded(executor, &flock, c_big_output, Text { text: "y".into() })
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("the output of agent `c_blowup`") && text.contains("payload limit"),
+            "{executor}: {text}"
+        );
+        let (agent, attempts, cause) = error.agent_error().expect("an agent error");
+        assert_eq!(
+            (agent, attempts, cause.class()),
+            ("c_blowup", 1, flock::ErrorClass::Permanent),
+            "{executor}: a too-large output is permanent, not retried"
+        );
+        assert_eq!(C_BLOWUP_CALLS.load(Ordering::SeqCst), 1, "{executor}");
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting on something that is not the context.
+
+/// A helper the `#[flow]` macro cannot see into: its timer is not the context's.
+async fn nap() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[flow]
+async fn c_naps(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    let _ = ctx;
+    nap().await;
+    Ok(input)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_waiting_on_a_foreign_timer_fails_as_non_deterministic() {
+    for (executor, flock) in both("conformance-nondeterminism").await {
+        let error = bounded(executor, &flock, c_naps, Text { text: "z".into() })
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("flow `c_naps` is not deterministic") && text.contains("ctx.sleep"),
+            "{executor}: {text}"
+        );
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs that do not serialize.
+
+/// A value whose serialization fails.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct Unserializable {
+    /// Never serialized
+    pub text: String,
+}
+
+impl Serialize for Unserializable {
+    fn serialize<S: Serializer>(&self, _serializer: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be serialized",
+        ))
+    }
+}
+
+#[flow]
+async fn c_takes_unserializable(
+    ctx: &FlowContext,
+    input: Unserializable,
+) -> Result<Text, FlowError> {
+    let _ = ctx;
+    Ok(Text { text: input.text })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_that_does_not_serialize_starts_nothing() {
+    for (executor, flock) in both("conformance-unserializable").await {
+        let id = format!("unserializable-{executor}");
+        let recorded = flock
+            .run_flow(
+                c_takes_unserializable,
+                Unserializable {
+                    text: "never".into(),
+                },
+            )
+            .id(id.clone())
+            .recorded()
+            .await;
+        let text = recorded.result.unwrap_err().to_string();
+        assert!(
+            text.contains("c_takes_unserializable")
+                && text.contains("this value refuses to be serialized"),
+            "{executor}: {text}"
+        );
+        if executor == "temporal" {
+            let started = flock.flow_handle(c_takes_unserializable, &id).unwrap();
+            let error = started.result().await.unwrap_err().to_string();
+            assert!(
+                error.contains("there is no run"),
+                "{executor}: nothing may have been started with a null input: {error}"
+            );
+        }
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task queues nobody serves.
+
+#[agent(task_queue = "conformance-nobody-serves-this")]
+async fn c_on_unserved_queue(input: Text) -> Text {
+    input
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_is_unserved_unless_declared_served_elsewhere() {
+    // The local executor runs everything in-process: queues do not apply.
+    let local = Flock::builder().model("test").build().await.unwrap();
+    let out = local
+        .run(c_on_unserved_queue, Text { text: "q".into() })
+        .await
+        .unwrap();
+    assert_eq!(out.text, "q");
+
+    // A process that runs work on Temporal refuses, naming the queue and the definition.
+    let error = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .temporal(config("conformance-queues"))
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("task queue `conformance-nobody-serves-this`")
+            && error.contains("agent `c_on_unserved_queue`")
+            && error.contains("queue_served_elsewhere"),
+        "{error}"
+    );
+    // ... and so does a standalone worker.
+    let worker_error = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(config("conformance-queues"))
+        .build()
+        .await
+        .unwrap()
+        .worker()
+        .run_until(async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        worker_error.contains("task queue `conformance-nobody-serves-this`"),
+        "{worker_error}"
+    );
+    // Declared, it builds (the helpers of this binary all declare it).
+    let declared = temporal_flock("conformance-queues").await;
+    declared.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs started from outside with input that does not fit.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_without_input_fails_naming_the_expected_type() {
+    let flock = temporal_flock("conformance-no-input").await;
+    let cli = flock::dev_server::DevServer::find_cli().expect("the temporal CLI");
+    for (id, extra) in [
+        ("no-input", vec![]),
+        ("wrong-input", vec!["--input", r#"{"txt": 1}"#]),
+    ] {
+        let status = std::process::Command::new(&cli)
+            .args([
+                "workflow",
+                "start",
+                "--address",
+                &server(),
+                "--task-queue",
+                "conformance-no-input",
+                "--type",
+                "c_panics",
+                "--workflow-id",
+                id,
+            ])
+            .args(&extra)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("temporal workflow start");
+        assert!(status.success());
+        let handle = flock.flow_handle(c_panics, id).unwrap();
+        let error = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("run `{id}` did not end within {BOUND:?}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("c_panics") && error.contains("Text"),
+            "{id}: the error names the flow and the type it expected: {error}"
+        );
+    }
+    flock.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-attaching with the wrong flow.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattaching_with_the_wrong_flow_is_an_error_naming_both() {
+    let flock = temporal_flock("conformance-reattach").await;
+    flock
+        .run_flow(
+            c_panics,
+            Text {
+                text: "fine".into(),
+            },
+        )
+        .id("reattach-typed")
+        .await
+        .unwrap();
+    // `c_naps` has the same input and output types: decoding alone would not notice.
+    let wrong = client_only_flock("conformance-reattach")
+        .await
+        .flow_handle(c_naps, "reattach-typed")
+        .unwrap();
+    let error = wrong.result().await.unwrap_err().to_string();
+    assert!(
+        error.contains("is a run of `c_panics`, not of `c_naps`"),
+        "{error}"
+    );
+    flock.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelling a flow whose child is running.
+
+#[flow]
+async fn c_slow_child(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.sleep(Duration::from_secs(30)).await?;
+    Ok(input)
+}
+
+#[flow]
+async fn c_parent(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call_flow(c_slow_child, input).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_with_a_running_child_ends_it_cancelled() {
+    for (executor, flock) in both("conformance-cancel").await {
+        let handle = flock
+            .start_flow(c_parent, Text { text: "c".into() })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handle.cancel().await.unwrap();
+        let error = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("{executor}: the cancelled run did not end"))
+            .unwrap_err();
+        match &error {
+            flock::Error::Run { cause, .. } => assert!(
+                matches!(cause, FlowError::Cancelled { .. }),
+                "{executor}: ended {cause:?}, not cancelled"
+            ),
+            other => panic!("{executor}: {other:?}"),
+        }
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child runs in the record.
+
+#[agent]
+async fn c_wait(input: Text) -> Text {
+    let millis: u64 = input.text.parse().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    input
+}
+
+#[flow]
+async fn c_child(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call(c_wait, input).await
+}
+
+#[flow]
+async fn c_two_children(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    let _ = input;
+    let (slow, fast) = flock::try_join!(
+        ctx.call_flow(c_child, Text { text: "300".into() }),
+        ctx.call_flow(c_child, Text { text: "10".into() }),
+    )?;
+    Ok(Text {
+        text: format!("{}+{}", slow.text, fast.text),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_runs_are_recorded_in_call_order_with_their_durations() {
+    for (executor, flock) in both("conformance-children").await {
+        let recorded = flock
+            .run_flow(
+                c_two_children,
+                Text {
+                    text: String::new(),
+                },
+            )
+            .recorded()
+            .await;
+        assert_eq!(recorded.result.unwrap().text, "300+10", "{executor}");
+        let children = &recorded.record.children;
+        assert_eq!(children.len(), 2, "{executor}");
+        assert_eq!(
+            children[0].output,
+            Some(serde_json::json!({ "text": "300" })),
+            "{executor}: the first child called comes first"
+        );
+        assert!(
+            children[0].duration >= Duration::from_millis(300),
+            "{executor}: child duration {:?}",
+            children[0].duration
+        );
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A flow named like an agent's hand-off chain.
+
+#[test]
+fn a_flow_named_like_a_chain_is_refused() {
+    use flock::__private::{Chain, agent_registration, flow_registration};
+    let mut registry = flock::Registry::default();
+    registry
+        .add_agent(&agent_registration(&c_echo, &Chain(c_echo)))
+        .unwrap();
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Impostor;
+    static SPEC: flock::FlowSpec = flock::FlowSpec::new("c_echo.chain");
+    impl Flow for Impostor {
+        type Input = Text;
+        type Output = Text;
+        const NAME: &'static str = "c_echo.chain";
+        fn spec(&self) -> &'static flock::FlowSpec {
+            &SPEC
+        }
+        fn run(
+            self,
+            _ctx: &FlowContext,
+            input: Text,
+        ) -> futures::future::BoxFuture<'_, Result<Text, FlowError>> {
+            Box::pin(async move { Ok(input) })
+        }
+    }
+    let error = registry
+        .add_flow(&flow_registration(&Impostor))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("flow `c_echo.chain`") && error.contains("hand-off chain"),
+        "{error}"
+    );
+}
