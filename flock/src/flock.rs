@@ -60,6 +60,63 @@ struct Inner {
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     served_elsewhere: BTreeSet<String>,
     executor: Executor,
+    local_ids: LocalIds,
+}
+
+/// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids.
+#[derive(Debug, Default)]
+struct LocalIds(std::sync::Mutex<std::collections::HashMap<String, LocalRunState>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalRunState {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl LocalIds {
+    fn claim(&self, run_id: &str, flow: &str, policy: IdReuse) -> Result<(), Error> {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = match ids.get(run_id) {
+            None => None,
+            Some(LocalRunState::Running) => Some("is still running"),
+            Some(LocalRunState::Completed) if policy != IdReuse::Allow => Some("completed"),
+            Some(LocalRunState::Failed) if policy == IdReuse::Reject => Some("failed"),
+            Some(_) => None,
+        };
+        if let Some(state) = refused {
+            return Err(id_taken(run_id, flow, state, policy));
+        }
+        ids.insert(run_id.to_owned(), LocalRunState::Running);
+        Ok(())
+    }
+
+    fn close(&self, run_id: &str, completed: bool) {
+        let state = if completed {
+            LocalRunState::Completed
+        } else {
+            LocalRunState::Failed
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id.to_owned(), state);
+    }
+}
+
+/// A refused run id, the same on both executors.
+pub(crate) fn id_taken(run_id: &str, flow: &str, state: &str, policy: IdReuse) -> Error {
+    let hint = match state {
+        "is still running" => {
+            "wait for it (`flock.flow_handle(..)`) or choose another id".to_owned()
+        }
+        _ => format!(
+            "the run's id reuse policy is {policy:?}; to run again under this id use `.id_reuse(IdReuse::Allow)`"
+        ),
+    };
+    Error::Config(format!(
+        "cannot start `{flow}` as run `{run_id}`: a run with that id {state}; {hint}"
+    ))
 }
 
 #[derive(Debug)]
@@ -114,6 +171,7 @@ impl Flock {
             flow: std::marker::PhantomData,
             input,
             id: None,
+            id_reuse: IdReuse::default(),
         }
     }
 
@@ -385,6 +443,7 @@ impl FlockBuilder {
                 temporal: self.temporal,
                 served_elsewhere: self.served_elsewhere,
                 executor,
+                local_ids: LocalIds::default(),
             }),
         })
     }
@@ -417,6 +476,23 @@ impl FlockBuilder {
     }
 }
 
+/// Whether a run may take the id of an earlier, closed run (Temporal's workflow-id reuse policy;
+/// the local executor applies the same rule to the runs of its `Flock`). A run whose id is still
+/// running is refused either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdReuse {
+    /// Only when the earlier run did not complete (failed, cancelled, terminated, timed out): a
+    /// retry under the same id. The default: re-running completed work under an id that says
+    /// it was done would repeat its side effects silently.
+    #[default]
+    FailedOnly,
+    /// Always: a new run under the same id.
+    Allow,
+    /// Never.
+    Reject,
+}
+
 /// A run about to start: `.await` it for the result, or set its id or ask for its record first.
 #[must_use = "a run does nothing until it is awaited"]
 pub struct RunRequest<'a, F: Flow> {
@@ -424,6 +500,7 @@ pub struct RunRequest<'a, F: Flow> {
     flow: std::marker::PhantomData<F>,
     input: F::Input,
     id: Option<String>,
+    id_reuse: IdReuse,
 }
 
 /// A run's result together with its record.
@@ -439,6 +516,13 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// The run id (on Temporal: the workflow id); by default `<name>-<uuid>`.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Whether the id of an earlier, closed run may be taken (see [`IdReuse`]; by default only
+    /// that of a run that did not complete).
+    pub fn id_reuse(mut self, policy: IdReuse) -> Self {
+        self.id_reuse = policy;
         self
     }
 
@@ -489,6 +573,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         };
         match &inner.executor {
             Executor::Local => {
+                if let Err(error) = inner.local_ids.claim(&run_id, F::NAME, self.id_reuse) {
+                    return failed(error);
+                }
                 let (result, record) = local::run_flow(
                     inner.settings.clone(),
                     flow,
@@ -496,6 +583,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                     input,
                 )
                 .await;
+                inner.local_ids.close(&run_id, result.is_ok());
                 Recorded {
                     result: result
                         .map_err(|cause| run_failed::<F>(&run_id, cause))
@@ -507,7 +595,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             Executor::Temporal(temporal) => {
                 let result = async {
                     temporal
-                        .start_run(flow.spec(), &run_id, input.clone())
+                        .start_run(flow.spec(), &run_id, input.clone(), self.id_reuse)
                         .await?;
                     temporal.result(F::NAME, &run_id).await
                 }
@@ -537,14 +625,22 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         let inner = &self.flock.inner;
         let state = match &inner.executor {
             Executor::Local => {
-                let (settings, id) = (inner.settings.clone(), Arc::from(run_id.as_str()));
-                let task =
-                    tokio::spawn(async move { local::run_flow(settings, flow, id, input).await.0 });
+                inner.local_ids.claim(&run_id, F::NAME, self.id_reuse)?;
+                let (settings, id): (_, Arc<str>) =
+                    (inner.settings.clone(), Arc::from(run_id.as_str()));
+                let flock = self.flock.clone();
+                let task = tokio::spawn(async move {
+                    let result = local::run_flow(settings, flow, id.clone(), input).await.0;
+                    flock.inner.local_ids.close(&id, result.is_ok());
+                    result
+                });
                 HandleState::Local(tokio::sync::Mutex::new(Some(task)))
             }
             #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => {
-                temporal.start_run(flow.spec(), &run_id, input).await?;
+                temporal
+                    .start_run(flow.spec(), &run_id, input, self.id_reuse)
+                    .await?;
                 HandleState::Started
             }
         };

@@ -84,7 +84,7 @@ pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
 pub use crate::config::{TemporalExecutorConfig, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
-pub use crate::flock::{Flock, FlockBuilder, FlowHandle, Recorded, RunOutput, RunRequest};
+pub use crate::flock::{Flock, FlockBuilder, FlowHandle, IdReuse, Recorded, RunOutput, RunRequest};
 pub use crate::flow::{Flow, FlowContext};
 pub use crate::record::RunRecord;
 pub use crate::registry::Registry;

@@ -507,3 +507,114 @@ fn a_flow_named_like_a_chain_is_refused() {
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reusing a run id.
+
+#[flow]
+async fn c_fails_on_odd(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    let _ = ctx;
+    if input.text.len() % 2 == 1 {
+        return Err(FlowError::msg("odd"));
+    }
+    Ok(input)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_runs_id_is_not_reused_silently() {
+    for (executor, flock) in both("conformance-ids").await {
+        let id = format!("ids-{executor}");
+        let ok = Text { text: "ok".into() };
+        flock
+            .run_flow(c_fails_on_odd, ok.clone())
+            .id(&id)
+            .await
+            .unwrap();
+        let error = match flock.run_flow(c_fails_on_odd, ok.clone()).id(&id).await {
+            Ok(_) => panic!("{executor}: a completed run's id was reused"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&format!("run `{id}`: a run with that id completed"))
+                && error.contains("IdReuse::Allow"),
+            "{executor}: {error}"
+        );
+        flock
+            .run_flow(c_fails_on_odd, ok.clone())
+            .id(&id)
+            .id_reuse(flock::IdReuse::Allow)
+            .await
+            .unwrap_or_else(|e| panic!("{executor}: an allowed reuse runs again: {e}"));
+
+        // a failed run's id may be taken by a retry, by default
+        let failed_id = format!("ids-failed-{executor}");
+        flock
+            .run_flow(c_fails_on_odd, Text { text: "odd".into() })
+            .id(&failed_id)
+            .await
+            .unwrap_err();
+        flock
+            .run_flow(c_fails_on_odd, ok.clone())
+            .id(&failed_id)
+            .await
+            .unwrap_or_else(|e| panic!("{executor}: a failed run's id is reusable: {e}"));
+        let error = flock
+            .run_flow(c_fails_on_odd, ok)
+            .id(&failed_id)
+            .id_reuse(flock::IdReuse::Reject)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("IdReuse::Allow"), "{executor}: {error}");
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A timed-out attempt stops.
+
+static C_LATE_EFFECTS: AtomicU32 = AtomicU32::new(0);
+static C_SAW_CANCEL: AtomicU32 = AtomicU32::new(0);
+
+/// Takes longer than its timeout; a side effect after the deadline would be a bug.
+#[agent(timeout = "300ms", retry(attempts = 1))]
+async fn c_overruns(ctx: &AgentContext, input: Text) -> Text {
+    let watcher = ctx.clone();
+    tokio::spawn(async move {
+        watcher.cancelled().await;
+        C_SAW_CANCEL.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    C_LATE_EFFECTS.fetch_add(1, Ordering::SeqCst);
+    input
+}
+
+#[flow]
+async fn c_times_out(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call(c_overruns, input).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_attempt_is_cancelled_and_stops() {
+    for (executor, flock) in both("conformance-timeout").await {
+        C_LATE_EFFECTS.store(0, Ordering::SeqCst);
+        C_SAW_CANCEL.store(0, Ordering::SeqCst);
+        let error = bounded(executor, &flock, c_times_out, Text { text: "t".into() })
+            .await
+            .unwrap_err();
+        let (agent, attempts, _) = error.agent_error().expect("the agent failed");
+        assert_eq!((agent, attempts), ("c_overruns", 1), "{executor}: {error}");
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(
+            C_LATE_EFFECTS.load(Ordering::SeqCst),
+            0,
+            "{executor}: the attempt ran on after its timeout"
+        );
+        assert_eq!(
+            C_SAW_CANCEL.load(Ordering::SeqCst),
+            1,
+            "{executor}: the agent saw its cancellation"
+        );
+        flock.shutdown().await.unwrap();
+    }
+}

@@ -609,6 +609,7 @@ async fn randomness_is_seeded_per_run() {
     let b = flock
         .run_flow(draw, Job { id: 1 })
         .id("same")
+        .id_reuse(flock::IdReuse::Allow)
         .await
         .unwrap();
     let c = flock

@@ -474,6 +474,7 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
     let started = Instant::now();
     let error = Flock::builder()
         .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: format!("127.0.0.1:{port}"),
             ..Default::default()
@@ -494,6 +495,7 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
     let started = Instant::now();
     let error = Flock::builder()
         .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: address.to_string(),
             ..Default::default()
@@ -513,7 +515,11 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
 #[tokio::test]
 async fn configuration_errors_are_clear() {
     let build = |config: TemporalExecutorConfig| {
-        Flock::builder().local_debug(false).temporal(config).build()
+        Flock::builder()
+            .local_debug(false)
+            .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+            .temporal(config)
+            .build()
     };
 
     let error = build(TemporalExecutorConfig {

@@ -434,7 +434,10 @@ impl TemporalExecutor {
         spec: &FlowSpec,
         run_id: &str,
         input: Value,
+        id_reuse: crate::flock::IdReuse,
     ) -> Result<(), Error> {
+        use crate::flock::IdReuse;
+        use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
         let options = WorkflowStartOptions::new(
             spec.task_queue
                 .unwrap_or(&self.config.task_queue)
@@ -447,17 +450,33 @@ impl TemporalExecutor {
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .enable_eager_workflow_start(self.eager)
+        .id_reuse_policy(match id_reuse {
+            IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
+            IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
+            IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
+        })
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .build();
-        self.client
+        match self
+            .client
             .start_workflow(workflow::ByName(spec.name), input, options)
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                Error::Executor(format!(
-                    "cannot start `{}` as workflow `{run_id}`: {e}",
-                    spec.name
-                ))
-            })
+        {
+            Ok(_) => Ok(()),
+            Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
+                let state = match self.status_of(run_id).await {
+                    Some(true) => "is still running",
+                    Some(false) if id_reuse == IdReuse::FailedOnly => "completed",
+                    Some(false) => "closed",
+                    None => "exists",
+                };
+                Err(crate::flock::id_taken(run_id, spec.name, state, id_reuse))
+            }
+            Err(e) => Err(Error::Executor(format!(
+                "cannot start `{}` as workflow `{run_id}`: {e}",
+                spec.name
+            ))),
+        }
     }
 
     /// Waits for the result of workflow `run_id`. Transport errors while waiting (a server that
@@ -537,6 +556,23 @@ impl TemporalExecutor {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Whether workflow `run_id` is running (`Some(true)`), closed (`Some(false)`), or unknown.
+    async fn status_of(&self, run_id: &str) -> Option<bool> {
+        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+        let description = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .describe(Default::default())
+            .await
+            .ok()?;
+        let status = description
+            .raw_description
+            .workflow_execution_info
+            .as_ref()?
+            .status();
+        Some(status == WorkflowExecutionStatus::Running)
     }
 
     /// Checks that workflow `run_id` is a run of flow `name` (before a handle found by id uses it).
