@@ -618,3 +618,43 @@ async fn a_timed_out_attempt_is_cancelled_and_stops() {
         flock.shutdown().await.unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attempts reported after a timeout.
+
+static C_STUCK_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Never answers in time; its schedule-to-close timeout ends the retries before `attempts` does.
+#[agent(
+    local = false,
+    timeout = "300ms",
+    schedule_to_close = "1s",
+    retry(attempts = 10, initial_interval = "10ms", backoff = 1.0)
+)]
+async fn c_stuck(input: Text) -> Text {
+    C_STUCK_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    input
+}
+
+#[flow]
+async fn c_calls_stuck(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.call(c_stuck, input).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_reports_the_attempts_made_not_the_maximum() {
+    for (executor, flock) in both("conformance-attempts").await {
+        C_STUCK_CALLS.store(0, Ordering::SeqCst);
+        let error = bounded(executor, &flock, c_calls_stuck, Text { text: "s".into() })
+            .await
+            .unwrap_err();
+        let (_, attempts, _) = error.agent_error().expect("the agent failed");
+        let made = C_STUCK_CALLS.load(Ordering::SeqCst);
+        assert!(
+            (2..10).contains(&attempts) && attempts.abs_diff(made) <= 1,
+            "{executor}: reported {attempts} attempts, {made} made: {error}"
+        );
+        flock.shutdown().await.unwrap();
+    }
+}

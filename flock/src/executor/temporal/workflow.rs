@@ -327,12 +327,44 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
         Some(other) => (AgentError::transient(other.to_string()), None),
         None => (AgentError::transient(error.to_string()), None),
     };
-    let attempts = attempts.unwrap_or(if max_attempts == 0 { 1 } else { max_attempts });
+    let attempts = attempts.unwrap_or_else(|| attempts_made(error, max_attempts));
     FlowError::Agent {
         agent: agent.to_owned(),
         attempts,
         cause,
     }
+}
+
+/// The attempts an activity made when its failure does not carry flock's attempt number (a
+/// timeout): all of them when Temporal says it ran out of attempts; otherwise the last attempt
+/// the failure chain records, plus the one that timed out.
+fn attempts_made(error: &ActivityExecutionError, max_attempts: u32) -> u32 {
+    use temporalio_common::protos::temporal::api::enums::v1::RetryState;
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    let Some(failure) = error.failure() else {
+        return 1;
+    };
+    if let Some(FailureInfo::ActivityFailureInfo(info)) = &failure.failure_info
+        && info.retry_state() == RetryState::MaximumAttemptsReached
+        && max_attempts > 0
+    {
+        return max_attempts;
+    }
+    let mut cause = failure.cause.as_deref();
+    while let Some(failure) = cause {
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &failure.failure_info
+            && let Some(attempt) = info
+                .details
+                .as_ref()
+                .and_then(|d| d.payloads.first())
+                .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+                .and_then(|d| d["attempt"].as_u64())
+        {
+            return attempt as u32 + 1;
+        }
+        cause = failure.cause.as_deref();
+    }
+    1
 }
 
 fn child_failure(error: &temporalio_common::error::ChildWorkflowExecutionError) -> FlowError {
