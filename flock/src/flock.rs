@@ -545,8 +545,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     ///
     /// On Temporal the record is read back from the workflow's history: each agent (activity) with
     /// its input, output, error and attempts (Temporal keeps the last attempt's timing and the
-    /// failure before it), model token usage, and child flows. Agents run as local activities are
-    /// not listed.
+    /// failure before it), model token usage, and child flows with their timing and outcome.
+    /// Agents run as local activities are listed from their markers, without their input (which
+    /// the marker does not keep).
     pub async fn recorded(self) -> Recorded<F::Output> {
         let run_id = self.run_id();
         let started = std::time::Instant::now();

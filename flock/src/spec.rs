@@ -45,7 +45,7 @@ pub struct AgentSpec {
     /// How often a declarative agent re-asks the model after an answer that does not fit.
     pub output_retries: Option<u32>,
     /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
-    /// no task-queue round trip); `None` follows the executor's default.
+    /// no task-queue round trip); `None`: decided by [`runs_locally`](Self::runs_locally).
     pub local: Option<bool>,
     /// The tools a declarative agent offers the model.
     pub tools: &'static [&'static dyn crate::tool::DynTool],

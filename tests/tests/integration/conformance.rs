@@ -22,6 +22,36 @@ pub struct Text {
     pub text: String,
 }
 
+/// What the worker logs in this test binary (a global subscriber, installed on first use).
+fn worker_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(log))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other subscriber in this test binary");
+        log
+    })
+}
+
+struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The two executors, each with the settings the cases need.
 async fn both(queue: &str) -> [(&'static str, Flock); 2] {
     let local = Flock::builder()
@@ -63,6 +93,7 @@ async fn c_panics(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_flow_fails_naming_the_flow_and_the_panic() {
+    let log = worker_log();
     for (executor, flock) in both("conformance-panic").await {
         let error = bounded(
             executor,
@@ -89,6 +120,12 @@ async fn a_panicking_flow_fails_naming_the_flow_and_the_panic() {
         }
         flock.shutdown().await.unwrap();
     }
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        log.lines().any(|line| line.contains("ERROR")
+            && line.contains("flow `c_panics` failed: flow `c_panics` panicked")),
+        "the worker logs the failed run at error level:\n{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
