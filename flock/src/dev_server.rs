@@ -42,6 +42,9 @@ pub struct DevServerOptions {
     pub namespaces: Vec<String>,
     /// How long to wait until the server answers.
     pub startup_timeout: Duration,
+    /// Keep the server's state in this SQLite file (`--db-filename`), so that a server restarted
+    /// on it carries on; `None` keeps it in memory.
+    pub db_filename: Option<PathBuf>,
 }
 
 impl Default for DevServerOptions {
@@ -53,6 +56,7 @@ impl Default for DevServerOptions {
             fast: true,
             namespaces: Vec::new(),
             startup_timeout: Duration::from_secs(30),
+            db_filename: None,
         }
     }
 }
@@ -168,6 +172,9 @@ impl DevServer {
         }
         for namespace in &options.namespaces {
             command.args(["--namespace", namespace]);
+        }
+        if let Some(db) = &options.db_filename {
+            command.arg("--db-filename").arg(db);
         }
         let mut child = command
             .spawn()

@@ -695,3 +695,100 @@ async fn a_timeout_reports_the_attempts_made_not_the_maximum() {
         flock.shutdown().await.unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A server that is briefly unavailable while a client waits.
+
+#[flow]
+async fn c_sleeps(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    ctx.sleep(Duration::from_secs(4)).await?;
+    Ok(input)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_rides_out_a_server_restart_and_gives_up_distinctly() {
+    use flock::dev_server::{DevServer, DevServerOptions};
+    let dir = std::env::temp_dir().join(format!("flock-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = DevServerOptions {
+        port: Some(free_port()),
+        db_filename: Some(dir.join("temporal.db")),
+        ..Default::default()
+    };
+    let server = DevServer::start(options.clone()).await.unwrap();
+    let flock = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .queue_served_elsewhere(UNSERVED_QUEUE)
+        .temporal(TemporalExecutorConfig {
+            server_url: server.address(),
+            task_queue: "conformance-restart".into(),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let handle = flock
+        .start_flow(c_sleeps, Text { text: "r".into() })
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let result = handle.result().await;
+        (result, flock)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the wait must not fail while the server is away"
+    );
+    let server = DevServer::start(options.clone()).await.unwrap();
+    let (result, flock) = tokio::time::timeout(BOUND, waiting)
+        .await
+        .expect("the run completes after the restart")
+        .unwrap();
+    assert_eq!(
+        result.unwrap().text,
+        "r",
+        "the run's own result, not a transport error"
+    );
+
+    // A client that stops waiting says so, distinctly from a failed run.
+    let impatient = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .in_process_worker(false)
+        .temporal(TemporalExecutorConfig {
+            server_url: server.address(),
+            task_queue: "conformance-restart".into(),
+            wait_retry_window: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let handle = impatient
+        .start_flow(c_sleeps, Text { text: "g".into() })
+        .await
+        .unwrap();
+    server.stop();
+    let error = tokio::time::timeout(BOUND, handle.result())
+        .await
+        .expect("the wait gives up within its window")
+        .unwrap_err();
+    assert!(
+        matches!(error, flock::Error::WaitGaveUp { .. }),
+        "a distinct error: {error:?}"
+    );
+    let _ = flock.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
