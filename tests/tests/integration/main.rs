@@ -4,4 +4,5 @@
 mod connect;
 mod local;
 mod model;
+mod shutdown;
 mod temporal;

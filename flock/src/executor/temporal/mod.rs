@@ -155,7 +155,10 @@ impl WorkerLimits {
     }
 }
 
-/// Runs a worker until `stop` resolves (then shuts it down gracefully) or it fails.
+/// Runs a worker until it fails, or until `stop` resolves and it has drained: the SDK's shutdown
+/// stops polling, tells the server (so the flows' next tasks go to other workers at once), and
+/// waits for the attempts in flight, cancelling those still running after the options'
+/// `graceful_shutdown_period`. A worker that fails before `stop` returns its error at once.
 pub(crate) async fn run_worker(
     client: Client,
     options: WorkerOptions,
@@ -166,11 +169,19 @@ pub(crate) async fn run_worker(
     let mut worker = Worker::new(&sdk_runtime, client, options)
         .map_err(|e| Error::Executor(format!("cannot create the Temporal worker: {e}")))?;
     let shutdown = worker.shutdown_handle();
-    let stopper = async {
-        stop.await;
-        shutdown();
+    let mut stop = std::pin::pin!(stop);
+    let mut running = std::pin::pin!(worker.run());
+    let ended_by_itself = tokio::select! {
+        result = running.as_mut() => Some(result),
+        () = stop.as_mut() => None,
     };
-    let (result, ()) = tokio::join!(worker.run(), stopper);
+    let result = match ended_by_itself {
+        Some(result) => result,
+        None => {
+            shutdown();
+            running.await
+        }
+    };
     result.map_err(|e| Error::Executor(format!("the Temporal worker stopped: {e}")))
 }
 
