@@ -54,6 +54,10 @@ pub struct FlockWorker {
     grace_period: Duration,
 }
 
+/// What a first request to stop resolves to: a future that resolves at a second request, to stop
+/// without waiting for the attempts in flight.
+struct Again<F>(F);
+
 /// Why a stopping worker gave up waiting for attempts in flight.
 enum GaveUp {
     GracePeriodOver,
@@ -97,6 +101,7 @@ impl FlockWorker {
     pub async fn run(self) -> Result<(), Error> {
         // Listen before serving, so that a SIGTERM from now on drains instead of killing.
         let mut signals = Signals::listen()?;
+        self.client()?;
         let grace = self.grace_period;
         let queue = self.flock.temporal_config().task_queue.clone();
         let address = self.flock.temporal_config().server_url.clone();
@@ -110,10 +115,10 @@ impl FlockWorker {
                 "flock worker: {signal} received; taking no new work and waiting up to {grace:?} \
                  for the agent attempts in flight (signal again to stop without waiting)"
             );
-            async move {
+            Again(async move {
                 let signal = signals.next().await;
                 eprintln!("flock worker: {signal} received again; stopping without waiting");
-            }
+            })
         };
         let served = self.serve(stop).await;
         match &served {
@@ -128,23 +133,27 @@ impl FlockWorker {
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
         self.serve(async {
             stop.await;
-            std::future::pending::<()>()
+            Again(std::future::pending())
         })
         .await
     }
 
-    /// Serves until `stop` resolves, then drains until the attempts in flight finish, the grace
-    /// period is over, or the future `stop` resolved to (a second request to stop) resolves.
-    async fn serve<H: Future<Output = ()>>(
-        self,
-        stop: impl Future<Output = H>,
-    ) -> Result<(), Error> {
-        let Some(client) = self.flock.temporal_client() else {
-            return Err(Error::Config(
+    fn client(&self) -> Result<&temporalio_client::Client, Error> {
+        self.flock.temporal_client().ok_or_else(|| {
+            Error::Config(
                 "a worker needs the Temporal executor: build the Flock with `local_debug(false)`"
                     .into(),
-            ));
-        };
+            )
+        })
+    }
+
+    /// Serves until `stop` resolves, then drains until the attempts in flight finish, the grace
+    /// period is over, or the second request to stop that `stop` resolved to arrives.
+    async fn serve<H: Future<Output = ()>>(
+        self,
+        stop: impl Future<Output = Again<H>>,
+    ) -> Result<(), Error> {
+        let client = self.client()?;
         let shared = Arc::new(WorkerShared {
             runtime: self.flock.runtime().clone(),
             config: self.flock.temporal_config().clone(),
@@ -154,7 +163,7 @@ impl FlockWorker {
         options.graceful_shutdown_period = Some(grace.saturating_sub(cancel_window(grace)));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<H>();
         let stop = async move {
-            let again = stop.await;
+            let Again(again) = stop.await;
             let _ = stopping_tx.send(again);
         };
         let bound = async move {
