@@ -35,13 +35,19 @@ pub struct TemporalExecutorConfig {
     pub task_queue: String,
     /// The Temporal namespace.
     pub namespace: String,
-    /// The Temporal frontend address, `host:port` (or `http(s)://host:port`).
+    /// The Temporal frontend address: `host:port`, `http://host:port` (plaintext) or
+    /// `https://host:port` (TLS). The port is required (Temporal's default is 7233; flock does
+    /// not assume it). Without a scheme, the connection uses TLS when `api_key` or the client
+    /// certificate is set, as Temporal's other SDKs do, and plaintext otherwise.
     pub server_url: String,
-    /// Client certificate for mTLS (Temporal Cloud).
+    /// Client certificate for mTLS (Temporal Cloud): a PEM file (`-----BEGIN CERTIFICATE-----`),
+    /// checked before connecting. Needs TLS, so `server_url` must not say `http://`.
     pub tls_cert_path: Option<PathBuf>,
-    /// Client private key for mTLS (Temporal Cloud).
+    /// Client private key for mTLS (Temporal Cloud): a PEM file (PKCS#8, PKCS#1 or SEC1) that
+    /// belongs to `tls_cert_path`, checked before connecting.
     pub tls_key_path: Option<PathBuf>,
-    /// API key (Temporal Cloud); never printed.
+    /// API key (Temporal Cloud), sent as a header; never printed. Turns TLS on unless
+    /// `server_url` starts with `http://`, which sends it in plaintext (trusted networks only).
     pub api_key: Option<String>,
     /// Timeout of a whole workflow execution.
     pub workflow_execution_timeout: Option<Duration>,

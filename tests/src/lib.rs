@@ -1,3 +1,4 @@
 //! Code shared by the integration tests and the helper processes they start.
 
 pub mod durability;
+pub mod shutdown;

@@ -2,6 +2,8 @@
 //! area.
 
 mod conformance;
+mod connect;
 mod local;
 mod model;
+mod shutdown;
 mod temporal;

