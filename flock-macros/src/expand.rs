@@ -367,7 +367,15 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     }
     let retry = &attrs.retry;
     if let Some(attempts) = &retry.attempts {
-        let value = some(Literal::u32_suffixed(attempts.value).into_token_stream());
+        let value = some(match attempts.value {
+            attr::Attempts::AtMost(n) => {
+                let n = Literal::u32_suffixed(n.get());
+                quote_spanned!(attempts.span=> #fp::attempts_at_most(#n))
+            }
+            attr::Attempts::Unlimited => {
+                quote_spanned!(attempts.span=> #fp::Attempts::Unlimited)
+            }
+        });
         settings.push(quote!(#spec.retry.attempts = #value;));
     }
     for (field, value) in [
@@ -753,7 +761,7 @@ mod tests {
                 "__flock_spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
                 "__flock_spec.local = ::flock::__private::core::option::Option::Some(false);",
                 "__flock_spec.tools = &[&search, &fetch];",
-                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(3u32);",
+                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::attempts_at_most(3u32));",
                 "__flock_spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
                 "__flock_spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
                 "__flock_spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
@@ -815,6 +823,22 @@ mod tests {
             ],
         );
         assert!(!expansion.contains("__flock_spec.hand_off"));
+    }
+
+    #[test]
+    fn unlimited_attempts_are_the_enum_variant() {
+        let expansion = pretty(agent(
+            quote!(retry(attempts = unlimited)),
+            quote!(
+                async fn a(input: In) -> Out;
+            ),
+        ));
+        assert_contains(
+            &expansion,
+            &[
+                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::Attempts::Unlimited);",
+            ],
+        );
     }
 
     #[test]
@@ -1010,7 +1034,7 @@ mod tests {
             compile_errors(&tokens),
             [
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
-                "`attempts` takes a whole number: `attempts = 5`",
+                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
                 "duplicate key `model` in `#[agent(..)]`: set it once",
                 "an agent fn must be `async`: write `async fn research`",
                 "an agent takes one input, optionally after a context `ctx: &AgentContext`: put these values into the input struct",

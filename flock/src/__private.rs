@@ -413,3 +413,17 @@ where
         Err(error) => Box::pin(core::future::ready(Err(error))),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retry attempts.
+
+pub use crate::retry::Attempts;
+
+/// `retry(attempts = n)`. `#[agent]` rejects `n = 0` (Temporal's "unlimited"), and the call
+/// initializes a `static`, so the panic cannot happen at run time.
+pub const fn attempts_at_most(n: u32) -> Attempts {
+    match Attempts::at_most(n) {
+        Some(attempts) => attempts,
+        None => panic!("`retry(attempts = 0)`: write `attempts = unlimited`"),
+    }
+}

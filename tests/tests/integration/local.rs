@@ -401,7 +401,7 @@ async fn start_to_close_timeout_fails_each_attempt() {
 
 #[agent(
     schedule_to_close = "120ms",
-    retry(attempts = 0, initial_interval = "50ms", backoff = 1.0)
+    retry(attempts = unlimited, initial_interval = "50ms", backoff = 1.0)
 )]
 async fn never_ready(input: Job) -> Result<Job, AgentError> {
     let _ = input;
