@@ -9,12 +9,12 @@
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, LitStr, PatType, Type};
+use syn::{Block, Ident, LitStr, PatType, Type};
 
 use crate::attr::{self, AgentAttrs, FlowAttrs, Millis, ToolAttrs};
-use crate::check;
 use crate::ctxt::Ctxt;
 use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
+use crate::{check, determinism};
 
 /// `#[agent(..)]`.
 pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -50,6 +50,16 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
         expand: expand_tool,
     };
     stages.run(args, item)
+}
+
+/// `#[flock::nondeterministic]` where `#[flow]` has not removed it: on an item, or outside a
+/// flow. The item is left as it is.
+pub fn nondeterministic(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    if !args.is_empty() {
+        cx.error_spanned_by(args, "`#[flock::nondeterministic]` takes no arguments");
+    }
+    with_errors(cx, item)
 }
 
 /// The stages of one attribute macro: attribute parsing, the model of the fn, validation and
@@ -225,11 +235,10 @@ fn stub(item: &FnItem) -> TokenStream {
 }
 
 /// The body, as an associated fn of the generated type: `async fn __flock_body(..) -> Ret`.
-fn body_fn(func: &Func) -> TokenStream {
+fn body_fn(func: &Func, body: Option<&Block>) -> TokenStream {
     let others = &func.attrs.others;
     let params = &func.sig.inputs;
     let output = &func.sig.output;
-    let body = &func.body;
     let ident = &func.ident;
     quote! {
         impl #ident {
@@ -325,7 +334,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         (
             quote!(Code),
             quote!(async move { #call }),
-            body_fn(func),
+            body_fn(func, func.body.as_deref()),
             TokenStream::new(),
         )
     };
@@ -532,7 +541,9 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
     let derives = derives(ident, &name);
-    let body_fn = body_fn(func);
+    // Without the escape hatches of the determinism lint, which rustc does not take on statements.
+    let body = func.body.as_deref().map(determinism::strip);
+    let body_fn = body_fn(func, body.as_ref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
     quote! {
@@ -601,7 +612,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
     let derives = derives(ident, &name);
-    let body_fn = body_fn(func);
+    let body_fn = body_fn(func, func.body.as_deref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
     quote! {
@@ -973,6 +984,78 @@ mod tests {
                 "::flock::__private::assert_flow_output_deserialize::<Findings>();",
                 "::flock::__private::inventory::submit! { ::flock::__private::FlowRegistration { flow: &research_flow } }",
             ],
+        );
+    }
+
+    #[test]
+    fn flow_bodies_are_linted_and_the_escape_hatch_removed() {
+        let tokens = flow(
+            quote!(),
+            quote!(
+                async fn timed(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
+                    #[flock::nondeterministic]
+                    let started = std::time::Instant::now();
+                    tokio::time::sleep(d).await;
+                    c.call(work, job).await
+                }
+            ),
+        );
+        assert_eq!(
+            compile_errors(&tokens),
+            [
+                "`tokio::time::sleep` in a flow: a flow must be deterministic (Temporal replays it from its history), and this waits on a timer that is not in the flow's history; use `c.sleep(duration).await?`, a durable timer; if this is deliberate, mark the statement `#[flock::nondeterministic]`",
+            ]
+        );
+        // The body as written, less the attribute.
+        let expansion = pretty(tokens);
+        assert_contains(
+            &expansion,
+            &[
+                "async fn __flock_body(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
+                let started = std::time::Instant::now();
+                tokio::time::sleep(d).await;
+                c.call(work, job).await
+            }",
+            ],
+        );
+    }
+
+    #[test]
+    fn agent_and_tool_bodies_are_not_linted() {
+        let agent = agent(
+            quote!(),
+            quote!(
+                async fn a(input: In) -> Out {
+                    tokio::time::sleep(d).await;
+                    input
+                }
+            ),
+        );
+        let tool = tool(
+            quote!(),
+            quote!(
+                async fn t(args: A) -> B {
+                    B(std::time::SystemTime::now())
+                }
+            ),
+        );
+        assert!(compile_errors(&agent).is_empty());
+        assert!(compile_errors(&tool).is_empty());
+    }
+
+    #[test]
+    fn the_no_op_attribute_leaves_its_item_alone() {
+        let item = quote!(
+            fn helper() {}
+        );
+        assert_eq!(
+            nondeterministic(quote!(), item.clone()).to_string(),
+            item.to_string()
+        );
+        let with_args = nondeterministic(quote!("why"), item);
+        assert_eq!(
+            compile_errors(&with_args),
+            ["`#[flock::nondeterministic]` takes no arguments"]
         );
     }
 

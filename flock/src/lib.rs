@@ -83,7 +83,7 @@ pub use crate::record::RunRecord;
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
 pub use crate::worker::FlockWorker;
-pub use flock_macros::{agent, flow, tool};
+pub use flock_macros::{agent, flow, nondeterministic, tool};
 
 pub use crate::join::{join_all, try_join_all};
 pub use futures::{join, try_join};
