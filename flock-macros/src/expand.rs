@@ -258,6 +258,28 @@ fn io_checks(role: &str, ty: &TokenStream, span: Span) -> TokenStream {
     quote!(#(#checks)*)
 }
 
+/// For a return type spelled as a plain output (`who` is "agent" or "tool"): a check that it
+/// is not a `Result` behind an alias, which the spelling misses. rustc sees through the alias;
+/// see `__private::ReturnProbe`.
+fn return_spelled_out(who: &str, ret: &Return) -> TokenStream {
+    let Return::Plain(ty) = ret else {
+        return TokenStream::new();
+    };
+    let span = ty.span();
+    let assert = Ident::new(&format!("assert_{who}_return_spelled_out"), span);
+    // Every token at the return type, so that rustc points there alone. Lookup uses one of the
+    // two traits: the other import is unused.
+    quote_spanned! {span=>
+        #[allow(dead_code, unused_imports)]
+        fn __flock_return() {
+            use ::flock::__private::{ProbeAliasedResult as _, ProbeNotAResult as _};
+            ::flock::__private::#assert(
+                (&::flock::__private::ReturnProbe::<#ty>::new()).__flock_return_kind(),
+            );
+        }
+    }
+}
+
 fn param_type(param: &PatType) -> (&Type, Span) {
     (&param.ty, param.ty.span())
 }
@@ -296,6 +318,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     };
     let input_checks = io_checks("agent_input", &quote!(#in_ty), in_span);
     let output_checks = io_checks("agent_output", &checked_output, checked_span);
+    let return_check = return_spelled_out("agent", &agent.ret);
 
     let (kind, call_body, body_fn, context_check) = if agent.is_declarative() {
         let error_check = match &agent.ret {
@@ -487,6 +510,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
             #context_check
             #input_checks
             #output_checks
+            #return_check
             #registration
         };
     }
@@ -605,6 +629,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
         Return::Plain(_) => quote_spanned!(ret_span=> #fp::tool_output),
         Return::Fallible { .. } => quote_spanned!(ret_span=> #fp::tool_result),
     };
+    let return_check = return_spelled_out("tool", &tool.ret);
     let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#args_ty>());
     let call = quote_spanned!(args_span=>
         #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
@@ -646,6 +671,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                     #call
                 }
             }
+            #return_check
         };
     }
 }
@@ -867,6 +893,14 @@ mod tests {
             &[
                 "type Output = Out;",
                 "Self::__flock_body(__flock_input).await",
+                // an alias that hides a `Result` fails here
+                "#[allow(dead_code, unused_imports)]
+                fn __flock_return() {
+                    use ::flock::__private::{ProbeAliasedResult as _, ProbeNotAResult as _};
+                    ::flock::__private::assert_agent_return_spelled_out(
+                        (&::flock::__private::ReturnProbe::<Out>::new()).__flock_return_kind(),
+                    );
+                }",
             ],
         );
         let alias = pretty(agent(
@@ -884,6 +918,7 @@ mod tests {
                 "::flock::__private::assert_agent_output_json_schema::<Out>();",
             ],
         );
+        assert!(!alias.contains("__flock_return"), "{alias}");
         let opaque = pretty(agent(
             quote!(),
             quote!(
@@ -1079,6 +1114,7 @@ mod tests {
                 "\"Looks up.\"",
                 "::flock::__private::tool_parameters_schema::<Query>()",
                 "::flock::__private::call_tool::<Query, _>(\"lookup\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_output)",
+                "::flock::__private::assert_tool_return_spelled_out((&::flock::__private::ReturnProbe::<Answer>::new()).__flock_return_kind());",
             ],
         );
         let fallible = pretty(tool(
@@ -1095,6 +1131,7 @@ mod tests {
                 "::flock::__private::call_tool::<Query, _>(\"find\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_result)",
             ],
         );
+        assert!(!fallible.contains("__flock_return"), "{fallible}");
     }
 
     #[test]
