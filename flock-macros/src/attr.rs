@@ -2,6 +2,8 @@
 //! `syn::meta::parser`. Every problem is reported to the [`Ctxt`] at its own span and parsing
 //! goes on, so that one compile shows every mistake.
 
+use std::num::NonZeroU32;
+
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
@@ -41,13 +43,24 @@ pub struct AgentAttrs {
 /// `retry(..)` inside `#[agent(..)]`.
 #[derive(Default)]
 pub struct RetryAttrs {
-    pub attempts: Option<Spanned<u32>>,
+    pub attempts: Option<Spanned<Attempts>>,
     pub initial_interval: Option<Millis>,
     pub max_interval: Option<Millis>,
     pub backoff: Option<Spanned<f64>>,
     pub jitter: Option<Spanned<f64>>,
     pub non_retryable: Vec<Spanned<String>>,
 }
+
+/// `attempts = N` with `N` at least 1, or `attempts = unlimited`. There is no 0: Temporal reads a
+/// maximum of 0 attempts as "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempts {
+    AtMost(NonZeroU32),
+    Unlimited,
+}
+
+/// The word `attempts = ..` takes for no limit.
+const UNLIMITED: &str = "unlimited";
 
 /// `#[flow(..)]`.
 #[derive(Default)]
@@ -212,7 +225,7 @@ impl AgentAttrs {
 impl RetryAttrs {
     fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
         match key {
-            "attempts" => self.attempts = int(cx, meta, "attempts = 5")?,
+            "attempts" => self.attempts = attempts(cx, meta)?,
             "initial_interval" => {
                 self.initial_interval = millis(cx, meta, "initial_interval = \"2s\"")?
             }
@@ -415,6 +428,58 @@ fn int(cx: &Ctxt, meta: &ParseNestedMeta, example: &str) -> syn::Result<Option<S
         },
         _ => {
             cx.error_spanned_by(&expr, format!("`{key}` takes a whole number: `{example}`"));
+            Ok(None)
+        }
+    }
+}
+
+/// `attempts = N` (at least 1) or `attempts = unlimited`.
+fn attempts(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Spanned<Attempts>>> {
+    let example = "attempts = 5";
+    let Some(expr) = value(cx, meta, example)? else {
+        return Ok(None);
+    };
+    let unlimited = matches!(
+        &expr,
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() && p.path.is_ident(UNLIMITED)
+    );
+    if unlimited {
+        return Ok(Some(Spanned {
+            value: Attempts::Unlimited,
+            span: expr.span(),
+        }));
+    }
+    let Some(Lit::Int(int)) = lit(&expr) else {
+        cx.error_spanned_by(
+            &expr,
+            format!(
+                "`attempts` takes a whole number (`{example}`) or `{UNLIMITED}` (`attempts = {UNLIMITED}`: retry until the agent succeeds)"
+            ),
+        );
+        return Ok(None);
+    };
+    match int.base10_parse::<u32>().map(NonZeroU32::new) {
+        Ok(Some(n)) => Ok(Some(Spanned {
+            value: Attempts::AtMost(n),
+            span: int.span(),
+        })),
+        Ok(None) => {
+            cx.error_spanned_by(
+                int,
+                format!(
+                    "`attempts = 0` would retry forever: Temporal reads a maximum of 0 attempts as unlimited; write `attempts = 1` for a single attempt without retries, or `attempts = {UNLIMITED}` to retry until the agent succeeds"
+                ),
+            );
+            Ok(None)
+        }
+        Err(_) => {
+            cx.error_spanned_by(
+                int,
+                format!(
+                    "`attempts` must be a whole number from 1 to {}, or `{UNLIMITED}`",
+                    u32::MAX
+                ),
+            );
             Ok(None)
         }
     }
@@ -637,7 +702,10 @@ mod tests {
         assert!(attrs.local.unwrap().value);
         assert_eq!(attrs.tools.unwrap().value.len(), 2);
         let retry = attrs.retry;
-        assert_eq!(retry.attempts.unwrap().value, 5);
+        assert_eq!(
+            retry.attempts.unwrap().value,
+            Attempts::AtMost(NonZeroU32::new(5).unwrap())
+        );
         assert_eq!(retry.initial_interval.unwrap().value, 2_000);
         assert_eq!(retry.max_interval.unwrap().value, 3_600_000);
         assert_eq!(retry.backoff.unwrap().value, 1.5);
@@ -692,7 +760,10 @@ mod tests {
             ),
         );
         assert_eq!(attrs.timeout.unwrap().value, 1_000);
-        assert_eq!(attrs.retry.attempts.unwrap().value, 1);
+        assert_eq!(
+            attrs.retry.attempts.unwrap().value,
+            Attempts::AtMost(NonZeroU32::MIN)
+        );
         assert_eq!(
             errors(cx),
             [
@@ -739,7 +810,7 @@ mod tests {
                 "`hand_off` names the agent itself, not a string: `hand_off = summarize`",
                 "`output_retries` takes a whole number: `output_retries = 2`",
                 "`tools` takes a list in brackets: `tools = [search, fetch_page]`",
-                "`attempts` takes a whole number: `attempts = 5`",
+                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
                 "`backoff` takes a number: `backoff = 2.0`",
                 "unknown error class `Permanant`; did you mean `Permanent`?",
                 "unknown error class `Nope`; the classes are RateLimited, Transient, Permanent, InvalidInput, InvalidOutput",
@@ -764,10 +835,46 @@ mod tests {
     fn integer_overflow_is_reported_at_the_literal() {
         let cx = Ctxt::new();
         parse_agent(&cx, quote!(retry(attempts = 5000000000)));
+        parse_agent(&cx, quote!(output_retries = 5000000000));
         assert_eq!(
             errors(cx),
-            ["`attempts` must be a whole number from 0 to 4294967295"]
+            [
+                "`attempts` must be a whole number from 1 to 4294967295, or `unlimited`",
+                "`output_retries` must be a whole number from 0 to 4294967295",
+            ]
         );
+    }
+
+    #[test]
+    fn unlimited_attempts_are_spelled_out_and_zero_is_refused() {
+        let cx = Ctxt::new();
+        let unlimited = parse_agent(&cx, quote!(retry(attempts = unlimited)));
+        assert!(errors(cx).is_empty());
+        assert_eq!(unlimited.retry.attempts.unwrap().value, Attempts::Unlimited);
+
+        let cx = Ctxt::new();
+        let zero = parse_agent(&cx, quote!(retry(attempts = 0)));
+        parse_agent(&cx, quote!(retry(attempts = forever)));
+        parse_agent(&cx, quote!(retry(attempts = self::unlimited)));
+        assert!(zero.retry.attempts.is_none());
+        assert_eq!(
+            errors(cx),
+            [
+                "`attempts = 0` would retry forever: Temporal reads a maximum of 0 attempts as unlimited; write `attempts = 1` for a single attempt without retries, or `attempts = unlimited` to retry until the agent succeeds",
+                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
+                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_attempts_is_reported_at_the_zero() {
+        let cx = Ctxt::new();
+        let args: TokenStream = "retry(attempts = 0)".parse().unwrap();
+        parse_agent(&cx, args);
+        let error = cx.check().unwrap_err();
+        let start = error.span().start();
+        assert_eq!((start.line, start.column), (1, 17));
     }
 
     #[test]

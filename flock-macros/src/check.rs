@@ -6,6 +6,7 @@ use syn::{FnArg, Pat, PatType, Signature, Type};
 
 use crate::attr::{AgentAttrs, FlowAttrs, ToolAttrs};
 use crate::ctxt::Ctxt;
+use crate::determinism;
 use crate::model::{AgentFn, FlowFn, ToolFn};
 
 /// What every annotated fn must be: `async`, not generic, not `const`/`unsafe`/`extern`.
@@ -143,6 +144,13 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
 
 pub fn flow(cx: &Ctxt, flow: &FlowFn, attrs: &FlowAttrs) {
     value_type(cx, &flow.input.ty, "a flow's input");
+    if let Some(body) = &flow.func.body {
+        let ctx = match &*flow.ctx.pat {
+            Pat::Ident(ident) => ident.ident.to_string(),
+            _ => "ctx".to_owned(),
+        };
+        determinism::lint(cx, body, &ctx);
+    }
     name(cx, attrs.name.as_ref());
     if let (Some(run), Some(execution)) = (&attrs.run_timeout, &attrs.execution_timeout)
         && run.value > execution.value

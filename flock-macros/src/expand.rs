@@ -9,12 +9,12 @@
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, LitStr, PatType, Type};
+use syn::{Block, Ident, LitStr, PatType, Type};
 
 use crate::attr::{self, AgentAttrs, FlowAttrs, Millis, ToolAttrs};
-use crate::check;
 use crate::ctxt::Ctxt;
 use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
+use crate::{check, determinism};
 
 /// `#[agent(..)]`.
 pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -50,6 +50,16 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
         expand: expand_tool,
     };
     stages.run(args, item)
+}
+
+/// `#[flock::nondeterministic]` where `#[flow]` has not removed it: on an item, or outside a
+/// flow. The item is left as it is.
+pub fn nondeterministic(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    if !args.is_empty() {
+        cx.error_spanned_by(args, "`#[flock::nondeterministic]` takes no arguments");
+    }
+    with_errors(cx, item)
 }
 
 /// The stages of one attribute macro: attribute parsing, the model of the fn, validation and
@@ -225,11 +235,10 @@ fn stub(item: &FnItem) -> TokenStream {
 }
 
 /// The body, as an associated fn of the generated type: `async fn __flock_body(..) -> Ret`.
-fn body_fn(func: &Func) -> TokenStream {
+fn body_fn(func: &Func, body: Option<&Block>) -> TokenStream {
     let others = &func.attrs.others;
     let params = &func.sig.inputs;
     let output = &func.sig.output;
-    let body = &func.body;
     let ident = &func.ident;
     quote! {
         impl #ident {
@@ -247,6 +256,28 @@ fn io_checks(role: &str, ty: &TokenStream, span: Span) -> TokenStream {
         quote_spanned!(span=> #fp::#assert::<#ty>();)
     });
     quote!(#(#checks)*)
+}
+
+/// For a return type spelled as a plain output (`who` is "agent" or "tool"): a check that it
+/// is not a `Result` behind an alias, which the spelling misses. rustc sees through the alias;
+/// see `__private::ReturnProbe`.
+fn return_spelled_out(who: &str, ret: &Return) -> TokenStream {
+    let Return::Plain(ty) = ret else {
+        return TokenStream::new();
+    };
+    let span = ty.span();
+    let assert = Ident::new(&format!("assert_{who}_return_spelled_out"), span);
+    // Every token at the return type, so that rustc points there alone. Lookup uses one of the
+    // two traits: the other import is unused.
+    quote_spanned! {span=>
+        #[allow(dead_code, unused_imports)]
+        fn __flock_return() {
+            use ::flock::__private::{ProbeAliasedResult as _, ProbeNotAResult as _};
+            ::flock::__private::#assert(
+                (&::flock::__private::ReturnProbe::<#ty>::new()).__flock_return_kind(),
+            );
+        }
+    }
 }
 
 fn param_type(param: &PatType) -> (&Type, Span) {
@@ -287,6 +318,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     };
     let input_checks = io_checks("agent_input", &quote!(#in_ty), in_span);
     let output_checks = io_checks("agent_output", &checked_output, checked_span);
+    let return_check = return_spelled_out("agent", &agent.ret);
 
     let (kind, call_body, body_fn, context_check) = if agent.is_declarative() {
         let error_check = match &agent.ret {
@@ -325,7 +357,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         (
             quote!(Code),
             quote!(async move { #call }),
-            body_fn(func),
+            body_fn(func, func.body.as_deref()),
             TokenStream::new(),
         )
     };
@@ -367,7 +399,15 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
     }
     let retry = &attrs.retry;
     if let Some(attempts) = &retry.attempts {
-        let value = some(Literal::u32_suffixed(attempts.value).into_token_stream());
+        let value = some(match attempts.value {
+            attr::Attempts::AtMost(n) => {
+                let n = Literal::u32_suffixed(n.get());
+                quote_spanned!(attempts.span=> #fp::attempts_at_most(#n))
+            }
+            attr::Attempts::Unlimited => {
+                quote_spanned!(attempts.span=> #fp::Attempts::Unlimited)
+            }
+        });
         settings.push(quote!(#spec.retry.attempts = #value;));
     }
     for (field, value) in [
@@ -471,6 +511,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
             #context_check
             #input_checks
             #output_checks
+            #return_check
             #registration
         };
     }
@@ -525,7 +566,9 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
     let derives = derives(ident, &name);
-    let body_fn = body_fn(func);
+    // Without the escape hatches of the determinism lint, which rustc does not take on statements.
+    let body = func.body.as_deref().map(determinism::strip);
+    let body_fn = body_fn(func, body.as_ref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
     quote! {
@@ -587,6 +630,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
         Return::Plain(_) => quote_spanned!(ret_span=> #fp::tool_output),
         Return::Fallible { .. } => quote_spanned!(ret_span=> #fp::tool_result),
     };
+    let return_check = return_spelled_out("tool", &tool.ret);
     let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#args_ty>());
     let call = quote_spanned!(args_span=>
         #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
@@ -594,7 +638,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
     let derives = derives(ident, &name);
-    let body_fn = body_fn(func);
+    let body_fn = body_fn(func, func.body.as_deref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
     quote! {
@@ -628,6 +672,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                     #call
                 }
             }
+            #return_check
         };
     }
 }
@@ -754,7 +799,7 @@ mod tests {
                 "__flock_spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
                 "__flock_spec.local = ::flock::__private::core::option::Option::Some(false);",
                 "__flock_spec.tools = &[&search, &fetch];",
-                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(3u32);",
+                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::attempts_at_most(3u32));",
                 "__flock_spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
                 "__flock_spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
                 "__flock_spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
@@ -819,6 +864,22 @@ mod tests {
     }
 
     #[test]
+    fn unlimited_attempts_are_the_enum_variant() {
+        let expansion = pretty(agent(
+            quote!(retry(attempts = unlimited)),
+            quote!(
+                async fn a(input: In) -> Out;
+            ),
+        ));
+        assert_contains(
+            &expansion,
+            &[
+                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::Attempts::Unlimited);",
+            ],
+        );
+    }
+
+    #[test]
     fn plain_and_aliased_returns() {
         let plain = pretty(agent(
             quote!(),
@@ -833,6 +894,14 @@ mod tests {
             &[
                 "type Output = Out;",
                 "Self::__flock_body(__flock_input).await",
+                // an alias that hides a `Result` fails here
+                "#[allow(dead_code, unused_imports)]
+                fn __flock_return() {
+                    use ::flock::__private::{ProbeAliasedResult as _, ProbeNotAResult as _};
+                    ::flock::__private::assert_agent_return_spelled_out(
+                        (&::flock::__private::ReturnProbe::<Out>::new()).__flock_return_kind(),
+                    );
+                }",
             ],
         );
         let alias = pretty(agent(
@@ -850,6 +919,7 @@ mod tests {
                 "::flock::__private::assert_agent_output_json_schema::<Out>();",
             ],
         );
+        assert!(!alias.contains("__flock_return"), "{alias}");
         let opaque = pretty(agent(
             quote!(),
             quote!(
@@ -954,6 +1024,78 @@ mod tests {
     }
 
     #[test]
+    fn flow_bodies_are_linted_and_the_escape_hatch_removed() {
+        let tokens = flow(
+            quote!(),
+            quote!(
+                async fn timed(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
+                    #[flock::nondeterministic]
+                    let started = std::time::Instant::now();
+                    tokio::time::sleep(d).await;
+                    c.call(work, job).await
+                }
+            ),
+        );
+        assert_eq!(
+            compile_errors(&tokens),
+            [
+                "`tokio::time::sleep` in a flow: a flow must be deterministic (Temporal replays it from its history), and this waits on a timer that is not in the flow's history; use `c.sleep(duration).await?`, a durable timer; if this is deliberate, mark the statement `#[flock::nondeterministic]`",
+            ]
+        );
+        // The body as written, less the attribute.
+        let expansion = pretty(tokens);
+        assert_contains(
+            &expansion,
+            &[
+                "async fn __flock_body(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
+                let started = std::time::Instant::now();
+                tokio::time::sleep(d).await;
+                c.call(work, job).await
+            }",
+            ],
+        );
+    }
+
+    #[test]
+    fn agent_and_tool_bodies_are_not_linted() {
+        let agent = agent(
+            quote!(),
+            quote!(
+                async fn a(input: In) -> Out {
+                    tokio::time::sleep(d).await;
+                    input
+                }
+            ),
+        );
+        let tool = tool(
+            quote!(),
+            quote!(
+                async fn t(args: A) -> B {
+                    B(std::time::SystemTime::now())
+                }
+            ),
+        );
+        assert!(compile_errors(&agent).is_empty());
+        assert!(compile_errors(&tool).is_empty());
+    }
+
+    #[test]
+    fn the_no_op_attribute_leaves_its_item_alone() {
+        let item = quote!(
+            fn helper() {}
+        );
+        assert_eq!(
+            nondeterministic(quote!(), item.clone()).to_string(),
+            item.to_string()
+        );
+        let with_args = nondeterministic(quote!("why"), item);
+        assert_eq!(
+            compile_errors(&with_args),
+            ["`#[flock::nondeterministic]` takes no arguments"]
+        );
+    }
+
+    #[test]
     fn tool_expansion() {
         let plain = pretty(tool(
             quote!(),
@@ -973,6 +1115,7 @@ mod tests {
                 "\"Looks up.\"",
                 "::flock::__private::tool_parameters_schema::<Query>()",
                 "::flock::__private::call_tool::<Query, _>(\"lookup\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_output)",
+                "::flock::__private::assert_tool_return_spelled_out((&::flock::__private::ReturnProbe::<Answer>::new()).__flock_return_kind());",
             ],
         );
         let fallible = pretty(tool(
@@ -989,6 +1132,7 @@ mod tests {
                 "::flock::__private::call_tool::<Query, _>(\"find\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_result)",
             ],
         );
+        assert!(!fallible.contains("__flock_return"), "{fallible}");
     }
 
     #[test]
@@ -1011,7 +1155,7 @@ mod tests {
             compile_errors(&tokens),
             [
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
-                "`attempts` takes a whole number: `attempts = 5`",
+                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
                 "duplicate key `model` in `#[agent(..)]`: set it once",
                 "an agent fn must be `async`: write `async fn research`",
                 "an agent takes one input, optionally after a context `ctx: &AgentContext`: put these values into the input struct",

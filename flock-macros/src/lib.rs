@@ -2,14 +2,16 @@
 //!
 //! Use them through `flock` (`use flock::prelude::*;`), which documents them; this crate is an
 //! implementation detail. Behind the entry points: [`attr`] parses the attribute arguments,
-//! [`model`] reads the fn, [`check`] validates, [`expand`] generates code, and every problem goes
-//! into a [`ctxt::Ctxt`] so that all of them are reported at once.
+//! [`model`] reads the fn, [`check`] validates (with [`determinism`], the lint of flow bodies),
+//! [`expand`] generates code, and every problem goes into a [`ctxt::Ctxt`] so that all of them
+//! are reported at once.
 
 use proc_macro::TokenStream;
 
 mod attr;
 mod check;
 mod ctxt;
+mod determinism;
 mod duration;
 mod expand;
 mod model;
@@ -32,4 +34,28 @@ pub fn flow(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::tool(args.into(), item.into()).into()
+}
+
+/// Marks a statement of a `#[flow]` body as deliberately nondeterministic, exempting it from the
+/// determinism lint:
+///
+/// ```ignore
+/// #[flow]
+/// async fn timed(ctx: &FlowContext, job: Job) -> Result<Job, FlowError> {
+///     #[flock::nondeterministic] // measures this worker, not the flow
+///     let started = std::time::Instant::now();
+///     let job = ctx.call(work, job).await?;
+///     tracing::info!(elapsed = ?started.elapsed());
+///     Ok(job)
+/// }
+/// ```
+///
+/// A flow is replayed from its history on Temporal, so its body must take the same path on every
+/// replay; `#[flow]` rejects the calls it sees read the clock, wait on timers, spawn tasks or
+/// threads, or draw random numbers, and names the `ctx` replacement (`ctx.now()`, `ctx.sleep(..)`,
+/// `ctx.call` joined with `flock::join!`, `ctx.random_u64()`, `ctx.uuid()`). `#[flow]` removes
+/// this attribute from the statement (or expression) it marks; elsewhere it does nothing.
+#[proc_macro_attribute]
+pub fn nondeterministic(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::nondeterministic(args.into(), item.into()).into()
 }

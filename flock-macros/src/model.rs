@@ -129,6 +129,9 @@ fn unindent(lines: &[String]) -> String {
 ///
 /// The form decides between `type Output = Ret` and `<Ret as AgentResultOk>::Ok` (one trait
 /// cannot map both to the output on stable Rust); the runtime's traits then check the choice.
+/// What the form misses, a `Result` behind an alias (`type R = Result<Out, E>`), `expand` has
+/// rustc report at the return type: it emits a check, for every `Plain` return, that the type
+/// is not a `Result`.
 pub enum Return {
     /// `-> Out`.
     Plain(Box<Type>),

@@ -450,3 +450,102 @@ where
         Err(error) => Box::pin(core::future::ready(Err(error))),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retry attempts.
+
+pub use crate::retry::Attempts;
+
+/// `retry(attempts = n)`. `#[agent]` rejects `n = 0` (Temporal's "unlimited"), and the call
+/// initializes a `static`, so the panic cannot happen at run time.
+pub const fn attempts_at_most(n: u32) -> Attempts {
+    match Attempts::at_most(n) {
+        Some(attempts) => attempts,
+        None => panic!("`retry(attempts = 0)`: write `attempts = unlimited`"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Return types that hide a `Result`. `#[agent]` and `#[tool]` tell a fn that can fail by the
+// `Result` written in its return type (the output type depends on it, and a trait cannot map
+// both `T` and `Result<T, E>` to `T`). Behind an alias the `Result` is not written, so for a
+// return type spelled as a plain output the macros ask rustc, which sees through aliases:
+// `(&ReturnProbe::<Ret>::new()).__flock_return_kind()` is `AliasedResult` when `Ret` is a
+// `Result` (the impl on `ReturnProbe<Result<T, E>>` needs no autoref, so method lookup picks it
+// first) and `NotAResult` otherwise; the check functions accept only `NotAResult`.
+
+/// A return type, probed by method lookup.
+pub struct ReturnProbe<T>(core::marker::PhantomData<T>);
+
+impl<T> ReturnProbe<T> {
+    /// The probe of `T`.
+    #[inline]
+    pub const fn new() -> Self {
+        ReturnProbe(core::marker::PhantomData)
+    }
+}
+
+impl<T> Default for ReturnProbe<T> {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probed return type is a `Result` that its spelling hides.
+pub struct AliasedResult;
+
+/// The probed return type is not a `Result`.
+pub struct NotAResult;
+
+/// Applies to `ReturnProbe<Result<T, E>>` itself.
+pub trait ProbeAliasedResult {
+    /// This type is a `Result`.
+    #[inline]
+    fn __flock_return_kind(&self) -> AliasedResult {
+        AliasedResult
+    }
+}
+
+impl<T, E> ProbeAliasedResult for ReturnProbe<Result<T, E>> {}
+
+/// Applies to every `&ReturnProbe<T>`, one autoref further.
+pub trait ProbeNotAResult {
+    /// This type is not a `Result`.
+    #[inline]
+    fn __flock_return_kind(&self) -> NotAResult {
+        NotAResult
+    }
+}
+
+impl<T> ProbeNotAResult for &ReturnProbe<T> {}
+
+/// An agent's return type that is not spelled `Result<..>` or `AgentResult<..>` is not one.
+#[diagnostic::on_unimplemented(
+    message = "this return type is a `Result` behind an alias: write `Result<Out, E>` out so that flock sees the agent can fail",
+    label = "a `Result` behind an alias",
+    note = "`#[agent]` tells an agent that can fail by the `Result` (or `AgentResult`) written in its return type; behind an alias the whole `Result` would become the agent's output",
+    note = "for an output that is itself a `Result` value, wrap it in a struct or enum"
+)]
+pub trait AgentReturnSpelledOut {}
+
+impl AgentReturnSpelledOut for NotAResult {}
+
+/// Checks [`AgentReturnSpelledOut`] on the probe's verdict.
+#[inline]
+pub fn assert_agent_return_spelled_out<K: AgentReturnSpelledOut>(_: K) {}
+
+/// A tool's return type that is not spelled `Result<..>` is not one.
+#[diagnostic::on_unimplemented(
+    message = "this return type is a `Result` behind an alias: write `Result<Out, E>` out so that flock sees the tool can fail",
+    label = "a `Result` behind an alias",
+    note = "`#[tool]` tells a tool that can fail by the `Result` written in its return type; behind an alias an `Err` would go to the model as the tool's successful answer",
+    note = "for an answer that is itself a `Result` value, wrap it in a struct or enum"
+)]
+pub trait ToolReturnSpelledOut {}
+
+impl ToolReturnSpelledOut for NotAResult {}
+
+/// Checks [`ToolReturnSpelledOut`] on the probe's verdict.
+#[inline]
+pub fn assert_tool_return_spelled_out<K: ToolReturnSpelledOut>(_: K) {}

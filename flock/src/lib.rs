@@ -92,7 +92,7 @@ pub use crate::retry::{RetryPolicy, RetrySpec};
 pub use crate::spec::{AgentKind, AgentSpec, FlowSpec};
 #[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;
-pub use flock_macros::{agent, flow, tool};
+pub use flock_macros::{agent, flow, nondeterministic, tool};
 
 pub use crate::join::{join_all, try_join_all};
 pub use futures::{join, try_join};

@@ -1,17 +1,76 @@
 //! Retry policies: what `retry(..)` on an agent says ([`RetrySpec`]), merged with the executor's
 //! defaults into a [`RetryPolicy`] that both executors obey.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::{AgentError, ErrorClass};
 
+/// How often an agent is attempted, the first attempt included: `retry(attempts = 5)` or
+/// `retry(attempts = unlimited)`.
+///
+/// There is no zero: Temporal reads a maximum of 0 attempts as "no limit", so a count of 0 would
+/// silently mean the opposite of what it says. `#[agent(retry(attempts = 0))]` does not compile.
+///
+/// ```
+/// use flock::retry::Attempts;
+///
+/// assert_eq!(Attempts::at_most(3).map(Attempts::maximum_attempts), Some(3));
+/// assert_eq!(Attempts::at_most(0), None);
+/// assert_eq!(Attempts::Unlimited.maximum_attempts(), 0);
+/// assert_eq!(Attempts::from_maximum_attempts(0), Attempts::Unlimited);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attempts {
+    /// At most this many attempts.
+    AtMost(NonZeroU32),
+    /// Retried until it succeeds, fails with an error that is not retried, or a timeout
+    /// (`schedule_to_close`, the flow's) ends it.
+    Unlimited,
+}
+
+impl Attempts {
+    /// At most `n` attempts; `None` for 0 (write [`Attempts::Unlimited`] for no limit).
+    pub const fn at_most(n: u32) -> Option<Attempts> {
+        match NonZeroU32::new(n) {
+            Some(n) => Some(Attempts::AtMost(n)),
+            None => None,
+        }
+    }
+
+    /// As Temporal's `maximum_attempts` and [`RetryPolicy::max_attempts`] count: `0` for
+    /// unlimited.
+    pub const fn maximum_attempts(self) -> u32 {
+        match self {
+            Attempts::AtMost(n) => n.get(),
+            Attempts::Unlimited => 0,
+        }
+    }
+
+    /// From Temporal's `maximum_attempts` count, where `0` means unlimited.
+    pub const fn from_maximum_attempts(n: u32) -> Attempts {
+        match NonZeroU32::new(n) {
+            Some(n) => Attempts::AtMost(n),
+            None => Attempts::Unlimited,
+        }
+    }
+
+    /// Whether attempt number `attempt` (1-based) is the last one allowed.
+    pub const fn is_last(self, attempt: u32) -> bool {
+        match self {
+            Attempts::AtMost(n) => attempt >= n.get(),
+            Attempts::Unlimited => false,
+        }
+    }
+}
+
 /// The `retry(..)` settings of one agent; `None` falls back to the executor's default.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetrySpec {
-    /// Maximum number of attempts, the first included (`0`: unlimited).
-    pub attempts: Option<u32>,
+    /// Maximum number of attempts, the first included.
+    pub attempts: Option<Attempts>,
     /// Delay before the first retry.
     pub initial_interval: Option<Duration>,
     /// Upper bound of the delay.
@@ -46,7 +105,8 @@ impl Default for RetrySpec {
 /// A complete retry policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetryPolicy {
-    /// Maximum number of attempts, the first included (`0`: unlimited).
+    /// Maximum number of attempts, the first included, counted as Temporal's `maximum_attempts`:
+    /// `0` is unlimited (read it through [`RetryPolicy::attempts`]).
     pub max_attempts: u32,
     /// Delay before the first retry.
     pub initial_interval: Duration,
@@ -75,10 +135,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How often an agent is attempted under this policy.
+    pub const fn attempts(&self) -> Attempts {
+        Attempts::from_maximum_attempts(self.max_attempts)
+    }
+
     /// This policy with an agent's `retry(..)` settings applied on top.
     pub fn with_spec(&self, spec: &RetrySpec) -> RetryPolicy {
         RetryPolicy {
-            max_attempts: spec.attempts.unwrap_or(self.max_attempts),
+            max_attempts: spec
+                .attempts
+                .map_or(self.max_attempts, Attempts::maximum_attempts),
             initial_interval: spec.initial_interval.unwrap_or(self.initial_interval),
             backoff_coefficient: spec.backoff.unwrap_or(self.backoff_coefficient),
             max_interval: spec.max_interval.unwrap_or(self.max_interval),
@@ -102,7 +169,7 @@ impl RetryPolicy {
         let class = error.class();
         !class.is_retryable()
             || self.non_retryable.contains(&class)
-            || (self.max_attempts != 0 && attempt >= self.max_attempts)
+            || self.attempts().is_last(attempt)
     }
 
     /// The backoff delay after failed attempt number `attempt` (1-based), before jitter:
@@ -200,11 +267,29 @@ mod tests {
     }
 
     #[test]
-    fn zero_attempts_means_unlimited() {
-        let p = RetryPolicy {
-            max_attempts: 0,
-            ..policy()
+    fn unlimited_attempts_never_give_up_on_retryable_errors() {
+        let spec = RetrySpec {
+            attempts: Some(Attempts::Unlimited),
+            ..RetrySpec::EMPTY
         };
+        let p = policy().with_spec(&spec);
+        assert_eq!(p.attempts(), Attempts::Unlimited);
+        // Temporal's `maximum_attempts`, which the Temporal executor passes on as it is
+        assert_eq!(p.max_attempts, 0);
         assert!(!p.gives_up(&AgentError::transient("x"), 10_000));
+        assert!(p.gives_up(&AgentError::permanent("x"), 1));
+    }
+
+    #[test]
+    fn attempts_from_the_spec_override_the_default() {
+        let spec = RetrySpec {
+            attempts: Attempts::at_most(2),
+            ..RetrySpec::EMPTY
+        };
+        let p = policy().with_spec(&spec);
+        assert_eq!(p.max_attempts, 2);
+        assert!(!p.gives_up(&AgentError::transient("x"), 1));
+        assert!(p.gives_up(&AgentError::transient("x"), 2));
+        assert_eq!(policy().with_spec(&RetrySpec::EMPTY).max_attempts, 5);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flock::AgentKind;
 use flock::prelude::*;
+use flock::retry::Attempts;
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Topic {
@@ -45,7 +46,7 @@ fn specs_say_what_the_attributes_said() {
     assert_eq!(spec.description, "Research the topic.");
     assert_eq!(spec.kind, AgentKind::Declarative);
     assert_eq!(spec.hand_off, Some("shout"));
-    assert_eq!(spec.retry.attempts, Some(3));
+    assert_eq!(spec.retry.attempts, Attempts::at_most(3));
     assert_eq!(spec.retry.initial_interval, Some(Duration::from_millis(10)));
     assert!(
         spec.location

@@ -1,5 +1,6 @@
 //! Code agents: with and without a context, returning the output, a `Result`, an `AgentResult`
-//! alias, a fully qualified `Result`; `_` and `mut` parameters; run directly and through a Flock.
+//! alias, a fully qualified `Result`, a module's own `Result` alias, a plain output behind an
+//! alias; `_` and `mut` parameters; run directly and through a Flock.
 
 use flock::prelude::*;
 use flock::{AgentKind, AgentResult};
@@ -54,6 +55,26 @@ async fn squared(input: N) -> std::result::Result<N, Overflow> {
     input.n.checked_mul(input.n).map(|n| N { n }).ok_or(Overflow)
 }
 
+/// A module's own `Result<T>`, as `io::Result` or `anyhow::Result` are.
+mod outcome {
+    pub type Result<T> = std::result::Result<T, flock::AgentError>;
+}
+
+/// Behind an alias, a plain output is still a plain output.
+type Same = N;
+
+/// Negates, through the module's `Result`.
+#[agent]
+async fn negated(input: N) -> outcome::Result<N> {
+    Ok(N { n: -input.n })
+}
+
+/// Returns its input, through the plain alias.
+#[agent]
+async fn same(input: Same) -> Same {
+    input
+}
+
 #[flow]
 async fn all(ctx: &FlowContext, input: N) -> Result<N, FlowError> {
     let n = ctx.call(double, input).await?;
@@ -80,5 +101,9 @@ fn main() {
         assert_eq!(flock.run_flow(all, N { n: 3 }).await.unwrap(), N { n: 64 });
         let chained: N = flock.run(aliased, N { n: 1 }).await.unwrap();
         assert_eq!(chained, N { n: 2 });
+        let out: N = flock.run(negated, N { n: 1 }).await.unwrap();
+        assert_eq!(out, N { n: -1 });
+        let out: N = flock.run(same, N { n: 5 }).await.unwrap();
+        assert_eq!(out, N { n: 5 });
     });
 }

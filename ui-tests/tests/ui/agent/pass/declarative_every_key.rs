@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use flock::prelude::*;
+use flock::retry::Attempts;
 use flock::{AgentKind, ErrorClass};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -61,9 +62,13 @@ mod agents {
     /// Summarize the findings.
     #[agent]
     pub async fn summarize(input: Findings) -> Findings;
+
+    /// Retried until it succeeds.
+    #[agent(retry(attempts = unlimited))]
+    pub async fn persist(input: Findings) -> Findings;
 }
 
-use agents::{research, summarize};
+use agents::{persist, research, summarize};
 
 fn main() {
     assert_eq!(<research as Agent>::NAME, "researcher");
@@ -79,7 +84,7 @@ fn main() {
     assert_eq!(spec.task_queue, Some("research"));
     assert_eq!(spec.output_retries, Some(4));
     assert_eq!(spec.local, Some(false));
-    assert_eq!(spec.retry.attempts, Some(5));
+    assert_eq!(spec.retry.attempts, Attempts::at_most(5));
     assert_eq!(spec.retry.initial_interval, Some(Duration::from_millis(500)));
     assert_eq!(spec.retry.max_interval, Some(Duration::from_secs(7200)));
     assert_eq!(spec.retry.backoff, Some(1.5));
@@ -101,6 +106,11 @@ fn main() {
     assert_eq!((spec.model, spec.hand_off, spec.timeout, spec.local), (None, None, None, None));
     assert_eq!(spec.retry, flock::RetrySpec::EMPTY);
     assert!(spec.tools.is_empty());
+
+    // No limit, spelled out; the policy the executors read says the same.
+    assert_eq!(persist.spec().retry.attempts, Some(Attempts::Unlimited));
+    let policy = flock::RetryPolicy::default().with_spec(&persist.spec().retry);
+    assert_eq!(policy.attempts(), Attempts::Unlimited);
 
     // The generated type: a copyable, defaultable value with a readable `Debug`.
     let copy = research;

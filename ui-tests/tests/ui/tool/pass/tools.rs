@@ -1,5 +1,6 @@
-//! Tools: plain and fallible returns, renamed, used by a declarative agent; their schema, name,
-//! description and JSON calls.
+//! Tools: plain and fallible returns (also behind a module's `Result` alias, and a plain answer
+//! behind an alias), renamed, used by a declarative agent; their schema, name, description and
+//! JSON calls.
 
 use flock::prelude::*;
 use flock::tool::DynTool;
@@ -37,6 +38,29 @@ async fn fetch_page(args: Query) -> Result<Page, String> {
     Ok(Page { url: args.q.clone(), words: args.q.len() })
 }
 
+/// A module's own `Result<T>`.
+mod answer {
+    pub type Result<T> = std::result::Result<T, String>;
+}
+
+/// A plain answer behind an alias.
+type Words = Vec<String>;
+
+/// Counts words.
+#[tool]
+async fn count(args: Query) -> answer::Result<usize> {
+    if args.q.is_empty() {
+        return Err("nothing to count".to_owned());
+    }
+    Ok(args.q.split_whitespace().count())
+}
+
+/// Splits into words.
+#[tool]
+async fn split(args: Query) -> Words {
+    args.q.split_whitespace().map(str::to_owned).collect()
+}
+
 /// Researches with tools.
 #[agent(tools = [search, fetch_page])]
 async fn research(input: Topic) -> Topic;
@@ -64,6 +88,9 @@ fn main() {
             Ok(json!({ "url": "abc", "words": 3 }))
         );
         assert_eq!(fetch_page.call_json(json!({ "q": "" })).await, Err("empty url".to_owned()));
+        assert_eq!(count.call_json(json!({ "q": "a b" })).await, Ok(json!(2)));
+        assert_eq!(count.call_json(json!({ "q": "" })).await, Err("nothing to count".to_owned()));
+        assert_eq!(split.call_json(json!({ "q": "a b" })).await, Ok(json!(["a", "b"])));
         let bad = search.call_json(json!({ "query": 1 })).await.unwrap_err();
         assert!(bad.starts_with("the arguments of tool `search` do not match its schema"), "{bad}");
     });
