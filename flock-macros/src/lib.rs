@@ -1,16 +1,18 @@
-//! The attribute macros of [flock](https://docs.rs/flock): `#[agent]`, `#[flow]` and `#[tool]`.
+//! The macros of [flock](https://docs.rs/flock): `#[agent]`, `#[flow]` and `#[tool]`, and the
+//! prelude's `Serialize`, `Deserialize` and `JsonSchema` derives.
 //!
 //! Use them through `flock` (`use flock::prelude::*;`), which documents them; this crate is an
 //! implementation detail. Behind the entry points: [`attr`] parses the attribute arguments,
 //! [`model`] reads the fn, [`check`] validates (with [`determinism`], the lint of flow bodies),
 //! [`expand`] generates code, and every problem goes into a [`ctxt::Ctxt`] so that all of them
-//! are reported at once.
+//! are reported at once. [`derive`] holds the derives.
 
 use proc_macro::TokenStream;
 
 mod attr;
 mod check;
 mod ctxt;
+mod derive;
 mod determinism;
 mod duration;
 mod expand;
@@ -58,4 +60,34 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn nondeterministic(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::nondeterministic(args.into(), item.into()).into()
+}
+
+/// serde's `Serialize` derive through flock's re-export of serde: a crate that depends on `flock`
+/// alone can use it. Takes every `#[serde(..)]` attribute serde's derive takes.
+#[proc_macro_derive(Serialize, attributes(serde))]
+pub fn derive_serialize(item: TokenStream) -> TokenStream {
+    derive::SERIALIZE.run(item.into()).into()
+}
+
+/// serde's `Deserialize` derive through flock's re-export of serde: a crate that depends on
+/// `flock` alone can use it. Takes every `#[serde(..)]` attribute serde's derive takes.
+#[proc_macro_derive(Deserialize, attributes(serde))]
+pub fn derive_deserialize(item: TokenStream) -> TokenStream {
+    derive::DESERIALIZE.run(item.into()).into()
+}
+
+/// schemars' `JsonSchema` derive through flock's re-export of schemars: a crate that depends on
+/// `flock` alone can use it. Doc comments become descriptions; takes every `#[schemars(..)]`,
+/// `#[serde(..)]`, `#[validate(..)]` and `#[garde(..)]` attribute schemars' derive takes.
+#[proc_macro_derive(JsonSchema, attributes(schemars, serde, validate, garde))]
+pub fn derive_json_schema(item: TokenStream) -> TokenStream {
+    derive::JSON_SCHEMA.run(item.into()).into()
+}
+
+/// Removes the copy of an item that the derives above hand to serde's or schemars' derive, once
+/// that derive has seen it.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn erase_shadow(_args: TokenStream, item: TokenStream) -> TokenStream {
+    derive::erase_shadow(item.into()).into()
 }

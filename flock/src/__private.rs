@@ -10,6 +10,9 @@ pub use ::serde;
 pub use ::serde_json;
 pub use ::std;
 
+/// Removes the item copy the prelude's derives give serde's and schemars' derives.
+pub use ::flock_macros::erase_shadow;
+
 pub use crate::agent::{
     Agent, AgentContext, AgentIo, FallibleReturn, IntoAgentResult, run_declarative,
 };

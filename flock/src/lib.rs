@@ -98,14 +98,60 @@ pub use crate::join::{join_all, try_join_all};
 pub use futures::{join, try_join};
 
 /// What a typical user file imports.
+///
+/// `Serialize`, `Deserialize` and `JsonSchema` are each two things here: serde's and schemars'
+/// traits, and flock's derives of them. The derives are serde's and schemars' own, run through
+/// flock's re-exports of those crates, so a crate that depends on `flock` alone can use them;
+/// they take every attribute serde's and schemars' derives take, and doc comments become schema
+/// descriptions.
+///
+/// ```
+/// use flock::model::OutputFormat;
+/// use flock::prelude::*;
+///
+/// /// Where a request goes.
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// #[serde(tag = "kind", rename_all = "snake_case")]
+/// pub enum Route {
+///     /// Answer from the knowledge base.
+///     Answer { topic: String },
+///     Escalate,
+/// }
+///
+/// /// A page of results.
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// pub struct Page<T> {
+///     /// The results on this page.
+///     pub items: Vec<T>,
+///     #[serde(default)]
+///     pub next: Option<u32>,
+/// }
+///
+/// let format = OutputFormat::of::<Page<Route>>();
+/// assert_eq!(format.name, "Page");
+/// assert_eq!(format.schema["properties"]["items"]["description"], "The results on this page.");
+/// let page: Page<Route> = format
+///     .parse_answer(r#"{"items": [{"kind": "answer", "topic": "Temporal"}, {"kind": "escalate"}]}"#)
+///     .unwrap();
+/// assert_eq!(page.items[0], Route::Answer { topic: "Temporal".into() });
+/// assert_eq!(page.next, None);
+/// ```
 pub mod prelude {
     pub use crate::{
         Agent, AgentContext, AgentError, Error, Flock, Flow, FlowContext, FlowError,
         TemporalExecutorConfig, agent, flow, tool,
     };
-    pub use schemars::JsonSchema;
-    pub use serde::{Deserialize, Serialize};
+    pub use flock_macros::{Deserialize, JsonSchema, Serialize};
     pub use std::time::Duration;
+
+    // The traits. A glob import, so that the derives imported above by name shadow serde's and
+    // schemars' derives of the same names (a named import shadows a glob import in its own
+    // namespace, macros, and leaves the traits).
+    pub use self::traits::*;
+    mod traits {
+        pub use schemars::JsonSchema;
+        pub use serde::{Deserialize, Serialize};
+    }
 }
 
 #[doc(hidden)]

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod connect;
+mod fresh_crate;
 mod local;
 mod model;
 mod shutdown;
