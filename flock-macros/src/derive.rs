@@ -310,20 +310,7 @@ mod tests {
     }
 
     /// The `compile_error!` messages of an expansion.
-    fn compile_errors(tokens: &TokenStream) -> Vec<String> {
-        let file: syn::File = syn::parse2(tokens.clone()).expect("the expansion parses");
-        file.items
-            .iter()
-            .filter_map(|item| match item {
-                syn::Item::Macro(m)
-                    if m.mac.path.segments.last().unwrap().ident == "compile_error" =>
-                {
-                    Some(syn::parse2::<LitStr>(m.mac.tokens.clone()).unwrap().value())
-                }
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::expand::tests::compile_errors;
 
     #[test]
     fn a_crate_path_of_the_users_is_reported_and_taken_out() {

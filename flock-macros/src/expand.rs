@@ -678,7 +678,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use quote::quote;
 
     use super::*;
@@ -710,7 +710,8 @@ mod tests {
     }
 
     /// The `compile_error!` messages of an expansion.
-    fn compile_errors(tokens: &TokenStream) -> Vec<String> {
+    /// The messages of the `compile_error!`s an expansion emits (shared by the derives' tests).
+    pub(crate) fn compile_errors(tokens: &TokenStream) -> Vec<String> {
         let file: syn::File = syn::parse2(tokens.clone()).expect("the expansion parses");
         file.items
             .iter()
