@@ -8,7 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned as _;
-use syn::{Expr, ExprLit, Lit, LitStr, Path, Token};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 use crate::ctxt::{Ctxt, did_you_mean};
 use crate::duration;
@@ -70,6 +70,27 @@ pub struct FlowAttrs {
     pub task_queue: Option<LitStr>,
     pub execution_timeout: Option<Millis>,
     pub run_timeout: Option<Millis>,
+    /// `signals(..)`, `queries(..)` and `updates(..)`, in the order written.
+    pub messages: Vec<MessageDecl>,
+    /// `validate(update = path, ..)`.
+    pub validators: Vec<(Ident, Path)>,
+}
+
+/// What kind of message a `#[flow(..)]` entry declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Signal,
+    Query,
+    Update,
+}
+
+/// One declared message: `/// doc` `name: Type` (an update: `name: Input -> Answer`).
+pub struct MessageDecl {
+    pub kind: MessageKind,
+    pub docs: Vec<syn::Attribute>,
+    pub name: Ident,
+    pub ty: syn::Type,
+    pub answer: Option<syn::Type>,
 }
 
 /// `#[tool(..)]`.
@@ -147,8 +168,16 @@ const FLOW: Keys = Keys {
         "task_queue",
         "execution_timeout",
         "run_timeout",
+        "signals",
+        "queries",
+        "updates",
+        "validate",
     ],
     aliases: &[
+        ("signal", "signals"),
+        ("query", "queries"),
+        ("update", "updates"),
+        ("validators", "validate"),
         ("timeout", "execution_timeout"),
         ("workflow_execution_timeout", "execution_timeout"),
         ("workflow_run_timeout", "run_timeout"),
@@ -249,10 +278,77 @@ impl FlowAttrs {
             "execution_timeout" => {
                 self.execution_timeout = millis(cx, meta, "execution_timeout = \"1h\"")?
             }
-            _ => self.run_timeout = millis(cx, meta, "run_timeout = \"30m\"")?,
+            "run_timeout" => self.run_timeout = millis(cx, meta, "run_timeout = \"30m\"")?,
+            "signals" => messages(meta, MessageKind::Signal, &mut self.messages)?,
+            "queries" => messages(meta, MessageKind::Query, &mut self.messages)?,
+            "updates" => messages(meta, MessageKind::Update, &mut self.messages)?,
+            _ => meta.parse_nested_meta(|entry| {
+                let Some(update) = entry.path.get_ident().cloned() else {
+                    cx.error_spanned_by(
+                        &entry.path,
+                        "expected an update's name: `validate(edit = check_edit)`",
+                    );
+                    return skip_value(&entry);
+                };
+                let validator: Path = entry.value()?.parse()?;
+                self.validators.push((update, validator));
+                Ok(())
+            })?,
         }
         Ok(())
     }
+}
+
+/// `signals(/// doc\n name: Type, ..)`; for updates `name: Input -> Answer`.
+fn messages(
+    meta: &ParseNestedMeta,
+    kind: MessageKind,
+    out: &mut Vec<MessageDecl>,
+) -> syn::Result<()> {
+    let content;
+    syn::parenthesized!(content in meta.input);
+    while !content.is_empty() {
+        let docs = content.call(syn::Attribute::parse_outer)?;
+        let name: Ident = content.parse()?;
+        content.parse::<Token![:]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                match kind {
+                    MessageKind::Update => {
+                        "expected `name: Input -> Answer`, e.g. `updates(edit: Edit -> Draft)`"
+                    }
+                    MessageKind::Signal => {
+                        "expected `name: Type`, e.g. `signals(approve: Decision)`"
+                    }
+                    MessageKind::Query => "expected `name: Type`, e.g. `queries(status: Status)`",
+                },
+            )
+        })?;
+        let ty: syn::Type = content.parse()?;
+        let answer = if kind == MessageKind::Update {
+            content.parse::<Token![->]>().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "an update is answered: `updates(edit: Edit -> Draft)`",
+                )
+            })?;
+            Some(content.parse::<syn::Type>()?)
+        } else {
+            None
+        };
+        out.push(MessageDecl {
+            kind,
+            docs,
+            name,
+            ty,
+            answer,
+        });
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    Ok(())
 }
 
 /// Runs `set` on every known, first-seen key of an argument list; reports the others.

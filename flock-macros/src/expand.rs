@@ -11,7 +11,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Block, Ident, LitStr, PatType, Type};
 
-use crate::attr::{self, AgentAttrs, FlowAttrs, Millis, ToolAttrs};
+use crate::attr::{self, AgentAttrs, FlowAttrs, MessageKind, Millis, ToolAttrs};
 use crate::ctxt::Ctxt;
 use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
 use crate::{check, determinism};
@@ -562,6 +562,10 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             settings.push(quote!(#spec.#field = #value;));
         }
     }
+    let (message_specs, message_consts) = messages(ident, &func.vis, attrs);
+    let messages_static = local("__FLOCK_MESSAGES");
+    let message_count = message_specs.len();
+    settings.push(quote!(#spec.messages = &#messages_static;));
     settings.push(quote!(#spec.location = #location;));
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
@@ -573,6 +577,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
     let str_ = quote!(#fp::core::primitive::str);
     quote! {
         #unit
+        #message_consts
         #(#cfgs)*
         #[allow(deprecated)]
         const _: () = {
@@ -585,6 +590,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
                 const NAME: &'static #str_ = #name;
 
                 fn spec(&self) -> &'static #fp::FlowSpec {
+                    static #messages_static: [#fp::MessageSpec; #message_count] = [#(#message_specs),*];
                     static #spec_static: #fp::FlowSpec = {
                         let mut #spec = #fp::FlowSpec::new(#name);
                         #(#settings)*
@@ -611,6 +617,98 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             }
         };
     }
+}
+
+/// The `MessageSpec`s of a flow's `signals(..)`, `queries(..)` and `updates(..)`, and the typed
+/// constants on the flow's type (`publish::approve`) that clients and the body name them by.
+fn messages(
+    ident: &Ident,
+    vis: &syn::Visibility,
+    attrs: &FlowAttrs,
+) -> (Vec<TokenStream>, TokenStream) {
+    let fp = fp();
+    let mut specs = Vec::new();
+    let mut consts = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (update, _) in &attrs.validators {
+        let declared = attrs
+            .messages
+            .iter()
+            .any(|m| m.kind == MessageKind::Update && m.name == *update);
+        if !declared {
+            let message = format!(
+                "`validate({update} = ..)` names no update: declare it with `updates({update}: Input -> Answer)`"
+            );
+            errors.push(quote_spanned!(update.span()=> #fp::core::compile_error!(#message);));
+        }
+    }
+    for message in &attrs.messages {
+        let name = &message.name;
+        let name_str = LitStr::new(&name.to_string(), name.span());
+        if seen.contains(&name.to_string()) {
+            let text = format!(
+                "message `{name}` is declared twice: signals, queries and updates of a flow need distinct names"
+            );
+            errors.push(quote_spanned!(name.span()=> #fp::core::compile_error!(#text);));
+            continue;
+        }
+        seen.push(name.to_string());
+        let ty = &message.ty;
+        let docs = &message.docs;
+        let description = LitStr::new(&FnAttrs::new(docs).description, name.span());
+        let (kind, handle) = match message.kind {
+            MessageKind::Signal => (quote!(Signal), quote!(#fp::Signal<#ident, #ty>)),
+            MessageKind::Query => (quote!(Query), quote!(#fp::Query<#ident, #ty>)),
+            MessageKind::Update => {
+                let answer = message.answer.as_ref();
+                (quote!(Update), quote!(#fp::Update<#ident, #ty, #answer>))
+            }
+        };
+        let check = match attrs.validators.iter().find(|(update, _)| update == name) {
+            Some((_, validator)) => quote_spanned!(validator.span()=> {
+                fn check(value: &#fp::serde_json::Value) -> #fp::core::result::Result<(), #fp::std::string::String> {
+                    #fp::check_update::<#ty>(value, #validator)
+                }
+                check
+            }),
+            None => quote_spanned!(ty.span()=> #fp::check_fits::<#ty>),
+        };
+        let answer_schema = match &message.answer {
+            Some(answer) => quote_spanned!(answer.span()=>
+                #fp::core::option::Option::Some(#fp::message_schema::<#answer>)
+            ),
+            None => quote!(#fp::core::option::Option::None),
+        };
+        specs.push(quote! {{
+            let mut spec = #fp::MessageSpec::new(
+                #name_str,
+                #fp::MessageKind::#kind,
+                #fp::message_schema::<#ty>,
+                #check,
+            );
+            spec.description = #description;
+            spec.answer_schema = #answer_schema;
+            spec
+        }});
+        consts.push(quote! {
+            #(#docs)*
+            #[allow(non_upper_case_globals)]
+            #vis const #name: #handle = <#handle>::new(#name_str);
+        });
+    }
+    let consts = if consts.is_empty() {
+        quote!(#(#errors)*)
+    } else {
+        quote! {
+            #(#errors)*
+            #[allow(deprecated)]
+            impl #ident {
+                #(#consts)*
+            }
+        }
+    };
+    (specs, consts)
 }
 
 fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {

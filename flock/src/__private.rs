@@ -19,9 +19,10 @@ pub use crate::agent::{
 pub use crate::chain::{Chain, End, HandOff};
 pub use crate::error::{AgentError, FlowError};
 pub use crate::flow::{Flow, FlowContext};
+pub use crate::message::{Query, Signal, Update, check_fits, check_update, message_schema};
 pub use crate::registry::{Adapters, AgentRegistration, FlowRegistration};
 pub use crate::retry::RetrySpec;
-pub use crate::spec::{AgentKind, AgentSpec, FlowSpec};
+pub use crate::spec::{AgentKind, AgentSpec, FlowSpec, MessageKind, MessageSpec};
 pub use crate::tool::DynTool;
 
 // ---------------------------------------------------------------------------------------------

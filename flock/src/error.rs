@@ -301,6 +301,23 @@ pub enum FlowError {
         /// Where it was looked for.
         message: String,
     },
+    /// A message (signal, query or update) was not accepted: undeclared, or its JSON does not
+    /// fit its type.
+    Message {
+        /// The flow.
+        flow: String,
+        /// The message and what was wrong.
+        message: String,
+    },
+    /// Not a failure: the run continues as a new run of the same flow with this input (made by
+    /// [`FlowContext::continue_as_new`](crate::FlowContext::continue_as_new); return it from the
+    /// flow body).
+    ContinueAsNew {
+        /// The flow.
+        flow: String,
+        /// The next run's input.
+        input: serde_json::Value,
+    },
 }
 
 impl FlowError {
@@ -369,6 +386,10 @@ impl fmt::Display for FlowError {
             FlowError::NotRegistered { name, message } => {
                 write!(f, "`{name}` is not registered: {message}")
             }
+            FlowError::Message { message, .. } => f.write_str(message),
+            FlowError::ContinueAsNew { flow, .. } => {
+                write!(f, "flow `{flow}` continues as a new run")
+            }
         }
     }
 }
@@ -411,6 +432,17 @@ pub enum Error {
         /// Why the wait gave up.
         message: String,
     },
+    /// A message (signal, query or update) to a run was not delivered or not answered: the flow
+    /// does not declare it, its JSON does not fit, its validator or the flow rejected it, or the
+    /// run is not running. The run itself is unaffected.
+    Message {
+        /// The flow.
+        flow: String,
+        /// The run.
+        run_id: String,
+        /// The message and what was wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -437,6 +469,11 @@ impl fmt::Display for Error {
             Error::WaitGaveUp { run_id, message } => {
                 write!(f, "stopped waiting for run `{run_id}`: {message}")
             }
+            Error::Message {
+                flow,
+                run_id,
+                message,
+            } => write!(f, "message to run `{run_id}` of `{flow}`: {message}"),
         }
     }
 }

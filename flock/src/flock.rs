@@ -8,15 +8,17 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::agent::Agent;
+use crate::agent::AgentIo;
 use crate::chain::{Chain, ChainOutput, HandOff};
 use crate::config::{TemporalExecutorConfig, WorkerLimits};
 use crate::error::{Error, FlowError};
 use crate::executor::{Settings, local};
 use crate::flow::{DynFlow, Flow, decode, encode};
+use crate::message::{Query, Signal, Update};
 use crate::model::{Model, Models, Provider};
 use crate::record::RunRecord;
 use crate::registry::Registry;
-use crate::spec::Direction;
+use crate::spec::{Direction, MessageKind};
 
 #[cfg(feature = "temporal")]
 use crate::executor::temporal::TemporalExecutor;
@@ -61,6 +63,7 @@ struct Inner {
     served_elsewhere: BTreeSet<String>,
     executor: Executor,
     local_ids: LocalIds,
+    local_runs: Arc<local::LocalRuns>,
 }
 
 /// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids.
@@ -172,6 +175,7 @@ impl Flock {
             input,
             id: None,
             id_reuse: IdReuse::default(),
+            signal: None,
         }
     }
 
@@ -204,8 +208,14 @@ impl Flock {
                 state: HandleState::Reattached,
                 flow: std::marker::PhantomData,
             }),
+            Executor::Local if self.inner.local_runs.get(&run_id).is_some() => Ok(FlowHandle {
+                flock: self.clone(),
+                run_id,
+                state: HandleState::LocalAttached,
+                flow: std::marker::PhantomData,
+            }),
             Executor::Local => Err(Error::Config(format!(
-                "re-attaching to run `{run_id}` needs the Temporal executor (`local_debug(false)`): local runs live in the process that started them"
+                "re-attaching to run `{run_id}` needs the Temporal executor (`local_debug(false)`): local runs live in the process that started them, and no such run is running here"
             ))),
         }
     }
@@ -444,6 +454,7 @@ impl FlockBuilder {
                 served_elsewhere: self.served_elsewhere,
                 executor,
                 local_ids: LocalIds::default(),
+                local_runs: Arc::default(),
             }),
         })
     }
@@ -501,6 +512,7 @@ pub struct RunRequest<'a, F: Flow> {
     input: F::Input,
     id: Option<String>,
     id_reuse: IdReuse,
+    signal: Option<(&'static str, Result<Value, String>)>,
 }
 
 /// A run's result together with its record.
@@ -572,13 +584,25 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             Ok(flow) => flow,
             Err(error) => return failed(error),
         };
+        let signal = match self.start_signal(&run_id) {
+            Ok(signal) => signal,
+            Err(error) => return failed(error),
+        };
         match &inner.executor {
             Executor::Local => {
                 if let Err(error) = inner.local_ids.claim(&run_id, F::NAME, self.id_reuse) {
                     return failed(error);
                 }
+                let mailbox = inner.local_runs.open(&run_id, flow.spec());
+                if let Some((name, value)) = signal.clone()
+                    && let Err(message) = mailbox.signal(name, value)
+                {
+                    return failed(message_error::<F>(&run_id, message));
+                }
                 let (result, record) = local::run_flow(
                     inner.settings.clone(),
+                    inner.local_runs.clone(),
+                    mailbox,
                     flow,
                     Arc::from(run_id.as_str()),
                     input,
@@ -596,7 +620,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             Executor::Temporal(temporal) => {
                 let result = async {
                     temporal
-                        .start_run(flow.spec(), &run_id, input.clone(), self.id_reuse)
+                        .start_run(flow.spec(), &run_id, input.clone(), self.id_reuse, signal)
                         .await?;
                     temporal.result(F::NAME, &run_id).await
                 }
@@ -618,20 +642,72 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         }
     }
 
-    /// Starts the run and returns a handle to it, without waiting for its result.
+    /// Sends signal `signal` with the start: the flow finds it waiting
+    /// ([`FlowContext::wait`](crate::FlowContext::wait)). With [`start`](Self::start), this is
+    /// signal-with-start: when a run with this id is running already, it is only signalled.
+    pub fn signal<T: AgentIo>(mut self, signal: Signal<F, T>, value: T) -> Self {
+        let json = encode("signal", signal.name(), Direction::Input, &value);
+        self.signal = Some((signal.name(), json.map_err(|e| e.to_string())));
+        self
+    }
+
+    /// The signal to send with the start, checked: declared, fitting, within the limit.
+    fn start_signal(&self, run_id: &str) -> Result<Option<(&'static str, Value)>, Error> {
+        let Some((name, json)) = &self.signal else {
+            return Ok(None);
+        };
+        let value = json
+            .clone()
+            .map_err(|message| message_error::<F>(run_id, message))?;
+        F::default()
+            .spec()
+            .check_message(MessageKind::Signal, name, &value)
+            .map_err(|message| message_error::<F>(run_id, message))?;
+        Ok(Some((name, value)))
+    }
+
+    /// Starts the run and returns a handle to it, without waiting for its result. With a
+    /// [`signal`](Self::signal), a run with this id that is running already is signalled
+    /// instead.
     pub async fn start(self) -> Result<FlowHandle<F>, Error> {
         let run_id = self.run_id();
         let input = self.input_json(&run_id)?;
         let flow = self.flock.definition::<F>()?;
         let inner = &self.flock.inner;
+        let signal = self.start_signal(&run_id)?;
         let state = match &inner.executor {
             Executor::Local => {
+                if let Some((name, value)) = signal.clone()
+                    && let Some(mailbox) = inner.local_runs.get(&run_id)
+                {
+                    if mailbox.flow_name() != F::NAME {
+                        return Err(message_error::<F>(
+                            &run_id,
+                            format!("run `{run_id}` is a run of `{}`", mailbox.flow_name()),
+                        ));
+                    }
+                    mailbox
+                        .signal(name, value)
+                        .map_err(|message| message_error::<F>(&run_id, message))?;
+                    return self.flock.flow_handle(F::default(), run_id);
+                }
                 inner.local_ids.claim(&run_id, F::NAME, self.id_reuse)?;
-                let (settings, id): (_, Arc<str>) =
-                    (inner.settings.clone(), Arc::from(run_id.as_str()));
+                let mailbox = inner.local_runs.open(&run_id, flow.spec());
+                if let Some((name, value)) = signal {
+                    mailbox
+                        .signal(name, value)
+                        .map_err(|message| message_error::<F>(&run_id, message))?;
+                }
+                let (settings, runs, id): (_, _, Arc<str>) = (
+                    inner.settings.clone(),
+                    inner.local_runs.clone(),
+                    Arc::from(run_id.as_str()),
+                );
                 let flock = self.flock.clone();
                 let task = tokio::spawn(async move {
-                    let result = local::run_flow(settings, flow, id.clone(), input).await.0;
+                    let result = local::run_flow(settings, runs, mailbox, flow, id.clone(), input)
+                        .await
+                        .0;
                     flock.inner.local_ids.close(&id, result.is_ok());
                     result
                 });
@@ -640,7 +716,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => {
                 temporal
-                    .start_run(flow.spec(), &run_id, input, self.id_reuse)
+                    .start_run(flow.spec(), &run_id, input, self.id_reuse, signal)
                     .await?;
                 HandleState::Started
             }
@@ -652,6 +728,76 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             flow: std::marker::PhantomData,
         })
     }
+
+    /// Update-with-start: starts the run unless one with this id is running, sends it update
+    /// `update`, and gives a handle and the flow's answer. A stateless front end submits a
+    /// request this way without knowing whether the run exists.
+    pub async fn start_with_update<I: AgentIo, O: AgentIo>(
+        self,
+        update: Update<F, I, O>,
+        value: I,
+    ) -> Result<(FlowHandle<F>, O), Error> {
+        let run_id = self.run_id();
+        let value = encode("update", update.name(), Direction::Input, &value)
+            .map_err(|cause| message_error::<F>(&run_id, cause.to_string()))?;
+        let flow = self.flock.definition::<F>()?;
+        flow.spec()
+            .check_message(MessageKind::Update, update.name(), &value)
+            .map_err(|message| message_error::<F>(&run_id, message))?;
+        match &self.flock.inner.executor {
+            Executor::Local => {
+                let running = self.flock.inner.local_runs.get(&run_id).is_some();
+                let handle = if running {
+                    self.flock.flow_handle(F::default(), run_id.clone())?
+                } else {
+                    self.start().await?
+                };
+                let answer = handle.update_json(update.name(), value).await?;
+                Ok((handle, decode_answer::<F, O>(&run_id, answer)?))
+            }
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                let input = self.input_json(&run_id)?;
+                let answer = temporal
+                    .update_with_start(
+                        flow.spec(),
+                        &run_id,
+                        input,
+                        self.id_reuse,
+                        update.name(),
+                        value,
+                    )
+                    .await?;
+                let handle = FlowHandle {
+                    flock: self.flock.clone(),
+                    run_id: run_id.clone(),
+                    state: HandleState::Started,
+                    flow: std::marker::PhantomData,
+                };
+                Ok((handle, decode_answer::<F, O>(&run_id, answer)?))
+            }
+        }
+    }
+}
+
+fn message_error<F: Flow>(run_id: &str, message: String) -> Error {
+    Error::Message {
+        flow: F::NAME.to_owned(),
+        run_id: run_id.to_owned(),
+        message,
+    }
+}
+
+fn decode_answer<F: Flow, T: AgentIo>(run_id: &str, value: Value) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|e| {
+        message_error::<F>(
+            run_id,
+            format!(
+                "the answer does not fit `{}`: {e}",
+                std::any::type_name::<T>()
+            ),
+        )
+    })
 }
 
 fn run_failed<F: Flow>(run_id: &str, cause: FlowError) -> Error {
@@ -679,6 +825,8 @@ pub struct FlowHandle<F: Flow> {
 #[derive(Debug)]
 enum HandleState {
     Local(tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<Value, FlowError>>>>),
+    /// Found by id among this `Flock`'s local runs: messages only.
+    LocalAttached,
     /// Started by this handle's `Flock` on Temporal.
     #[cfg(feature = "temporal")]
     Started,
@@ -722,6 +870,12 @@ impl<F: Flow> FlowHandle<F> {
                     }
                 }
             }
+            (HandleState::LocalAttached, _) => {
+                return Err(Error::Config(format!(
+                    "the result of local run `{}` is given to the handle that started it; a handle found by id sends messages only",
+                    self.run_id
+                )));
+            }
             #[cfg(feature = "temporal")]
             (state, Executor::Temporal(temporal)) => {
                 if matches!(state, HandleState::Reattached) {
@@ -747,6 +901,10 @@ impl<F: Flow> FlowHandle<F> {
                 }
                 Ok(())
             }
+            (HandleState::LocalAttached, _) => Err(Error::Config(format!(
+                "local run `{}` is cancelled by the handle that started it",
+                self.run_id
+            ))),
             #[cfg(feature = "temporal")]
             (state, Executor::Temporal(temporal)) => {
                 if matches!(state, HandleState::Reattached) {
@@ -759,6 +917,119 @@ impl<F: Flow> FlowHandle<F> {
                 Err(Error::Executor("a Temporal handle on a local Flock".into()))
             }
         }
+    }
+}
+
+impl<F: Flow> FlowHandle<F> {
+    /// Sends the run signal `signal` (checked first: a value that does not fit is an error here,
+    /// never a dropped signal). The flow takes it with [`FlowContext::wait`](crate::FlowContext::wait).
+    pub async fn signal<T: AgentIo>(&self, signal: Signal<F, T>, value: T) -> Result<(), Error> {
+        let value = encode("signal", signal.name(), Direction::Input, &value)
+            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        self.signal_json(signal.name(), value).await
+    }
+
+    /// Asks the run query `query`: the state the flow last published for it.
+    pub async fn query<T: AgentIo>(&self, query: Query<F, T>) -> Result<T, Error> {
+        let value = self.query_json(query.name()).await?;
+        decode_answer::<F, T>(&self.run_id, value)
+    }
+
+    /// Sends the run update `update` and waits for the flow's answer. An update its validator
+    /// rejects is an error here and leaves the run as it was.
+    pub async fn update<I: AgentIo, O: AgentIo>(
+        &self,
+        update: Update<F, I, O>,
+        value: I,
+    ) -> Result<O, Error> {
+        let value = encode("update", update.name(), Direction::Input, &value)
+            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        let answer = self.update_json(update.name(), value).await?;
+        decode_answer::<F, O>(&self.run_id, answer)
+    }
+
+    /// Sends signal `name` as JSON (for tools that know messages by name: a CLI, a web hook).
+    /// Checked like [`signal`](Self::signal): an undeclared signal or one whose JSON does not fit
+    /// is an error naming the flow and the signal.
+    pub async fn signal_json(&self, name: &str, value: Value) -> Result<(), Error> {
+        let spec = F::default().spec();
+        spec.check_message(MessageKind::Signal, name, &value)
+            .map_err(|message| message_error::<F>(&self.run_id, message))?;
+        match &self.flock.inner.executor {
+            Executor::Local => self
+                .local_mailbox()?
+                .signal(name, value)
+                .map_err(|message| message_error::<F>(&self.run_id, message)),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                self.check_reattached(temporal).await?;
+                temporal.signal(F::NAME, &self.run_id, name, value).await
+            }
+        }
+    }
+
+    /// Asks query `name`, as JSON (see [`signal_json`](Self::signal_json)).
+    pub async fn query_json(&self, name: &str) -> Result<Value, Error> {
+        F::default()
+            .spec()
+            .message(MessageKind::Query, name)
+            .map_err(|message| message_error::<F>(&self.run_id, message))?;
+        match &self.flock.inner.executor {
+            Executor::Local => self
+                .local_mailbox()?
+                .query(name)
+                .map_err(|message| message_error::<F>(&self.run_id, message)),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                self.check_reattached(temporal).await?;
+                temporal.query(F::NAME, &self.run_id, name).await
+            }
+        }
+    }
+
+    /// Sends update `name` as JSON and waits for the answer (see [`signal_json`](Self::signal_json)).
+    pub async fn update_json(&self, name: &str, value: Value) -> Result<Value, Error> {
+        let spec = F::default().spec();
+        spec.check_message(MessageKind::Update, name, &value)
+            .map_err(|message| message_error::<F>(&self.run_id, message))?;
+        match &self.flock.inner.executor {
+            Executor::Local => self
+                .local_mailbox()?
+                .update(name, value)
+                .await
+                .map_err(|message| message_error::<F>(&self.run_id, message)),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                self.check_reattached(temporal).await?;
+                temporal.update(F::NAME, &self.run_id, name, value).await
+            }
+        }
+    }
+
+    fn local_mailbox(&self) -> Result<Arc<local::LocalMailbox>, Error> {
+        match self.flock.inner.local_runs.get(&self.run_id) {
+            Some(mailbox) if mailbox.flow_name() == F::NAME => Ok(mailbox),
+            Some(mailbox) => Err(message_error::<F>(
+                &self.run_id,
+                format!(
+                    "run `{}` is a run of `{}`",
+                    self.run_id,
+                    mailbox.flow_name()
+                ),
+            )),
+            None => Err(message_error::<F>(
+                &self.run_id,
+                format!("run `{}` is not running", self.run_id),
+            )),
+        }
+    }
+
+    #[cfg(feature = "temporal")]
+    async fn check_reattached(&self, temporal: &TemporalExecutor) -> Result<(), Error> {
+        if matches!(self.state, HandleState::Reattached) {
+            temporal.check_type(F::NAME, &self.run_id).await?;
+        }
+        Ok(())
     }
 }
 

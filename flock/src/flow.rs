@@ -4,6 +4,7 @@
 //! through the context, and the [determinism guard](crate::guard) fails a flow that waits on
 //! anything else.
 
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -18,7 +19,8 @@ use serde_json::Value;
 use crate::agent::{Agent, AgentIo, json_size, panic_message};
 use crate::error::FlowError;
 use crate::guard::{ContextOp, Guarded};
-use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
+use crate::message::{Query, Signal, Update};
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 pub use crate::spec::FlowSpec;
 use crate::spec::{Direction, check_payload_size};
 
@@ -105,23 +107,149 @@ impl FlowContext {
         decode(A::NAME, Direction::Output, output)
     }
 
-    /// Runs another flow as a child flow (on Temporal: a child workflow). Its run id is
-    /// `<flow>-<uuid>`, from a random stream of this run's own.
-    pub async fn call_flow<F: Flow>(
+    /// Runs another flow as a child flow (on Temporal: a child workflow); `.await` it for its
+    /// output. Its run id is `<flow>-<uuid>`, from a random stream of this run's own, or the one
+    /// given with [`.id(..)`](ChildRequest::id) (so that others can message the child).
+    pub fn call_flow<F: Flow>(&self, flow: F, input: F::Input) -> ChildRequest<'_, F> {
+        ChildRequest {
+            state: ChildState::Ready {
+                ctx: self,
+                flow,
+                input,
+                id: None,
+            },
+        }
+    }
+
+    /// Waits for the next signal `signal` sent to this run (oldest first; signals that arrived
+    /// before are kept until taken). `.await` it, or bound the wait with
+    /// [`.timeout(..)`](Wait::timeout), a durable timer on Temporal.
+    pub fn wait<F: Flow, T: AgentIo>(&self, signal: Signal<F, T>) -> Wait<'_, T> {
+        Wait {
+            ctx: self,
+            flow: F::NAME,
+            name: signal.name(),
+            types: PhantomData,
+        }
+    }
+
+    /// Publishes the state that query `query` answers with from now on (on Temporal, also while
+    /// the worker that runs the flow is waiting, and after the run ended).
+    pub fn publish<F: Flow, T: AgentIo>(
         &self,
-        flow: F,
-        input: F::Input,
-    ) -> Result<F::Output, FlowError> {
-        let spec = flow.spec();
+        query: Query<F, T>,
+        state: &T,
+    ) -> Result<(), FlowError> {
+        self.check_own(F::NAME, "query", query.name())?;
+        let json = encode("query", query.name(), Direction::Output, state)?;
+        self.runtime.publish(query.name(), json);
+        Ok(())
+    }
+
+    /// Waits for the next update `update` sent to this run (already accepted by its validator),
+    /// to be answered with [`UpdateRequest::reply`]. The sender waits until then.
+    pub async fn next_update<F: Flow, I: AgentIo, O: AgentIo>(
+        &self,
+        update: Update<F, I, O>,
+    ) -> Result<UpdateRequest<I, O>, FlowError> {
+        self.check_own(F::NAME, "update", update.name())?;
+        let (id, input) = ContextOp(self.runtime.next_update(update.name())).await?;
+        let mut request = UpdateRequest {
+            id,
+            flow: self.flow,
+            name: update.name(),
+            input: None,
+            runtime: Some(self.runtime.clone()),
+            answer: PhantomData,
+        };
+        match decode::<I>(update.name(), Direction::Input, input) {
+            Ok(input) => {
+                request.input = Some(input);
+                Ok(request)
+            }
+            Err(error) => {
+                request.reject(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends signal `signal` to the running flow with run id `run_id` (on Temporal: a signal to
+    /// an external workflow).
+    pub async fn signal_flow<F: Flow, T: AgentIo>(
+        &self,
+        signal: Signal<F, T>,
+        run_id: impl Into<String>,
+        value: &T,
+    ) -> Result<(), FlowError> {
+        let value = encode("signal", signal.name(), Direction::Input, value)?;
+        let call = SignalCall {
+            flow: F::default().spec(),
+            run_id: run_id.into(),
+            name: signal.name(),
+            value,
+        };
+        ContextOp(self.runtime.signal_flow(call)).await
+    }
+
+    /// Ends this run and starts a new run of the same flow, with the same run id, on `input`: a
+    /// flow that lives long (one that handles many messages) keeps its history bounded this way.
+    /// Return it from the flow body: `return ctx.continue_as_new(my_flow, next);`. Signals not
+    /// taken yet are not carried over; take them first. The record links the runs.
+    pub fn continue_as_new<F: Flow, T>(&self, flow: F, input: F::Input) -> Result<T, FlowError> {
+        if F::NAME != self.flow {
+            return Err(FlowError::msg(format!(
+                "flow `{}` cannot continue as new as `{}`: a run continues as the same flow",
+                self.flow,
+                F::NAME
+            )));
+        }
+        let _ = flow;
         let input = encode("flow", F::NAME, Direction::Input, &input)?;
-        let run_id = format!("{}-{}", F::NAME, uuid_from(&self.child_ids));
-        let output = ContextOp(self.runtime.call_flow(ChildCall {
-            spec,
-            run_id,
+        Err(FlowError::ContinueAsNew {
+            flow: F::NAME.to_owned(),
             input,
-        }))
-        .await?;
-        decode(F::NAME, Direction::Output, output)
+        })
+    }
+
+    /// Whether the executor suggests continuing as new (on Temporal: the server says the history
+    /// is large). Never on the local executor.
+    pub fn continue_as_new_suggested(&self) -> bool {
+        self.runtime.continue_as_new_suggested()
+    }
+
+    /// Versioning: whether this run takes the code path of patch `patch_id`. Runs started after
+    /// the patch was deployed take it (`true`); runs that were in flight before replay their
+    /// history without it (`false`). Always `true` on the local executor.
+    ///
+    /// ```rust,ignore
+    /// if ctx.patched("review-step") {
+    ///     ctx.call(review, draft.clone()).await?;
+    /// }
+    /// ```
+    pub fn patched(&self, patch_id: &str) -> bool {
+        self.runtime.patched(patch_id)
+    }
+
+    /// Versioning, second step: once no run from before patch `patch_id` is left, replace
+    /// `if ctx.patched(id) { new } else { old }` by `ctx.deprecate_patch(id); new`; remove the
+    /// call once no run from before the deprecation is left either.
+    pub fn deprecate_patch(&self, patch_id: &str) {
+        self.runtime.deprecate_patch(patch_id);
+    }
+
+    fn check_own(&self, flow: &str, kind: &str, name: &str) -> Result<(), FlowError> {
+        if flow == self.flow {
+            Ok(())
+        } else {
+            Err(FlowError::Message {
+                flow: self.flow.to_owned(),
+                message: format!(
+                    "flow `{}` used {kind} `{name}` of flow `{flow}`: a flow takes its own messages",
+                    self.flow
+                ),
+            })
+        }
     }
 
     /// The current time (on Temporal: the workflow task's time, identical on replay).
@@ -148,6 +276,116 @@ impl FlowContext {
     /// A random (version 4) UUID (see [`random_u64`](Self::random_u64)).
     pub fn uuid(&self) -> uuid::Uuid {
         uuid_from(&self.rng)
+    }
+}
+
+/// A child-flow call: `.await` it (or join it) for the child's output, or give its run id first.
+#[must_use = "a child flow does nothing until it is awaited"]
+pub struct ChildRequest<'a, F: Flow> {
+    state: ChildState<'a, F>,
+}
+
+enum ChildState<'a, F: Flow> {
+    Ready {
+        ctx: &'a FlowContext,
+        flow: F,
+        input: F::Input,
+        id: Option<String>,
+    },
+    Running(BoxFuture<'a, Result<F::Output, FlowError>>),
+    Taken,
+}
+
+impl<F: Flow> ChildRequest<'_, F> {
+    /// The child's run id (on Temporal: its workflow id), so that an approver or another flow
+    /// can address it. It must be unique among running flows.
+    pub fn id(mut self, run_id: impl Into<String>) -> Self {
+        if let ChildState::Ready { id, .. } = &mut self.state {
+            *id = Some(run_id.into());
+        }
+        self
+    }
+}
+
+impl<F: Flow> Unpin for ChildRequest<'_, F> {}
+
+impl<'a, F: Flow> std::future::Future for ChildRequest<'a, F> {
+    type Output = Result<F::Output, FlowError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let ChildState::Ready { .. } = self.state {
+            let ChildState::Ready {
+                ctx,
+                flow,
+                input,
+                id,
+            } = std::mem::replace(&mut self.state, ChildState::Taken)
+            else {
+                unreachable!("matched above")
+            };
+            // the id stream advances either way, so that naming one child shifts no other's id
+            let generated = format!("{}-{}", F::NAME, uuid_from(&ctx.child_ids));
+            let run_id = id.unwrap_or(generated);
+            self.state = ChildState::Running(Box::pin(async move {
+                let spec = flow.spec();
+                let input = encode("flow", F::NAME, Direction::Input, &input)?;
+                let output = ContextOp(ctx.runtime.call_flow(ChildCall {
+                    spec,
+                    run_id,
+                    input,
+                }))
+                .await?;
+                decode(F::NAME, Direction::Output, output)
+            }));
+        }
+        match &mut self.state {
+            ChildState::Running(future) => future.as_mut().poll(cx),
+            _ => panic!("a child-flow call polled after it completed"),
+        }
+    }
+}
+
+/// A wait for a signal: `.await` it for the signal's value, or bound it with
+/// [`timeout`](Self::timeout).
+#[must_use = "a wait does nothing until it is awaited"]
+pub struct Wait<'a, T> {
+    ctx: &'a FlowContext,
+    flow: &'static str,
+    name: &'static str,
+    types: PhantomData<fn() -> T>,
+}
+
+impl<'a, T: AgentIo> Wait<'a, T> {
+    /// Waits at most `timeout` (on Temporal: a durable timer raced with the signal, the same on
+    /// replay): `None` when it passed first.
+    pub fn timeout(self, timeout: Duration) -> BoxFuture<'a, Result<Option<T>, FlowError>> {
+        Box::pin(async move {
+            self.ctx.check_own(self.flow, "signal", self.name)?;
+            let signal = ContextOp(self.ctx.runtime.next_signal(self.name));
+            let timer = ContextOp(self.ctx.runtime.sleep(timeout));
+            match futures::future::select(signal, timer).await {
+                futures::future::Either::Left((value, _)) => {
+                    decode(self.name, Direction::Input, value?).map(Some)
+                }
+                futures::future::Either::Right((fired, _)) => fired.map(|()| None),
+            }
+        })
+    }
+}
+
+impl<'a, T: AgentIo> std::future::IntoFuture for Wait<'a, T> {
+    type Output = Result<T, FlowError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.ctx.check_own(self.flow, "signal", self.name)?;
+            let value = ContextOp(self.ctx.runtime.next_signal(self.name)).await?;
+            decode(self.name, Direction::Input, value)
+        })
     }
 }
 
@@ -199,6 +437,80 @@ impl std::fmt::Debug for FlowContext {
         f.debug_struct("FlowContext")
             .field("run_id", &self.run_id)
             .field("flow", &self.flow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An update the flow took: its input, to be answered with [`reply`](Self::reply) or
+/// [`reject`](Self::reject). One dropped unanswered is rejected, so its sender never waits
+/// forever.
+#[must_use = "an update's sender waits until it is answered"]
+pub struct UpdateRequest<I, O> {
+    pub(crate) id: u64,
+    pub(crate) flow: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) input: Option<I>,
+    pub(crate) runtime: Option<Arc<dyn FlowRuntime>>,
+    pub(crate) answer: PhantomData<fn() -> O>,
+}
+
+impl<I, O: Serialize> UpdateRequest<I, O> {
+    /// What the sender sent.
+    pub fn input(&self) -> &I {
+        self.input
+            .as_ref()
+            .expect("the input is only taken by into_input")
+    }
+
+    /// Takes the input (the request must still be answered).
+    pub fn take_input(&mut self) -> I {
+        self.input
+            .take()
+            .expect("the input of an update request is taken once")
+    }
+
+    /// Answers the update: its sender gets `answer`.
+    pub fn reply(mut self, answer: &O) -> Result<(), FlowError> {
+        let json = encode("update", self.name, Direction::Output, answer);
+        let runtime = self.runtime.take().expect("answered once");
+        match json {
+            Ok(json) => {
+                runtime.answer_update(self.id, Ok(json));
+                Ok(())
+            }
+            Err(error) => {
+                runtime.answer_update(self.id, Err(error.to_string()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Rejects the update: its sender gets an error saying `reason`.
+    pub fn reject(mut self, reason: impl Into<String>) {
+        let runtime = self.runtime.take().expect("answered once");
+        runtime.answer_update(self.id, Err(reason.into()));
+    }
+}
+
+impl<I, O> Drop for UpdateRequest<I, O> {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.answer_update(
+                self.id,
+                Err(format!(
+                    "flow `{}` took update `{}` and did not answer it",
+                    self.flow, self.name
+                )),
+            );
+        }
+    }
+}
+
+impl<I: std::fmt::Debug, O> std::fmt::Debug for UpdateRequest<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateRequest")
+            .field("update", &self.name)
+            .field("input", &self.input)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,8 @@ pub enum RunStatus {
     Completed,
     /// The run failed.
     Failed,
+    /// The run continued as a new run ([`FlowContext::continue_as_new`](crate::FlowContext::continue_as_new)).
+    ContinuedAsNew,
 }
 
 /// The record of one run of a flow or hand-off chain (and, nested, its child flows).
@@ -42,6 +44,9 @@ pub struct RunRecord {
     pub children: Vec<RunRecord>,
     /// Progress the agents reported.
     pub progress: Vec<ProgressEvent>,
+    /// The run this one continued from (with `continue_as_new`), which links to the one before
+    /// it: the generations, newest first.
+    pub previous: Option<Box<RunRecord>>,
 }
 
 impl RunRecord {
@@ -77,6 +82,7 @@ impl RunRecord {
             steps: Vec::new(),
             children: Vec::new(),
             progress: Vec::new(),
+            previous: None,
         }
     }
 

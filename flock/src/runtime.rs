@@ -7,9 +7,14 @@
 //! The interface names definitions by their static specs; an executor finds what to run by name
 //! in its registry, so that an unregistered definition fails the same way on both executors.
 //!
-//! It is object-safe and grows by methods with defaults: messages (signals, queries, updates),
-//! `patched` and continue-as-new come next, and an agent pool or a step-by-step agent loop is a
-//! new implementation of the same trait.
+//! Messages (signals, queries, updates) are kept by the executor in a per-run mailbox whose rules
+//! are written once ([`message`](crate::message)); the executor delivers into it and wakes the
+//! flow. Continue-as-new is not a method: the flow returns
+//! [`FlowError::ContinueAsNew`](crate::FlowError::ContinueAsNew) and the executor starts the next
+//! run.
+//!
+//! It is object-safe; an agent pool or a step-by-step agent loop is a new implementation of the
+//! same trait, or a wrapper around one.
 
 use std::time::{Duration, SystemTime};
 
@@ -70,4 +75,47 @@ pub trait FlowRuntime: Send + Sync {
         let _ = patch_id;
         true
     }
+
+    /// Like [`patched`](Self::patched) once no run from before the patch is left: the new path
+    /// is always taken, and the marker stays so that the `patched` call can be removed later.
+    fn deprecate_patch(&self, patch_id: &str) -> bool {
+        let _ = patch_id;
+        true
+    }
+
+    /// Whether the executor suggests continuing as new (on Temporal: the history grew large).
+    fn continue_as_new_suggested(&self) -> bool {
+        false
+    }
+
+    /// Waits for the next signal `name` (declared by the flow) and takes it, oldest first.
+    /// Fails with [`FlowError::Cancelled`] when the run is cancelled meanwhile.
+    fn next_signal(&self, name: &'static str) -> BoxFuture<'_, Result<Value, FlowError>>;
+
+    /// Sets the state that query `name` answers with from now on.
+    fn publish(&self, name: &'static str, value: Value);
+
+    /// Waits for the next update `name` (already accepted by its validator) and takes it; gives
+    /// its id (to answer it by) and its input.
+    fn next_update(&self, name: &'static str) -> BoxFuture<'_, Result<(u64, Value), FlowError>>;
+
+    /// Answers update `id`: its sender gets the value, or an error with the message.
+    fn answer_update(&self, id: u64, answer: Result<Value, String>);
+
+    /// Sends signal `name` to the running flow `flow` with run id `run_id`.
+    fn signal_flow(&self, signal: SignalCall) -> BoxFuture<'_, Result<(), FlowError>>;
+}
+
+/// A signal one flow sends another, at the JSON level.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SignalCall {
+    /// The receiving flow.
+    pub flow: &'static FlowSpec,
+    /// Its run id.
+    pub run_id: String,
+    /// The signal.
+    pub name: &'static str,
+    /// Its JSON, already checked against the signal's type.
+    pub value: Value,
 }

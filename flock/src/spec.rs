@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::retry::RetrySpec;
 
@@ -89,6 +90,8 @@ pub struct FlowSpec {
     pub execution_timeout: Option<Duration>,
     /// Timeout of one run.
     pub run_timeout: Option<Duration>,
+    /// The signals, queries and updates the flow declares.
+    pub messages: &'static [MessageSpec],
     /// The source location of the definition.
     pub location: &'static str,
 }
@@ -102,7 +105,72 @@ impl FlowSpec {
             task_queue: None,
             execution_timeout: None,
             run_timeout: None,
+            messages: &[],
             location: "",
+        }
+    }
+}
+
+/// What kind of message a flow declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// One-way: the flow takes it with [`FlowContext::wait`](crate::FlowContext::wait).
+    Signal,
+    /// Read-only: answered from the state the flow published with
+    /// [`FlowContext::publish`](crate::FlowContext::publish).
+    Query,
+    /// A request the flow answers ([`FlowContext::next_update`](crate::FlowContext::next_update)),
+    /// first checked by its validator: a rejected update is an error to its sender only.
+    Update,
+}
+
+impl MessageKind {
+    /// `"signal"`, `"query"` or `"update"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MessageKind::Signal => "signal",
+            MessageKind::Query => "query",
+            MessageKind::Update => "update",
+        }
+    }
+}
+
+/// A message as `#[flow(..)]` declares it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MessageSpec {
+    /// The message's name (on Temporal: the signal, query or update name).
+    pub name: &'static str,
+    /// Its doc comment.
+    pub description: &'static str,
+    /// Signal, query or update.
+    pub kind: MessageKind,
+    /// The JSON Schema of what is sent (a signal's or update's input) or published (a query's
+    /// state).
+    pub schema: fn() -> schemars::Schema,
+    /// The JSON Schema of an update's answer.
+    pub answer_schema: Option<fn() -> schemars::Schema>,
+    /// Checks a message's JSON before it is accepted: that it fits the type, and for an update
+    /// its validator. The error says what is wrong.
+    pub check: fn(&Value) -> Result<(), String>,
+}
+
+impl MessageSpec {
+    /// A message of `kind` whose JSON is checked by `check`.
+    pub const fn new(
+        name: &'static str,
+        kind: MessageKind,
+        schema: fn() -> schemars::Schema,
+        check: fn(&Value) -> Result<(), String>,
+    ) -> Self {
+        MessageSpec {
+            name,
+            description: "",
+            kind,
+            schema,
+            answer_schema: None,
+            check,
         }
     }
 }

@@ -14,10 +14,11 @@ use super::Settings;
 use crate::agent::{AgentContext, Cancellation, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
 use crate::flow::{DynFlow, FlowContext};
+use crate::message::Mailbox;
 use crate::record::{AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepRecord};
 use crate::registry::Registry;
-use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
-use crate::spec::AgentKind;
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
+use crate::spec::{AgentKind, FlowSpec, MessageKind};
 use crate::usage::Usage;
 
 /// One local run: the executor's settings and the record being written.
@@ -26,6 +27,8 @@ struct LocalRun {
     run_id: Arc<str>,
     seed: u64,
     record: Arc<RunShared>,
+    runs: Arc<LocalRuns>,
+    mailbox: Arc<LocalMailbox>,
 }
 
 /// The record of a run while it is written.
@@ -67,9 +70,142 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `flow` on JSON `input` locally as run `run_id`; gives its result and its record.
+/// The mailbox of one local run: the shared [`Mailbox`] behind a lock, and a notification for
+/// the flow (waiting for a message) and for update senders (waiting for an answer).
+pub(crate) struct LocalMailbox {
+    flow: &'static FlowSpec,
+    state: Mutex<Mailbox>,
+    changed: tokio::sync::Notify,
+}
+
+impl LocalMailbox {
+    fn new(flow: &'static FlowSpec) -> Self {
+        LocalMailbox {
+            flow,
+            state: Mutex::new(Mailbox::default()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The flow whose run this is.
+    pub(crate) fn flow_name(&self) -> &'static str {
+        self.flow.name
+    }
+
+    /// Delivers signal `name`, checked first (declared, fitting its type).
+    pub(crate) fn signal(&self, name: &str, value: Value) -> Result<(), String> {
+        self.flow.check_message(MessageKind::Signal, name, &value)?;
+        lock(&self.state).push_signal(name, value);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Answers query `name` from the state the flow published.
+    pub(crate) fn query(&self, name: &str) -> Result<Value, String> {
+        lock(&self.state).query(self.flow, name)
+    }
+
+    /// Delivers update `name` once its validator accepts it, and waits for the flow's answer.
+    pub(crate) async fn update(&self, name: &str, value: Value) -> Result<Value, String> {
+        self.flow.check_message(MessageKind::Update, name, &value)?;
+        let id = lock(&self.state).push_update(name, value);
+        self.changed.notify_waiters();
+        self.until(|mailbox| mailbox.take_answer(id)).await
+    }
+
+    /// Waits until `take` gives something.
+    async fn until<T>(&self, mut take: impl FnMut(&mut Mailbox) -> Option<T>) -> T {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(value) = take(&mut lock(&self.state)) {
+                return value;
+            }
+            notified.await;
+        }
+    }
+
+    /// A new run (continue-as-new) starts with an empty mailbox.
+    fn reset(&self) {
+        *lock(&self.state) = Mailbox::default();
+    }
+}
+
+/// The local runs in progress, by run id: where their messages are delivered.
+#[derive(Default)]
+pub(crate) struct LocalRuns(Mutex<std::collections::HashMap<String, Arc<LocalMailbox>>>);
+
+impl LocalRuns {
+    /// The mailbox of a run about to start.
+    pub(crate) fn open(&self, run_id: &str, flow: &'static FlowSpec) -> Arc<LocalMailbox> {
+        let mailbox = Arc::new(LocalMailbox::new(flow));
+        lock(&self.0).insert(run_id.to_owned(), mailbox.clone());
+        mailbox
+    }
+
+    /// The mailbox of running run `run_id`.
+    pub(crate) fn get(&self, run_id: &str) -> Option<Arc<LocalMailbox>> {
+        lock(&self.0).get(run_id).cloned()
+    }
+
+    fn close(&self, run_id: &str, mailbox: &Arc<LocalMailbox>) {
+        let mut runs = lock(&self.0);
+        if runs.get(run_id).is_some_and(|m| Arc::ptr_eq(m, mailbox)) {
+            runs.remove(run_id);
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuns").finish_non_exhaustive()
+    }
+}
+
+/// Runs `flow` on JSON `input` locally as run `run_id`, taking messages from `mailbox`; gives
+/// its result and its record. A run that continues as new runs again on its next input, under
+/// the same id; its record links the runs.
 pub(crate) async fn run_flow(
     settings: Arc<Settings>,
+    runs: Arc<LocalRuns>,
+    mailbox: Arc<LocalMailbox>,
+    flow: &'static dyn DynFlow,
+    run_id: Arc<str>,
+    mut input: Value,
+) -> (Result<Value, FlowError>, RunRecord) {
+    let mut previous: Option<Box<RunRecord>> = None;
+    loop {
+        let (result, mut record) = run_once(
+            settings.clone(),
+            runs.clone(),
+            mailbox.clone(),
+            flow,
+            run_id.clone(),
+            input,
+        )
+        .await;
+        record.previous = previous.take();
+        match result {
+            Err(FlowError::ContinueAsNew { input: next, .. }) => {
+                record.status = RunStatus::ContinuedAsNew;
+                record.error = None;
+                previous = Some(Box::new(record));
+                mailbox.reset();
+                input = next;
+            }
+            result => {
+                runs.close(&run_id, &mailbox);
+                return (result, record);
+            }
+        }
+    }
+}
+
+async fn run_once(
+    settings: Arc<Settings>,
+    runs: Arc<LocalRuns>,
+    mailbox: Arc<LocalMailbox>,
     flow: &'static dyn DynFlow,
     run_id: Arc<str>,
     input: Value,
@@ -87,6 +223,8 @@ pub(crate) async fn run_flow(
         run_id: run_id.clone(),
         seed: rand_u64(),
         record: record.clone(),
+        runs,
+        mailbox,
     });
     let ctx = FlowContext::new(run_id.clone(), name, runtime);
     let result = flow.run_json(&ctx, input.clone()).await;
@@ -111,6 +249,7 @@ pub(crate) async fn run_flow(
         steps,
         children,
         progress: std::mem::take(&mut *lock(&record.progress)),
+        previous: None,
     };
     (result, record)
 }
@@ -127,8 +266,25 @@ impl FlowRuntime for LocalRun {
                 return Err(Registry::not_registered("flow", name));
             };
             let run_id: Arc<str> = Arc::from(call.run_id);
-            let (result, record) =
-                run_flow(self.settings.clone(), flow, run_id.clone(), call.input).await;
+            if self.runs.get(&run_id).is_some() {
+                return Err(FlowError::ChildFlow {
+                    flow: name.to_owned(),
+                    run_id: run_id.to_string(),
+                    cause: Box::new(FlowError::msg(format!(
+                        "a run with id `{run_id}` is running already"
+                    ))),
+                });
+            }
+            let mailbox = self.runs.open(&run_id, call.spec);
+            let (result, record) = run_flow(
+                self.settings.clone(),
+                self.runs.clone(),
+                mailbox,
+                flow,
+                run_id.clone(),
+                call.input,
+            )
+            .await;
             lock(&self.record.children).push(record);
             result.map_err(|cause| FlowError::ChildFlow {
                 flow: name.to_owned(),
@@ -151,6 +307,49 @@ impl FlowRuntime for LocalRun {
 
     fn random_seed(&self) -> u64 {
         self.seed
+    }
+
+    fn next_signal(&self, name: &'static str) -> BoxFuture<'_, Result<Value, FlowError>> {
+        Box::pin(async move { Ok(self.mailbox.until(|m| m.take_signal(name)).await) })
+    }
+
+    fn publish(&self, name: &'static str, value: Value) {
+        lock(&self.mailbox.state).publish(name, value);
+    }
+
+    fn next_update(&self, name: &'static str) -> BoxFuture<'_, Result<(u64, Value), FlowError>> {
+        Box::pin(async move { Ok(self.mailbox.until(|m| m.take_update(name)).await) })
+    }
+
+    fn answer_update(&self, id: u64, answer: Result<Value, String>) {
+        lock(&self.mailbox.state).answer(id, answer);
+        self.mailbox.changed.notify_waiters();
+    }
+
+    fn signal_flow(&self, call: SignalCall) -> BoxFuture<'_, Result<(), FlowError>> {
+        let result = match self.runs.get(&call.run_id) {
+            Some(mailbox) if mailbox.flow.name == call.flow.name => mailbox
+                .signal(call.name, call.value)
+                .map_err(|message| FlowError::Message {
+                    flow: call.flow.name.to_owned(),
+                    message,
+                }),
+            Some(mailbox) => Err(FlowError::Message {
+                flow: call.flow.name.to_owned(),
+                message: format!(
+                    "run `{}` is a run of `{}`, not of `{}`",
+                    call.run_id, mailbox.flow.name, call.flow.name
+                ),
+            }),
+            None => Err(FlowError::Message {
+                flow: call.flow.name.to_owned(),
+                message: format!(
+                    "cannot signal `{}` to run `{}` of `{}`: no such run is running",
+                    call.name, call.run_id, call.flow.name
+                ),
+            }),
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 

@@ -23,7 +23,7 @@ pub struct Text {
 }
 
 /// What the worker logs in this test binary (a global subscriber, installed on first use).
-fn worker_log() -> &'static std::sync::Mutex<Vec<u8>> {
+pub(super) fn worker_log() -> &'static std::sync::Mutex<Vec<u8>> {
     static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
         std::sync::OnceLock::new();
     LOG.get_or_init(|| {
@@ -53,7 +53,7 @@ impl std::io::Write for LogWriter {
 }
 
 /// The two executors, each with the settings the cases need.
-async fn both(queue: &str) -> [(&'static str, Flock); 2] {
+pub(super) async fn both(queue: &str) -> [(&'static str, Flock); 2] {
     let local = Flock::builder()
         .model("test")
         .temporal(TemporalExecutorConfig {

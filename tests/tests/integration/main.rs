@@ -5,6 +5,7 @@ mod conformance;
 mod connect;
 mod fresh_crate;
 mod local;
+mod messages;
 mod model;
 mod shutdown;
 mod temporal;

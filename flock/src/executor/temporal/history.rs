@@ -22,24 +22,60 @@ const MAX_DEPTH: usize = 8;
 /// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
 /// local activities appear as markers in the history and are not listed.
 pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0).await;
+    fill(client, record, 0, None).await;
 }
+
+/// How many earlier runs (continue-as-new generations) a record links.
+const MAX_GENERATIONS: usize = 64;
 
 fn fill<'a>(
     client: &'a Client,
     record: &'a mut RunRecord,
     depth: usize,
+    temporal_run: Option<String>,
 ) -> futures::future::BoxFuture<'a, ()> {
     Box::pin(async move {
-        let Ok(events) = client
+        let mut info = client
             .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
+            .info()
+            .clone();
+        info.run_id = temporal_run.clone();
+        let handle =
+            temporalio_client::WorkflowHandle::<_, UntypedWorkflow>::new(client.clone(), info);
+        let Ok(events) = handle
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .into_events()
             .await
         else {
             return;
         };
-        let children = steps_from(&events, record, depth > 0);
+        let children = steps_from(&events, record, depth > 0 || temporal_run.is_some());
+        let continued_from = events.first().and_then(|event| match &event.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
+                if !a.continued_execution_run_id.is_empty() =>
+            {
+                Some(a.continued_execution_run_id.clone())
+            }
+            _ => None,
+        });
+        if let Some(previous_run) = continued_from
+            && depth < MAX_GENERATIONS
+        {
+            let mut previous = RunRecord::summary(
+                &record.run_id,
+                &record.name,
+                record.started_at,
+                Duration::ZERO,
+                Value::Null,
+                &Ok(Value::Null),
+            );
+            previous.output = None;
+            fill(client, &mut previous, depth + 1, Some(previous_run)).await;
+            previous.status = RunStatus::ContinuedAsNew;
+            previous.output = None;
+            previous.error = None;
+            record.previous = Some(Box::new(previous));
+        }
         for step in &mut record.steps {
             if let Some(result) = step.output.take() {
                 let (output, usage) = open_envelope(result);
@@ -60,7 +96,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1).await;
+            fill(client, &mut child, depth + 1, None).await;
             record.children.push(child);
         }
     })

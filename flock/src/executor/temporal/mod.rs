@@ -323,17 +323,17 @@ impl TemporalExecutor {
         Ok(())
     }
 
-    /// Starts a workflow of flow `name`.
-    pub(crate) async fn start_run(
+    /// The options a run of `spec` starts with.
+    fn start_options(
         &self,
         spec: &FlowSpec,
         run_id: &str,
-        input: Value,
         id_reuse: crate::flock::IdReuse,
-    ) -> Result<(), Error> {
+        attach_running: bool,
+    ) -> WorkflowStartOptions {
         use crate::flock::IdReuse;
         use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
-        let options = WorkflowStartOptions::new(
+        WorkflowStartOptions::new(
             spec.task_queue
                 .unwrap_or(&self.config.task_queue)
                 .to_owned(),
@@ -344,33 +344,242 @@ impl TemporalExecutor {
                 .or(self.config.workflow_execution_timeout),
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
-        .enable_eager_workflow_start(self.eager)
+        .enable_eager_workflow_start(self.eager && !attach_running)
         .id_reuse_policy(match id_reuse {
             IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
             IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
             IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
         })
-        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-        .build();
-        match self
-            .client
-            .start_workflow(workflow::ByName(spec.name), input, options)
-            .await
-        {
-            Ok(_) => Ok(()),
+        .id_conflict_policy(if attach_running {
+            WorkflowIdConflictPolicy::UseExisting
+        } else {
+            WorkflowIdConflictPolicy::Fail
+        })
+        .build()
+    }
+
+    /// Starts a workflow of flow `name`; with `signal`, signal-with-start (a running run with
+    /// this id is signalled instead).
+    pub(crate) async fn start_run(
+        &self,
+        spec: &FlowSpec,
+        run_id: &str,
+        input: Value,
+        id_reuse: crate::flock::IdReuse,
+        signal: Option<(&'static str, Value)>,
+    ) -> Result<(), Error> {
+        let options = self.start_options(spec, run_id, id_reuse, signal.is_some());
+        let started = match signal {
+            None => self
+                .client
+                .start_workflow(workflow::ByName(spec.name), input, options)
+                .await
+                .map(drop),
+            Some((name, value)) => self
+                .client
+                .signal_with_start_workflow(
+                    workflow::ByName(spec.name),
+                    input,
+                    workflow::MessageByName(name.to_owned()),
+                    value,
+                    options,
+                )
+                .await
+                .map(drop),
+        };
+        match started {
+            Ok(()) => Ok(()),
             Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
-                let state = match self.status_of(run_id).await {
-                    Some(true) => "is still running",
-                    Some(false) if id_reuse == IdReuse::FailedOnly => "completed",
-                    Some(false) => "closed",
-                    None => "exists",
-                };
-                Err(crate::flock::id_taken(run_id, spec.name, state, id_reuse))
+                Err(self.id_refused(spec.name, run_id, id_reuse).await)
             }
             Err(e) => Err(Error::Executor(format!(
                 "cannot start `{}` as workflow `{run_id}`: {e}",
                 spec.name
             ))),
+        }
+    }
+
+    async fn id_refused(&self, flow: &str, run_id: &str, id_reuse: crate::flock::IdReuse) -> Error {
+        let state = match self.status_of(run_id).await {
+            Some(true) => "is still running",
+            Some(false) if id_reuse == crate::flock::IdReuse::FailedOnly => "completed",
+            Some(false) => "closed",
+            None => "exists",
+        };
+        crate::flock::id_taken(run_id, flow, state, id_reuse)
+    }
+
+    /// Update-with-start: starts the run unless one with this id is running, sends it update
+    /// `name` and waits for the answer.
+    pub(crate) async fn update_with_start(
+        &self,
+        spec: &FlowSpec,
+        run_id: &str,
+        input: Value,
+        id_reuse: crate::flock::IdReuse,
+        name: &'static str,
+        value: Value,
+    ) -> Result<Value, Error> {
+        use crate::flock::IdReuse;
+        use temporalio_client::errors::WorkflowUpdateWithStartError;
+        use temporalio_client::{
+            WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
+        };
+        let options = WorkflowUpdateWithStartOptions::new(
+            spec.task_queue
+                .unwrap_or(&self.config.task_queue)
+                .to_owned(),
+            run_id.to_owned(),
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .id_reuse_policy(match id_reuse {
+            IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
+            IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
+            IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
+        })
+        .maybe_execution_timeout(
+            spec.execution_timeout
+                .or(self.config.workflow_execution_timeout),
+        )
+        .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
+        .build();
+        let handle = self
+            .client
+            .start_update_with_start_workflow(
+                workflow::ByName(spec.name),
+                input,
+                workflow::MessageByName(name.to_owned()),
+                value,
+                options,
+            )
+            .await
+            .map_err(|e| match e {
+                WorkflowUpdateWithStartError::Update(e) => {
+                    self.update_error(spec.name, run_id, name, e)
+                }
+                other => Error::Executor(format!(
+                    "cannot start `{}` as workflow `{run_id}` with update `{name}`: {other}",
+                    spec.name
+                )),
+            })?;
+        handle
+            .get_result(Default::default())
+            .await
+            .map_err(|e| self.update_error(spec.name, run_id, name, e))
+    }
+
+    /// Sends signal `name` to workflow `run_id`.
+    pub(crate) async fn signal(
+        &self,
+        flow: &str,
+        run_id: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .signal(
+                workflow::MessageByName(name.to_owned()),
+                value,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| self.interaction_error(flow, run_id, &format!("signal `{name}`"), e))
+    }
+
+    /// Asks workflow `run_id` query `name`.
+    pub(crate) async fn query(&self, flow: &str, run_id: &str, name: &str) -> Result<Value, Error> {
+        use temporalio_client::errors::WorkflowQueryError;
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .query(
+                workflow::MessageByName(name.to_owned()),
+                Value::Null,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| {
+                let message = match e {
+                    WorkflowQueryError::NotFound(_) => {
+                        format!(
+                            "there is no run `{run_id}` in namespace `{}`",
+                            self.config.namespace
+                        )
+                    }
+                    WorkflowQueryError::Rpc(status) => status.message().to_owned(),
+                    other => other.to_string(),
+                };
+                Error::Message {
+                    flow: flow.to_owned(),
+                    run_id: run_id.to_owned(),
+                    message: format!("query `{name}`: {message}"),
+                }
+            })
+    }
+
+    /// Sends workflow `run_id` update `name` and waits for the answer.
+    pub(crate) async fn update(
+        &self,
+        flow: &str,
+        run_id: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<Value, Error> {
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .execute_update(
+                workflow::MessageByName(name.to_owned()),
+                value,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| self.update_error(flow, run_id, name, e))
+    }
+
+    fn update_error(
+        &self,
+        flow: &str,
+        run_id: &str,
+        name: &str,
+        error: temporalio_client::errors::WorkflowUpdateError,
+    ) -> Error {
+        use temporalio_client::errors::WorkflowUpdateError;
+        let message = match error {
+            WorkflowUpdateError::Failed(failure) => failure.message.clone(),
+            WorkflowUpdateError::NotFound(_) => format!(
+                "there is no run `{run_id}` in namespace `{}`",
+                self.config.namespace
+            ),
+            WorkflowUpdateError::Rpc(status) => status.message().to_owned(),
+            other => other.to_string(),
+        };
+        Error::Message {
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            message: format!("update `{name}`: {message}"),
+        }
+    }
+
+    fn interaction_error(
+        &self,
+        flow: &str,
+        run_id: &str,
+        what: &str,
+        error: temporalio_client::errors::WorkflowInteractionError,
+    ) -> Error {
+        use temporalio_client::errors::WorkflowInteractionError;
+        let message = match error {
+            WorkflowInteractionError::NotFound(_) => format!(
+                "there is no running run `{run_id}` in namespace `{}`",
+                self.config.namespace
+            ),
+            WorkflowInteractionError::Rpc(status) => status.message().to_owned(),
+            other => other.to_string(),
+        };
+        Error::Message {
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            message: format!("{what}: {message}"),
         }
     }
 

@@ -17,7 +17,7 @@ use temporalio_common::protos::temporal::api::common::v1::Payloads;
 use temporalio_common::{ActivityDefinition, HasWorkflowDefinition, WorkflowDefinition};
 use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
 use temporalio_sdk::workflows::{
-    WorkflowDefinitionDescriptor, WorkflowError, WorkflowImplementation,
+    UpdateDefinitionDescriptor, WorkflowDefinitionDescriptor, WorkflowError, WorkflowImplementation,
 };
 use temporalio_sdk::{
     ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
@@ -28,8 +28,10 @@ use super::WorkerShared;
 use super::activity::open_envelope;
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::flow::{DynFlow, Flow, FlowContext};
+use crate::message::Mailbox;
 use crate::registry::Registry;
-use crate::runtime::{AgentCall, ChildCall, FlowRuntime};
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
+use crate::spec::{FlowSpec, MessageKind};
 
 /// Calls an activity or workflow by name with JSON in and out (the worker side is typed; the
 /// payloads are JSON either way).
@@ -55,6 +57,39 @@ impl WorkflowDefinition for ByName {
 
 impl HasWorkflowDefinition for ByName {
     type Run = ByName;
+}
+
+/// A signal, query or update by name, with JSON in and out (sent by clients and by flows; the
+/// workflow side decodes by the flow's declarations).
+pub(crate) struct MessageByName(pub(crate) String);
+
+impl temporalio_common::SignalDefinition for MessageByName {
+    type Workflow = ByName;
+    type Input = Value;
+
+    fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl temporalio_common::QueryDefinition for MessageByName {
+    type Workflow = ByName;
+    type Input = Value;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl temporalio_common::UpdateDefinition for MessageByName {
+    type Workflow = ByName;
+    type Input = Value;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A flow's workflow type as the worker sees it: the input is taken raw, so that a run started
@@ -97,6 +132,12 @@ fn raw_json(flow: &str, raw: Option<RawValue>) -> Result<Value, FlowError> {
     }
 }
 
+/// The JSON of a message's payloads (`null` when there are none).
+fn payloads_json(flow: &str, what: &str, payloads: &Payloads) -> Result<Value, String> {
+    let raw = RawValue::new(payloads.payloads.clone());
+    raw_json(flow, Some(raw)).map_err(|e| format!("{what}: {e}"))
+}
+
 /// What a flow body needs from the workflow, with the workflow's type erased.
 trait WorkflowOps {
     fn activity(
@@ -121,10 +162,23 @@ trait WorkflowOps {
     fn now(&self) -> Option<SystemTime>;
     fn random_u64(&self) -> u64;
     fn patched(&self, patch_id: &str) -> bool;
+    fn deprecate_patch(&self, patch_id: &str) -> bool;
     fn cancel_requested(&self) -> bool;
+    fn continue_as_new_suggested(&self) -> bool;
+    fn continue_as_new(&self, input: Value) -> WorkflowTermination;
+    fn next_signal(&self, name: &'static str) -> LocalBoxFuture<'static, Option<Value>>;
+    fn publish(&self, name: &'static str, value: Value);
+    fn next_update(&self, name: &'static str) -> LocalBoxFuture<'static, Option<(u64, Value)>>;
+    fn answer_update(&self, id: u64, answer: Result<Value, String>);
+    fn signal_external(
+        &self,
+        run_id: String,
+        name: &'static str,
+        value: Value,
+    ) -> LocalBoxFuture<'static, Result<(), String>>;
 }
 
-impl<W: 'static> WorkflowOps for WorkflowContext<W> {
+impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
     fn activity(
         &self,
         name: &'static str,
@@ -190,8 +244,80 @@ impl<W: 'static> WorkflowOps for WorkflowContext<W> {
         WorkflowContext::patched(self, patch_id)
     }
 
+    fn deprecate_patch(&self, patch_id: &str) -> bool {
+        WorkflowContext::deprecate_patch(self, patch_id)
+    }
+
     fn cancel_requested(&self) -> bool {
         self.cancellation_token().is_cancelled()
+    }
+
+    fn continue_as_new_suggested(&self) -> bool {
+        WorkflowContext::continue_as_new_suggested(self)
+    }
+
+    fn continue_as_new(&self, input: Value) -> WorkflowTermination {
+        let payload = temporalio_common::protos::temporal::api::common::v1::Payload {
+            metadata: std::collections::HashMap::from([(
+                "encoding".to_owned(),
+                b"json/plain".to_vec(),
+            )]),
+            data: serde_json::to_vec(&input).unwrap_or_default(),
+            ..Default::default()
+        };
+        match WorkflowContext::continue_as_new(
+            self,
+            RawValue::new(vec![payload]),
+            temporalio_sdk::ContinueAsNewOptions::default(),
+        ) {
+            Err(termination) => termination,
+            Ok(never) => match never {},
+        }
+    }
+
+    /// `None` when the run is cancelled while it waits.
+    fn next_signal(&self, name: &'static str) -> LocalBoxFuture<'static, Option<Value>> {
+        let ctx = self.clone();
+        async move {
+            ctx.wait_condition(|w| w.mailbox.has_signal(name))
+                .await
+                .ok()?;
+            ctx.state_mut(|w| w.mailbox.take_signal(name))
+        }
+        .boxed_local()
+    }
+
+    fn publish(&self, name: &'static str, value: Value) {
+        self.state_mut(|w| w.mailbox.publish(name, value));
+    }
+
+    fn next_update(&self, name: &'static str) -> LocalBoxFuture<'static, Option<(u64, Value)>> {
+        let ctx = self.clone();
+        async move {
+            ctx.wait_condition(|w| w.mailbox.has_update(name))
+                .await
+                .ok()?;
+            ctx.state_mut(|w| w.mailbox.take_update(name))
+        }
+        .boxed_local()
+    }
+
+    fn answer_update(&self, id: u64, answer: Result<Value, String>) {
+        self.state_mut(|w| w.mailbox.answer(id, answer));
+    }
+
+    fn signal_external(
+        &self,
+        run_id: String,
+        name: &'static str,
+        value: Value,
+    ) -> LocalBoxFuture<'static, Result<(), String>> {
+        let signal = self.external_workflow(run_id, None).signal(
+            MessageByName(name.to_owned()),
+            value,
+            temporalio_sdk::SignalWorkflowOptions::default(),
+        );
+        async move { signal.await.map_err(|e| e.to_string()) }.boxed_local()
     }
 }
 
@@ -286,6 +412,61 @@ impl FlowRuntime for TemporalRun {
 
     fn patched(&self, patch_id: &str) -> bool {
         self.ops.patched(patch_id)
+    }
+
+    fn deprecate_patch(&self, patch_id: &str) -> bool {
+        self.ops.deprecate_patch(patch_id)
+    }
+
+    fn continue_as_new_suggested(&self) -> bool {
+        self.ops.continue_as_new_suggested()
+    }
+
+    fn next_signal(
+        &self,
+        name: &'static str,
+    ) -> futures::future::BoxFuture<'_, Result<Value, FlowError>> {
+        let next = SendWrapper::new(self.ops.next_signal(name));
+        Box::pin(async move {
+            next.await.ok_or_else(|| FlowError::Cancelled {
+                message: format!("the run was cancelled while waiting for signal `{name}`"),
+            })
+        })
+    }
+
+    fn publish(&self, name: &'static str, value: Value) {
+        self.ops.publish(name, value);
+    }
+
+    fn next_update(
+        &self,
+        name: &'static str,
+    ) -> futures::future::BoxFuture<'_, Result<(u64, Value), FlowError>> {
+        let next = SendWrapper::new(self.ops.next_update(name));
+        Box::pin(async move {
+            next.await.ok_or_else(|| FlowError::Cancelled {
+                message: format!("the run was cancelled while waiting for update `{name}`"),
+            })
+        })
+    }
+
+    fn answer_update(&self, id: u64, answer: Result<Value, String>) {
+        self.ops.answer_update(id, answer);
+    }
+
+    fn signal_flow(
+        &self,
+        call: SignalCall,
+    ) -> futures::future::BoxFuture<'_, Result<(), FlowError>> {
+        let flow = call.flow.name;
+        let (run_id, name) = (call.run_id.clone(), call.name);
+        let sent = SendWrapper::new(self.ops.signal_external(call.run_id, name, call.value));
+        Box::pin(async move {
+            sent.await.map_err(|e| FlowError::Message {
+                flow: flow.to_owned(),
+                message: format!("cannot signal `{name}` to run `{run_id}` of `{flow}`: {e}"),
+            })
+        })
     }
 }
 
@@ -397,6 +578,7 @@ pub(crate) fn flow_error_from_failure(failure: &ApplicationFailure) -> FlowError
 /// The workflow of flow `F`: its type name is `F::NAME`.
 pub(crate) struct FlowWorkflow<F> {
     shared: Arc<WorkerShared>,
+    mailbox: Mailbox,
     flow: PhantomData<F>,
 }
 
@@ -404,6 +586,7 @@ impl<F: Flow> FlowWorkflow<F> {
     pub(crate) fn factory(shared: Arc<WorkerShared>) -> impl Fn() -> Self + Send + Sync + 'static {
         move || FlowWorkflow {
             shared: shared.clone(),
+            mailbox: Mailbox::default(),
             flow: PhantomData,
         }
     }
@@ -423,9 +606,15 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             workflow_type: F::NAME.to_owned(),
             has_init: false,
             init_takes_input: false,
-            signals: Vec::new(),
-            queries: Vec::new(),
-            updates: Vec::new(),
+            signals: names(F::default().spec(), MessageKind::Signal),
+            queries: names(F::default().spec(), MessageKind::Query),
+            updates: names(F::default().spec(), MessageKind::Update)
+                .into_iter()
+                .map(|name| UpdateDefinitionDescriptor {
+                    name,
+                    has_validator: true,
+                })
+                .collect(),
         }
     }
 
@@ -460,6 +649,7 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                     Err(WorkflowTermination::cancelled())
                 }
                 Err(FlowError::Cancelled { .. }) => Err(WorkflowTermination::cancelled()),
+                Err(FlowError::ContinueAsNew { input, .. }) => Err(ops.continue_as_new(input)),
                 Err(error) => {
                     let message = format!("flow `{}` failed: {error}", F::NAME);
                     if is_bug(&error) {
@@ -479,28 +669,55 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         .boxed_local()
     }
 
+    /// Every signal is taken (never `Ok(None)`, which would drop it silently, nor `Err`, which
+    /// fails the workflow task forever): an undeclared or mistyped one is logged as an error on
+    /// the worker, naming the flow, the run and the signal. Clients of flock check signals before
+    /// sending, so these come from elsewhere (`temporal workflow signal`).
     fn decode_signal_input(
-        _name: &str,
-        _payloads: Payloads,
+        name: &str,
+        payloads: Payloads,
         _converter: &PayloadConverter,
     ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
-        Ok(None)
+        let spec = F::default().spec();
+        let checked =
+            payloads_json(F::NAME, &format!("signal `{name}`"), &payloads).and_then(|value| {
+                spec.check_message(MessageKind::Signal, name, &value)
+                    .map(|()| value)
+            });
+        Ok(Some(Box::new(checked)))
     }
 
     fn dispatch_signal(
-        _ctx: WorkflowContext<Self>,
-        _name: &str,
-        _input: Box<dyn Any>,
+        ctx: WorkflowContext<Self>,
+        name: &str,
+        input: Box<dyn Any>,
     ) -> LocalBoxFuture<'static, Result<(), WorkflowError>> {
+        match input
+            .downcast::<Result<Value, String>>()
+            .map(|checked| *checked)
+        {
+            Ok(Ok(value)) => ctx.state_mut(|w| w.mailbox.push_signal(name, value)),
+            Ok(Err(message)) => tracing::error!(
+                flow = F::NAME,
+                run_id = ctx.workflow_id(),
+                signal = name,
+                "signal not delivered: {message}"
+            ),
+            Err(_) => {}
+        }
         futures::future::ready(Ok(())).boxed_local()
     }
 
     fn decode_query_input(
-        _name: &str,
+        name: &str,
         _payloads: &Payloads,
         _converter: &PayloadConverter,
     ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
-        Ok(None)
+        F::default()
+            .spec()
+            .message(MessageKind::Query, name)
+            .map_err(|e| WorkflowError::from(boxed_error(e)))?;
+        Ok(Some(Box::new(())))
     }
 
     fn dispatch_query(
@@ -509,32 +726,80 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         name: &str,
         _input: Box<dyn Any>,
     ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
-        Err(WorkflowError::from(boxed_error(format!(
-            "flow `{}` has no query `{name}`",
-            F::NAME
-        ))))
+        self.mailbox
+            .query(F::default().spec(), name)
+            .map(|value| Box::new(value) as Box<dyn WorkflowOutputValue>)
+            .map_err(|e| WorkflowError::from(boxed_error(e)))
+    }
+
+    fn decode_update_input(
+        name: &str,
+        payloads: Payloads,
+        _converter: &PayloadConverter,
+    ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
+        let spec = F::default().spec();
+        spec.message(MessageKind::Update, name)
+            .map_err(|e| WorkflowError::from(boxed_error(e)))?;
+        let value = payloads_json(F::NAME, &format!("update `{name}`"), &payloads)
+            .map_err(|e| WorkflowError::from(boxed_error(e)))?;
+        Ok(Some(Box::new(value)))
     }
 
     fn dispatch_update(
-        _ctx: WorkflowContext<Self>,
+        ctx: WorkflowContext<Self>,
         name: &str,
-        _input: Box<dyn Any>,
+        input: Box<dyn Any>,
     ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowError>> {
-        let message = format!("flow `{}` has no update `{name}`", F::NAME);
-        futures::future::ready(Err(WorkflowError::from(boxed_error(message)))).boxed_local()
+        let Ok(value) = input.downcast::<Value>() else {
+            let message = format!("flow `{}`: update `{name}` has no input", F::NAME);
+            return futures::future::ready(Err(WorkflowError::from(boxed_error(message))))
+                .boxed_local();
+        };
+        let id = ctx.state_mut(|w| w.mailbox.push_update(name, *value));
+        async move {
+            ctx.wait_condition(|w| w.mailbox.is_answered(id))
+                .await
+                .map_err(|_| {
+                    WorkflowError::from(boxed_error(format!(
+                        "flow `{}` was cancelled before it answered the update",
+                        F::NAME
+                    )))
+                })?;
+            match ctx.state_mut(|w| w.mailbox.take_answer(id)) {
+                Some(Ok(answer)) => Ok(Box::new(answer) as Box<dyn WorkflowOutputValue>),
+                Some(Err(message)) => Err(WorkflowError::from(boxed_error(message))),
+                None => Err(WorkflowError::from(boxed_error(format!(
+                    "flow `{}` lost the answer to an update",
+                    F::NAME
+                )))),
+            }
+        }
+        .boxed_local()
     }
 
+    /// The validator runs here, before the update is accepted into the history: a rejected
+    /// update is an error to its sender and leaves no trace in the run.
     fn validate_update(
         &self,
         _ctx: WorkflowContextView,
         name: &str,
-        _input: Box<dyn Any>,
+        input: Box<dyn Any>,
     ) -> Result<(), WorkflowError> {
-        Err(WorkflowError::from(boxed_error(format!(
-            "flow `{}` has no update `{name}`",
-            F::NAME
-        ))))
+        let value = input.downcast::<Value>().map(|v| *v).unwrap_or(Value::Null);
+        F::default()
+            .spec()
+            .check_message(MessageKind::Update, name, &value)
+            .map_err(|e| WorkflowError::from(boxed_error(e)))
     }
+}
+
+/// The names of the messages of `kind` that `spec` declares.
+fn names(spec: &FlowSpec, kind: MessageKind) -> Vec<String> {
+    spec.messages
+        .iter()
+        .filter(|m| m.kind == kind)
+        .map(|m| m.name.to_owned())
+        .collect()
 }
 
 /// Whether a flow failed through a bug in the code or the data (logged as an error on the worker),

@@ -1,0 +1,277 @@
+//! Messages to and from running flows: signals (one-way, buffered until the flow waits for
+//! them), queries (read the state a flow published) and updates (a request the flow answers,
+//! checked first by a validator). A flow declares them in `#[flow(signals(..), queries(..),
+//! updates(..))]`; the macro gives each a typed constant on the flow (`publish::approve`), so a
+//! client can only send a flow the messages it declares, with the types it declares.
+//!
+//! The semantics live here once, in [`Mailbox`]: both executors keep a flow's messages in one,
+//! the local executor behind a lock, the Temporal executor in its workflow's state (so that every
+//! change is a workflow event, identical on replay).
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::agent::json_size;
+use crate::spec::{FlowSpec, MAX_PAYLOAD_BYTES};
+pub use crate::spec::{MessageKind, MessageSpec};
+
+impl FlowSpec {
+    /// The message `name` of `kind` this flow declares; the error names the flow, the message
+    /// and what the flow does declare.
+    pub fn message(&self, kind: MessageKind, name: &str) -> Result<&'static MessageSpec, String> {
+        if let Some(spec) = self
+            .messages
+            .iter()
+            .find(|m| m.kind == kind && m.name == name)
+        {
+            return Ok(spec);
+        }
+        let declared: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|m| m.kind == kind)
+            .map(|m| format!("`{}`", m.name))
+            .collect();
+        let declared = if declared.is_empty() {
+            format!("it declares no {}s", kind.name())
+        } else {
+            format!("its {}s: {}", kind.name(), declared.join(", "))
+        };
+        Err(format!(
+            "flow `{}` has no {} `{name}` ({declared}; declare one with `#[flow({}s({name}: Type))]`)",
+            self.name,
+            kind.name(),
+            kind.name()
+        ))
+    }
+
+    /// Checks message `name` of `kind` with JSON `value` before it is delivered: declared, within
+    /// the payload limit, fitting its type and (an update) accepted by its validator.
+    pub fn check_message(
+        &self,
+        kind: MessageKind,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), String> {
+        let spec = self.message(kind, name)?;
+        let size = json_size(value);
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(format!(
+                "the {} `{name}` of flow `{}` is {size} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit",
+                kind.name(),
+                self.name
+            ));
+        }
+        (spec.check)(value).map_err(|e| {
+            format!(
+                "the {} `{name}` of flow `{}` was rejected: {e}",
+                kind.name(),
+                self.name
+            )
+        })
+    }
+}
+
+/// The JSON Schema of a message type. Used by `#[flow(..)]`.
+pub fn message_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::schema_for!(T)
+}
+
+/// The check of a signal's or query's JSON: it must fit `T`. Used by `#[flow(..)]`.
+pub fn check_fits<T: DeserializeOwned>(value: &Value) -> Result<(), String> {
+    T::deserialize(value).map(drop).map_err(|e| {
+        format!(
+            "the JSON does not fit `{}`: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// The check of an update's JSON: it must fit `T`, then pass `validator`. Used by `#[flow(..)]`.
+pub fn check_update<T: DeserializeOwned>(
+    value: &Value,
+    validator: fn(&T) -> Result<(), String>,
+) -> Result<(), String> {
+    let input = T::deserialize(value).map_err(|e| {
+        format!(
+            "the JSON does not fit `{}`: {e}",
+            std::any::type_name::<T>()
+        )
+    })?;
+    validator(&input)
+}
+
+macro_rules! message_type {
+    ($(#[$doc:meta])* $name:ident<$($param:ident),*>) => {
+        $(#[$doc])*
+        pub struct $name<F, $($param),*> {
+            name: &'static str,
+            types: PhantomData<fn() -> (F, $($param),*)>,
+        }
+
+        impl<F, $($param),*> $name<F, $($param),*> {
+            /// The message called `name` (made by `#[flow(..)]`).
+            pub const fn new(name: &'static str) -> Self {
+                $name { name, types: PhantomData }
+            }
+
+            /// Its name.
+            pub const fn name(&self) -> &'static str {
+                self.name
+            }
+        }
+
+        impl<F, $($param),*> Clone for $name<F, $($param),*> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<F, $($param),*> Copy for $name<F, $($param),*> {}
+
+        impl<F, $($param),*> std::fmt::Debug for $name<F, $($param),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.name)
+            }
+        }
+    };
+}
+
+message_type! {
+    /// A signal of flow `F` carrying a `T`: `#[flow(signals(approve: Decision))]` makes
+    /// `publish::approve: Signal<publish, Decision>`.
+    Signal<T>
+}
+
+message_type! {
+    /// A query of flow `F` answered with a `T` the flow published:
+    /// `#[flow(queries(status: Status))]` makes `publish::status: Query<publish, Status>`.
+    Query<T>
+}
+
+message_type! {
+    /// An update of flow `F` taking an `I` and answered with an `O`:
+    /// `#[flow(updates(edit: Edit -> Draft))]` makes `publish::edit: Update<publish, Edit, Draft>`.
+    Update<I, O>
+}
+
+/// The state of one run's messages: signals waiting to be taken, the state published for
+/// queries, updates waiting for the flow and the flow's answers. Both executors keep one per run;
+/// every rule about messages (order, buffering, what an unknown message does) is here.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    signals: HashMap<String, VecDeque<Value>>,
+    published: HashMap<String, Value>,
+    updates: HashMap<String, VecDeque<(u64, Value)>>,
+    answers: HashMap<u64, Result<Value, String>>,
+    next_update: u64,
+}
+
+impl Mailbox {
+    /// Delivers signal `name`: kept, in arrival order, until the flow takes it.
+    pub(crate) fn push_signal(&mut self, name: &str, value: Value) {
+        self.signals
+            .entry(name.to_owned())
+            .or_default()
+            .push_back(value);
+    }
+
+    /// Whether a signal `name` is waiting.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn has_signal(&self, name: &str) -> bool {
+        self.signals.get(name).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Takes the oldest signal `name`.
+    pub(crate) fn take_signal(&mut self, name: &str) -> Option<Value> {
+        self.signals.get_mut(name)?.pop_front()
+    }
+
+    /// The state published for query `name`.
+    pub(crate) fn publish(&mut self, name: &str, value: Value) {
+        self.published.insert(name.to_owned(), value);
+    }
+
+    /// Answers query `name` of `flow` from the published state.
+    pub(crate) fn query(&self, flow: &FlowSpec, name: &str) -> Result<Value, String> {
+        flow.message(MessageKind::Query, name)?;
+        self.published.get(name).cloned().ok_or_else(|| {
+            format!(
+                "flow `{}` has not published `{name}` yet (it does with `ctx.publish({}::{name}, ..)`)",
+                flow.name, flow.name
+            )
+        })
+    }
+
+    /// Delivers update `name` (already checked by its validator); gives its id, by which its
+    /// answer is found.
+    pub(crate) fn push_update(&mut self, name: &str, value: Value) -> u64 {
+        self.next_update += 1;
+        let id = self.next_update;
+        self.updates
+            .entry(name.to_owned())
+            .or_default()
+            .push_back((id, value));
+        id
+    }
+
+    /// Whether an update `name` is waiting for the flow.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn has_update(&self, name: &str) -> bool {
+        self.updates.get(name).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Takes the oldest update `name`.
+    pub(crate) fn take_update(&mut self, name: &str) -> Option<(u64, Value)> {
+        self.updates.get_mut(name)?.pop_front()
+    }
+
+    /// The flow's answer to update `id`.
+    pub(crate) fn answer(&mut self, id: u64, answer: Result<Value, String>) {
+        self.answers.insert(id, answer);
+    }
+
+    /// Whether update `id` is answered.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn is_answered(&self, id: u64) -> bool {
+        self.answers.contains_key(&id)
+    }
+
+    /// Takes the answer to update `id`.
+    pub(crate) fn take_answer(&mut self, id: u64) -> Option<Result<Value, String>> {
+        self.answers.remove(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_kept_in_order_per_name() {
+        let mut mailbox = Mailbox::default();
+        mailbox.push_signal("a", Value::from(1));
+        mailbox.push_signal("b", Value::from(2));
+        mailbox.push_signal("a", Value::from(3));
+        assert!(mailbox.has_signal("a"));
+        assert_eq!(mailbox.take_signal("a"), Some(Value::from(1)));
+        assert_eq!(mailbox.take_signal("a"), Some(Value::from(3)));
+        assert_eq!(mailbox.take_signal("a"), None);
+        assert_eq!(mailbox.take_signal("b"), Some(Value::from(2)));
+    }
+
+    #[test]
+    fn updates_are_answered_by_id() {
+        let mut mailbox = Mailbox::default();
+        let first = mailbox.push_update("edit", Value::from("x"));
+        let second = mailbox.push_update("edit", Value::from("y"));
+        assert_ne!(first, second);
+        assert_eq!(mailbox.take_update("edit"), Some((first, Value::from("x"))));
+        assert!(!mailbox.is_answered(first));
+        mailbox.answer(first, Ok(Value::from(1)));
+        assert_eq!(mailbox.take_answer(first), Some(Ok(Value::from(1))));
+    }
+}
