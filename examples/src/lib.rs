@@ -1,6 +1,7 @@
 //! The examples' agents and flows (a library, so the conformance tests run the very same code),
 //! and their shared set-up.
 
+pub mod approval;
 pub mod pipeline;
 pub mod research;
 

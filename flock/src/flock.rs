@@ -220,6 +220,37 @@ impl Flock {
         }
     }
 
+    /// The history of run `run_id` (Temporal only), as JSON: what [`replay`](Self::replay) takes.
+    /// Record the histories of your flows' runs into your repository and replay them in CI, so
+    /// that a change to a flow body that would break runs in flight fails a test, not production.
+    #[cfg(feature = "temporal")]
+    pub async fn history_json(&self, run_id: &str) -> Result<Vec<u8>, Error> {
+        match &self.inner.executor {
+            Executor::Temporal(temporal) => temporal.history_json(run_id).await,
+            Executor::Local => Err(Error::Config(
+                "run histories are Temporal's: use `local_debug(false)`".into(),
+            )),
+        }
+    }
+
+    /// Replays a recorded history (JSON, from [`history_json`](Self::history_json)) against the flows linked into this binary, with the
+    /// Temporal SDK's replayer. `Ok` when the current code makes the same decisions; a flow
+    /// changed without [`FlowContext::patched`](crate::FlowContext::patched) fails with
+    /// [`FlowError::NonDeterminism`]. The replay itself talks to no server.
+    #[cfg(feature = "temporal")]
+    pub async fn replay(&self, history_json: &[u8]) -> Result<(), Error> {
+        match &self.inner.executor {
+            Executor::Temporal(temporal) => {
+                temporal
+                    .replay(self.inner.settings.clone(), history_json.to_vec())
+                    .await
+            }
+            Executor::Local => Err(Error::Config(
+                "replaying a history needs the Temporal executor: use `local_debug(false)`".into(),
+            )),
+        }
+    }
+
     /// Stops the in-process worker (if any) after its running tasks finish.
     pub async fn shutdown(&self) -> Result<(), Error> {
         match &self.inner.executor {

@@ -97,6 +97,7 @@ pub use crate::worker::FlockWorker;
 pub use flock_macros::{agent, flow, nondeterministic, tool};
 
 pub use crate::join::{join_all, try_join_all};
+pub use futures::future::{Either, select};
 pub use futures::{join, try_join};
 
 /// What a typical user file imports.

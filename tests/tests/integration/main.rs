@@ -7,5 +7,6 @@ mod fresh_crate;
 mod local;
 mod messages;
 mod model;
+mod replay;
 mod shutdown;
 mod temporal;

@@ -69,6 +69,17 @@ pub(crate) fn register_flow<F: Flow>(registrar: &mut dyn std::any::Any) {
                 F::NAME
             )));
         }
+    } else if let Some(registrar) = registrar.downcast_mut::<ReplayRegistrar>() {
+        let factory = FlowWorkflow::<F>::factory(registrar.shared.clone());
+        if let Err(e) = registrar
+            .options
+            .register_workflow_with_factory::<FlowWorkflow<F>, _>(factory)
+        {
+            registrar.error.get_or_insert(Error::Registry(format!(
+                "cannot register flow `{}` with Temporal: {e}",
+                F::NAME
+            )));
+        }
     }
 }
 
@@ -155,6 +166,85 @@ pub(crate) fn worker_options(
     match registrar.error {
         Some(error) => Err(error),
         None => Ok(registrar.options),
+    }
+}
+
+/// What the adapters register into for a replay: the replayer's options.
+struct ReplayRegistrar {
+    options: temporalio_sdk::workflow_replayer::WorkflowReplayerOptions,
+    shared: Arc<WorkerShared>,
+    error: Option<Error>,
+}
+
+/// Replays a workflow history (JSON, as `Flock::history_json` or `temporal workflow show
+/// --output json` gives it) against the flows linked in: an error when the current code no
+/// longer makes the history's commands (non-determinism) or fails its workflow task.
+pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> Result<(), Error> {
+    use temporalio_sdk::workflow_replayer::{
+        WorkflowReplayError, WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions,
+    };
+    let history = temporalio_client::WorkflowHistory::from_json(&history_json).map_err(|e| {
+        Error::Config(format!(
+            "the workflow history is not valid JSON history: {e}"
+        ))
+    })?;
+    let events = temporalio_client::WorkflowHistory::from_json(&history_json)
+        .map_err(|e| {
+            Error::Config(format!(
+                "the workflow history is not valid JSON history: {e}"
+            ))
+        })?
+        .into_events()
+        .await
+        .map_err(|e| Error::Config(format!("the workflow history cannot be read: {e}")))?;
+    let workflow_type = events
+        .first()
+        .and_then(|event| match &event.attributes {
+            Some(temporalio_common::protos::temporal::api::history::v1::history_event::Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                a.workflow_type.as_ref().map(|t| t.name.clone())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::Config("the workflow history does not start with a workflow start event".into())
+        })?;
+    let mut registrar = ReplayRegistrar {
+        options: WorkflowReplayerOptions::new().build(),
+        shared: shared.clone(),
+        error: None,
+    };
+    for entry in shared.settings.registry.flow_entries() {
+        if let Some(register) = entry.adapters.temporal {
+            register(&mut registrar);
+        }
+    }
+    if let Some(error) = registrar.error {
+        return Err(error);
+    }
+    if shared.settings.registry.flow(&workflow_type).is_none() {
+        return Err(Error::Registry(format!(
+            "the history is a run of `{workflow_type}`, which is not a flow linked into this binary"
+        )));
+    }
+    let replayer = WorkflowReplayer::new(registrar.options)
+        .map_err(|e| Error::Executor(format!("cannot start a replay: {e}")))?;
+    let nondeterministic = |message: String| Error::Run {
+        name: workflow_type.clone(),
+        run_id: "replay".into(),
+        cause: FlowError::NonDeterminism {
+            flow: workflow_type.clone(),
+            message: format!("replaying its history with the current code failed: {message}"),
+        },
+    };
+    match replayer.replay_workflow(history).await {
+        Ok(()) => Ok(()),
+        Err(WorkflowReplayError::Replay(WorkflowReplayFailure::Nondeterminism { message }))
+        | Err(WorkflowReplayError::Replay(WorkflowReplayFailure::WorkflowTaskFailure {
+            message,
+        })) => Err(nondeterministic(message)),
+        Err(other) => Err(Error::Executor(format!(
+            "replaying a history of `{workflow_type}` failed: {other}"
+        ))),
     }
 }
 
@@ -708,6 +798,40 @@ impl TemporalExecutor {
     /// Fills a run record's steps and children from the server's history.
     pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
         history::fill_record(&self.client, record).await;
+    }
+
+    /// The history of workflow `run_id` (its latest run), as JSON.
+    pub(crate) async fn history_json(&self, run_id: &str) -> Result<Vec<u8>, Error> {
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .fetch_history(Default::default())
+            .to_json()
+            .await
+            .map_err(|e| Error::Executor(format!("cannot read the history of `{run_id}`: {e}")))
+    }
+
+    /// Replays `history_json` against this process's flows (see [`replay`]).
+    pub(crate) async fn replay(
+        &self,
+        settings: Arc<Settings>,
+        history_json: Vec<u8>,
+    ) -> Result<(), Error> {
+        let shared = Arc::new(WorkerShared {
+            settings,
+            config: self.config.clone(),
+        });
+        // the replay worker's future is not `Send`: it runs on a thread of its own
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Executor(format!("cannot start a replay runtime: {e}")))
+                .and_then(|runtime| runtime.block_on(replay(shared, history_json)));
+            let _ = tx.send(result);
+        });
+        rx.await
+            .map_err(|_| Error::Executor("the replay thread panicked".into()))?
     }
 
     /// Requests cancellation of workflow `run_id`.
