@@ -45,6 +45,9 @@ pub struct DevServerOptions {
     /// Keep the server's state in this SQLite file (`--db-filename`), so that a server restarted
     /// on it carries on; `None` keeps it in memory.
     pub db_filename: Option<PathBuf>,
+    /// Keyword search attributes to register (`--search-attribute NAME=Keyword`), for
+    /// [`RunRequest::search_attribute`](crate::RunRequest::search_attribute).
+    pub search_attributes: Vec<String>,
 }
 
 impl Default for DevServerOptions {
@@ -57,6 +60,7 @@ impl Default for DevServerOptions {
             namespaces: Vec::new(),
             startup_timeout: Duration::from_secs(30),
             db_filename: None,
+            search_attributes: Vec::new(),
         }
     }
 }
@@ -175,6 +179,9 @@ impl DevServer {
         }
         if let Some(db) = &options.db_filename {
             command.arg("--db-filename").arg(db);
+        }
+        for name in &options.search_attributes {
+            command.args(["--search-attribute", &format!("{name}=Keyword")]);
         }
         let mut child = command
             .spawn()

@@ -66,9 +66,17 @@ struct Inner {
     local_runs: Arc<local::LocalRuns>,
 }
 
-/// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids.
+/// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids, and
+/// their flows and search attributes, for [`Flock::find_runs`].
 #[derive(Debug, Default)]
-struct LocalIds(std::sync::Mutex<std::collections::HashMap<String, LocalRunState>>);
+struct LocalIds(std::sync::Mutex<std::collections::HashMap<String, LocalRun>>);
+
+#[derive(Debug, Clone)]
+struct LocalRun {
+    state: LocalRunState,
+    flow: String,
+    attributes: BTreeMap<String, String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LocalRunState {
@@ -78,9 +86,15 @@ enum LocalRunState {
 }
 
 impl LocalIds {
-    fn claim(&self, run_id: &str, flow: &str, policy: IdReuse) -> Result<(), Error> {
+    fn claim(
+        &self,
+        run_id: &str,
+        flow: &str,
+        policy: IdReuse,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
         let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let refused = match ids.get(run_id) {
+        let refused = match ids.get(run_id).map(|run| run.state) {
             None => None,
             Some(LocalRunState::Running) => Some("is still running"),
             Some(LocalRunState::Completed) if policy != IdReuse::Allow => Some("completed"),
@@ -90,8 +104,34 @@ impl LocalIds {
         if let Some(state) = refused {
             return Err(id_taken(run_id, flow, state, policy));
         }
-        ids.insert(run_id.to_owned(), LocalRunState::Running);
+        ids.insert(
+            run_id.to_owned(),
+            LocalRun {
+                state: LocalRunState::Running,
+                flow: flow.to_owned(),
+                attributes: attributes.clone(),
+            },
+        );
         Ok(())
+    }
+
+    fn find(&self, flow: &str, attributes: &BTreeMap<String, String>) -> Vec<FoundRun> {
+        let ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<FoundRun> = ids
+            .iter()
+            .filter(|(_, run)| {
+                run.flow == flow
+                    && attributes
+                        .iter()
+                        .all(|(k, v)| run.attributes.get(k) == Some(v))
+            })
+            .map(|(run_id, run)| FoundRun {
+                run_id: run_id.clone(),
+                running: run.state == LocalRunState::Running,
+            })
+            .collect();
+        found.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        found
     }
 
     fn close(&self, run_id: &str, completed: bool) {
@@ -100,10 +140,14 @@ impl LocalIds {
         } else {
             LocalRunState::Failed
         };
-        self.0
+        if let Some(run) = self
+            .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(run_id.to_owned(), state);
+            .get_mut(run_id)
+        {
+            run.state = state;
+        }
     }
 }
 
@@ -176,6 +220,7 @@ impl Flock {
             id: None,
             id_reuse: IdReuse::default(),
             signal: None,
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -248,6 +293,35 @@ impl Flock {
             Executor::Local => Err(Error::Config(
                 "replaying a history needs the Temporal executor: use `local_debug(false)`".into(),
             )),
+        }
+    }
+
+    /// The runs of `flow` whose search attributes (see
+    /// [`RunRequest::search_attribute`]) have the given values: running and closed, newest
+    /// first on Temporal (its visibility store may lag a start by a moment). An attribute name
+    /// must be an identifier and a value must not contain quotes.
+    pub async fn find_runs<F: Flow>(
+        &self,
+        flow: F,
+        attributes: &[(&str, &str)],
+    ) -> Result<Vec<FoundRun>, Error> {
+        let _ = flow;
+        let mut wanted = BTreeMap::new();
+        for (name, value) in attributes {
+            let identifier =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !identifier || value.contains(['\'', '"', '\\']) {
+                return Err(Error::Config(format!(
+                    "cannot search runs of `{}` by `{name}` = `{value}`: a search attribute's name is an identifier and its value has no quotes or backslashes",
+                    F::NAME
+                )));
+            }
+            wanted.insert((*name).to_owned(), (*value).to_owned());
+        }
+        match &self.inner.executor {
+            Executor::Local => Ok(self.inner.local_ids.find(F::NAME, &wanted)),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.find_runs(F::NAME, &wanted).await,
         }
     }
 
@@ -544,6 +618,7 @@ pub struct RunRequest<'a, F: Flow> {
     id: Option<String>,
     id_reuse: IdReuse,
     signal: Option<(&'static str, Result<Value, String>)>,
+    attributes: BTreeMap<String, String>,
 }
 
 /// A run's result together with its record.
@@ -621,7 +696,11 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         };
         match &inner.executor {
             Executor::Local => {
-                if let Err(error) = inner.local_ids.claim(&run_id, F::NAME, self.id_reuse) {
+                if let Err(error) =
+                    inner
+                        .local_ids
+                        .claim(&run_id, F::NAME, self.id_reuse, &self.attributes)
+                {
                     return failed(error);
                 }
                 let mailbox = inner.local_runs.open(&run_id, flow.spec());
@@ -651,7 +730,16 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             Executor::Temporal(temporal) => {
                 let result = async {
                     temporal
-                        .start_run(flow.spec(), &run_id, input.clone(), self.id_reuse, signal)
+                        .start_run(
+                            temporal_start(
+                                flow,
+                                &run_id,
+                                input.clone(),
+                                self.id_reuse,
+                                &self.attributes,
+                            ),
+                            signal,
+                        )
                         .await?;
                     temporal.result(F::NAME, &run_id).await
                 }
@@ -671,6 +759,15 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                 }
             }
         }
+    }
+
+    /// Tags the run with keyword search attribute `name` = `value` (a ticket id, a customer), so
+    /// that [`Flock::find_runs`] finds it. On Temporal the attribute must be registered on the
+    /// namespace (`temporal operator search-attribute create --name TicketId --type Keyword`;
+    /// the dev server: [`DevServerOptions::search_attributes`](crate::dev_server::DevServerOptions)).
+    pub fn search_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
     }
 
     /// Sends signal `signal` with the start: the flow finds it waiting
@@ -722,7 +819,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                         .map_err(|message| message_error::<F>(&run_id, message))?;
                     return self.flock.flow_handle(F::default(), run_id);
                 }
-                inner.local_ids.claim(&run_id, F::NAME, self.id_reuse)?;
+                inner
+                    .local_ids
+                    .claim(&run_id, F::NAME, self.id_reuse, &self.attributes)?;
                 let mailbox = inner.local_runs.open(&run_id, flow.spec());
                 if let Some((name, value)) = signal {
                     mailbox
@@ -747,7 +846,10 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             #[cfg(feature = "temporal")]
             Executor::Temporal(temporal) => {
                 temporal
-                    .start_run(flow.spec(), &run_id, input, self.id_reuse, signal)
+                    .start_run(
+                        temporal_start(flow, &run_id, input, self.id_reuse, &self.attributes),
+                        signal,
+                    )
                     .await?;
                 HandleState::Started
             }
@@ -791,10 +893,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                 let input = self.input_json(&run_id)?;
                 let answer = temporal
                     .update_with_start(
-                        flow.spec(),
-                        &run_id,
-                        input,
-                        self.id_reuse,
+                        temporal_start(flow, &run_id, input, self.id_reuse, &self.attributes),
                         update.name(),
                         value,
                     )
@@ -808,6 +907,24 @@ impl<'a, F: Flow> RunRequest<'a, F> {
                 Ok((handle, decode_answer::<F, O>(&run_id, answer)?))
             }
         }
+    }
+}
+
+/// What a Temporal run starts with.
+#[cfg(feature = "temporal")]
+fn temporal_start<'s>(
+    flow: &'static dyn DynFlow,
+    run_id: &'s str,
+    input: Value,
+    id_reuse: IdReuse,
+    attributes: &'s BTreeMap<String, String>,
+) -> crate::executor::temporal::Start<'s> {
+    crate::executor::temporal::Start {
+        spec: flow.spec(),
+        run_id,
+        input,
+        id_reuse,
+        attributes,
     }
 }
 
@@ -841,6 +958,23 @@ fn run_failed<F: Flow>(run_id: &str, cause: FlowError) -> Error {
 
 fn decode_output<F: Flow>(run_id: &str, value: Value) -> Result<F::Output, Error> {
     decode(F::NAME, Direction::Output, value).map_err(|cause| run_failed::<F>(run_id, cause))
+}
+
+/// A run found by [`Flock::find_runs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FoundRun {
+    /// Its run id: re-attach with [`Flock::flow_handle`].
+    pub run_id: String,
+    /// Whether it is still running.
+    pub running: bool,
+}
+
+impl FoundRun {
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn new(run_id: String, running: bool) -> Self {
+        FoundRun { run_id, running }
+    }
 }
 
 /// A started run: its id, its typed result, cancellation. Re-attach to a run started elsewhere

@@ -85,7 +85,9 @@ pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
 pub use crate::config::{TemporalExecutorConfig, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
-pub use crate::flock::{Flock, FlockBuilder, FlowHandle, IdReuse, Recorded, RunOutput, RunRequest};
+pub use crate::flock::{
+    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunOutput, RunRequest,
+};
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
 pub use crate::message::{Query, Signal, Update};
 pub use crate::record::RunRecord;

@@ -682,3 +682,57 @@ async fn continuing_as_another_flow_fails_naming_both() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_found_by_flow_and_search_attribute() {
+    for (executor, flock) in both("messages-find").await {
+        let ticket = format!("T-{executor}-{}", unique());
+        let run_id = format!("waiter-find-{executor}-{}", unique());
+        let handle = flock
+            .run_flow(waiter, ())
+            .id(run_id.clone())
+            .search_attribute("TicketId", ticket.clone())
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        // another run of the same flow, another ticket: not found
+        let other = flock
+            .run_flow(waiter, ())
+            .id(format!("waiter-find-other-{executor}-{}", unique()))
+            .search_attribute("TicketId", format!("{ticket}-other"))
+            .start()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let found = loop {
+            let found = flock
+                .find_runs(waiter, &[("TicketId", &ticket)])
+                .await
+                .unwrap_or_else(|e| panic!("{executor}: {e}"));
+            // Temporal's visibility store follows a start by a moment
+            if !found.is_empty() || started.elapsed() > BOUND {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(found.len(), 1, "{executor}: {found:?}");
+        assert_eq!(found[0].run_id, run_id, "{executor}");
+        assert!(found[0].running, "{executor}");
+        // the approver addresses the run found
+        let again = flock.flow_handle(waiter, found[0].run_id.clone()).unwrap();
+        again.signal(waiter::go, 3).await.unwrap();
+        assert_eq!(
+            bounded(executor, handle.result()).await.unwrap(),
+            3,
+            "{executor}"
+        );
+        other.signal(waiter::go, 4).await.unwrap();
+        bounded(executor, other.result()).await.unwrap();
+
+        let bad = flock
+            .find_runs(waiter, &[("TicketId", "x' OR '1'='1")])
+            .await
+            .expect_err("quotes are refused");
+        assert!(bad.to_string().contains("no quotes"), "{executor}: {bad}");
+    }
+}

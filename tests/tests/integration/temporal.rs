@@ -33,7 +33,10 @@ pub(crate) fn server() -> String {
             std::thread::spawn(|| {
                 let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
                 let server = rt
-                    .block_on(DevServer::start(DevServerOptions::default()))
+                    .block_on(DevServer::start(DevServerOptions {
+                        search_attributes: vec!["TicketId".into()],
+                        ..DevServerOptions::default()
+                    }))
                     .map_err(|e| {
                         format!("cannot start the Temporal dev server for the tests: {e}")
                     })?;

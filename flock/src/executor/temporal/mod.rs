@@ -6,6 +6,7 @@ mod connect;
 mod history;
 mod workflow;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,6 +168,40 @@ pub(crate) fn worker_options(
         Some(error) => Err(error),
         None => Ok(registrar.options),
     }
+}
+
+/// What a run starts with.
+pub(crate) struct Start<'a> {
+    pub(crate) spec: &'a FlowSpec,
+    pub(crate) run_id: &'a str,
+    pub(crate) input: Value,
+    pub(crate) id_reuse: crate::flock::IdReuse,
+    pub(crate) attributes: &'a BTreeMap<String, String>,
+}
+
+/// Keyword search attributes as the start options take them.
+fn search_attributes(
+    attributes: &BTreeMap<String, String>,
+) -> Option<temporalio_common::search_attributes::SearchAttributes> {
+    use temporalio_common::protos::temporal::api::common::v1::{Payload, SearchAttributes};
+    if attributes.is_empty() {
+        return None;
+    }
+    let indexed_fields = attributes
+        .iter()
+        .map(|(name, value)| {
+            let payload = Payload {
+                metadata: std::collections::HashMap::from([
+                    ("encoding".to_owned(), b"json/plain".to_vec()),
+                    ("type".to_owned(), b"Keyword".to_vec()),
+                ]),
+                data: serde_json::to_vec(value).unwrap_or_default(),
+                ..Default::default()
+            };
+            (name.clone(), payload)
+        })
+        .collect();
+    Some(SearchAttributes { indexed_fields }.into())
 }
 
 /// What the adapters register into for a replay: the replayer's options.
@@ -420,6 +455,7 @@ impl TemporalExecutor {
         run_id: &str,
         id_reuse: crate::flock::IdReuse,
         attach_running: bool,
+        attributes: &BTreeMap<String, String>,
     ) -> WorkflowStartOptions {
         use crate::flock::IdReuse;
         use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
@@ -445,6 +481,7 @@ impl TemporalExecutor {
         } else {
             WorkflowIdConflictPolicy::Fail
         })
+        .maybe_search_attributes(search_attributes(attributes))
         .build()
     }
 
@@ -452,13 +489,17 @@ impl TemporalExecutor {
     /// this id is signalled instead).
     pub(crate) async fn start_run(
         &self,
-        spec: &FlowSpec,
-        run_id: &str,
-        input: Value,
-        id_reuse: crate::flock::IdReuse,
+        start: Start<'_>,
         signal: Option<(&'static str, Value)>,
     ) -> Result<(), Error> {
-        let options = self.start_options(spec, run_id, id_reuse, signal.is_some());
+        let Start {
+            spec,
+            run_id,
+            input,
+            id_reuse,
+            attributes,
+        } = start;
+        let options = self.start_options(spec, run_id, id_reuse, signal.is_some(), attributes);
         let started = match signal {
             None => self
                 .client
@@ -503,13 +544,17 @@ impl TemporalExecutor {
     /// `name` and waits for the answer.
     pub(crate) async fn update_with_start(
         &self,
-        spec: &FlowSpec,
-        run_id: &str,
-        input: Value,
-        id_reuse: crate::flock::IdReuse,
+        start: Start<'_>,
         name: &'static str,
         value: Value,
     ) -> Result<Value, Error> {
+        let Start {
+            spec,
+            run_id,
+            input,
+            id_reuse,
+            attributes,
+        } = start;
         use crate::flock::IdReuse;
         use temporalio_client::errors::WorkflowUpdateWithStartError;
         use temporalio_client::{
@@ -532,6 +577,7 @@ impl TemporalExecutor {
                 .or(self.config.workflow_execution_timeout),
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
+        .maybe_search_attributes(search_attributes(attributes))
         .build();
         let handle = self
             .client
@@ -556,6 +602,36 @@ impl TemporalExecutor {
             .get_result(Default::default())
             .await
             .map_err(|e| self.update_error(spec.name, run_id, name, e))
+    }
+
+    /// The runs of flow `flow` with these keyword search attributes, newest first.
+    pub(crate) async fn find_runs(
+        &self,
+        flow: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<Vec<crate::flock::FoundRun>, Error> {
+        use futures::StreamExt;
+        use temporalio_client::WorkflowExecutionStatus;
+        let mut query = format!("WorkflowType = '{flow}'");
+        for (name, value) in attributes {
+            query.push_str(&format!(" AND {name} = '{value}'"));
+        }
+        let mut stream = self
+            .client
+            .list_workflows(query.clone(), Default::default());
+        let mut found = Vec::new();
+        while let Some(execution) = stream.next().await {
+            let execution = execution.map_err(|e| {
+                Error::Executor(format!(
+                    "cannot list runs ({query}): {e} (a search attribute must be registered on the namespace: `temporal operator search-attribute create --name NAME --type Keyword`)"
+                ))
+            })?;
+            found.push(crate::flock::FoundRun::new(
+                execution.id().to_owned(),
+                execution.status() == WorkflowExecutionStatus::Running,
+            ));
+        }
+        Ok(found)
     }
 
     /// Sends signal `name` to workflow `run_id`.
