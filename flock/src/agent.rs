@@ -106,6 +106,12 @@ pub trait ProgressSink: Send + Sync {
     fn checkpoint(&self, agent: &'static str, attempt: u32, state: &serde_json::Value) {
         let _ = (agent, attempt, state);
     }
+
+    /// A heartbeat without progress to report (a declarative agent sends them while its model
+    /// request is in flight). The default does nothing.
+    fn heartbeat(&self, agent: &'static str, attempt: u32) {
+        let _ = (agent, attempt);
+    }
 }
 
 /// What one attempt of an agent runs with.
@@ -254,11 +260,14 @@ impl AgentContext {
 
     /// Whether this attempt is cancelled: its timeout passed, or its run was cancelled. The
     /// executor then drops the attempt's future at its next `.await` (so an in-flight model request
-    /// is dropped with it); a code agent that runs long without awaiting, or that started work of
-    /// its own (threads, spawned tasks), checks this, or awaits [`cancelled`](Self::cancelled),
-    /// and stops. On Temporal, cancellation reaches an attempt through heartbeats: an agent with a
-    /// `heartbeat` timeout that calls [`report_progress`](Self::report_progress) learns of a
-    /// cancelled run at its next report.
+    /// is dropped with it, and its connection closed); a code agent that runs long without
+    /// awaiting, or that started work of its own (threads, spawned tasks), checks this, or awaits
+    /// [`cancelled`](Self::cancelled), and stops. On Temporal, cancellation reaches an attempt
+    /// through heartbeats: a code agent learns of a cancelled run at its next
+    /// [`report_progress`](Self::report_progress) or [`checkpoint`](Self::checkpoint) (with a
+    /// `heartbeat` timeout, within about that timeout; without one, within 30 s, the SDK's
+    /// heartbeat interval), and a declarative agent heartbeats by itself while its model request
+    /// is in flight, so a cancelled run ends that request too.
     pub fn is_cancelled(&self) -> bool {
         self.cancellation.is_cancelled()
     }
@@ -412,6 +421,13 @@ impl AgentContext {
         })
     }
 
+    /// A heartbeat without progress (see [`ProgressSink::heartbeat`]).
+    pub(crate) fn heartbeat(&self) {
+        if let Some(sink) = &self.progress {
+            sink.heartbeat(self.spec.name, self.attempt);
+        }
+    }
+
     /// The models this context resolves model names with.
     pub fn models(&self) -> &Models {
         &self.models
@@ -539,6 +555,12 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// A bodiless agent's `call`: the configured model answers it from the agent's description and
 /// schemas (see [`model::evaluate`](crate::model::evaluate)).
+///
+/// While the model works the attempt heartbeats (every quarter of its `heartbeat` timeout, else
+/// every second): a model that takes longer than the heartbeat timeout does not fail the attempt
+/// (a dead worker still does), and on Temporal the heartbeats are how a cancellation reaches the
+/// attempt. When the attempt is cancelled, the request in flight is dropped, which closes its
+/// connection.
 pub async fn run_declarative<A: Agent>(
     ctx: AgentContext,
     input: A::Input,
@@ -547,16 +569,39 @@ pub async fn run_declarative<A: Agent>(
     let input = serde_json::to_value(&input).map_err(|e| {
         AgentError::invalid_input(format!("agent `{}`: input not serializable: {e}", A::NAME))
     })?;
-    crate::model::evaluate::<A::Output>(
+    let (input_schema, output_schema) = (agent.input_schema(), agent.output_schema());
+    let add_usage = |usage| ctx.add_usage(usage);
+    let evaluation = crate::model::evaluate::<A::Output>(
         ctx.spec(),
         ctx.models(),
-        &agent.input_schema(),
-        &agent.output_schema(),
+        &input_schema,
+        &output_schema,
         &input,
-        &|usage| ctx.add_usage(usage),
-    )
-    .await
+        &add_usage,
+    );
+    let every = ctx
+        .spec()
+        .heartbeat
+        .map_or(DECLARATIVE_HEARTBEAT, |timeout| timeout / 4)
+        .clamp(std::time::Duration::from_millis(10), DECLARATIVE_HEARTBEAT);
+    tokio::pin!(evaluation);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = &mut evaluation => break result,
+            () = ctx.cancelled() => break Err(AgentError::transient(format!(
+                "agent `{}` was cancelled while its model request was in flight",
+                A::NAME
+            ))),
+            _ = ticks.tick() => ctx.heartbeat(),
+        }
+    }
 }
+
+/// How often a declarative agent without a `heartbeat` timeout heartbeats while its model works
+/// (the Temporal SDK sends at most one heartbeat every 30 s then, keeping the latest).
+const DECLARATIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Converts what an agent body returns (its output `T`, or `Result<T, E>` where `E` converts into
 /// [`AgentError`]) into the result the executors work with.

@@ -63,6 +63,10 @@ impl ProgressSink for HeartbeatSink {
     fn checkpoint(&self, _agent: &'static str, _attempt: u32, _state: &Value) {
         *lock(&self.last) = Instant::now();
     }
+
+    fn heartbeat(&self, _agent: &'static str, _attempt: u32) {
+        *lock(&self.last) = Instant::now();
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

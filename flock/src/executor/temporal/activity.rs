@@ -221,6 +221,10 @@ impl ProgressSink for Heartbeats {
     fn checkpoint(&self, _agent: &'static str, _attempt: u32, state: &Value) {
         self.send(|d| d.checkpoint = Some(state.clone()));
     }
+
+    fn heartbeat(&self, _agent: &'static str, _attempt: u32) {
+        self.send(|_| {});
+    }
 }
 
 /// The checkpoint the earlier attempts of this activity left in its heartbeat details. Details
