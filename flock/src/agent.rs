@@ -101,8 +101,8 @@ pub trait ProgressSink: Send + Sync {
     fn report(&self, agent: &'static str, attempt: u32, details: serde_json::Value);
 
     /// Called by [`AgentContext::checkpoint`] with the state, encoded and within the payload
-    /// limit, after it is kept for the next attempt. A checkpoint is also a heartbeat; the
-    /// default does nothing more.
+    /// limit (the context keeps it for the next attempt itself). A checkpoint is also a
+    /// heartbeat. The default does nothing.
     fn checkpoint(&self, agent: &'static str, attempt: u32, state: &serde_json::Value) {
         let _ = (agent, attempt, state);
     }

@@ -107,8 +107,8 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 }
             };
             if let Some(call) = local_call {
-                // A cancellation may be the server's timeout, which is retried: keep the
-                // checkpoint then (unclaimed ones expire).
+                // A cancellation may be the worker timing the local activity out, which is
+                // retried: keep the checkpoint then (unclaimed ones expire).
                 let finished = match &result {
                     Ok(Ok(_)) => true,
                     Ok(Err(error)) => policy.gives_up(error, attempt),
