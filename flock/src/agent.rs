@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::AgentError;
 use crate::model::Models;
 pub use crate::spec::{AgentKind, AgentSpec};
-use crate::spec::{Direction, FlowSpec, check_payload_size};
+use crate::spec::{Direction, FlowSpec, MAX_PAYLOAD_BYTES, check_payload_size};
 use crate::usage::Usage;
 
 /// What an agent's input and output types must be: serializable both ways (they cross process
@@ -99,6 +99,19 @@ pub trait Agent: Copy + Default + Send + Sync + 'static {
 pub trait ProgressSink: Send + Sync {
     /// Called by [`AgentContext::report_progress`].
     fn report(&self, agent: &'static str, attempt: u32, details: serde_json::Value);
+
+    /// Called by [`AgentContext::checkpoint`] with the state, encoded and within the payload
+    /// limit (the context keeps it for the next attempt itself). A checkpoint is also a
+    /// heartbeat. The default does nothing.
+    fn checkpoint(&self, agent: &'static str, attempt: u32, state: &serde_json::Value) {
+        let _ = (agent, attempt, state);
+    }
+
+    /// A heartbeat without progress to report (a declarative agent sends them while its model
+    /// request is in flight). The default does nothing.
+    fn heartbeat(&self, agent: &'static str, attempt: u32) {
+        let _ = (agent, attempt);
+    }
 }
 
 /// What one attempt of an agent runs with.
@@ -111,6 +124,43 @@ pub struct AgentContext {
     pub(crate) models: Arc<Models>,
     pub(crate) usage: Option<Arc<std::sync::Mutex<Usage>>>,
     pub(crate) cancellation: Cancellation,
+    pub(crate) checkpoints: Arc<Checkpoints>,
+}
+
+/// The checkpoints of one attempt: the last one the attempts before it made (what
+/// [`AgentContext::resume`] gives, fixed for the attempt) and the last one it made itself. The
+/// executor carries [`last`](Self::last) over to the next attempt: in memory on the local
+/// executor and for Temporal local activities, in the heartbeat details on Temporal.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoints {
+    resumed: Option<Value>,
+    made: std::sync::Mutex<Option<Value>>,
+}
+
+impl Checkpoints {
+    /// The checkpoints of an attempt that resumes from `previous` (`None`: from the start).
+    pub(crate) fn resuming(previous: Option<Value>) -> Self {
+        Checkpoints {
+            resumed: previous,
+            made: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// What the next attempt resumes from: the last checkpoint made in this attempt, or else the
+    /// one this attempt resumed from.
+    pub(crate) fn last(&self) -> Option<Value> {
+        let made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        made.clone().or_else(|| self.resumed.clone())
+    }
+
+    /// The checkpoint this attempt resumed from.
+    pub(crate) fn resumed(&self) -> Option<&Value> {
+        self.resumed.as_ref()
+    }
+
+    fn keep(&self, state: Value) {
+        *self.made.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
 }
 
 /// Whether an attempt is cancelled: its timeout passed, its run was cancelled, or (on Temporal)
@@ -166,7 +216,14 @@ impl AgentContext {
             models,
             usage,
             cancellation,
+            checkpoints: Arc::default(),
         }
+    }
+
+    /// This context, resuming from (and keeping its checkpoints in) `checkpoints`.
+    pub(crate) fn with_checkpoints(mut self, checkpoints: Arc<Checkpoints>) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 
     /// A context outside any executor, e.g. to call an agent directly in a unit test.
@@ -197,16 +254,20 @@ impl AgentContext {
             models: Arc::new(Models::default()),
             usage: None,
             cancellation: Cancellation::default(),
+            checkpoints: Arc::default(),
         }
     }
 
     /// Whether this attempt is cancelled: its timeout passed, or its run was cancelled. The
     /// executor then drops the attempt's future at its next `.await` (so an in-flight model request
-    /// is dropped with it); a code agent that runs long without awaiting, or that started work of
-    /// its own (threads, spawned tasks), checks this, or awaits [`cancelled`](Self::cancelled),
-    /// and stops. On Temporal, cancellation reaches an attempt through heartbeats: an agent with a
-    /// `heartbeat` timeout that calls [`report_progress`](Self::report_progress) learns of a
-    /// cancelled run at its next report.
+    /// is dropped with it, and its connection closed); a code agent that runs long without
+    /// awaiting, or that started work of its own (threads, spawned tasks), checks this, or awaits
+    /// [`cancelled`](Self::cancelled), and stops. On Temporal, cancellation reaches an attempt
+    /// through heartbeats: a code agent learns of a cancelled run at its next
+    /// [`report_progress`](Self::report_progress) or [`checkpoint`](Self::checkpoint) (with a
+    /// `heartbeat` timeout, within about that timeout; without one, within 30 s, the SDK's
+    /// heartbeat interval), and a declarative agent heartbeats by itself while its model request
+    /// is in flight, so a cancelled run ends that request too.
     pub fn is_cancelled(&self) -> bool {
         self.cancellation.is_cancelled()
     }
@@ -244,6 +305,126 @@ impl AgentContext {
                 serde_json::Value::String(format!("<progress not serializable: {e}>"))
             });
             sink.report(self.spec.name, self.attempt, details);
+        }
+    }
+
+    /// Saves `state` as this agent's checkpoint: when this attempt fails (an error, a timeout, a
+    /// worker that dies) and the call is retried, the next attempt's [`resume`](Self::resume)
+    /// gives the last state saved, so a long agent continues where it was instead of starting
+    /// over. A checkpoint is also a heartbeat (it keeps a `heartbeat` timeout from expiring).
+    ///
+    /// * Local executor: the state is kept in memory for the call's next attempts.
+    /// * Temporal: the state is sent as the activity's heartbeat details (with the last
+    ///   [`report_progress`](Self::report_progress)), which the server hands to the next attempt,
+    ///   on whichever worker it runs. Give the agent a `heartbeat` timeout, so that a killed
+    ///   worker's attempt is retried after it rather than after the whole `timeout`. The SDK sends
+    ///   heartbeats at most every 0.8 × the heartbeat timeout (30 s without one), keeping the
+    ///   latest: a worker killed in between loses the checkpoints made since its last send.
+    /// * A local activity (a code agent without `heartbeat`, `task_queue` or a timeout over 60 s,
+    ///   see [`AgentSpec::runs_locally`]) cannot heartbeat: its checkpoints stay in the worker's
+    ///   memory, for the retries that worker makes of the call (as on the local executor; Temporal
+    ///   retries a local activity in the worker when the retry delay is under a minute). After a
+    ///   longer delay, or when the worker dies, the next attempt starts over (`resume` gives
+    ///   `None`); an agent whose checkpoints must survive its worker sets `heartbeat`.
+    ///
+    /// Errors ([`AgentError::Permanent`], naming the agent; return them with `?`): the state does
+    /// not serialize to JSON, or is over [`MAX_PAYLOAD_BYTES`](crate::spec::MAX_PAYLOAD_BYTES)
+    /// as JSON (Temporal would reject the heartbeat; keep a reference, not the data). The earlier
+    /// checkpoint stays then.
+    ///
+    /// ```rust,standalone_crate
+    /// use flock::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Pages {
+    ///     pub count: u32,
+    /// }
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Report {
+    ///     pub done: Vec<u32>,
+    ///     pub resumed_at: Option<u32>,
+    /// }
+    ///
+    /// /// What a retry continues from: the pages done so far.
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Done {
+    ///     pages: Vec<u32>,
+    /// }
+    ///
+    /// /// Processes pages one by one; a retry continues after the last page done.
+    /// #[agent(heartbeat = "30s", retry(attempts = 3, initial_interval = "10ms"))]
+    /// async fn process_pages(ctx: &AgentContext, input: Pages) -> Result<Report, AgentError> {
+    ///     let resumed = ctx.resume::<Done>()?;
+    ///     let resumed_at = resumed.as_ref().map(|done| done.pages.len() as u32 + 1);
+    ///     let mut done = resumed.unwrap_or(Done { pages: vec![] });
+    ///     for page in done.pages.len() as u32 + 1..=input.count {
+    ///         if page == 3 && ctx.attempt() == 1 {
+    ///             return Err(AgentError::transient("the page server went away"));
+    ///         }
+    ///         done.pages.push(page); // the work of one page
+    ///         ctx.checkpoint(&done)?;
+    ///     }
+    ///     Ok(Report { done: done.pages, resumed_at })
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = Flock::builder().build().await.unwrap();
+    /// let report = flock.run(process_pages, Pages { count: 5 }).await.unwrap();
+    /// // the second attempt continued at page 3: pages 1 and 2 were processed once
+    /// assert_eq!(report.resumed_at, Some(3));
+    /// assert_eq!(report.done, [1, 2, 3, 4, 5]);
+    /// # });
+    /// ```
+    pub fn checkpoint<S: Serialize + ?Sized>(&self, state: &S) -> Result<(), AgentError> {
+        let name = self.spec.name;
+        let state = serde_json::to_value(state).map_err(|e| {
+            AgentError::permanent(format!(
+                "agent `{name}`: the checkpoint state `{}` is not serializable: {e}",
+                std::any::type_name::<S>()
+            ))
+        })?;
+        let bytes = json_size(&state);
+        if bytes > MAX_PAYLOAD_BYTES {
+            return Err(AgentError::permanent(format!(
+                "agent `{name}`: the checkpoint state `{}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit (Temporal rejects heartbeat details over 2 MiB); checkpoint a reference (a path, URL or id) instead of the data",
+                std::any::type_name::<S>()
+            )));
+        }
+        if let Some(sink) = &self.progress {
+            sink.checkpoint(name, self.attempt, &state);
+        }
+        self.checkpoints.keep(state);
+        Ok(())
+    }
+
+    /// The last checkpoint the earlier attempts of this call saved with
+    /// [`checkpoint`](Self::checkpoint), as an `S`; `None` on a first attempt, or when no
+    /// earlier attempt saved one. It stays the same for the whole attempt (a checkpoint this
+    /// attempt saves is for the next one). See [`checkpoint`](Self::checkpoint) for where
+    /// checkpoints are kept on each executor, and an example.
+    ///
+    /// A checkpoint that does not fit `S` (the state type changed between deployments, or a
+    /// different type is asked for) is an [`AgentError::Permanent`] naming the agent and `S`,
+    /// never a silent `None`; an agent that would rather start over writes
+    /// `ctx.resume::<S>().ok().flatten()`.
+    pub fn resume<S: DeserializeOwned>(&self) -> Result<Option<S>, AgentError> {
+        let Some(state) = self.checkpoints.resumed() else {
+            return Ok(None);
+        };
+        S::deserialize(state).map(Some).map_err(|e| {
+            AgentError::permanent(format!(
+                "agent `{}`: the checkpoint an earlier attempt saved does not fit `{}`: {e}",
+                self.spec.name,
+                std::any::type_name::<S>()
+            ))
+        })
+    }
+
+    /// A heartbeat without progress (see [`ProgressSink::heartbeat`]).
+    pub(crate) fn heartbeat(&self) {
+        if let Some(sink) = &self.progress {
+            sink.heartbeat(self.spec.name, self.attempt);
         }
     }
 
@@ -374,6 +555,12 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// A bodiless agent's `call`: the configured model answers it from the agent's description and
 /// schemas (see [`model::evaluate`](crate::model::evaluate)).
+///
+/// While the model works the attempt heartbeats (every quarter of its `heartbeat` timeout, else
+/// every second): a model that takes longer than the heartbeat timeout does not fail the attempt
+/// (a dead worker still does), and on Temporal the heartbeats are how a cancellation reaches the
+/// attempt. When the attempt is cancelled, the request in flight is dropped, which closes its
+/// connection.
 pub async fn run_declarative<A: Agent>(
     ctx: AgentContext,
     input: A::Input,
@@ -382,16 +569,39 @@ pub async fn run_declarative<A: Agent>(
     let input = serde_json::to_value(&input).map_err(|e| {
         AgentError::invalid_input(format!("agent `{}`: input not serializable: {e}", A::NAME))
     })?;
-    crate::model::evaluate::<A::Output>(
+    let (input_schema, output_schema) = (agent.input_schema(), agent.output_schema());
+    let add_usage = |usage| ctx.add_usage(usage);
+    let evaluation = crate::model::evaluate::<A::Output>(
         ctx.spec(),
         ctx.models(),
-        &agent.input_schema(),
-        &agent.output_schema(),
+        &input_schema,
+        &output_schema,
         &input,
-        &|usage| ctx.add_usage(usage),
-    )
-    .await
+        &add_usage,
+    );
+    let every = ctx
+        .spec()
+        .heartbeat
+        .map_or(DECLARATIVE_HEARTBEAT, |timeout| timeout / 4)
+        .clamp(std::time::Duration::from_millis(10), DECLARATIVE_HEARTBEAT);
+    tokio::pin!(evaluation);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = &mut evaluation => break result,
+            () = ctx.cancelled() => break Err(AgentError::transient(format!(
+                "agent `{}` was cancelled while its model request was in flight",
+                A::NAME
+            ))),
+            _ = ticks.tick() => ctx.heartbeat(),
+        }
+    }
 }
+
+/// How often a declarative agent without a `heartbeat` timeout heartbeats while its model works
+/// (the Temporal SDK sends at most one heartbeat every 30 s then, keeping the latest).
+const DECLARATIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Converts what an agent body returns (its output `T`, or `Result<T, E>` where `E` converts into
 /// [`AgentError`]) into the result the executors work with.

@@ -1,5 +1,6 @@
-//! A 3-agent flow whose agents leave side effects in a file (`FLOCK_DURABILITY_FILE`), so a test
-//! can kill the worker while the second agent runs and count what ran how often.
+//! Agents that leave side effects in a file (`FLOCK_DURABILITY_FILE`), so a test can kill their
+//! worker while they run and count what ran how often: a 3-agent flow (killed in the second
+//! agent), and an agent of ten checkpointed steps (killed at step 7).
 
 use std::io::Write;
 use std::time::Duration;
@@ -76,4 +77,57 @@ pub async fn d_flow(ctx: &FlowContext, work: Work) -> Result<Work, FlowError> {
     let work = ctx.call(d_first, work).await?;
     let work = ctx.call(d_second, work).await?;
     ctx.call(d_third, work).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Steps {
+    /// How many steps to run
+    pub total: u32,
+    /// The step at which the first attempt stops, heartbeating, until its worker is killed
+    pub hang_at: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepsDone {
+    /// The step the finishing attempt resumed at (`None`: it started at step 1)
+    pub resumed_at: Option<u32>,
+    /// The finishing attempt
+    pub attempt: u32,
+}
+
+/// The checkpoint of [`k_ten_steps`]: the next step to run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NextStep {
+    pub next: u32,
+}
+
+/// Runs its steps, writing `step N` to the file after each and checkpointing the next one. Its
+/// first attempt writes `hang N` at step `hang_at` and heartbeats there until its worker is
+/// killed; the heartbeat timeout makes the server retry it soon after.
+#[agent(
+    heartbeat = "2s",
+    timeout = "2m",
+    retry(attempts = 3, initial_interval = "100ms")
+)]
+pub async fn k_ten_steps(ctx: &AgentContext, input: Steps) -> Result<StepsDone, AgentError> {
+    let resumed_at = ctx.resume::<NextStep>()?.map(|checkpoint| checkpoint.next);
+    for step in resumed_at.unwrap_or(1)..=input.total {
+        if step == input.hang_at && ctx.attempt() == 1 {
+            note(&format!("hang {step}"))?;
+            for _ in 0..1200 {
+                ctx.report_progress(step);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Err(AgentError::permanent("the worker was not killed"));
+        }
+        note(&format!("step {step}"))?;
+        ctx.checkpoint(&NextStep { next: step + 1 })?;
+    }
+    Ok(StepsDone {
+        resumed_at,
+        attempt: ctx.attempt(),
+    })
 }

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::Settings;
-use crate::agent::{AgentContext, Cancellation, ProgressSink, panic_message};
+use crate::agent::{AgentContext, Cancellation, Checkpoints, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
 use crate::flow::{DynFlow, FlowContext};
 use crate::message::Mailbox;
@@ -61,6 +61,14 @@ impl ProgressSink for HeartbeatSink {
     fn report(&self, agent: &'static str, attempt: u32, details: Value) {
         *lock(&self.last) = Instant::now();
         self.run.report(agent, attempt, details);
+    }
+
+    fn checkpoint(&self, _agent: &'static str, _attempt: u32, _state: &Value) {
+        *lock(&self.last) = Instant::now();
+    }
+
+    fn heartbeat(&self, _agent: &'static str, _attempt: u32) {
+        *lock(&self.last) = Instant::now();
     }
 }
 
@@ -369,6 +377,8 @@ impl LocalRun {
             (spec.kind == AgentKind::Declarative).then(|| Arc::new(Mutex::new(Usage::default())));
         let mut attempts = Vec::new();
         let mut attempt = 0;
+        // The last checkpoint of the attempts so far: what the next one resumes from.
+        let mut checkpoint = None;
         let outcome = loop {
             attempt += 1;
             let heartbeat = spec.heartbeat.map(|_| {
@@ -382,6 +392,7 @@ impl LocalRun {
                 None => self.record.clone(),
             };
             let cancellation = Cancellation::default();
+            let checkpoints = Arc::new(Checkpoints::resuming(checkpoint.take()));
             let ctx = AgentContext::for_attempt(
                 self.run_id.clone(),
                 attempt,
@@ -390,7 +401,8 @@ impl LocalRun {
                 Some(progress),
                 usage.clone(),
                 cancellation.clone(),
-            );
+            )
+            .with_checkpoints(checkpoints.clone());
             let attempt_start = Instant::now();
             let limit = match deadline {
                 Some(deadline) => {
@@ -407,6 +419,7 @@ impl LocalRun {
                 name,
             )
             .await;
+            checkpoint = checkpoints.last();
             let error = result.as_ref().err().cloned();
             attempts.push(AttemptRecord {
                 attempt,

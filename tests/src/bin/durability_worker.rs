@@ -3,7 +3,7 @@
 
 use flock::prelude::*;
 
-use flock_tests::durability::{d_first, d_flow, d_second, d_third};
+use flock_tests::durability::{d_first, d_flow, d_second, d_third, k_ten_steps};
 
 #[tokio::main]
 async fn main() -> Result<(), flock::Error> {
@@ -19,6 +19,7 @@ async fn main() -> Result<(), flock::Error> {
         .agent(d_first)
         .agent(d_second)
         .agent(d_third)
+        .agent(k_ten_steps)
         .temporal(TemporalExecutorConfig {
             server_url,
             task_queue,

@@ -1,21 +1,29 @@
 //! Agents as Temporal activities: one generic adapter, registered once per agent type, named
 //! after the agent.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use temporalio_common::ActivityDefinition;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{
-    ActivityContext, ActivityDefinitions, ActivityError, ActivityImplementer, ExecutableActivity,
+    ActivityContext, ActivityDefinitions, ActivityError, ActivityImplementer, ActivityInfo,
+    ExecutableActivity,
 };
 
 use super::WorkerShared;
-use crate::agent::{Agent, AgentContext, Cancellation, DynAgent, ProgressSink};
+use crate::agent::{
+    Agent, AgentContext, Cancellation, Checkpoints, DynAgent, ProgressSink, json_size,
+};
 use crate::error::AgentError;
 use crate::retry::RetryPolicy;
+use crate::spec::MAX_PAYLOAD_BYTES;
 use crate::usage::Usage;
 
 /// The activity of agent `A`: its type name is `A::NAME`; its payloads are the JSON of `A`'s
@@ -60,6 +68,14 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             let attempt = info.attempt.max(1);
             let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
             let start_to_close = spec.timeout.unwrap_or(shared.settings.start_to_close);
+            let policy = shared.settings.retry_policy(spec);
+            // A local activity cannot heartbeat: its checkpoints stay on this worker.
+            let local_call = info.is_local.then(|| LocalCall::of(info));
+            let resumed = match &local_call {
+                Some(call) => call.resume(),
+                None => previous_checkpoint::<A>(&ctx),
+            };
+            let checkpoints = Arc::new(Checkpoints::resuming(resumed.clone()));
             let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
             let cancellation = Cancellation::default();
             let agent_ctx = AgentContext::for_attempt(
@@ -67,38 +83,45 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 attempt,
                 spec,
                 shared.settings.models.clone(),
-                Some(Arc::new(Heartbeats(ctx.clone()))),
+                Some(Arc::new(Heartbeats::new(ctx.clone(), resumed))),
                 Some(usage.clone()),
                 cancellation.clone(),
-            );
+            )
+            .with_checkpoints(checkpoints.clone());
             let call = DynAgent::call_json(&agent, agent_ctx, input);
             // A timed-out or cancelled attempt stops here, on this worker: the agent sees
             // `is_cancelled`, and its future (with any model request in flight) is dropped, so
             // nothing runs on after the flow has moved on.
             let result = tokio::select! {
-                result = call => result,
+                result = call => Ok(result),
                 () = tokio::time::sleep(start_to_close) => {
                     cancellation.cancel();
-                    Err(AgentError::transient(format!(
+                    Ok(Err(AgentError::transient(format!(
                         "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
                         A::NAME
-                    )))
+                    ))))
                 }
                 () = ctx.cancelled() => {
                     cancellation.cancel();
-                    return Err(ActivityError::cancelled());
+                    Err(ActivityError::cancelled())
                 }
             };
-            match result {
+            if let Some(call) = local_call {
+                // A cancellation may be the worker timing the local activity out, which is
+                // retried: keep the checkpoint then (unclaimed ones expire).
+                let finished = match &result {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(error)) => policy.gives_up(error, attempt),
+                    Err(_) => false,
+                };
+                call.keep(checkpoints.last(), finished);
+            }
+            match result? {
                 Ok(output) => {
                     let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
                     Ok(usage_envelope(output, usage))
                 }
-                Err(error) => Err(to_activity_error(
-                    &error,
-                    attempt,
-                    &shared.settings.retry_policy(spec),
-                )),
+                Err(error) => Err(to_activity_error(&error, attempt, &policy)),
             }
         })
     }
@@ -125,16 +148,154 @@ pub(crate) fn open_envelope(result: Value) -> (Value, Usage) {
     }
 }
 
-/// Progress reports of an activity become Temporal heartbeats (which also satisfy a heartbeat
-/// timeout).
-struct Heartbeats(ActivityContext);
+/// Progress reports and checkpoints of an activity become Temporal heartbeats (which also satisfy
+/// a heartbeat timeout), whose details carry both: `{"progress": .., "checkpoint": ..}`, each
+/// the last one reported. The server gives the last details to the next attempt, so the
+/// checkpoint an attempt resumed from travels on in its heartbeats until it makes its own.
+struct Heartbeats {
+    ctx: ActivityContext,
+    details: std::sync::Mutex<HeartbeatDetails>,
+}
+
+/// The details of an activity's heartbeats.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    progress: Option<Value>,
+    /// Present (even as `null`, the checkpoint of `()` or `None`) when a checkpoint was made.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    checkpoint: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(value).map(Some)
+}
+
+impl Heartbeats {
+    fn new(ctx: ActivityContext, resumed: Option<Value>) -> Self {
+        Heartbeats {
+            ctx,
+            details: std::sync::Mutex::new(HeartbeatDetails {
+                progress: None,
+                checkpoint: resumed,
+            }),
+        }
+    }
+
+    /// Updates the details and sends them, in order: the SDK records a heartbeat at once (the
+    /// payload conversion of flock's JSON is ready on first poll), and only a codec that really
+    /// waits would make it finish on a task of its own.
+    fn send(&self, update: impl FnOnce(&mut HeartbeatDetails)) {
+        let mut details = self.details.lock().unwrap_or_else(|p| p.into_inner());
+        update(&mut details);
+        if self.ctx.info().is_local {
+            return; // local activities cannot heartbeat (the SDK ignores it)
+        }
+        let mut value = serde_json::to_value(&*details).unwrap_or_default();
+        if json_size(&value) > MAX_PAYLOAD_BYTES
+            && let Value::Object(fields) = &mut value
+        {
+            // the checkpoint is within the limit on its own: it goes, the progress stays behind
+            fields.remove("progress");
+        }
+        let ctx = self.ctx.clone();
+        let mut record = Box::pin(async move {
+            let _ = ctx.record_heartbeat(value).await;
+        });
+        if (&mut record).now_or_never().is_none() {
+            tokio::spawn(record);
+        }
+    }
+}
 
 impl ProgressSink for Heartbeats {
     fn report(&self, _agent: &'static str, _attempt: u32, details: Value) {
-        let ctx = self.0.clone();
-        tokio::spawn(async move {
-            let _ = ctx.record_heartbeat(details).await;
-        });
+        self.send(|d| d.progress = Some(details));
+    }
+
+    fn checkpoint(&self, _agent: &'static str, _attempt: u32, state: &Value) {
+        self.send(|d| d.checkpoint = Some(state.clone()));
+    }
+
+    fn heartbeat(&self, _agent: &'static str, _attempt: u32) {
+        self.send(|_| {});
+    }
+}
+
+/// The checkpoint the earlier attempts of this activity left in its heartbeat details. Details
+/// that are not flock's (another program heartbeating for this activity type) are no checkpoint.
+fn previous_checkpoint<A: Agent>(ctx: &ActivityContext) -> Option<Value> {
+    let details = match ctx.heartbeat_details().deserialize::<Value>() {
+        Ok(details) => details?,
+        Err(e) => {
+            tracing::debug!(agent = A::NAME, "heartbeat details that are not JSON: {e}");
+            return None;
+        }
+    };
+    match serde_json::from_value::<HeartbeatDetails>(details) {
+        Ok(details) => details.checkpoint,
+        Err(e) => {
+            tracing::debug!(
+                agent = A::NAME,
+                "heartbeat details that are not flock's: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// One call of an agent run as a local activity, across the attempts its worker makes of it: the
+/// workflow run and the activity id (its sequence number in the run, the same on replay).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LocalCall {
+    namespace: String,
+    workflow_id: String,
+    run_id: String,
+    activity_id: String,
+}
+
+/// The last checkpoints of local activities on this worker, by call, with when they were kept.
+/// An entry goes when its call finishes; one whose call ended otherwise (the run was cancelled,
+/// its schedule-to-close passed, the workflow moved to another worker) expires after
+/// [`LOCAL_CHECKPOINT_TTL`], longer than any retry delay Temporal makes in the worker (a minute).
+static LOCAL_CHECKPOINTS: std::sync::Mutex<BTreeMap<LocalCall, (Instant, Value)>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+const LOCAL_CHECKPOINT_TTL: Duration = Duration::from_secs(10 * 60);
+
+impl LocalCall {
+    fn of(info: &ActivityInfo) -> Self {
+        LocalCall {
+            namespace: info.namespace.clone(),
+            workflow_id: info.workflow_id.clone().unwrap_or_default(),
+            run_id: info.workflow_run_id.clone().unwrap_or_default(),
+            activity_id: info.activity_id.clone(),
+        }
+    }
+
+    /// The checkpoint an earlier attempt of this call kept.
+    fn resume(&self) -> Option<Value> {
+        let kept = LOCAL_CHECKPOINTS.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(self).map(|(_, state)| state.clone())
+    }
+
+    /// Keeps `last` for the next attempt, or forgets the call when it is `finished`.
+    fn keep(self, last: Option<Value>, finished: bool) {
+        let mut kept = LOCAL_CHECKPOINTS.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, (at, _)| at.elapsed() < LOCAL_CHECKPOINT_TTL);
+        match last {
+            Some(state) if !finished => {
+                kept.insert(self, (Instant::now(), state));
+            }
+            _ => {
+                kept.remove(&self);
+            }
+        }
     }
 }
 

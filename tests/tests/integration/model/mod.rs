@@ -7,6 +7,7 @@
 
 mod server;
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use flock::model::schema::strict_schema;
@@ -1130,4 +1131,131 @@ async fn inexpressible_output_types_fail_permanently_before_sending() {
         "{error}"
     );
     assert!(server.received().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation reaches the request in flight; a slow model keeps its attempt's heartbeat.
+
+/// Review the article, within half a second.
+#[agent(timeout = "500ms", retry(attempts = 1))]
+async fn review_in_half_a_second(input: Article) -> Review;
+
+/// Review the article (with a heartbeat timeout far shorter than the model takes).
+#[agent(heartbeat = "1s", timeout = "60s", retry(attempts = 1))]
+async fn review_with_heartbeat(input: Article) -> Review;
+
+/// A `Flock` on `executor` ("local" or "temporal", serving `queue`) whose model is `server`,
+/// with an HTTP timeout far longer than any test waits.
+async fn executor_with(executor: &str, server: &FakeOpenAi, queue: &str) -> Flock {
+    let provider = OpenAi::new(OpenAiConfig {
+        timeout: Duration::from_secs(60),
+        ..openai_config(server)
+    });
+    if executor == "local" {
+        return flock_with(provider).await;
+    }
+    Flock::builder()
+        .provider(provider)
+        .model("openai/gpt-4o-mini")
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .temporal(super::temporal::config(queue))
+        .build()
+        .await
+        .expect("a Flock on the test dev server")
+}
+
+/// Waits until `done`, failing the test after `timeout`.
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_attempt_ends_its_model_request() {
+    for executor in ["local", "temporal"] {
+        let server = FakeOpenAi::start(vec![Reply::Hang]).await;
+        let flock = executor_with(executor, &server, "model-timeout").await;
+        let run = flock.run(review_in_half_a_second, article());
+        let error = tokio::time::timeout(Duration::from_secs(30), run.into_future())
+            .await
+            .unwrap_or_else(|_| panic!("{executor}: the run did not end"))
+            .expect_err("the run times out");
+        assert!(
+            error.to_string().contains("timed out"),
+            "{executor}: {error}"
+        );
+        // the connection closes at the timeout, not after the HTTP client's 60 s
+        wait_until(
+            &format!("{executor}: the request to end"),
+            Duration::from_secs(5),
+            || server.hang_ups() == 1,
+        )
+        .await;
+        flock.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_ends_its_model_request() {
+    for executor in ["local", "temporal"] {
+        let server = FakeOpenAi::start(vec![Reply::Hang]).await;
+        let flock = executor_with(executor, &server, "model-cancel").await;
+        let handle = flock
+            .run(review_with_heartbeat, article())
+            .start()
+            .await
+            .unwrap();
+        wait_until(
+            &format!("{executor}: the request"),
+            Duration::from_secs(20),
+            || server.received().len() == 1,
+        )
+        .await;
+        // Twice the heartbeat timeout: the attempt heartbeats by itself while it waits.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(server.hang_ups(), 0, "{executor}: the request is in flight");
+        handle.cancel().await.unwrap();
+        wait_until(
+            &format!("{executor}: the request to end after the cancellation"),
+            Duration::from_secs(10),
+            || server.hang_ups() == 1,
+        )
+        .await;
+        let error = tokio::time::timeout(Duration::from_secs(30), handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("{executor}: the run did not end"))
+            .expect_err("the run is cancelled");
+        assert!(
+            error.to_string().contains("cancelled"),
+            "{executor}: {error}"
+        );
+        assert_eq!(server.received().len(), 1, "{executor}: not retried");
+        flock.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_slower_than_the_heartbeat_timeout_succeeds() {
+    for executor in ["local", "temporal"] {
+        let server = FakeOpenAi::start(vec![Reply::After(
+            Duration::from_millis(2500),
+            Box::new(answer(&good_review().to_string(), 10, 5)),
+        )])
+        .await;
+        let flock = executor_with(executor, &server, "model-slow").await;
+        let review = tokio::time::timeout(
+            Duration::from_secs(30),
+            flock.run(review_with_heartbeat, article()).into_future(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{executor}: the run did not end"))
+        .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        assert_eq!(review.verdict, Verdict::Accept, "{executor}");
+        assert_eq!(server.received().len(), 1, "{executor}: one attempt");
+        flock.shutdown().await.unwrap();
+    }
 }

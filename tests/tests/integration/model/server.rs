@@ -1,8 +1,9 @@
 //! A chat-completions server on 127.0.0.1 for the model tests: it records every request and
 //! answers with scripted replies, including the broken ones (429, 500, garbage, cut-off bodies,
-//! stalls). One request per connection (`Connection: close`), HTTP/1.1.
+//! stalls, hangs). One request per connection (`Connection: close`), HTTP/1.1.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ pub enum Reply {
     Raw(Vec<u8>),
     /// Waits, then replies.
     After(Duration, Box<Reply>),
+    /// Never replies; waits for the client to close the connection (counted by
+    /// [`FakeOpenAi::hang_ups`]).
+    Hang,
 }
 
 /// A successful completion whose message content is `content`.
@@ -109,6 +113,7 @@ pub struct FakeOpenAi {
     address: std::net::SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
+    hang_ups: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -121,15 +126,18 @@ impl FakeOpenAi {
         let address = listener.local_addr().expect("local address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let hang_ups = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
             let received = received.clone();
             let replies = replies.clone();
+            let hang_ups = hang_ups.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let received = received.clone();
                     let replies = replies.clone();
+                    let hang_ups = hang_ups.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, received, replies).await;
+                        let _ = serve(stream, received, replies, hang_ups).await;
                     });
                 }
             }
@@ -138,8 +146,14 @@ impl FakeOpenAi {
             address,
             received,
             replies,
+            hang_ups,
             task,
         }
+    }
+
+    /// How many clients closed a connection that was waiting on [`Reply::Hang`].
+    pub fn hang_ups(&self) -> usize {
+        self.hang_ups.load(Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -173,6 +187,7 @@ async fn serve(
     mut stream: TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
+    hang_ups: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -226,6 +241,12 @@ async fn serve(
             Reply::After(delay, next) => {
                 tokio::time::sleep(delay).await;
                 reply = *next;
+            }
+            Reply::Hang => {
+                // a read gives 0 (or fails) once the client has closed the connection
+                while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+                hang_ups.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
             }
             Reply::Raw(bytes) => {
                 stream.write_all(&bytes).await?;
