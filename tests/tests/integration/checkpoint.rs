@@ -309,16 +309,11 @@ async fn bad_checkpoints_are_clear_errors_naming_the_agent() {
                     "{where_}: not retried after it: {cause}"
                 );
                 assert_eq!(name, agent, "{where_}");
-                // Known defect outside this module: the flow side reads a failed Temporal
-                // *local* activity's class and attempt from the wrong level of its failure chain
-                // (they arrive as Transient and 1); the log above shows what ran.
-                if !(executor == "temporal" && local_activity) {
-                    assert_eq!(
-                        (tried, cause.class()),
-                        (attempts, ErrorClass::Permanent),
-                        "{where_}: {cause}"
-                    );
-                }
+                assert_eq!(
+                    (tried, cause.class()),
+                    (attempts, ErrorClass::Permanent),
+                    "{where_}: {cause}"
+                );
                 let message = cause.message();
                 assert!(
                     message.contains(&format!("agent `{agent}`: ")),

@@ -478,7 +478,12 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
             message: format!("agent `{agent}` was cancelled"),
         };
     }
-    let (cause, attempts) = match error.cause() {
+    // a local activity's failure comes wrapped once more ("Activity failed: ..")
+    let cause = match error.cause() {
+        Some(IncomingError::Activity(wrapper)) => wrapper.cause(),
+        other => other,
+    };
+    let (cause, attempts) = match cause {
         Some(IncomingError::Application(failure)) => {
             let class = failure
                 .type_name()
@@ -506,7 +511,19 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
             None,
         ),
         Some(other) => (AgentError::transient(other.to_string()), None),
-        None => (AgentError::transient(error.to_string()), None),
+        // a local activity's failure is the application failure itself, not a wrapper of it
+        None => match application_failure(error) {
+            Some((class, message, details)) => {
+                let retry_after = details["retry_after_ms"]
+                    .as_u64()
+                    .map(Duration::from_millis);
+                (
+                    AgentError::from_class(class, message, retry_after),
+                    details["attempt"].as_u64().map(|n| n as u32),
+                )
+            }
+            None => (AgentError::transient(error.to_string()), None),
+        },
     };
     let attempts = attempts.unwrap_or_else(|| attempts_made(error, max_attempts));
     FlowError::Agent {
@@ -514,6 +531,27 @@ fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32)
         attempts,
         cause,
     }
+}
+
+/// The first application failure in an activity failure's chain (itself included): its class,
+/// message and details (flock's `{attempt, retry_after_ms}`).
+fn application_failure(error: &ActivityExecutionError) -> Option<(ErrorClass, String, Value)> {
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    let mut failure = error.failure();
+    while let Some(current) = failure {
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &current.failure_info {
+            let class = ErrorClass::from_name(&info.r#type).unwrap_or(ErrorClass::Transient);
+            let details = info
+                .details
+                .as_ref()
+                .and_then(|d| d.payloads.first())
+                .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+                .unwrap_or(Value::Null);
+            return Some((class, current.message.clone(), details));
+        }
+        failure = current.cause.as_deref();
+    }
+    None
 }
 
 /// The attempts an activity made when its failure does not carry flock's attempt number (a
