@@ -1006,7 +1006,7 @@ mod tests {
             errors(cx),
             [
                 "unknown key `timeout` in `#[flow(..)]`; did you mean `execution_timeout`?",
-                "unknown key `model` in `#[flow(..)]`; expected one of `name`, `description`, `task_queue`, `execution_timeout`, `run_timeout`",
+                "unknown key `model` in `#[flow(..)]`; expected one of `name`, `description`, `task_queue`, `execution_timeout`, `run_timeout`, `signals`, `queries`, `updates`, `validate`",
                 "unknown key `nme` in `#[tool(..)]`; did you mean `name`?",
             ]
         );

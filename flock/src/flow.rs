@@ -154,21 +154,17 @@ impl FlowContext {
     ) -> Result<UpdateRequest<I, O>, FlowError> {
         self.check_own(F::NAME, "update", update.name())?;
         let (id, input) = ContextOp(self.runtime.next_update(update.name())).await?;
-        let mut request = UpdateRequest {
-            id,
-            flow: self.flow,
-            name: update.name(),
-            input: None,
-            runtime: Some(self.runtime.clone()),
-            answer: PhantomData,
-        };
         match decode::<I>(update.name(), Direction::Input, input) {
-            Ok(input) => {
-                request.input = Some(input);
-                Ok(request)
-            }
+            Ok(input) => Ok(UpdateRequest {
+                id,
+                flow: self.flow,
+                name: update.name(),
+                input,
+                runtime: Some(self.runtime.clone()),
+                answer: PhantomData,
+            }),
             Err(error) => {
-                request.reject(error.to_string());
+                self.runtime.answer_update(id, Err(error.to_string()));
                 Err(error)
             }
         }
@@ -449,7 +445,7 @@ pub struct UpdateRequest<I, O> {
     pub(crate) id: u64,
     pub(crate) flow: &'static str,
     pub(crate) name: &'static str,
-    pub(crate) input: Option<I>,
+    pub(crate) input: I,
     pub(crate) runtime: Option<Arc<dyn FlowRuntime>>,
     pub(crate) answer: PhantomData<fn() -> O>,
 }
@@ -457,38 +453,24 @@ pub struct UpdateRequest<I, O> {
 impl<I, O: Serialize> UpdateRequest<I, O> {
     /// What the sender sent.
     pub fn input(&self) -> &I {
-        self.input
-            .as_ref()
-            .expect("the input is only taken by into_input")
-    }
-
-    /// Takes the input (the request must still be answered).
-    pub fn take_input(&mut self) -> I {
-        self.input
-            .take()
-            .expect("the input of an update request is taken once")
+        &self.input
     }
 
     /// Answers the update: its sender gets `answer`.
     pub fn reply(mut self, answer: &O) -> Result<(), FlowError> {
         let json = encode("update", self.name, Direction::Output, answer);
-        let runtime = self.runtime.take().expect("answered once");
-        match json {
-            Ok(json) => {
-                runtime.answer_update(self.id, Ok(json));
-                Ok(())
-            }
-            Err(error) => {
-                runtime.answer_update(self.id, Err(error.to_string()));
-                Err(error)
-            }
+        let answer = json.as_ref().map_err(ToString::to_string).cloned();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.answer_update(self.id, answer);
         }
+        json.map(drop)
     }
 
     /// Rejects the update: its sender gets an error saying `reason`.
     pub fn reject(mut self, reason: impl Into<String>) {
-        let runtime = self.runtime.take().expect("answered once");
-        runtime.answer_update(self.id, Err(reason.into()));
+        if let Some(runtime) = self.runtime.take() {
+            runtime.answer_update(self.id, Err(reason.into()));
+        }
     }
 }
 

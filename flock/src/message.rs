@@ -168,6 +168,7 @@ pub(crate) struct Mailbox {
     updates: HashMap<String, VecDeque<(u64, Value)>>,
     answers: HashMap<u64, Result<Value, String>>,
     next_update: u64,
+    closed: Option<String>,
 }
 
 impl Mailbox {
@@ -240,9 +241,19 @@ impl Mailbox {
         self.answers.contains_key(&id)
     }
 
-    /// Takes the answer to update `id`.
+    /// Takes the answer to update `id`; once the run has ended, an unanswered update's answer is
+    /// the error saying so.
     pub(crate) fn take_answer(&mut self, id: u64) -> Option<Result<Value, String>> {
-        self.answers.remove(&id)
+        self.answers
+            .remove(&id)
+            .or_else(|| self.closed.clone().map(Err))
+    }
+
+    /// The run ended: updates not answered by then get an error naming `flow` (their senders
+    /// must not wait forever).
+    #[cfg_attr(feature = "temporal", allow(dead_code))]
+    pub(crate) fn close(&mut self, flow: &str) {
+        self.closed = Some(format!("flow `{flow}` ended before it answered the update"));
     }
 }
 

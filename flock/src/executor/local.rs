@@ -134,6 +134,12 @@ impl LocalMailbox {
         }
     }
 
+    /// The run ended: waiting update senders get an error.
+    fn close(&self) {
+        lock(&self.state).close(self.flow.name);
+        self.changed.notify_waiters();
+    }
+
     /// A new run (continue-as-new) starts with an empty mailbox.
     fn reset(&self) {
         *lock(&self.state) = Mailbox::default();
@@ -204,6 +210,7 @@ pub(crate) async fn run_flow(
             }
             result => {
                 runs.close(&run_id, &mailbox);
+                mailbox.close();
                 return (result, record);
             }
         }

@@ -736,3 +736,40 @@ async fn runs_are_found_by_flow_and_search_attribute() {
         assert!(bad.to_string().contains("no quotes"), "{executor}: {bad}");
     }
 }
+
+/// Declares an update, ends after one signal without ever taking an update.
+#[flow(signals(go: u32), updates(ask: u32 -> u32))]
+async fn ignorer(ctx: &FlowContext, _input: ()) -> Result<u32, FlowError> {
+    ctx.wait(ignorer::go).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_the_flow_never_takes_fails_its_sender_when_the_run_ends() {
+    for (executor, flock) in both("messages-ignored-update").await {
+        let handle = flock
+            .run_flow(ignorer, ())
+            .id(format!("ignorer-{executor}-{}", unique()))
+            .start()
+            .await
+            .unwrap();
+        let ask = async {
+            // the sender waits while the run goes on
+            handle.update(ignorer::ask, 1).await
+        };
+        let end = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            handle.signal(ignorer::go, 5).await.unwrap();
+        };
+        let (answer, ()) = bounded(executor, async { tokio::join!(ask, end) }).await;
+        let error = answer.expect_err("the run ended without answering");
+        assert!(
+            matches!(error, Error::Message { .. }),
+            "{executor}: {error:?}"
+        );
+        assert_eq!(
+            bounded(executor, handle.result()).await.unwrap(),
+            5,
+            "{executor}"
+        );
+    }
+}
