@@ -271,12 +271,26 @@ impl DevServer {
         self.kill();
     }
 
+    /// Stops the server and waits until its process is gone (up to 10 s, then SIGKILL): a
+    /// server restarted on the same `db_filename` must not find the old one still holding it.
     fn kill(&mut self) {
         if let Some(pid) = self.server_pid.take() {
-            let _ = Command::new("kill")
-                .arg(pid.to_string())
-                .stderr(Stdio::null())
-                .status();
+            let signal = |args: &[&str]| {
+                Command::new("kill")
+                    .args(args)
+                    .arg(pid.to_string())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            };
+            signal(&[]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while signal(&["-0"]) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if signal(&["-0"]) {
+                signal(&["-9"]);
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
