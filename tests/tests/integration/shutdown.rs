@@ -197,7 +197,7 @@ async fn a_worker_cancels_attempts_still_running_at_the_end_of_its_grace_period(
     let task_queue = "shutdown-grace";
     let file = side_effect_file(task_queue);
     let client = client(task_queue).await;
-    let env = [("FLOCK_AGENT_MS", "60000"), ("FLOCK_GRACE_MS", "1000")];
+    let env = [("FLOCK_AGENT_MS", "60000"), ("FLOCK_GRACE_MS", "6000")];
     let mut worker = WorkerProcess::start(task_queue, &file, &env);
     let _handle = client
         .run_flow(s_flow, job(task_queue))
@@ -216,7 +216,7 @@ async fn a_worker_cancels_attempts_still_running_at_the_end_of_its_grace_period(
     assert_eq!(status.code(), Some(0), "{status}; its stderr: {stderr}");
     assert!(
         waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
-        "it waited {waited:?} for a grace period of 1 s"
+        "it waited {waited:?} for a grace period of 6 s"
     );
     assert_eq!(
         count(&file, "slow-done"),
