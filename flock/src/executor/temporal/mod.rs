@@ -170,6 +170,17 @@ pub(crate) fn worker_options(
     }
 }
 
+/// Temporal's id reuse policy for flock's.
+fn reuse_policy(id_reuse: crate::flock::IdReuse) -> temporalio_client::WorkflowIdReusePolicy {
+    use crate::flock::IdReuse;
+    use temporalio_client::WorkflowIdReusePolicy;
+    match id_reuse {
+        IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
+        IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
+        IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
+    }
+}
+
 /// What a run starts with.
 pub(crate) struct Start<'a> {
     pub(crate) spec: &'a FlowSpec,
@@ -457,8 +468,7 @@ impl TemporalExecutor {
         attach_running: bool,
         attributes: &BTreeMap<String, String>,
     ) -> WorkflowStartOptions {
-        use crate::flock::IdReuse;
-        use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
+        use temporalio_client::WorkflowIdConflictPolicy;
         WorkflowStartOptions::new(
             spec.task_queue
                 .unwrap_or(&self.config.task_queue)
@@ -471,11 +481,7 @@ impl TemporalExecutor {
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .enable_eager_workflow_start(self.eager && !attach_running)
-        .id_reuse_policy(match id_reuse {
-            IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
-            IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
-            IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
-        })
+        .id_reuse_policy(reuse_policy(id_reuse))
         .id_conflict_policy(if attach_running {
             WorkflowIdConflictPolicy::UseExisting
         } else {
@@ -555,11 +561,8 @@ impl TemporalExecutor {
             id_reuse,
             attributes,
         } = start;
-        use crate::flock::IdReuse;
         use temporalio_client::errors::WorkflowUpdateWithStartError;
-        use temporalio_client::{
-            WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
-        };
+        use temporalio_client::{WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
         let options = WorkflowUpdateWithStartOptions::new(
             spec.task_queue
                 .unwrap_or(&self.config.task_queue)
@@ -567,11 +570,7 @@ impl TemporalExecutor {
             run_id.to_owned(),
             WorkflowIdConflictPolicy::UseExisting,
         )
-        .id_reuse_policy(match id_reuse {
-            IdReuse::FailedOnly => WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
-            IdReuse::Allow => WorkflowIdReusePolicy::AllowDuplicate,
-            IdReuse::Reject => WorkflowIdReusePolicy::RejectDuplicate,
-        })
+        .id_reuse_policy(reuse_policy(id_reuse))
         .maybe_execution_timeout(
             spec.execution_timeout
                 .or(self.config.workflow_execution_timeout),
