@@ -60,6 +60,88 @@ pub struct TemporalExecutorConfig {
     /// How long a client waiting for a result retries while the server is unreachable, before
     /// it gives up with [`Error::WaitGaveUp`](crate::Error::WaitGaveUp) (the run goes on).
     pub wait_retry_window: Duration,
+    /// Worker Deployment Versioning: the deployment and build this process's workers belong to.
+    /// `None` (the default) leaves versioning off: any worker on the task queue takes any task.
+    pub deployment: Option<Deployment>,
+}
+
+/// A worker's place in Temporal's Worker Deployment Versioning: which deployment, which build,
+/// and what the flows it starts do when a newer build becomes current.
+///
+/// Versioned workers only get the tasks of their own build. New runs go to the deployment's
+/// *current* version, which an operator sets once the new build's workers are up
+/// ([`Flock::set_current_version`](crate::Flock::set_current_version), or `temporal worker
+/// deployment set-current-version`); until a version is current, new runs wait for an
+/// unversioned worker. A pinned run stays on the build that started it, so the workers of an old
+/// build must keep running until its runs have finished (`temporal workflow list --query
+/// "TemporalWorkerDeploymentVersion = 'NAME:BUILD'"` lists them).
+///
+/// ```
+/// use flock::config::{Deployment, VersioningBehavior};
+/// use flock::TemporalExecutorConfig;
+///
+/// let config = TemporalExecutorConfig {
+///     deployment: Some(Deployment::new("billing", "2026-12-02.1")),
+///     ..Default::default()
+/// };
+/// let deployment = config.deployment.unwrap();
+/// assert_eq!(deployment.behavior, VersioningBehavior::Pinned);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// The deployment's name, shared by every build of one service.
+    pub name: String,
+    /// This build's id, e.g. a release number or a commit hash.
+    pub build_id: String,
+    /// What the flows this build serves do when another build becomes current.
+    pub behavior: VersioningBehavior,
+}
+
+impl Deployment {
+    /// Build `build_id` of deployment `name`, its flows pinned.
+    pub fn new(name: impl Into<String>, build_id: impl Into<String>) -> Self {
+        Deployment {
+            name: name.into(),
+            build_id: build_id.into(),
+            behavior: VersioningBehavior::Pinned,
+        }
+    }
+
+    /// The same, with `behavior` for its flows.
+    pub fn behavior(mut self, behavior: VersioningBehavior) -> Self {
+        self.behavior = behavior;
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), crate::Error> {
+        let bad = |what: &str, value: &str| {
+            crate::Error::Config(format!(
+                "worker deployment: the {what} `{value}` must be non-empty and must not contain `:` or whitespace"
+            ))
+        };
+        let fine = |value: &str| {
+            !value.is_empty() && !value.contains(':') && !value.chars().any(char::is_whitespace)
+        };
+        if !fine(&self.name) {
+            return Err(bad("deployment name", &self.name));
+        }
+        if !fine(&self.build_id) {
+            return Err(bad("build id", &self.build_id));
+        }
+        Ok(())
+    }
+}
+
+/// What a versioned flow run does when a newer build of its deployment becomes current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VersioningBehavior {
+    /// The run stays on the build that started it until it ends: its code never changes under
+    /// it, so it needs no `ctx.patched(..)`.
+    #[default]
+    Pinned,
+    /// The run moves to the current build at its next flow task: its changes need
+    /// `ctx.patched(..)`, as without versioning.
+    AutoUpgrade,
 }
 
 impl Default for TemporalExecutorConfig {
@@ -81,6 +163,7 @@ impl Default for TemporalExecutorConfig {
             activity_start_to_close: Duration::from_secs(300),
             eager_workflow_start: true,
             wait_retry_window: Duration::from_secs(120),
+            deployment: None,
         }
     }
 }
@@ -175,6 +258,7 @@ impl fmt::Debug for TemporalExecutorConfig {
             .field("activity_start_to_close", &self.activity_start_to_close)
             .field("eager_workflow_start", &self.eager_workflow_start)
             .field("wait_retry_window", &self.wait_retry_window)
+            .field("deployment", &self.deployment)
             .finish()
     }
 }

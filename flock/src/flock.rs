@@ -296,6 +296,32 @@ impl Flock {
         }
     }
 
+    /// Makes `build_id` the current version of this Flock's worker deployment
+    /// ([`TemporalExecutorConfig::deployment`]): new runs go to that build's workers, and
+    /// auto-upgrading runs move to it; pinned runs stay where they are. The build's workers must
+    /// be polling (this waits up to `wait_retry_window` for them). Temporal only.
+    #[cfg(feature = "temporal")]
+    pub async fn set_current_version(&self, build_id: &str) -> Result<(), Error> {
+        match &self.inner.executor {
+            Executor::Temporal(temporal) => temporal.set_current_version(build_id).await,
+            Executor::Local => Err(Error::Config(
+                "worker deployment versions are Temporal's: use `local_debug(false)`".into(),
+            )),
+        }
+    }
+
+    /// The build id of the deployment version run `run_id` is on (pinned to, or last ran on),
+    /// or `None` for a run on unversioned workers. Temporal only.
+    #[cfg(feature = "temporal")]
+    pub async fn run_build_id(&self, run_id: &str) -> Result<Option<String>, Error> {
+        match &self.inner.executor {
+            Executor::Temporal(temporal) => temporal.run_version(run_id).await,
+            Executor::Local => Err(Error::Config(
+                "worker deployment versions are Temporal's: use `local_debug(false)`".into(),
+            )),
+        }
+    }
+
     /// The runs of `flow` whose search attributes (see
     /// [`RunRequest::search_attribute`]) have the given values: running and closed, newest
     /// first on Temporal (its visibility store may lag a start by a moment). An attribute name

@@ -83,7 +83,7 @@ pub mod worker;
 
 pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
-pub use crate::config::{TemporalExecutorConfig, WorkerLimits};
+pub use crate::config::{Deployment, TemporalExecutorConfig, VersioningBehavior, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::flock::{
     Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunOutput, RunRequest,

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod conformance;
 mod connect;
+mod deployment;
 mod fresh_crate;
 mod local;
 mod messages;

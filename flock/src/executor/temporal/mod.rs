@@ -138,9 +138,16 @@ pub(crate) fn worker_options(
     shared: &Arc<WorkerShared>,
     limits: &WorkerLimits,
 ) -> Result<WorkerOptions, Error> {
+    let deployment = shared
+        .config
+        .deployment
+        .as_ref()
+        .map(deployment_options)
+        .transpose()?;
     let options = WorkerOptions::new(shared.config.task_queue.clone())
         .max_cached_workflows(limits.max_cached_workflows)
         .tuner(tuner(limits))
+        .maybe_deployment_options(deployment)
         .build();
     let mut registrar = Registrar {
         options,
@@ -168,6 +175,28 @@ pub(crate) fn worker_options(
         Some(error) => Err(error),
         None => Ok(registrar.options),
     }
+}
+
+/// The SDK's deployment options for a versioned worker.
+fn deployment_options(
+    deployment: &crate::config::Deployment,
+) -> Result<temporalio_common::worker::WorkerDeploymentOptions, Error> {
+    use crate::config::VersioningBehavior as Behavior;
+    use temporalio_common::worker::{
+        VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion,
+    };
+    deployment.check()?;
+    let version = WorkerDeploymentVersion::builder()
+        .deployment_name(deployment.name.clone())
+        .build_id(deployment.build_id.clone())
+        .build();
+    Ok(WorkerDeploymentOptions::new(version)
+        .use_worker_versioning(true)
+        .default_versioning_behavior(match deployment.behavior {
+            Behavior::Pinned => VersioningBehavior::Pinned,
+            Behavior::AutoUpgrade => VersioningBehavior::AutoUpgrade,
+        })
+        .build())
 }
 
 /// Temporal's id reuse policy for flock's.
@@ -907,6 +936,73 @@ impl TemporalExecutor {
         });
         rx.await
             .map_err(|_| Error::Executor("the replay thread panicked".into()))?
+    }
+
+    /// Makes `build_id` the current version of this process's deployment: new runs go to its
+    /// workers. Waits (up to `wait_retry_window`) for the build's workers to have polled, since
+    /// the server only knows a version once one of its workers has.
+    pub(crate) async fn set_current_version(&self, build_id: &str) -> Result<(), Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::{Code, Request};
+        use temporalio_common::protos::temporal::api::workflowservice::v1::SetWorkerDeploymentCurrentVersionRequest;
+        let Some(deployment) = &self.config.deployment else {
+            return Err(Error::Config(
+                "set_current_version: this Flock has no worker deployment (set `TemporalExecutorConfig::deployment`)".into(),
+            ));
+        };
+        crate::config::Deployment {
+            build_id: build_id.to_owned(),
+            ..deployment.clone()
+        }
+        .check()?;
+        let deadline = std::time::Instant::now() + self.config.wait_retry_window;
+        loop {
+            let request = SetWorkerDeploymentCurrentVersionRequest {
+                namespace: self.config.namespace.clone(),
+                deployment_name: deployment.name.clone(),
+                build_id: build_id.to_owned(),
+                identity: format!("flock@{}", std::process::id()),
+                ..Default::default()
+            };
+            let mut client = self.client.clone();
+            match client
+                .set_worker_deployment_current_version(Request::new(request))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // the version is not known yet: its workers have not polled
+                Err(status)
+                    if matches!(status.code(), Code::NotFound | Code::FailedPrecondition)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(status) => {
+                    return Err(Error::Executor(format!(
+                        "cannot make build `{build_id}` the current version of worker deployment `{}`: {} (its workers must be running and polling task queue `{}`)",
+                        deployment.name,
+                        status.message(),
+                        self.config.task_queue
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The build of its deployment that workflow `run_id` is on, if it is versioned.
+    pub(crate) async fn run_version(&self, run_id: &str) -> Result<Option<String>, Error> {
+        let description = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .describe(Default::default())
+            .await
+            .map_err(|e| Error::Executor(format!("cannot describe workflow `{run_id}`: {e}")))?;
+        Ok(description
+            .raw_description
+            .workflow_execution_info
+            .and_then(|info| info.versioning_info)
+            .and_then(|versioning| versioning.deployment_version)
+            .map(|version| version.build_id))
     }
 
     /// Requests cancellation of workflow `run_id`.
