@@ -640,7 +640,7 @@ fn messages(
             let message = format!(
                 "`validate({update} = ..)` names no update: declare it with `updates({update}: Input -> Answer)`"
             );
-            errors.push(quote_spanned!(update.span()=> #fp::core::compile_error!(#message);));
+            errors.push(syn::Error::new(update.span(), message).to_compile_error());
         }
     }
     for message in &attrs.messages {
@@ -650,7 +650,7 @@ fn messages(
             let text = format!(
                 "message `{name}` is declared twice: signals, queries and updates of a flow need distinct names"
             );
-            errors.push(quote_spanned!(name.span()=> #fp::core::compile_error!(#text);));
+            errors.push(syn::Error::new(name.span(), text).to_compile_error());
             continue;
         }
         seen.push(name.to_string());
