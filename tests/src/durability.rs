@@ -131,3 +131,49 @@ pub async fn k_ten_steps(ctx: &AgentContext, input: Steps) -> Result<StepsDone, 
         attempt: ctx.attempt(),
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kill soak: flows of three steps, each noting its start and its end (with its attempt) in
+// the ledger and working for a few hundred milliseconds in between, so that a worker killed at
+// a random moment cuts some of them mid-attempt.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Leg {
+    /// Which flow of the soak
+    pub flow: u32,
+    /// The steps done so far
+    pub trail: Vec<u32>,
+}
+
+/// The ledger line of an attempt of step `step` of flow `flow`: `start 7-2 1`, `done 7-2 1`.
+pub fn ledger_line(event: &str, flow: u32, step: u32, attempt: u32) -> String {
+    format!("{event} {flow}-{step} {attempt}")
+}
+
+/// One step of a soak flow.
+#[agent(
+    heartbeat = "1s",
+    timeout = "1m",
+    retry(attempts = 30, initial_interval = "100ms", max_interval = "1s")
+)]
+pub async fn soak_step(ctx: &AgentContext, leg: Leg) -> Result<Leg, AgentError> {
+    let step = leg.trail.len() as u32 + 1;
+    note(&ledger_line("start", leg.flow, step, ctx.attempt()))?;
+    let millis = 200 + (leg.flow * 37 + step * 101) % 500;
+    for beat in 0..millis / 50 {
+        ctx.report_progress(beat);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    note(&ledger_line("done", leg.flow, step, ctx.attempt()))?;
+    let mut trail = leg.trail;
+    trail.push(step);
+    Ok(Leg { trail, ..leg })
+}
+
+/// Three steps.
+#[flow]
+pub async fn soak_flow(ctx: &FlowContext, leg: Leg) -> Result<Leg, FlowError> {
+    let leg = ctx.call(soak_step, leg).await?;
+    let leg = ctx.call(soak_step, leg).await?;
+    ctx.call(soak_step, leg).await
+}

@@ -3,7 +3,9 @@
 
 use flock::prelude::*;
 
-use flock_tests::durability::{d_first, d_flow, d_second, d_third, k_ten_steps};
+use flock_tests::durability::{
+    d_first, d_flow, d_second, d_third, k_ten_steps, soak_flow, soak_step,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), flock::Error> {
@@ -20,6 +22,8 @@ async fn main() -> Result<(), flock::Error> {
         .agent(d_second)
         .agent(d_third)
         .agent(k_ten_steps)
+        .flow(soak_flow)
+        .agent(soak_step)
         .temporal(TemporalExecutorConfig {
             server_url,
             task_queue,
@@ -27,6 +31,14 @@ async fn main() -> Result<(), flock::Error> {
         })
         .build()
         .await?;
+    // FLOCK_MAX_AGENTS: agent attempts at once (the kill soak keeps it low, so that the soak
+    // lasts long enough to be killed into)
+    let mut limits = flock::WorkerLimits::default();
+    if let Ok(max) = std::env::var("FLOCK_MAX_AGENTS") {
+        limits.max_concurrent_agents = max.parse().map_err(|_| {
+            flock::Error::Config(format!("FLOCK_MAX_AGENTS: `{max}` is not a count"))
+        })?;
+    }
     println!("worker ready");
-    flock.worker().run().await
+    flock.worker().limits(limits).run().await
 }

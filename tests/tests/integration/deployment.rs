@@ -77,8 +77,14 @@ async fn a_pinned_run_stays_on_its_build_while_new_runs_go_to_the_current_one() 
     .await
     .expect("both runs finish");
     assert_eq!((results.0.unwrap(), results.1.unwrap()), (1, 2));
-    assert_eq!(v2.run_build_id(first.id()).await.unwrap().as_deref(), Some("v1"));
-    assert_eq!(v2.run_build_id(second.id()).await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(
+        v2.run_build_id(first.id()).await.unwrap().as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        v2.run_build_id(second.id()).await.unwrap().as_deref(),
+        Some("v2")
+    );
     v1.shutdown().await.unwrap();
     v2.shutdown().await.unwrap();
 }
@@ -91,7 +97,10 @@ async fn bad_deployment_settings_are_clear_errors() {
     for (deployment, what) in [
         (Deployment::new("", "v1"), "the deployment name ``"),
         (Deployment::new("billing", "v 1"), "the build id `v 1`"),
-        (Deployment::new("bill:ing", "v1"), "the deployment name `bill:ing`"),
+        (
+            Deployment::new("bill:ing", "v1"),
+            "the deployment name `bill:ing`",
+        ),
     ] {
         let error = build(&queue, deployment).await.expect_err("refused");
         assert!(
@@ -114,7 +123,10 @@ async fn bad_deployment_settings_are_clear_errors() {
         .build()
         .await
         .unwrap();
-    let error = flock.set_current_version("v9").await.expect_err("no workers");
+    let error = flock
+        .set_current_version("v9")
+        .await
+        .expect_err("no workers");
     let message = error.to_string();
     assert!(
         message.contains("build `v9`") && message.contains(&queue),
@@ -123,9 +135,20 @@ async fn bad_deployment_settings_are_clear_errors() {
 
     // without a deployment, and on the local executor, there is nothing to set
     let unversioned = super::temporal::client_only_flock(&queue).await;
-    let error = unversioned.set_current_version("v1").await.expect_err("no deployment");
-    assert!(error.to_string().contains("no worker deployment"), "{error}");
-    let local = Flock::builder().model("test").local_debug(true).build().await.unwrap();
+    let error = unversioned
+        .set_current_version("v1")
+        .await
+        .expect_err("no deployment");
+    assert!(
+        error.to_string().contains("no worker deployment"),
+        "{error}"
+    );
+    let local = Flock::builder()
+        .model("test")
+        .local_debug(true)
+        .build()
+        .await
+        .unwrap();
     let error = local.set_current_version("v1").await.expect_err("local");
     assert!(error.to_string().contains("Temporal's"), "{error}");
 }

@@ -95,14 +95,15 @@ pub(super) async fn sdk_client() -> Client {
 /// The server's history of a run: workflow type, scheduled activity types, (activity, attempt)
 /// of every started attempt, child workflow types.
 #[derive(Debug, Default)]
-struct History {
+pub(super) struct History {
     workflow_type: String,
     activities: Vec<String>,
-    attempts: Vec<(String, u32)>,
+    /// (activity type, attempt) of each activity's last started attempt, in order.
+    pub(super) attempts: Vec<(String, u32)>,
     children: Vec<String>,
 }
 
-async fn history(run_id: &str) -> History {
+pub(super) async fn history(run_id: &str) -> History {
     let client = sdk_client().await;
     let events = client
         .get_workflow_handle::<UntypedWorkflow>(run_id.to_owned())
