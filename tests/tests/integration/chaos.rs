@@ -397,6 +397,7 @@ async fn declarative_runs_complete_through_a_provider_failing_30_percent() {
             "{executor}: every fault cost one attempt ({faults} faults)"
         );
         assert_eq!(provider.received().len(), RUNS + faults, "{executor}");
+        eprintln!("{executor}: {RUNS} runs, {faults} faults injected, {attempts} attempts");
         flock.shutdown().await.unwrap();
     }
 }
