@@ -78,15 +78,19 @@ pub mod runtime;
 pub mod spec;
 pub mod tool;
 pub mod usage;
+mod validate;
 #[cfg(feature = "temporal")]
 pub mod worker;
+#[cfg(feature = "cli")]
+pub mod cli;
 
 pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
 pub use crate::config::{TemporalExecutorConfig, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::flock::{
-    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunOutput, RunRequest,
+    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunInfo, RunOutput, RunRequest,
+    rfc3339,
 };
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
 pub use crate::message::{Query, Signal, Update};

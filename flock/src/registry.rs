@@ -199,6 +199,54 @@ impl Registry {
         self.flows.get(name).map(|entry| entry.flow)
     }
 
+    /// The flow called `name`, or the hand-off chain of the agent called `name` (what
+    /// `flock.run(agent, ..)` runs); an unknown name is [`Error::NotFound`] with the closest known
+    /// name.
+    pub fn flow_or_chain(&self, name: &str) -> Result<&'static dyn DynFlow, Error> {
+        if let Some(entry) = self.flows.get(name).filter(|entry| !entry.chain) {
+            return Ok(entry.flow);
+        }
+        if self.agents.contains_key(name)
+            && let Some(chain) = self.flow(&format!("{name}.chain"))
+        {
+            return Ok(chain);
+        }
+        if let Some(flow) = self.flow(name) {
+            return Ok(flow);
+        }
+        let known: Vec<&str> = self
+            .flows()
+            .map(|f| f.spec().name)
+            .chain(self.agents().map(|a| a.spec().name))
+            .collect();
+        let hint = match crate::validate::closest(name, known.iter().copied()) {
+            Some(close) => format!("; did you mean `{close}`?"),
+            None if known.is_empty() => "; none is linked into this binary".to_owned(),
+            None => format!("; known: {}", known.join(", ")),
+        };
+        Err(Error::NotFound(format!(
+            "there is no flow or agent `{name}` in this binary{hint}"
+        )))
+    }
+
+    /// Checks `input` against the input schema of flow (or agent) `name`: [`Error::Input`] names
+    /// the JSON path that does not fit and the type expected there.
+    pub fn check_input_json(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<&'static dyn DynFlow, Error> {
+        let flow = self.flow_or_chain(name)?;
+        let schema =
+            serde_json::to_value(flow.input_schema()).unwrap_or(serde_json::Value::Bool(true));
+        crate::validate::check(&schema, input).map_err(|message| {
+            Error::Input(format!(
+                "the input does not fit the input schema of `{name}`: {message}"
+            ))
+        })?;
+        Ok(flow)
+    }
+
     /// Every agent with its executors' glue.
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) fn agent_entries(&self) -> impl Iterator<Item = &AgentEntry> + '_ {

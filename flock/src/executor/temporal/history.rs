@@ -22,7 +22,13 @@ const MAX_DEPTH: usize = 8;
 /// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
 /// local activities appear as markers in the history and are not listed.
 pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0, None).await;
+    fill(client, record, 0, None, false).await;
+}
+
+/// Like [`fill_record`], and the run's status, output and timing come from the history too (a
+/// run started elsewhere, perhaps still running).
+pub(crate) async fn fill_from_history(client: &Client, record: &mut RunRecord) {
+    fill(client, record, 0, None, true).await;
 }
 
 /// How many earlier runs (continue-as-new generations) a record links.
@@ -33,6 +39,7 @@ fn fill<'a>(
     record: &'a mut RunRecord,
     depth: usize,
     temporal_run: Option<String>,
+    top_from_history: bool,
 ) -> futures::future::BoxFuture<'a, ()> {
     Box::pin(async move {
         let mut info = client
@@ -49,7 +56,11 @@ fn fill<'a>(
         else {
             return;
         };
-        let children = steps_from(&events, record, depth > 0 || temporal_run.is_some());
+        let children = steps_from(
+            &events,
+            record,
+            top_from_history || depth > 0 || temporal_run.is_some(),
+        );
         let continued_from = events.first().and_then(|event| match &event.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
                 if !a.continued_execution_run_id.is_empty() =>
@@ -70,7 +81,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             previous.output = None;
-            fill(client, &mut previous, depth + 1, Some(previous_run)).await;
+            fill(client, &mut previous, depth + 1, Some(previous_run), true).await;
             previous.status = RunStatus::ContinuedAsNew;
             previous.output = None;
             previous.error = None;
@@ -96,7 +107,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1, None).await;
+            fill(client, &mut child, depth + 1, None, true).await;
             record.children.push(child);
         }
     })
