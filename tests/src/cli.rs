@@ -19,8 +19,9 @@ pub struct Done {
     pub done: u32,
 }
 
-/// Takes its time, then counts.
-#[agent(timeout = "60s")]
+/// Takes its time, then counts (a normal activity, so that each step shows in the history as it
+/// starts and ends).
+#[agent(timeout = "60s", local = false)]
 pub async fn slow_step(input: Steps) -> Result<Done, AgentError> {
     tokio::time::sleep(Duration::from_millis(input.ms)).await;
     Ok(Done { done: 1 })

@@ -2,6 +2,7 @@
 //! area.
 
 mod checkpoint;
+mod cli;
 mod conformance;
 mod connect;
 mod fresh_crate;

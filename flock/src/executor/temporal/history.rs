@@ -29,6 +29,45 @@ pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
 /// run started elsewhere, perhaps still running).
 pub(crate) async fn fill_from_history(client: &Client, record: &mut RunRecord) {
     fill(client, record, 0, None, true).await;
+    add_pending(client, record).await;
+}
+
+/// Temporal writes an activity's started event only when the activity closes, so the attempts
+/// running now are known from the run's description (its pending activities), not its history.
+async fn add_pending(client: &Client, record: &mut RunRecord) {
+    use temporalio_common::protos::temporal::api::enums::v1::PendingActivityState;
+    let Ok(description) = client
+        .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
+        .describe(Default::default())
+        .await
+    else {
+        return;
+    };
+    let mut pending: Vec<_> = description.raw_description.pending_activities.iter().collect();
+    for step in record
+        .steps
+        .iter_mut()
+        .filter(|s| s.output.is_none() && s.error.is_none())
+    {
+        let Some(i) = pending.iter().position(|p| {
+            p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.agent.as_str())
+        }) else {
+            continue;
+        };
+        let activity = pending.remove(i);
+        if activity.state != PendingActivityState::Started as i32 && activity.attempt <= 1 {
+            continue;
+        }
+        let attempt = u32::try_from(activity.attempt).unwrap_or(1).max(1);
+        step.attempts = (1..=attempt)
+            .map(|n| AttemptRecord {
+                attempt: n,
+                started: step.started,
+                duration: Duration::ZERO,
+                error: (n < attempt).then(|| error_of(activity.last_failure.as_ref())),
+            })
+            .collect();
+    }
 }
 
 /// How many earlier runs (continue-as-new generations) a record links.
