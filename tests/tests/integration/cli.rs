@@ -517,3 +517,25 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's first command (there on the examples' `pipeline` binary, here on this one): a dev
+/// server with its Web UI started by the command, the seed pipeline run on it with a worker in
+/// the same process, the steps and the result.
+#[test]
+fn run_dev_starts_its_own_server_and_prints_the_web_ui() {
+    let ran = cli(
+        "cli-dev",
+        &["run", "research_agent", "--dev", "--input", r#"{"topic": "Temporal workflows"}"#],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json(), json!({"summary": "summary example"}));
+    let ui = ran
+        .stderr
+        .lines()
+        .find_map(|l| l.split("Web UI: ").nth(1))
+        .unwrap_or_else(|| panic!("no Web UI link:\n{}", ran.stderr));
+    assert!(ui.starts_with("http://127.0.0.1:"), "{ui}");
+    assert!(ran.stderr.contains(&format!("{ui}/namespaces/default/workflows/research_agent-")), "{}", ran.stderr);
+    assert!(ran.stderr.contains("step  1. research_agent"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("step  2. summarize_agent"), "{}", ran.stderr);
+}
