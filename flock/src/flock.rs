@@ -1358,15 +1358,27 @@ impl Flock {
                     let attributes = BTreeMap::new();
                     temporal
                         .start_run(
-                            temporal_start(flow, &run_id, input.clone(), IdReuse::default(), &attributes),
+                            temporal_start(
+                                flow,
+                                &run_id,
+                                input.clone(),
+                                IdReuse::default(),
+                                &attributes,
+                            ),
                             None,
                         )
                         .await?;
                     temporal.result(name, &run_id).await
                 }
                 .await;
-                let mut record =
-                    RunRecord::summary(&run_id, name, started_at, started.elapsed(), input, &result);
+                let mut record = RunRecord::summary(
+                    &run_id,
+                    name,
+                    started_at,
+                    started.elapsed(),
+                    input,
+                    &result,
+                );
                 temporal.fill_record(&mut record).await;
                 Recorded { result, record }
             }
@@ -1485,7 +1497,12 @@ impl Flock {
     }
 
     /// Sends run `run_id` signal `name` as JSON, checked against what its flow declares.
-    pub async fn signal_run_json(&self, run_id: &str, name: &str, value: Value) -> Result<(), Error> {
+    pub async fn signal_run_json(
+        &self,
+        run_id: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<(), Error> {
         let flow = self.message_target(run_id).await?;
         let spec = flow.spec();
         spec.check_message(MessageKind::Signal, name, &value)

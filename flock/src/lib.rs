@@ -61,6 +61,8 @@
 // they run on, the registry, the executors, and the facade users call.
 pub mod agent;
 pub mod chain;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod dev_server;
 pub mod error;
@@ -81,8 +83,6 @@ pub mod usage;
 mod validate;
 #[cfg(feature = "temporal")]
 pub mod worker;
-#[cfg(feature = "cli")]
-pub mod cli;
 
 pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};

@@ -13,7 +13,13 @@ pub(crate) fn check(schema: &Value, value: &Value) -> Result<(), String> {
     check_at(schema, schema, value, "$", 0)
 }
 
-fn check_at(root: &Value, schema: &Value, value: &Value, path: &str, depth: usize) -> Result<(), String> {
+fn check_at(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<(), String> {
     if depth > 64 {
         return Ok(());
     }
@@ -93,12 +99,16 @@ fn check_at(root: &Value, schema: &Value, value: &Value, path: &str, depth: usiz
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
             && number < min
         {
-            return Err(format!("at `{path}`: expected a number ≥ {min}, found {value}"));
+            return Err(format!(
+                "at `{path}`: expected a number ≥ {min}, found {value}"
+            ));
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
             && number > max
         {
-            return Err(format!("at `{path}`: expected a number ≤ {max}, found {value}"));
+            return Err(format!(
+                "at `{path}`: expected a number ≤ {max}, found {value}"
+            ));
         }
     }
     if let Some(object) = value.as_object() {
@@ -127,7 +137,11 @@ fn check_at(root: &Value, schema: &Value, value: &Value, path: &str, depth: usiz
                             .unwrap_or_default();
                         return Err(format!(
                             "at `{field_path}`: unknown field (known fields: {})",
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
                         ));
                     }
                     Some(extra @ Value::Object(_)) => {
@@ -205,7 +219,10 @@ fn describe(value: &Value) -> String {
 
 /// The names closest to `name` (edit distance at most a third of its length, at least 2): for a
 /// "did you mean".
-pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(2);
     candidates
         .into_iter()
@@ -265,11 +282,26 @@ mod tests {
         let ok = json!({"name": "a", "count": 1, "inner": [{"score": 1.5}], "kind": "Small"});
         assert_eq!(check(&schema(), &ok), Ok(()));
         let cases = [
-            (json!({"name": 5, "count": 1, "inner": [], "kind": "Small"}), "at `$.name`: expected a string, found the number 5"),
-            (json!({"name": "a", "count": -1, "inner": [], "kind": "Small"}), "at `$.count`: expected a number ≥ 0, found -1"),
-            (json!({"name": "a", "count": 1, "inner": [{"score": "x"}], "kind": "Small"}), "at `$.inner[0].score`: expected a number, found the string \"x\""),
-            (json!({"name": "a", "inner": [], "kind": "Small"}), "at `$`: field `count` is missing (expected an integer)"),
-            (json!({"name": "a", "count": 1, "inner": [], "kind": "Huge"}), "at `$.kind`: expected one of \"Small\", \"Large\", found the string \"Huge\""),
+            (
+                json!({"name": 5, "count": 1, "inner": [], "kind": "Small"}),
+                "at `$.name`: expected a string, found the number 5",
+            ),
+            (
+                json!({"name": "a", "count": -1, "inner": [], "kind": "Small"}),
+                "at `$.count`: expected a number ≥ 0, found -1",
+            ),
+            (
+                json!({"name": "a", "count": 1, "inner": [{"score": "x"}], "kind": "Small"}),
+                "at `$.inner[0].score`: expected a number, found the string \"x\"",
+            ),
+            (
+                json!({"name": "a", "inner": [], "kind": "Small"}),
+                "at `$`: field `count` is missing (expected an integer)",
+            ),
+            (
+                json!({"name": "a", "count": 1, "inner": [], "kind": "Huge"}),
+                "at `$.kind`: expected one of \"Small\", \"Large\", found the string \"Huge\"",
+            ),
             (json!([1]), "at `$`: expected an object, found an array"),
         ];
         for (value, message) in cases {

@@ -33,7 +33,13 @@ pub async fn slow_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowErro
     let mut done = 0;
     for _ in 0..input.count {
         done += ctx
-            .call(slow_step, Steps { count: 1, ms: input.ms })
+            .call(
+                slow_step,
+                Steps {
+                    count: 1,
+                    ms: input.ms,
+                },
+            )
             .await?
             .done;
     }

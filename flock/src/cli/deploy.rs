@@ -14,7 +14,10 @@ pub const METRICS_PORT: u16 = 9464;
 /// The templates, by the path they are written to.
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("Dockerfile", include_str!("templates/Dockerfile")),
-    ("docker-compose.yml", include_str!("templates/docker-compose.yml")),
+    (
+        "docker-compose.yml",
+        include_str!("templates/docker-compose.yml"),
+    ),
     ("prometheus.yml", include_str!("templates/prometheus.yml")),
     (
         "grafana/dashboards/flock.json",
@@ -28,13 +31,22 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "grafana/provisioning/datasources/prometheus.yml",
         include_str!("templates/grafana/provisioning/datasources/prometheus.yml"),
     ),
-    ("k8s/deployment.yaml", include_str!("templates/k8s/deployment.yaml")),
-    ("k8s/service.yaml", include_str!("templates/k8s/service.yaml")),
+    (
+        "k8s/deployment.yaml",
+        include_str!("templates/k8s/deployment.yaml"),
+    ),
+    (
+        "k8s/service.yaml",
+        include_str!("templates/k8s/service.yaml"),
+    ),
     (
         "k8s/keda-scaledobject.yaml",
         include_str!("templates/k8s/keda-scaledobject.yaml"),
     ),
-    ("systemd/worker.service", include_str!("templates/systemd/worker.service")),
+    (
+        "systemd/worker.service",
+        include_str!("templates/systemd/worker.service"),
+    ),
 ];
 
 #[derive(Debug, Args)]

@@ -102,10 +102,22 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
     // run: waits, prints the result JSON, and (not a terminal) a log line per step
     let ran = cli(
         queue,
-        &["-o", "json", "run", "slow_flow", "--id", "cli-run-1", "--input", r#"{"count": 2, "ms": 50}"#],
+        &[
+            "-o",
+            "json",
+            "run",
+            "slow_flow",
+            "--id",
+            "cli-run-1",
+            "--input",
+            r#"{"count": 2, "ms": 50}"#,
+        ],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(ran.json(), json!({"run_id": "cli-run-1", "result": {"done": 2}}));
+    assert_eq!(
+        ran.json(),
+        json!({"run_id": "cli-run-1", "result": {"done": 2}})
+    );
     assert!(
         ran.stderr.contains("step  1. slow_step") && ran.stderr.contains("step  2. slow_step"),
         "{}",
@@ -113,24 +125,51 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
     );
 
     // an agent's hand-off chain by the agent's name
-    let ran = cli(queue, &["run", "research_agent", "--input", r#"{"topic": "Temporal"}"#]);
+    let ran = cli(
+        queue,
+        &[
+            "run",
+            "research_agent",
+            "--input",
+            r#"{"topic": "Temporal"}"#,
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.json(), json!({"summary": "summary example"}));
 
     // start, status, result
     let ran = cli(
         queue,
-        &["-o", "json", "start", "slow_flow", "--id", "cli-start-1", "--input", r#"{"count": 1, "ms": 10}"#],
+        &[
+            "-o",
+            "json",
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-start-1",
+            "--input",
+            r#"{"count": 1, "ms": 10}"#,
+        ],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.json(), json!({"run_id": "cli-start-1"}));
     let ran = cli(queue, &["result", "cli-start-1"]);
-    assert_eq!((ran.code, ran.json()), (0, json!({"done": 1})), "{}", ran.stderr);
+    assert_eq!(
+        (ran.code, ran.json()),
+        (0, json!({"done": 1})),
+        "{}",
+        ran.stderr
+    );
     let status = cli(queue, &["-o", "json", "status", "cli-start-1"]).json();
     assert_eq!(status["run_id"], "cli-start-1");
     assert_eq!(status["flow"], "slow_flow");
     assert_eq!(status["status"], "completed");
-    assert!(status["closed_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
+    assert!(
+        status["closed_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
 
     // history: the record as JSON and as a table
     let record = cli(queue, &["-o", "json", "history", "cli-run-1"]).json();
@@ -142,63 +181,186 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
     let ran = cli(queue, &["history", "research_agent-x"]);
     assert_eq!(ran.code, 3, "{}", ran.stderr);
     let table = cli(queue, &["history", "cli-run-1"]).stdout;
-    assert!(table.starts_with("run cli-run-1 of slow_flow: completed"), "{table}");
-    assert!(table.contains("STEP  AGENT      STATE      ATTEMPTS  DURATION"), "{table}");
+    assert!(
+        table.starts_with("run cli-run-1 of slow_flow: completed"),
+        "{table}"
+    );
+    assert!(
+        table.contains("STEP  AGENT      STATE      ATTEMPTS  DURATION"),
+        "{table}"
+    );
 
     // cancel a long run; its result is then a failure (exit 1)
-    let ran = cli(queue, &["start", "slow_flow", "--id", "cli-cancel-1", "--input", r#"{"count": 50, "ms": 1000}"#]);
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-cancel-1",
+            "--input",
+            r#"{"count": 50, "ms": 1000}"#,
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let ran = cli(queue, &["-o", "json", "cancel", "cli-cancel-1"]);
-    assert_eq!((ran.code, ran.json()), (0, json!({"run_id": "cli-cancel-1", "cancel_requested": true})));
+    assert_eq!(
+        (ran.code, ran.json()),
+        (
+            0,
+            json!({"run_id": "cli-cancel-1", "cancel_requested": true})
+        )
+    );
     let ran = cli(queue, &["result", "cli-cancel-1"]);
     assert_eq!(ran.code, 1, "{}", ran.stderr);
-    assert!(ran.stderr.contains("run `cli-cancel-1` of `slow_flow` failed"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("run `cli-cancel-1` of `slow_flow` failed"),
+        "{}",
+        ran.stderr
+    );
     eventually("the cancelled run shows as cancelled", || {
         cli(queue, &["-o", "json", "status", "cli-cancel-1"]).json()["status"] == "cancelled"
     });
 
     // terminate
-    cli(queue, &["start", "slow_flow", "--id", "cli-terminate-1", "--input", r#"{"count": 50, "ms": 1000}"#]);
-    let ran = cli(queue, &["terminate", "cli-terminate-1", "--reason", "testing"]);
+    cli(
+        queue,
+        &[
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-terminate-1",
+            "--input",
+            r#"{"count": 50, "ms": 1000}"#,
+        ],
+    );
+    let ran = cli(
+        queue,
+        &["terminate", "cli-terminate-1", "--reason", "testing"],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(cli(queue, &["-o", "json", "status", "cli-terminate-1"]).json()["status"], "terminated");
+    assert_eq!(
+        cli(queue, &["-o", "json", "status", "cli-terminate-1"]).json()["status"],
+        "terminated"
+    );
 
     // a failing flow: exit 1, naming the agent and its error
-    let ran = cli(queue, &["run", "failing_flow", "--input", r#"{"count": 1, "ms": 1}"#]);
+    let ran = cli(
+        queue,
+        &["run", "failing_flow", "--input", r#"{"count": 1, "ms": 1}"#],
+    );
     assert_eq!(ran.code, 1, "{}", ran.stderr);
     assert!(
-        ran.stderr.contains("agent `refuse` failed after 1 attempt: permanent error: refused on purpose"),
+        ran.stderr
+            .contains("agent `refuse` failed after 1 attempt: permanent error: refused on purpose"),
         "{}",
         ran.stderr
     );
 
     // list: by flow, by status, by age
     eventually("list finds the runs of slow_flow", || {
-        let runs = cli(queue, &["-o", "json", "list", "--flow", "slow_flow", "--since", "1h"]).json();
-        let ids: Vec<&str> = runs.as_array().unwrap().iter().filter_map(|r| r["run_id"].as_str()).collect();
-        ["cli-run-1", "cli-start-1", "cli-cancel-1", "cli-terminate-1"].iter().all(|id| ids.contains(id))
+        let runs = cli(
+            queue,
+            &["-o", "json", "list", "--flow", "slow_flow", "--since", "1h"],
+        )
+        .json();
+        let ids: Vec<&str> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["run_id"].as_str())
+            .collect();
+        [
+            "cli-run-1",
+            "cli-start-1",
+            "cli-cancel-1",
+            "cli-terminate-1",
+        ]
+        .iter()
+        .all(|id| ids.contains(id))
     });
     let failed = cli(queue, &["-o", "json", "list", "--status", "terminated"]).json();
-    let failed: Vec<&str> = failed.as_array().unwrap().iter().filter_map(|r| r["run_id"].as_str()).collect();
-    assert!(failed.contains(&"cli-terminate-1") && !failed.contains(&"cli-run-1"), "{failed:?}");
+    let failed: Vec<&str> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    assert!(
+        failed.contains(&"cli-terminate-1") && !failed.contains(&"cli-run-1"),
+        "{failed:?}"
+    );
 
     // messages: signal, query, update by name on the approval flow
-    let ran = cli(queue, &["start", "publish", "--id", "cli-publish-1", "--input", r#"{"topic": "x", "review_seconds": 60}"#]);
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "publish",
+            "--id",
+            "cli-publish-1",
+            "--input",
+            r#"{"topic": "x", "review_seconds": 60}"#,
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     eventually("the review is published", || {
         cli(queue, &["query", "cli-publish-1", "review"]).code == 0
     });
-    let ran = cli(queue, &["update", "cli-publish-1", "edit", "--input", r#"{"text": "better"}"#]);
-    assert_eq!((ran.code, ran.json()), (0, json!({"text": "better"})), "{}", ran.stderr);
-    let ran = cli(queue, &["update", "cli-publish-1", "edit", "--input", r#"{"text": " "}"#]);
+    let ran = cli(
+        queue,
+        &[
+            "update",
+            "cli-publish-1",
+            "edit",
+            "--input",
+            r#"{"text": "better"}"#,
+        ],
+    );
+    assert_eq!(
+        (ran.code, ran.json()),
+        (0, json!({"text": "better"})),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli(
+        queue,
+        &[
+            "update",
+            "cli-publish-1",
+            "edit",
+            "--input",
+            r#"{"text": " "}"#,
+        ],
+    );
     assert_eq!(ran.code, 2, "{}", ran.stderr);
-    assert!(ran.stderr.contains("an edit must not be empty"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("an edit must not be empty"),
+        "{}",
+        ran.stderr
+    );
     let review = cli(queue, &["query", "cli-publish-1", "review"]).json();
-    assert_eq!((review["draft"].as_str(), review["edits"].as_u64()), (Some("better"), Some(1)));
-    let ran = cli(queue, &["signal", "cli-publish-1", "decision", "--input", r#"{"approve": true, "note": "ok"}"#]);
+    assert_eq!(
+        (review["draft"].as_str(), review["edits"].as_u64()),
+        (Some("better"), Some(1))
+    );
+    let ran = cli(
+        queue,
+        &[
+            "signal",
+            "cli-publish-1",
+            "decision",
+            "--input",
+            r#"{"approve": true, "note": "ok"}"#,
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let ran = cli(queue, &["result", "cli-publish-1"]);
-    assert_eq!(ran.json(), json!({"published": true, "text": "better", "note": "ok"}));
+    assert_eq!(
+        ran.json(),
+        json!({"published": true, "text": "better", "note": "ok"})
+    );
 
     // SIGTERM drains the worker, which says so and exits 0
     let (code, log) = worker.stop();
@@ -210,25 +372,57 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
 fn registry_schema_and_graph() {
     let queue = "cli-registry";
     let agents = cli(queue, &["-o", "json", "agents"]).json();
-    let research = agents.as_array().unwrap().iter().find(|a| a["name"] == "research_agent").expect("research_agent listed");
-    assert_eq!((research["kind"].as_str(), research["hand_off"].as_str()), (Some("declarative"), Some("summarize_agent")));
+    let research = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "research_agent")
+        .expect("research_agent listed");
+    assert_eq!(
+        (research["kind"].as_str(), research["hand_off"].as_str()),
+        (Some("declarative"), Some("summarize_agent"))
+    );
     let flows = cli(queue, &["-o", "json", "flows"]).json();
-    let publish = flows.as_array().unwrap().iter().find(|f| f["name"] == "publish").expect("publish listed");
+    let publish = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "publish")
+        .expect("publish listed");
     assert_eq!(publish["messages"].as_array().map(Vec::len), Some(3));
 
     let schema = cli(queue, &["schema", "research_agent"]).json();
     assert_eq!(schema["kind"], "agent");
     assert_eq!(schema["input"]["properties"]["topic"]["type"], "string");
-    assert_eq!(schema["output"]["properties"]["findings"]["description"], "Research findings");
+    assert_eq!(
+        schema["output"]["properties"]["findings"]["description"],
+        "Research findings"
+    );
     let schema = cli(queue, &["schema", "slow_flow"]).json();
     assert_eq!(schema["kind"], "flow");
     assert_eq!(schema["input"]["required"], json!(["count", "ms"]));
 
     let graph = cli(queue, &["graph"]);
     assert_eq!(graph.code, 0);
-    assert!(graph.stdout.starts_with("flowchart LR\n"), "{}", graph.stdout);
-    assert!(graph.stdout.contains("    research_agent -->|hands off| summarize_agent\n"), "{}", graph.stdout);
-    assert!(graph.stdout.contains("    slow_flow[\"slow_flow (flow)\"]\n"), "{}", graph.stdout);
+    assert!(
+        graph.stdout.starts_with("flowchart LR\n"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("    research_agent -->|hands off| summarize_agent\n"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("    slow_flow[\"slow_flow (flow)\"]\n"),
+        "{}",
+        graph.stdout
+    );
 }
 
 #[test]
@@ -343,19 +537,44 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             "flock_cli {args:?} (server {server})\nstderr:\n{}",
             ran.stderr
         );
-        assert!(!ran.stderr.contains("panicked") && !ran.stderr.contains("{ "), "{}", ran.stderr);
+        assert!(
+            !ran.stderr.contains("panicked") && !ran.stderr.contains("{ "),
+            "{}",
+            ran.stderr
+        );
     }
     // a message the flow does not declare: a usage error naming it
     let worker = Worker::start(queue);
-    cli(queue, &["start", "publish", "--id", "cli-bad-publish", "--input", r#"{"topic": "x", "review_seconds": 30}"#]);
-    let ran = cli(queue, &["signal", "cli-bad-publish", "decisoin", "--input", "{}"]);
+    cli(
+        queue,
+        &[
+            "start",
+            "publish",
+            "--id",
+            "cli-bad-publish",
+            "--input",
+            r#"{"topic": "x", "review_seconds": 30}"#,
+        ],
+    );
+    let ran = cli(
+        queue,
+        &["signal", "cli-bad-publish", "decisoin", "--input", "{}"],
+    );
     assert_eq!(ran.code, 2, "{}", ran.stderr);
-    assert!(ran.stderr.starts_with("error: message to run `cli-bad-publish` of `publish`:"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: message to run `cli-bad-publish` of `publish`:"),
+        "{}",
+        ran.stderr
+    );
     assert!(ran.stderr.contains("decisoin"), "{}", ran.stderr);
     // JSON errors for scripts
     let ran = cli(queue, &["-o", "json", "status", "no-such-run"]);
     let error: Value = serde_json::from_str(ran.stderr.trim()).expect("a JSON error");
-    assert_eq!(error, json!({"error": "there is no run `no-such-run` in namespace `default`", "exit_code": 3}));
+    assert_eq!(
+        error,
+        json!({"error": "there is no run `no-such-run` in namespace `default`", "exit_code": 3})
+    );
     cli(queue, &["terminate", "cli-bad-publish", "--reason", "done"]);
     drop(worker);
     let _ = std::fs::remove_dir_all(&dir);
@@ -376,7 +595,17 @@ fn progress_shows_steps_while_the_flow_runs() {
         super::temporal::server()
     );
     let status = Command::new("tmux")
-        .args(["new-session", "-d", "-x", "160", "-y", "20", "-s", &session, &script])
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            "-s",
+            &session,
+            &script,
+        ])
         .status()
         .expect("tmux starts");
     assert!(status.success());
@@ -406,12 +635,23 @@ fn progress_shows_steps_while_the_flow_runs() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let _ = Command::new("tmux").args(["kill-session", "-t", &session]).status();
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
     assert!(screen.contains("EXIT=0"), "{screen}");
-    assert!(seen_running_first, "no step was shown running before the run ended:\n{screen}");
-    assert!(seen_first_done_before_end, "the second step did not appear before the run ended:\n{screen}");
+    assert!(
+        seen_running_first,
+        "no step was shown running before the run ended:\n{screen}"
+    );
+    assert!(
+        seen_first_done_before_end,
+        "the second step did not appear before the run ended:\n{screen}"
+    );
     assert!(screen.contains("\"done\": 3"), "{screen}");
-    assert!(screen.contains("3. slow_step") && screen.contains("completed"), "{screen}");
+    assert!(
+        screen.contains("3. slow_step") && screen.contains("completed"),
+        "{screen}"
+    );
 }
 
 #[test]
@@ -419,22 +659,47 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
     let dir = std::env::temp_dir().join(format!("flock-deploy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let dir_arg = dir.display().to_string();
-    let ran = cli("q", &["deploy", "init", "--dir", &dir_arg, "--bin", "my-agents", "--queue", "agents-q"]);
+    let ran = cli(
+        "q",
+        &[
+            "deploy",
+            "init",
+            "--dir",
+            &dir_arg,
+            "--bin",
+            "my-agents",
+            "--queue",
+            "agents-q",
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     // again without --force: refused, nothing overwritten
-    let again = cli("q", &["deploy", "init", "--dir", &dir_arg, "--bin", "my-agents"]);
+    let again = cli(
+        "q",
+        &["deploy", "init", "--dir", &dir_arg, "--bin", "my-agents"],
+    );
     assert_eq!(again.code, 2, "{}", again.stderr);
-    assert!(again.stderr.contains("pass --force to overwrite them"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("pass --force to overwrite them"),
+        "{}",
+        again.stderr
+    );
 
-    let read = |path: &str| std::fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let read = |path: &str| {
+        std::fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
     let yaml = |path: &str| -> Vec<serde_yaml::Value> {
         serde_yaml::Deserializer::from_str(&read(path))
-            .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .map(|doc| {
+                serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
             .collect()
     };
     // every worker command line in the templates is one the binary accepts
     let worker_args = |args: &[serde_yaml::Value]| -> Vec<String> {
-        args.iter().map(|a| a.as_str().expect("a string argument").to_owned()).collect()
+        args.iter()
+            .map(|a| a.as_str().expect("a string argument").to_owned())
+            .collect()
     };
     let accepts = |args: &[String]| {
         let mut all = vec!["worker".to_owned()];
@@ -445,15 +710,40 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
     };
     let compose = &yaml("docker-compose.yml")[0];
     let services = &compose["services"];
-    for service in ["postgresql", "temporal", "temporal-ui", "worker", "prometheus", "grafana"] {
+    for service in [
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "worker",
+        "prometheus",
+        "grafana",
+    ] {
         assert!(services.get(service).is_some(), "compose has no {service}");
     }
-    assert_eq!(services["temporal"]["environment"]["DB"].as_str(), Some("postgres12"));
+    assert_eq!(
+        services["temporal"]["environment"]["DB"].as_str(),
+        Some("postgres12")
+    );
     let command = worker_args(services["worker"]["command"].as_sequence().unwrap());
-    assert_eq!(command, ["worker", "--metrics", "0.0.0.0:9464", "--grace-period", "30s"]);
+    assert_eq!(
+        command,
+        [
+            "worker",
+            "--metrics",
+            "0.0.0.0:9464",
+            "--grace-period",
+            "30s"
+        ]
+    );
     accepts(&command);
-    assert_eq!(services["worker"]["environment"]["FLOCK_TASK_QUEUE"].as_str(), Some("agents-q"));
-    assert_eq!(services["worker"]["stop_grace_period"].as_str(), Some("40s"));
+    assert_eq!(
+        services["worker"]["environment"]["FLOCK_TASK_QUEUE"].as_str(),
+        Some("agents-q")
+    );
+    assert_eq!(
+        services["worker"]["stop_grace_period"].as_str(),
+        Some("40s")
+    );
 
     let prometheus = &yaml("prometheus.yml")[0];
     let target = &prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0];
@@ -473,29 +763,51 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
     assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(9464));
     let scaled = &yaml("k8s/keda-scaledobject.yaml")[0];
     assert_eq!(scaled["kind"].as_str(), Some("ScaledObject"));
-    assert_eq!(scaled["spec"]["triggers"][0]["type"].as_str(), Some("temporal"));
-    assert_eq!(scaled["spec"]["triggers"][0]["metadata"]["taskQueue"].as_str(), Some("agents-q"));
-    assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"]);
+    assert_eq!(
+        scaled["spec"]["triggers"][0]["type"].as_str(),
+        Some("temporal")
+    );
+    assert_eq!(
+        scaled["spec"]["triggers"][0]["metadata"]["taskQueue"].as_str(),
+        Some("agents-q")
+    );
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
     yaml("grafana/provisioning/dashboards/flock.yml");
     yaml("grafana/provisioning/datasources/prometheus.yml");
 
     let dockerfile = read("Dockerfile");
     assert!(dockerfile.contains("cargo build --release --locked --bin my-agents"));
-    assert!(dockerfile.contains(r#"CMD ["worker", "--metrics", "0.0.0.0:9464", "--grace-period", "30s"]"#));
+    assert!(
+        dockerfile
+            .contains(r#"CMD ["worker", "--metrics", "0.0.0.0:9464", "--grace-period", "30s"]"#)
+    );
     let unit = read("systemd/my-agents-worker.service");
-    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
     let exec: Vec<String> = exec.split_whitespace().skip(1).map(str::to_owned).collect();
     accepts(&exec);
     assert!(unit.contains("TimeoutStopSec=40"));
 
     // the dashboard: JSON, and every query names a metric this list documents
-    let dashboard: Value = serde_json::from_str(&read("grafana/dashboards/flock.json")).expect("dashboard JSON");
+    let dashboard: Value =
+        serde_json::from_str(&read("grafana/dashboards/flock.json")).expect("dashboard JSON");
     assert_eq!(dashboard["title"], "flock: my-agents");
     let exprs: Vec<&str> = dashboard["panels"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|p| p["targets"].as_array().unwrap().iter().filter_map(|t| t["expr"].as_str()))
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t["expr"].as_str())
+        })
         .collect();
     assert!(exprs.len() >= 10);
     let documented = [
@@ -510,10 +822,16 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
         "temporal_workflow_completed",
     ];
     for expr in &exprs {
-        assert!(documented.iter().any(|m| expr.contains(m)), "{expr} queries an undocumented metric");
+        assert!(
+            documented.iter().any(|m| expr.contains(m)),
+            "{expr} queries an undocumented metric"
+        );
     }
     for metric in documented {
-        assert!(exprs.iter().any(|e| e.contains(metric)), "no panel shows {metric}");
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel shows {metric}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -525,7 +843,13 @@ fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
 fn run_dev_starts_its_own_server_and_prints_the_web_ui() {
     let ran = cli(
         "cli-dev",
-        &["run", "research_agent", "--dev", "--input", r#"{"topic": "Temporal workflows"}"#],
+        &[
+            "run",
+            "research_agent",
+            "--dev",
+            "--input",
+            r#"{"topic": "Temporal workflows"}"#,
+        ],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.json(), json!({"summary": "summary example"}));
@@ -535,7 +859,21 @@ fn run_dev_starts_its_own_server_and_prints_the_web_ui() {
         .find_map(|l| l.split("Web UI: ").nth(1))
         .unwrap_or_else(|| panic!("no Web UI link:\n{}", ran.stderr));
     assert!(ui.starts_with("http://127.0.0.1:"), "{ui}");
-    assert!(ran.stderr.contains(&format!("{ui}/namespaces/default/workflows/research_agent-")), "{}", ran.stderr);
-    assert!(ran.stderr.contains("step  1. research_agent"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("step  2. summarize_agent"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!(
+            "{ui}/namespaces/default/workflows/research_agent-"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("step  1. research_agent"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("step  2. summarize_agent"),
+        "{}",
+        ran.stderr
+    );
 }

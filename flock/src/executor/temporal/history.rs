@@ -43,7 +43,11 @@ async fn add_pending(client: &Client, record: &mut RunRecord) {
     else {
         return;
     };
-    let mut pending: Vec<_> = description.raw_description.pending_activities.iter().collect();
+    let mut pending: Vec<_> = description
+        .raw_description
+        .pending_activities
+        .iter()
+        .collect();
     for step in record
         .steps
         .iter_mut()

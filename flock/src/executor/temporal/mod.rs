@@ -947,9 +947,8 @@ impl TemporalExecutor {
         let mut stream = self.client.list_workflows(query.to_owned(), options);
         let mut found = Vec::new();
         while let Some(execution) = stream.next().await {
-            let execution = execution.map_err(|e| {
-                Error::Executor(format!("cannot list runs (query `{query}`): {e}"))
-            })?;
+            let execution = execution
+                .map_err(|e| Error::Executor(format!("cannot list runs (query `{query}`): {e}")))?;
             found.push(crate::flock::RunInfo::new(
                 execution.id().to_owned(),
                 execution.workflow_type().to_owned(),
