@@ -1281,7 +1281,8 @@ pub fn rfc3339(time: std::time::SystemTime) -> String {
 
 /// Runs by name, with JSON input: for tools that know flows and agents by name (the command
 /// line, a web hook). The input is checked against the flow's input schema first, and an
-/// unknown name gets a "did you mean".
+/// unknown name gets a "did you mean". Everything by id needs the Temporal executor.
+#[cfg_attr(not(feature = "temporal"), allow(unused_variables))]
 impl Flock {
     /// The flow, or the hand-off chain of the agent, called `name` (see
     /// [`Registry::flow_or_chain`]).
