@@ -80,7 +80,6 @@ pub mod runtime;
 pub mod spec;
 pub mod tool;
 pub mod usage;
-mod validate;
 #[cfg(feature = "temporal")]
 pub mod worker;
 

@@ -464,22 +464,22 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
         (
             vec!["run", "research_agent", "--local", "--input", r#"{"topic": 5}"#],
             2,
-            "error: the input does not fit the input schema of `research_agent`: at `$.topic`: expected a string, found the number 5".into(),
+            "error: the input does not fit the input schema of `research_agent`: at `/topic`: expected string, found number 5".into(),
         ),
         (
             vec!["start", "slow_flow", "--input", r#"{"count": 1}"#],
             2,
-            "error: the input does not fit the input schema of `slow_flow`: at `$`: field `ms` is missing (expected an integer)".into(),
+            "error: the input does not fit the input schema of `slow_flow`: at the root: missing required property `ms`".into(),
         ),
         (
             vec!["start", "slow_flow", "--input", r#"{"count": -1, "ms": 1}"#],
             2,
-            "error: the input does not fit the input schema of `slow_flow`: at `$.count`: expected a number ≥ 0, found -1".into(),
+            "error: the input does not fit the input schema of `slow_flow`: at `/count`: expected at least 0, found -1".into(),
         ),
         (
             vec!["start", "slow_flow", "--input", "[1, 2]"],
             2,
-            "error: the input does not fit the input schema of `slow_flow`: at `$`: expected an object, found an array".into(),
+            "error: the input does not fit the input schema of `slow_flow`: at the root: expected object, found an array of 2 items".into(),
         ),
         (
             vec!["status", "no-such-run"],
