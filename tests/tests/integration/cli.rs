@@ -877,3 +877,45 @@ fn run_dev_starts_its_own_server_and_prints_the_web_ui() {
         ran.stderr
     );
 }
+
+/// The repository's `deploy/` is `pipeline deploy init`'s output, kept up to date with the
+/// templates (regenerate: `cargo run -p flock-examples --bin pipeline -- deploy init --bin pipeline --force`).
+#[test]
+fn the_repositorys_deploy_directory_is_the_templates_output() {
+    let work = std::env::temp_dir().join(format!("flock-deploy-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let ran = command("q", &["deploy", "init", "--bin", "pipeline"])
+        .current_dir(&work)
+        .output()
+        .expect("flock_cli runs");
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut compared = 0;
+    let mut stack = vec![work.join("deploy")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(work.join("deploy")).unwrap();
+            let committed = std::fs::read_to_string(repo.join(relative))
+                .unwrap_or_else(|e| panic!("deploy/{}: {e}", relative.display()));
+            assert_eq!(
+                committed,
+                std::fs::read_to_string(&path).unwrap(),
+                "deploy/{} differs from the template's output",
+                relative.display()
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 10);
+    let _ = std::fs::remove_dir_all(&work);
+}
