@@ -48,6 +48,8 @@ pub struct DevServerOptions {
     /// Keyword search attributes to register (`--search-attribute NAME=Keyword`), for
     /// [`RunRequest::search_attribute`](crate::RunRequest::search_attribute).
     pub search_attributes: Vec<String>,
+    /// The `temporal` CLI to run; `None` finds it ([`DevServer::find_cli`]).
+    pub cli: Option<PathBuf>,
 }
 
 impl Default for DevServerOptions {
@@ -61,6 +63,7 @@ impl Default for DevServerOptions {
             startup_timeout: Duration::from_secs(30),
             db_filename: None,
             search_attributes: Vec::new(),
+            cli: None,
         }
     }
 }
@@ -125,7 +128,10 @@ impl DevServer {
 
     /// Starts a dev server and waits until it answers.
     pub async fn start(options: DevServerOptions) -> Result<DevServer, Error> {
-        let cli = Self::find_cli()?;
+        let cli = match &options.cli {
+            Some(cli) => cli.clone(),
+            None => Self::find_cli()?,
+        };
         let port = match options.port {
             Some(port) => port,
             None => free_port()?,

@@ -432,6 +432,11 @@ pub enum Error {
         /// Why the wait gave up.
         message: String,
     },
+    /// What was asked for by name or id does not exist: a flow, an agent, a run.
+    NotFound(String),
+    /// Input given as JSON (by name, e.g. on the command line) does not fit the flow's input
+    /// schema; the message names the JSON path and the type expected there.
+    Input(String),
     /// A message (signal, query or update) to a run was not delivered or not answered: the flow
     /// does not declare it, its JSON does not fit, its validator or the flow rejected it, or the
     /// run is not running. The run itself is unaffected.
@@ -466,6 +471,8 @@ impl fmt::Display for Error {
                 cause,
             } => write!(f, "run `{run_id}` of `{name}` failed: {cause}"),
             Error::Executor(message) => write!(f, "flock executor error: {message}"),
+            Error::NotFound(message) => f.write_str(message),
+            Error::Input(message) => f.write_str(message),
             Error::WaitGaveUp { run_id, message } => {
                 write!(f, "stopped waiting for run `{run_id}`: {message}")
             }

@@ -178,8 +178,8 @@ enum Executor {
 pub struct FlockBuilder {
     models: Models,
     local_debug: bool,
-    temporal: TemporalExecutorConfig,
-    registry: Result<Registry, Error>,
+    pub(crate) temporal: TemporalExecutorConfig,
+    pub(crate) registry: Result<Registry, Error>,
     in_process_worker: bool,
     worker_limits: WorkerLimits,
     served_elsewhere: BTreeSet<String>,
@@ -1242,3 +1242,352 @@ impl<'a, F: Flow> IntoFuture for RunRequest<'a, F> {
 
 /// The result type of `flock.run(agent, ..)`.
 pub type RunOutput<A> = ChainOutput<A>;
+
+/// A run as the server describes it: what `status` and `list` show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RunInfo {
+    /// The run id (the workflow id).
+    pub run_id: String,
+    /// The flow or hand-off chain (the workflow type).
+    pub flow: String,
+    /// `running`, `completed`, `failed`, `cancelled`, `terminated`, `continued_as_new`,
+    /// `timed_out`, `paused` or `unknown`.
+    pub status: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: Option<String>,
+    /// When it closed (RFC 3339, UTC), if it has.
+    pub closed_at: Option<String>,
+}
+
+impl RunInfo {
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn new(
+        run_id: String,
+        flow: String,
+        status: &str,
+        started_at: Option<std::time::SystemTime>,
+        closed_at: Option<std::time::SystemTime>,
+    ) -> Self {
+        RunInfo {
+            run_id,
+            flow,
+            status: status.to_owned(),
+            started_at: started_at.map(rfc3339),
+            closed_at: closed_at.map(rfc3339),
+        }
+    }
+}
+
+/// `time` as RFC 3339 in UTC, to the second (`2026-12-02T03:04:29Z`): what Temporal's visibility
+/// queries take.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Runs by name, with JSON input: for tools that know flows and agents by name (the command
+/// line, a web hook). The input is checked against the flow's input schema first, and an
+/// unknown name gets a "did you mean". Everything by id needs the Temporal executor.
+#[cfg_attr(not(feature = "temporal"), allow(unused_variables))]
+impl Flock {
+    /// The flow, or the hand-off chain of the agent, called `name` (see
+    /// [`Registry::flow_or_chain`]).
+    pub fn flow_by_name(&self, name: &str) -> Result<&'static dyn DynFlow, Error> {
+        self.registry().flow_or_chain(name)
+    }
+
+    /// Checks `input` against the input schema of flow (or agent) `name` (see
+    /// [`Registry::check_input_json`]).
+    pub fn check_input_json(
+        &self,
+        name: &str,
+        input: &Value,
+    ) -> Result<&'static dyn DynFlow, Error> {
+        self.registry().check_input_json(name, input)
+    }
+
+    /// Runs flow (or agent chain) `name` on JSON input and gives its JSON result with the run
+    /// record, on either executor.
+    pub async fn run_json(&self, name: &str, input: Value, id: Option<String>) -> Recorded<Value> {
+        let run_id = id.unwrap_or_else(|| format!("{}-{}", run_name(name), uuid::Uuid::new_v4()));
+        let started = std::time::Instant::now();
+        let started_at = std::time::SystemTime::now();
+        let failed = |error: Error| Recorded {
+            record: RunRecord::summary(
+                &run_id,
+                name,
+                started_at,
+                started.elapsed(),
+                Value::Null,
+                &Err(error.clone()),
+            ),
+            result: Err(error),
+        };
+        let flow = match self.check_input_json(name, &input) {
+            Ok(flow) => flow,
+            Err(error) => return failed(error),
+        };
+        let name = flow.spec().name;
+        let inner = &self.inner;
+        match &inner.executor {
+            Executor::Local => {
+                let attributes = BTreeMap::new();
+                if let Err(error) =
+                    inner
+                        .local_ids
+                        .claim(&run_id, name, IdReuse::default(), &attributes)
+                {
+                    return failed(error);
+                }
+                let mailbox = inner.local_runs.open(&run_id, flow.spec());
+                let (result, record) = local::run_flow(
+                    inner.settings.clone(),
+                    inner.local_runs.clone(),
+                    mailbox,
+                    flow,
+                    Arc::from(run_id.as_str()),
+                    input,
+                )
+                .await;
+                inner.local_ids.close(&run_id, result.is_ok());
+                Recorded {
+                    result: result.map_err(|cause| Error::Run {
+                        name: name.to_owned(),
+                        run_id: run_id.clone(),
+                        cause,
+                    }),
+                    record,
+                }
+            }
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                let result = async {
+                    let attributes = BTreeMap::new();
+                    temporal
+                        .start_run(
+                            temporal_start(
+                                flow,
+                                &run_id,
+                                input.clone(),
+                                IdReuse::default(),
+                                &attributes,
+                            ),
+                            None,
+                        )
+                        .await?;
+                    temporal.result(name, &run_id).await
+                }
+                .await;
+                let mut record = RunRecord::summary(
+                    &run_id,
+                    name,
+                    started_at,
+                    started.elapsed(),
+                    input,
+                    &result,
+                );
+                temporal.fill_record(&mut record).await;
+                Recorded { result, record }
+            }
+        }
+    }
+
+    /// Starts flow (or agent chain) `name` on JSON input without waiting; gives the run id.
+    /// Temporal only: a local run lives in the process that started it (use
+    /// [`run_json`](Self::run_json)).
+    pub async fn start_json(
+        &self,
+        name: &str,
+        input: Value,
+        id: Option<String>,
+    ) -> Result<String, Error> {
+        let flow = self.check_input_json(name, &input)?;
+        let run_id = id.unwrap_or_else(|| format!("{}-{}", run_name(name), uuid::Uuid::new_v4()));
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("starting a run without waiting for it")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                let attributes = BTreeMap::new();
+                temporal
+                    .start_run(
+                        temporal_start(flow, &run_id, input, IdReuse::default(), &attributes),
+                        None,
+                    )
+                    .await?;
+                Ok(run_id)
+            }
+        }
+    }
+
+    /// Run `run_id` as the server describes it; an unknown id is [`Error::NotFound`].
+    pub async fn describe_run(&self, run_id: &str) -> Result<RunInfo, Error> {
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("describing a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.describe(run_id).await,
+        }
+    }
+
+    /// The runs a Temporal visibility query selects (`WorkflowType = 'x' AND ExecutionStatus =
+    /// 'Running'`; empty: all), newest first, at most `limit`.
+    pub async fn list_runs(&self, query: &str, limit: usize) -> Result<Vec<RunInfo>, Error> {
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("listing runs")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.list(query, limit).await,
+        }
+    }
+
+    /// Waits for the result of run `run_id`, as JSON: an error when it failed, was cancelled or
+    /// terminated.
+    pub async fn result_json(&self, run_id: &str) -> Result<Value, Error> {
+        let info = self.describe_run(run_id).await?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("waiting for a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.result(&info.flow, run_id).await,
+        }
+    }
+
+    /// The record of run `run_id` read back from its history, so far if it is still running.
+    pub async fn run_record(&self, run_id: &str) -> Result<RunRecord, Error> {
+        let info = self.describe_run(run_id).await?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("reading a run's record by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => {
+                let mut record = RunRecord::summary(
+                    run_id,
+                    &info.flow,
+                    std::time::SystemTime::now(),
+                    std::time::Duration::ZERO,
+                    Value::Null,
+                    &Ok(Value::Null),
+                );
+                record.output = None;
+                temporal.record_from_history(&mut record).await;
+                Ok(record)
+            }
+        }
+    }
+
+    /// Requests cancellation of run `run_id` (its pending agent calls, timers and child flows are
+    /// cancelled; the run ends as cancelled).
+    pub async fn cancel_run(&self, run_id: &str) -> Result<(), Error> {
+        self.describe_run(run_id).await?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("cancelling a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.cancel(run_id).await,
+        }
+    }
+
+    /// Terminates run `run_id` at once (no more flow code runs), recording `reason`.
+    pub async fn terminate_run(&self, run_id: &str, reason: &str) -> Result<(), Error> {
+        self.describe_run(run_id).await?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("terminating a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.terminate(run_id, reason).await,
+        }
+    }
+
+    /// The flow of run `run_id`, for a message by name: described, then looked up here.
+    async fn message_target(&self, run_id: &str) -> Result<&'static dyn DynFlow, Error> {
+        let info = self.describe_run(run_id).await?;
+        self.registry().flow(&info.flow).ok_or_else(|| {
+            Error::NotFound(format!(
+                "run `{run_id}` is a run of `{}`, which is not linked into this binary",
+                info.flow
+            ))
+        })
+    }
+
+    /// Sends run `run_id` signal `name` as JSON, checked against what its flow declares.
+    pub async fn signal_run_json(
+        &self,
+        run_id: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        let flow = self.message_target(run_id).await?;
+        let spec = flow.spec();
+        spec.check_message(MessageKind::Signal, name, &value)
+            .map_err(|message| dyn_message_error(spec.name, run_id, message))?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("signalling a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.signal(spec.name, run_id, name, value).await,
+        }
+    }
+
+    /// Asks run `run_id` query `name`, as JSON.
+    pub async fn query_run_json(&self, run_id: &str, name: &str) -> Result<Value, Error> {
+        let flow = self.message_target(run_id).await?;
+        let spec = flow.spec();
+        spec.message(MessageKind::Query, name)
+            .map_err(|message| dyn_message_error(spec.name, run_id, message))?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("querying a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.query(spec.name, run_id, name).await,
+        }
+    }
+
+    /// Sends run `run_id` update `name` as JSON and waits for the answer.
+    pub async fn update_run_json(
+        &self,
+        run_id: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<Value, Error> {
+        let flow = self.message_target(run_id).await?;
+        let spec = flow.spec();
+        spec.check_message(MessageKind::Update, name, &value)
+            .map_err(|message| dyn_message_error(spec.name, run_id, message))?;
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("updating a run by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.update(spec.name, run_id, name, value).await,
+        }
+    }
+}
+
+/// The name a run id starts with: the flow's, or the agent's for its chain.
+fn run_name(name: &str) -> &str {
+    name.strip_suffix(".chain").unwrap_or(name)
+}
+
+fn needs_temporal(what: &str) -> Error {
+    Error::Config(format!(
+        "{what} needs the Temporal executor (`local_debug(false)`): local runs live in the process that started them"
+    ))
+}
+
+fn dyn_message_error(flow: &str, run_id: &str, message: String) -> Error {
+    Error::Message {
+        flow: flow.to_owned(),
+        run_id: run_id.to_owned(),
+        message,
+    }
+}

@@ -61,6 +61,8 @@
 // they run on, the registry, the executors, and the facade users call.
 pub mod agent;
 pub mod chain;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod dev_server;
 pub mod error;
@@ -86,7 +88,8 @@ pub use crate::chain::{Chain, ChainOutput, End, HandOff};
 pub use crate::config::{Deployment, TemporalExecutorConfig, VersioningBehavior, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::flock::{
-    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunOutput, RunRequest,
+    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunInfo, RunOutput, RunRequest,
+    rfc3339,
 };
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
 pub use crate::message::{Query, Signal, Update};

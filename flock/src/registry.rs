@@ -199,6 +199,55 @@ impl Registry {
         self.flows.get(name).map(|entry| entry.flow)
     }
 
+    /// The flow called `name`, or the hand-off chain of the agent called `name` (what
+    /// `flock.run(agent, ..)` runs); an unknown name is [`Error::NotFound`] with the closest known
+    /// name.
+    pub fn flow_or_chain(&self, name: &str) -> Result<&'static dyn DynFlow, Error> {
+        if let Some(entry) = self.flows.get(name).filter(|entry| !entry.chain) {
+            return Ok(entry.flow);
+        }
+        if self.agents.contains_key(name)
+            && let Some(chain) = self.flow(&format!("{name}.chain"))
+        {
+            return Ok(chain);
+        }
+        if let Some(flow) = self.flow(name) {
+            return Ok(flow);
+        }
+        let known: Vec<&str> = self
+            .flows()
+            .map(|f| f.spec().name)
+            .chain(self.agents().map(|a| a.spec().name))
+            .collect();
+        let hint = match closest(name, known.iter().copied()) {
+            Some(close) => format!("; did you mean `{close}`?"),
+            None if known.is_empty() => "; none is linked into this binary".to_owned(),
+            None => format!("; known: {}", known.join(", ")),
+        };
+        Err(Error::NotFound(format!(
+            "there is no flow or agent `{name}` in this binary{hint}"
+        )))
+    }
+
+    /// Checks `input` against the input schema of flow (or agent) `name`: [`Error::Input`] names
+    /// the JSON path that does not fit and the type expected there.
+    pub fn check_input_json(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<&'static dyn DynFlow, Error> {
+        let flow = self.flow_or_chain(name)?;
+        let schema =
+            serde_json::to_value(flow.input_schema()).unwrap_or(serde_json::Value::Bool(true));
+        crate::model::validate::validate(&schema, input).map_err(|violations| {
+            Error::Input(format!(
+                "the input does not fit the input schema of `{name}`: {}",
+                crate::model::validate::describe(&violations)
+            ))
+        })?;
+        Ok(flow)
+    }
+
     /// Every agent with its executors' glue.
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) fn agent_entries(&self) -> impl Iterator<Item = &AgentEntry> + '_ {
@@ -222,6 +271,34 @@ impl Registry {
     }
 }
 
+/// The names closest to `name` (edit distance at most a third of its length, at least 2): for a
+/// "did you mean".
+fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|candidate| (distance(name, candidate), candidate))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn same_place(
     kind: &str,
     name: &str,
@@ -234,5 +311,22 @@ fn same_place(
         Err(Error::Registry(format!(
             "two {kind} are named `{name}`: one defined at {first}, the other at {second}; rename one (e.g. `name = \"..\"`)"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn did_you_mean() {
+        let names = ["research_agent", "summarize_agent", "research_flow"];
+        assert_eq!(
+            super::closest("reserch_agent", names),
+            Some("research_agent")
+        );
+        assert_eq!(
+            super::closest("summarise_agent", names),
+            Some("summarize_agent")
+        );
+        assert_eq!(super::closest("deploy", names), None);
     }
 }

@@ -1,24 +1,20 @@
-//! Flock without LLMs: code agents, routing on a typed enum, parallel fan-out, child flows.
+//! The examples' command line (`flock::cli`): the seed pipeline (a research agent hands off to a
+//! summarize agent), the code-only ticket pipeline and the approval flow, all linked in.
 //!
 //! ```text
-//! cargo run -p flock-examples --bin pipeline              # in-process
-//! cargo run -p flock-examples --bin pipeline -- --temporal  # on Temporal
+//! # the seed pipeline, durably, on a Temporal dev server this command starts (with its Web UI)
+//! cargo run -p flock-examples --bin pipeline -- run research_agent --dev --input '{"topic": "Temporal workflows"}'
+//! # the same in-process
+//! cargo run -p flock-examples --bin pipeline -- run research_agent --local --input '{"topic": "Temporal workflows"}'
+//! cargo run -p flock-examples --bin pipeline -- --help
 //! ```
 
-use flock::prelude::*;
-use flock_examples::example_flock;
-use flock_examples::pipeline::{Resolutions, handle_batch, sample_batch};
+use std::process::ExitCode;
+
+use flock::Flock;
+use flock_examples::example_model;
 
 #[tokio::main]
-async fn main() -> Result<(), flock::Error> {
-    let (flock, _server) =
-        example_flock(Flock::builder(), TemporalExecutorConfig::default()).await?;
-    let resolutions: Resolutions = flock.run_flow(handle_batch, sample_batch()).await?;
-    for resolution in &resolutions.resolutions {
-        println!(
-            "#{} {:?}: {}",
-            resolution.id, resolution.route, resolution.action
-        );
-    }
-    flock.shutdown().await
+async fn main() -> ExitCode {
+    flock::cli::run(Flock::builder().force_model(example_model())).await
 }

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod checkpoint;
+mod cli;
 mod conformance;
 mod connect;
 mod deployment;

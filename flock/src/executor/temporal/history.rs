@@ -22,7 +22,56 @@ const MAX_DEPTH: usize = 8;
 /// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
 /// local activities appear as markers in the history and are not listed.
 pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0, None).await;
+    fill(client, record, 0, None, false).await;
+}
+
+/// Like [`fill_record`], and the run's status, output and timing come from the history too (a
+/// run started elsewhere, perhaps still running).
+pub(crate) async fn fill_from_history(client: &Client, record: &mut RunRecord) {
+    fill(client, record, 0, None, true).await;
+    add_pending(client, record).await;
+}
+
+/// Temporal writes an activity's started event only when the activity closes, so the attempts
+/// running now are known from the run's description (its pending activities), not its history.
+async fn add_pending(client: &Client, record: &mut RunRecord) {
+    use temporalio_common::protos::temporal::api::enums::v1::PendingActivityState;
+    let Ok(description) = client
+        .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
+        .describe(Default::default())
+        .await
+    else {
+        return;
+    };
+    let mut pending: Vec<_> = description
+        .raw_description
+        .pending_activities
+        .iter()
+        .collect();
+    for step in record
+        .steps
+        .iter_mut()
+        .filter(|s| s.output.is_none() && s.error.is_none())
+    {
+        let Some(i) = pending.iter().position(|p| {
+            p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.agent.as_str())
+        }) else {
+            continue;
+        };
+        let activity = pending.remove(i);
+        if activity.state != PendingActivityState::Started as i32 && activity.attempt <= 1 {
+            continue;
+        }
+        let attempt = u32::try_from(activity.attempt).unwrap_or(1).max(1);
+        step.attempts = (1..=attempt)
+            .map(|n| AttemptRecord {
+                attempt: n,
+                started: step.started,
+                duration: Duration::ZERO,
+                error: (n < attempt).then(|| error_of(activity.last_failure.as_ref())),
+            })
+            .collect();
+    }
 }
 
 /// How many earlier runs (continue-as-new generations) a record links.
@@ -33,6 +82,7 @@ fn fill<'a>(
     record: &'a mut RunRecord,
     depth: usize,
     temporal_run: Option<String>,
+    top_from_history: bool,
 ) -> futures::future::BoxFuture<'a, ()> {
     Box::pin(async move {
         let mut info = client
@@ -49,7 +99,11 @@ fn fill<'a>(
         else {
             return;
         };
-        let children = steps_from(&events, record, depth > 0 || temporal_run.is_some());
+        let children = steps_from(
+            &events,
+            record,
+            top_from_history || depth > 0 || temporal_run.is_some(),
+        );
         let continued_from = events.first().and_then(|event| match &event.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
                 if !a.continued_execution_run_id.is_empty() =>
@@ -70,7 +124,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             previous.output = None;
-            fill(client, &mut previous, depth + 1, Some(previous_run)).await;
+            fill(client, &mut previous, depth + 1, Some(previous_run), true).await;
             previous.status = RunStatus::ContinuedAsNew;
             previous.output = None;
             previous.error = None;
@@ -96,7 +150,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1, None).await;
+            fill(client, &mut child, depth + 1, None, true).await;
             record.children.push(child);
         }
     })

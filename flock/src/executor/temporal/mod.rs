@@ -1005,6 +1005,76 @@ impl TemporalExecutor {
             .map(|version| version.build_id))
     }
 
+    /// Workflow `run_id` as the server describes it; an unknown id is [`Error::NotFound`].
+    pub(crate) async fn describe(&self, run_id: &str) -> Result<crate::flock::RunInfo, Error> {
+        let description = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .describe(Default::default())
+            .await
+            .map_err(|e| match e {
+                temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
+                    Error::NotFound(format!(
+                        "there is no run `{run_id}` in namespace `{}`",
+                        self.config.namespace
+                    ))
+                }
+                other => Error::Executor(format!("cannot describe run `{run_id}`: {other}")),
+            })?;
+        Ok(crate::flock::RunInfo::new(
+            run_id.to_owned(),
+            description.workflow_type().to_owned(),
+            status_name(description.status()),
+            description.start_time(),
+            description.close_time(),
+        ))
+    }
+
+    /// The runs a visibility query selects, newest first, at most `limit`.
+    pub(crate) async fn list(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::flock::RunInfo>, Error> {
+        use futures::StreamExt;
+        let options = temporalio_client::WorkflowListOptions::builder()
+            .limit(limit)
+            .build();
+        let mut stream = self.client.list_workflows(query.to_owned(), options);
+        let mut found = Vec::new();
+        while let Some(execution) = stream.next().await {
+            let execution = execution
+                .map_err(|e| Error::Executor(format!("cannot list runs (query `{query}`): {e}")))?;
+            found.push(crate::flock::RunInfo::new(
+                execution.id().to_owned(),
+                execution.workflow_type().to_owned(),
+                status_name(execution.status()),
+                execution.start_time(),
+                execution.close_time(),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Terminates workflow `run_id`: it stops at once, without running any more flow code.
+    pub(crate) async fn terminate(&self, run_id: &str, reason: &str) -> Result<(), Error> {
+        self.client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
+            .terminate(
+                temporalio_client::WorkflowTerminateOptions::builder()
+                    .reason(reason.to_owned())
+                    .build(),
+            )
+            .await
+            .map_err(|e| Error::Executor(format!("cannot terminate workflow `{run_id}`: {e}")))
+    }
+
+    /// Fills a record of a run started elsewhere from its history: steps, children, and (when
+    /// it has closed) its status and output.
+    pub(crate) async fn record_from_history(&self, record: &mut crate::record::RunRecord) {
+        history::fill_from_history(&self.client, record).await;
+    }
+
     /// Requests cancellation of workflow `run_id`.
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), Error> {
         self.client
@@ -1012,5 +1082,21 @@ impl TemporalExecutor {
             .cancel(WorkflowCancelOptions::default())
             .await
             .map_err(|e| Error::Executor(format!("cannot cancel workflow `{run_id}`: {e}")))
+    }
+}
+
+/// A workflow status in the words the command line uses.
+fn status_name(status: temporalio_client::WorkflowExecutionStatus) -> &'static str {
+    use temporalio_client::WorkflowExecutionStatus as S;
+    match status {
+        S::Running => "running",
+        S::Completed => "completed",
+        S::Failed => "failed",
+        S::Canceled => "cancelled",
+        S::Terminated => "terminated",
+        S::ContinuedAsNew => "continued_as_new",
+        S::TimedOut => "timed_out",
+        S::Paused => "paused",
+        _ => "unknown",
     }
 }

