@@ -60,6 +60,11 @@ pub struct TemporalExecutorConfig {
     /// How long a client waiting for a result retries while the server is unreachable, before
     /// it gives up with [`Error::WaitGaveUp`](crate::Error::WaitGaveUp) (the run goes on).
     pub wait_retry_window: Duration,
+    /// The payload codec (encryption with [`CodecKeys`](crate::codec::CodecKeys), claim-check
+    /// offload of large payloads) applied to every payload the client and the workers send to
+    /// and read from Temporal. `None` sends JSON in the clear. [`from_env`](Self::from_env) sets
+    /// it from `FLOCK_CODEC_KEYS`.
+    pub codec: Option<crate::codec::Codec>,
 }
 
 impl Default for TemporalExecutorConfig {
@@ -81,6 +86,7 @@ impl Default for TemporalExecutorConfig {
             activity_start_to_close: Duration::from_secs(300),
             eager_workflow_start: true,
             wait_retry_window: Duration::from_secs(120),
+            codec: None,
         }
     }
 }
@@ -91,7 +97,8 @@ impl TemporalExecutorConfig {
     /// `~/.config/temporalio/temporal.toml`), then the `TEMPORAL_*` environment variables
     /// (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
     /// `TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`). A missing file is not an
-    /// error; a malformed one is.
+    /// error; a malformed one is. The payload codec's keys come from `FLOCK_CODEC_KEYS`
+    /// ([`CodecKeys::parse`](crate::codec::CodecKeys::parse)'s form).
     #[cfg(feature = "temporal")]
     pub fn from_env() -> Result<Self, crate::Error> {
         Self::load(None)
@@ -120,6 +127,16 @@ impl TemporalExecutorConfig {
             ))
         })?;
         let mut config = TemporalExecutorConfig::default();
+        let keys = match vars {
+            Some(vars) => vars.get(crate::codec::KEYS_ENV).cloned(),
+            None => std::env::var(crate::codec::KEYS_ENV).ok(),
+        };
+        if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
+            let keys = crate::codec::CodecKeys::parse(&keys).map_err(|e| {
+                crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV))
+            })?;
+            config.codec = Some(crate::codec::Codec::new(keys));
+        }
         if let Some(address) = profile.address {
             config.server_url = address;
         }
@@ -175,6 +192,7 @@ impl fmt::Debug for TemporalExecutorConfig {
             .field("activity_start_to_close", &self.activity_start_to_close)
             .field("eager_workflow_start", &self.eager_workflow_start)
             .field("wait_retry_window", &self.wait_retry_window)
+            .field("codec", &self.codec)
             .finish()
     }
 }

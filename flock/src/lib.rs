@@ -61,6 +61,7 @@
 // they run on, the registry, the executors, and the facade users call.
 pub mod agent;
 pub mod chain;
+pub mod codec;
 pub mod config;
 pub mod dev_server;
 pub mod error;

@@ -42,13 +42,17 @@ fn fill<'a>(
         info.run_id = temporal_run.clone();
         let handle =
             temporalio_client::WorkflowHandle::<_, UntypedWorkflow>::new(client.clone(), info);
-        let Ok(events) = handle
+        let Ok(mut events) = handle
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .into_events()
             .await
         else {
             return;
         };
+        if let Err(error) = decode_events(client, &mut events).await {
+            tracing::warn!(run_id = %record.run_id, %error, "the run's history cannot be decoded");
+            return;
+        }
         let children = steps_from(&events, record, depth > 0 || temporal_run.is_some());
         let continued_from = events.first().and_then(|event| match &event.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
@@ -127,6 +131,33 @@ fn json_of(payloads: Option<&Payloads>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Decodes the payloads of `events` with the client's codec (the history holds them encoded).
+async fn decode_events(
+    client: &Client,
+    events: &mut [HistoryEvent],
+) -> Result<(), temporalio_common::data_converters::PayloadConversionError> {
+    use temporalio_common::data_converters::{
+        SerializationContextData, WorkflowSerializationContext,
+    };
+    let codec = client.options().data_converter.codec();
+    let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+    for event in events.iter_mut() {
+        temporalio_common::payload_visitor::decode_payloads(event, codec, &context).await?;
+    }
+    Ok(())
+}
+
+/// A failure's message: from its encoded attributes when the failure converter moved it there
+/// (with a payload codec), else its plain message.
+pub(crate) fn message_of(failure: &Failure) -> String {
+    failure
+        .encoded_attributes
+        .as_ref()
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+        .and_then(|attributes| attributes["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| failure.message.clone())
+}
+
 fn error_of(failure: Option<&Failure>) -> AgentError {
     let Some(failure) = failure else {
         return AgentError::transient("failed without a recorded failure");
@@ -134,12 +165,12 @@ fn error_of(failure: Option<&Failure>) -> AgentError {
     match &failure.failure_info {
         Some(FailureInfo::ApplicationFailureInfo(info)) => {
             let class = ErrorClass::from_name(&info.r#type).unwrap_or(ErrorClass::Transient);
-            AgentError::from_class(class, failure.message.clone(), None)
+            AgentError::from_class(class, message_of(failure), None)
         }
         Some(FailureInfo::TimeoutFailureInfo(_)) => {
-            AgentError::transient(format!("timed out: {}", failure.message))
+            AgentError::transient(format!("timed out: {}", message_of(failure)))
         }
-        _ => AgentError::transient(failure.message.clone()),
+        _ => AgentError::transient(message_of(failure)),
     }
 }
 
@@ -300,7 +331,7 @@ fn steps_from(
                 record.error = Some(FlowError::msg(
                     a.failure
                         .as_ref()
-                        .map(|f| f.message.clone())
+                        .map(message_of)
                         .unwrap_or_default(),
                 ));
             }

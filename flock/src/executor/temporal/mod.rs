@@ -2,6 +2,7 @@
 //! by workers of the official Rust SDK against a Temporal server.
 
 mod activity;
+mod codec;
 mod connect;
 mod history;
 mod workflow;
@@ -255,7 +256,9 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
             Error::Config("the workflow history does not start with a workflow start event".into())
         })?;
     let mut registrar = ReplayRegistrar {
-        options: WorkflowReplayerOptions::new().build(),
+        options: WorkflowReplayerOptions::new()
+            .data_converter(codec::data_converter(shared.config.codec.as_ref(), true))
+            .build(),
         shared: shared.clone(),
         error: None,
     };
@@ -312,9 +315,22 @@ fn tuner(limits: &WorkerLimits) -> temporalio_sdk::runtime::worker_tuner::Worker
 /// `graceful_shutdown_period`. A worker that fails before `stop` returns its error at once.
 pub(crate) async fn run_worker(
     client: Client,
+    codec: Option<&crate::codec::Codec>,
     options: WorkerOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    // The worker's own client over the same connection: its codec turns a payload that does not
+    // decode into a failed run rather than a workflow task retried forever.
+    let client = match codec {
+        None => client,
+        Some(codec) => Client::new(
+            client.connection().clone(),
+            temporalio_client::ClientOptions::new(client.options().namespace.clone())
+                .data_converter(codec::data_converter(Some(codec), true))
+                .build(),
+        )
+        .map_err(|e| Error::Executor(format!("cannot create the worker's client: {e}")))?,
+    };
     let sdk_runtime = SdkRuntime::from_current_tokio(Default::default())
         .map_err(|e| Error::Executor(format!("cannot start the Temporal worker runtime: {e}")))?;
     let mut worker = Worker::new(&sdk_runtime, client, options)
@@ -410,7 +426,7 @@ impl TemporalExecutor {
                         }
                     };
                     let _ = ready_tx.send(Ok(client.clone()));
-                    run_worker(client, options, async {
+                    run_worker(client, thread_config.codec.as_ref(), options, async {
                         let _ = stop_rx.await;
                     })
                     .await
@@ -710,7 +726,7 @@ impl TemporalExecutor {
     ) -> Error {
         use temporalio_client::errors::WorkflowUpdateError;
         let message = match error {
-            WorkflowUpdateError::Failed(failure) => failure.message.clone(),
+            WorkflowUpdateError::Failed(failure) => history::message_of(&failure),
             WorkflowUpdateError::NotFound(_) => format!(
                 "there is no run `{run_id}` in namespace `{}`",
                 self.config.namespace
