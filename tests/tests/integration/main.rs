@@ -2,6 +2,7 @@
 //! area.
 
 mod checkpoint;
+mod codec;
 mod conformance;
 mod connect;
 mod fresh_crate;

@@ -14,25 +14,26 @@ use crate::codec::{Codec, CodecError, Payload, undecodable};
 
 /// The data converter of a client and its workers: the default JSON payload converter, the
 /// codec, and with a codec, failure messages moved into encoded (so encrypted) attributes.
-/// `in_worker`: a payload of a workflow activation that does not decode is replaced by one
-/// carrying the reason (see [`SdkCodec::decode`]); callers (the client) get the error itself.
-pub(crate) fn data_converter(codec: Option<&Codec>, in_worker: bool) -> DataConverter {
-    match codec {
-        None => DataConverter::default(),
-        Some(codec) => DataConverter::new(
-            PayloadConverter::default(),
-            DefaultFailureConverter::new(true),
-            SdkCodec {
-                codec: codec.clone(),
-                in_worker,
-            },
-        ),
-    }
+/// `lenient`: a payload decoded in a workflow context (an activation on a worker, a result or
+/// answer on the client) that does not decode is replaced by one carrying the reason (see
+/// [`SdkCodec::decode`]), which flock turns into an error naming the run and the key; the SDK
+/// itself would fail the workflow task forever, or report only "wrong encoding".
+pub(crate) fn data_converter(codec: Option<&Codec>, lenient: bool) -> DataConverter {
+    // Without a codec, one with no keys still runs: it passes plain payloads through and turns
+    // encrypted ones into errors that say which key they need.
+    DataConverter::new(
+        PayloadConverter::default(),
+        DefaultFailureConverter::new(codec.is_some()),
+        SdkCodec {
+            codec: codec.cloned().unwrap_or_else(Codec::passthrough),
+            lenient,
+        },
+    )
 }
 
 struct SdkCodec {
     codec: Codec,
-    in_worker: bool,
+    lenient: bool,
 }
 
 fn from_proto(payload: ProtoPayload) -> Payload {
@@ -82,7 +83,7 @@ impl PayloadCodec for SdkCodec {
     ) -> BoxFuture<'static, Result<Vec<ProtoPayload>, PayloadConversionError>> {
         let codec = self.codec.clone();
         let in_workflow =
-            self.in_worker && matches!(context, SerializationContextData::Workflow(_));
+            self.lenient && matches!(context, SerializationContextData::Workflow(_));
         async move {
             let mut out = Vec::with_capacity(payloads.len());
             for payload in payloads {

@@ -504,7 +504,7 @@ pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, E
     Client::new(
         connection,
         ClientOptions::new(config.namespace.clone())
-            .data_converter(super::codec::data_converter(config.codec.as_ref(), false))
+            .data_converter(super::codec::data_converter(config.codec.as_ref(), true))
             .build(),
     )
     .map_err(|e| {

@@ -150,12 +150,20 @@ async fn decode_events(
 /// A failure's message: from its encoded attributes when the failure converter moved it there
 /// (with a payload codec), else its plain message.
 pub(crate) fn message_of(failure: &Failure) -> String {
-    failure
+    let attributes = failure
         .encoded_attributes
         .as_ref()
-        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
-        .and_then(|attributes| attributes["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| failure.message.clone())
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok());
+    match &attributes {
+        Some(attributes) => match crate::codec::undecodable_reason(attributes) {
+            Some(reason) => format!("(the failure message cannot be decoded: {reason})"),
+            None => attributes["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| failure.message.clone()),
+        },
+        None => failure.message.clone(),
+    }
 }
 
 fn error_of(failure: Option<&Failure>) -> AgentError {

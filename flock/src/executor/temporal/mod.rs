@@ -696,6 +696,13 @@ impl TemporalExecutor {
                     message: format!("query `{name}`: {message}"),
                 }
             })
+            .and_then(|value| {
+                undecodable_check(value).map_err(|reason| Error::Message {
+                    flow: flow.to_owned(),
+                    run_id: run_id.to_owned(),
+                    message: format!("query `{name}`: the answer cannot be decoded: {reason}"),
+                })
+            })
     }
 
     /// Sends workflow `run_id` update `name` and waits for the answer.
@@ -715,7 +722,26 @@ impl TemporalExecutor {
             )
             .await
             .map_err(|e| self.update_error(flow, run_id, name, e))
+            .and_then(|value| {
+                undecodable_check(value).map_err(|reason| Error::Message {
+                    flow: flow.to_owned(),
+                    run_id: run_id.to_owned(),
+                    message: format!("update `{name}`: the answer cannot be decoded: {reason}"),
+                })
+            })
     }
+
+}
+
+/// `value`, unless it stands for a payload the codec could not decode (then the reason).
+fn undecodable_check(value: Value) -> Result<Value, String> {
+    match crate::codec::undecodable_reason(&value) {
+        Some(reason) => Err(reason.to_owned()),
+        None => Ok(value),
+    }
+}
+
+impl TemporalExecutor {
 
     fn update_error(
         &self,
@@ -781,7 +807,12 @@ impl TemporalExecutor {
         let mut backoff = Duration::from_millis(200);
         loop {
             let status = match handle.get_result(WorkflowGetResultOptions::default()).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => return undecodable_check(value).map_err(|reason| {
+                    failed(FlowError::Serialization {
+                        at: name.to_owned(),
+                        message: format!("output: the payload cannot be decoded: {reason}"),
+                    })
+                }),
                 Err(WorkflowGetResultError::Failed(error)) => {
                     return Err(failed(match &*error {
                         temporalio_common::error::IncomingError::Application(failure) => {
