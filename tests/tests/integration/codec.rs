@@ -74,7 +74,7 @@ async fn flock_with(queue: &str, codec: Option<Codec>, worker: bool) -> Flock {
 }
 
 /// Every payload of a history (JSON), as the server stores it.
-fn payloads_of(history: &[u8]) -> Vec<Payload> {
+pub(super) fn payloads_of(history: &[u8]) -> Vec<Payload> {
     fn walk(value: &Value, out: &mut Vec<Payload>) {
         match value {
             Value::Object(map) => {

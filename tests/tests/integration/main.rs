@@ -9,6 +9,7 @@ mod fresh_crate;
 mod local;
 mod messages;
 mod model;
+mod payloads;
 mod replay;
 mod shutdown;
 mod temporal;
