@@ -132,9 +132,8 @@ impl TemporalExecutorConfig {
             None => std::env::var(crate::codec::KEYS_ENV).ok(),
         };
         if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
-            let keys = crate::codec::CodecKeys::parse(&keys).map_err(|e| {
-                crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV))
-            })?;
+            let keys = crate::codec::CodecKeys::parse(&keys)
+                .map_err(|e| crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV)))?;
             config.codec = Some(crate::codec::Codec::new(keys));
         }
         if let Some(address) = profile.address {

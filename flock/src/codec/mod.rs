@@ -41,9 +41,9 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-pub use offload::{BlobStore, FsBlobStore, Offload};
 #[cfg(feature = "s3")]
 pub use offload::ObjectStoreBlobStore;
+pub use offload::{BlobStore, FsBlobStore, Offload};
 pub use server::{CodecServer, CodecServerOptions, serve};
 
 /// The environment variable [`CodecKeys::from_env`] reads: `id:base64key,id:base64key,…`, the
@@ -59,6 +59,7 @@ pub const KEY_ID: &str = "encryption-key-id";
 /// The one key of the JSON object that stands, on a worker, for a payload that could not be
 /// decoded: its value is the reason, so the run fails with it instead of retrying its workflow
 /// task forever.
+#[cfg(feature = "temporal")]
 pub(crate) const UNDECODABLE_KEY: &str = "$flock_undecodable";
 
 const NONCE_LEN: usize = 12;
@@ -425,6 +426,7 @@ impl Codec {
     }
 
     /// No keys, no offload: passes plain payloads, refuses encrypted ones naming their key.
+    #[cfg(feature = "temporal")]
     pub(crate) fn passthrough() -> Codec {
         Codec::build(None, None)
     }
@@ -520,11 +522,13 @@ impl fmt::Debug for Codec {
 }
 
 /// A payload standing for one that could not be decoded: it carries the reason.
+#[cfg(feature = "temporal")]
 pub(crate) fn undecodable(error: &CodecError) -> Payload {
     Payload::json(&serde_json::json!({ UNDECODABLE_KEY: error.to_string() }))
 }
 
 /// The reason, when `value` stands for a payload that could not be decoded.
+#[cfg(feature = "temporal")]
 pub(crate) fn undecodable_reason(value: &serde_json::Value) -> Option<&str> {
     let object = value.as_object()?;
     if object.len() != 1 {
@@ -575,13 +579,23 @@ mod tests {
         assert!(error.to_string().contains("`k2`"), "{error}");
         // wrong key under the same id
         let error = block_on(Codec::new(keys(&[("k1", 9)])).decode(sealed.clone())).unwrap_err();
-        assert_eq!(error, CodecError::WrongKey { key_id: "k1".into() });
+        assert_eq!(
+            error,
+            CodecError::WrongKey {
+                key_id: "k1".into()
+            }
+        );
         // no keys at all
         let offload_only = Codec::offload_only(Offload::new(FsBlobStore::new(
             std::env::temp_dir().join("flock-codec-unit"),
         )));
         let error = block_on(offload_only.decode(sealed)).unwrap_err();
-        assert_eq!(error, CodecError::NoKeys { key_id: "k1".into() });
+        assert_eq!(
+            error,
+            CodecError::NoKeys {
+                key_id: "k1".into()
+            }
+        );
         // payloads never encoded pass
         assert_eq!(
             block_on(old.decode(vec![plain.clone()])).unwrap(),

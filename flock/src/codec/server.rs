@@ -35,7 +35,10 @@ pub struct CodecServerOptions {
 impl fmt::Debug for CodecServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CodecServerOptions")
-            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("allowed_origin", &self.allowed_origin)
             .field("max_body", &self.max_body)
             .finish()
@@ -209,10 +212,9 @@ async fn serve_request(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong `Authorization: Bearer <token>`",
             );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     }
@@ -222,7 +224,10 @@ async fn serve_request(
         _ => return refuse(StatusCode::NOT_FOUND, "POST /encode or POST /decode"),
     };
     if request.method() != Method::POST {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "POST /encode or POST /decode");
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /encode or POST /decode",
+        );
     }
     let max_body = if options.max_body == 0 {
         64 * 1024 * 1024

@@ -272,11 +272,22 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
     )
     .await;
     assert_eq!(status, 403, "{response}");
-    assert!(!response.to_lowercase().contains("access-control-allow-origin"));
+    assert!(
+        !response
+            .to_lowercase()
+            .contains("access-control-allow-origin")
+    );
     // encode round-trips through decode
-    let plain = serde_json::json!({"payloads": [Payload::json(&serde_json::json!("hi")).to_proto_json()]});
-    let (status, response) =
-        http(server.local_addr(), "POST", "/encode", &[auth], &plain.to_string()).await;
+    let plain =
+        serde_json::json!({"payloads": [Payload::json(&serde_json::json!("hi")).to_proto_json()]});
+    let (status, response) = http(
+        server.local_addr(),
+        "POST",
+        "/encode",
+        &[auth],
+        &plain.to_string(),
+    )
+    .await;
     assert_eq!(status, 200, "{response}");
     assert!(response.contains("YmluYXJ5L2VuY3J5cHRlZA=="), "{response}"); // binary/encrypted
 
@@ -302,12 +313,16 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .recorded()
         .await;
     again.result.unwrap();
-    assert_eq!(again.record.steps[1].input["text"], "after rotation answered");
+    assert_eq!(
+        again.record.steps[1].input["text"],
+        "after rotation answered"
+    );
     let history = rotated.history_json(&again.record.run_id).await.unwrap();
-    assert!(payloads_of(&history).iter().any(|p| p
-        .metadata
-        .get("encryption-key-id")
-        .is_some_and(|id| id == b"k2")));
+    assert!(payloads_of(&history).iter().any(|p| {
+        p.metadata
+            .get("encryption-key-id")
+            .is_some_and(|id| id == b"k2")
+    }));
 
     // A missing key and a wrong key are errors that name the key.
     let missing = flock_with("codec-k1", Some(keys(&[("k3", 3)])), false).await;
@@ -318,7 +333,10 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("`k1`") && error.contains("not configured"), "{error}");
+    assert!(
+        error.contains("`k1`") && error.contains("not configured"),
+        "{error}"
+    );
     let wrong = flock_with("codec-k1", Some(keys(&[("k1", 9)])), false).await;
     let error = wrong
         .flow_handle(enc_flow, ok.record.run_id.clone())
@@ -327,7 +345,10 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("`k1`") && error.contains("does not decrypt"), "{error}");
+    assert!(
+        error.contains("`k1`") && error.contains("does not decrypt"),
+        "{error}"
+    );
     let none = flock_with("codec-k1", None, false).await;
     let error = none
         .flow_handle(enc_flow, ok.record.run_id.clone())
@@ -336,7 +357,10 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("`k1`") && error.contains("no codec keys"), "{error}");
+    assert!(
+        error.contains("`k1`") && error.contains("no codec keys"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,5 +387,8 @@ async fn a_worker_without_the_key_fails_the_run_naming_the_key() {
     .expect("the run fails, it does not hang")
     .unwrap_err()
     .to_string();
-    assert!(error.contains("`kA`") && error.contains("not configured"), "{error}");
+    assert!(
+        error.contains("`kA`") && error.contains("not configured"),
+        "{error}"
+    );
 }

@@ -20,7 +20,11 @@ pub struct Blob {
 #[agent]
 async fn p_measure(input: Blob) -> Blob {
     Blob {
-        text: format!("{} bytes, ends with {}", input.text.len(), &input.text[input.text.len() - 4..]),
+        text: format!(
+            "{} bytes, ends with {}",
+            input.text.len(),
+            &input.text[input.text.len() - 4..]
+        ),
     }
 }
 
@@ -53,7 +57,10 @@ async fn a_3_mb_input_fails_fast_naming_agent_direction_and_size_on_both_executo
             .await
             .unwrap_err()
             .to_string();
-        assert!(started.elapsed() < Duration::from_secs(5), "{executor}: slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{executor}: slow"
+        );
         assert!(
             error.contains("input") && error.contains("p_measure") && error.contains("3145"),
             "{executor}: {error}"
@@ -74,7 +81,8 @@ async fn a_3_mb_input_fails_fast_naming_agent_direction_and_size_on_both_executo
 async fn with_offload_a_large_input_travels_as_a_claim_check() {
     let dir = std::env::temp_dir().join(format!("flock-offload-{}", std::process::id()));
     let keys = CodecKeys::new([("k1", [5u8; 32])]).unwrap();
-    let codec = Codec::new(keys).with_offload(Offload::new(FsBlobStore::new(&dir)).threshold(64 * 1024));
+    let codec =
+        Codec::new(keys).with_offload(Offload::new(FsBlobStore::new(&dir)).threshold(64 * 1024));
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)

@@ -5,8 +5,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use temporalio_common::data_converters::{
-    DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError,
-    PayloadConverter, SerializationContextData,
+    DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError, PayloadConverter,
+    SerializationContextData,
 };
 use temporalio_common::protos::temporal::api::common::v1::Payload as ProtoPayload;
 
@@ -82,8 +82,7 @@ impl PayloadCodec for SdkCodec {
         payloads: Vec<ProtoPayload>,
     ) -> BoxFuture<'static, Result<Vec<ProtoPayload>, PayloadConversionError>> {
         let codec = self.codec.clone();
-        let in_workflow =
-            self.lenient && matches!(context, SerializationContextData::Workflow(_));
+        let in_workflow = self.lenient && matches!(context, SerializationContextData::Workflow(_));
         async move {
             let mut out = Vec::with_capacity(payloads.len());
             for payload in payloads {

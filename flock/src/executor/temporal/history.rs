@@ -337,10 +337,7 @@ fn steps_from(
             Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) if from_history => {
                 record.status = RunStatus::Failed;
                 record.error = Some(FlowError::msg(
-                    a.failure
-                        .as_ref()
-                        .map(message_of)
-                        .unwrap_or_default(),
+                    a.failure.as_ref().map(message_of).unwrap_or_default(),
                 ));
             }
             _ => {}

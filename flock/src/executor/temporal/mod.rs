@@ -730,7 +730,6 @@ impl TemporalExecutor {
                 })
             })
     }
-
 }
 
 /// `value`, unless it stands for a payload the codec could not decode (then the reason).
@@ -742,7 +741,6 @@ fn undecodable_check(value: Value) -> Result<Value, String> {
 }
 
 impl TemporalExecutor {
-
     fn update_error(
         &self,
         flow: &str,
@@ -807,12 +805,14 @@ impl TemporalExecutor {
         let mut backoff = Duration::from_millis(200);
         loop {
             let status = match handle.get_result(WorkflowGetResultOptions::default()).await {
-                Ok(value) => return undecodable_check(value).map_err(|reason| {
-                    failed(FlowError::Serialization {
-                        at: name.to_owned(),
-                        message: format!("output: the payload cannot be decoded: {reason}"),
-                    })
-                }),
+                Ok(value) => {
+                    return undecodable_check(value).map_err(|reason| {
+                        failed(FlowError::Serialization {
+                            at: name.to_owned(),
+                            message: format!("output: the payload cannot be decoded: {reason}"),
+                        })
+                    });
+                }
                 Err(WorkflowGetResultError::Failed(error)) => {
                     return Err(failed(match &*error {
                         temporalio_common::error::IncomingError::Application(failure) => {

@@ -489,6 +489,7 @@ impl FlowRuntime for TemporalRun {
 }
 
 /// An agent's result, unless it stands for a payload the codec could not decode.
+#[allow(clippy::result_large_err)] // the SDK's error type, passed through as the SDK returns it
 fn decoded(result: Result<Value, ActivityExecutionError>) -> Result<Value, ActivityExecutionError> {
     let value = result?;
     match crate::codec::undecodable_reason(&value) {
