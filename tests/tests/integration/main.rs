@@ -6,6 +6,7 @@ mod codec;
 mod conformance;
 mod connect;
 mod fresh_crate;
+mod idempotency;
 mod local;
 mod messages;
 mod model;
