@@ -125,6 +125,7 @@ pub struct AgentContext {
     pub(crate) usage: Option<Arc<std::sync::Mutex<Usage>>>,
     pub(crate) cancellation: Cancellation,
     pub(crate) checkpoints: Arc<Checkpoints>,
+    pub(crate) idempotency_key: Arc<str>,
 }
 
 /// The checkpoints of one attempt: the last one the attempts before it made (what
@@ -217,7 +218,14 @@ impl AgentContext {
             usage,
             cancellation,
             checkpoints: Arc::default(),
+            idempotency_key: Arc::from("detached"),
         }
+    }
+
+    /// This context, with the idempotency key of its call.
+    pub(crate) fn with_idempotency_key(mut self, key: String) -> Self {
+        self.idempotency_key = Arc::from(key);
+        self
     }
 
     /// This context, resuming from (and keeping its checkpoints in) `checkpoints`.
@@ -255,7 +263,17 @@ impl AgentContext {
             usage: None,
             cancellation: Cancellation::default(),
             checkpoints: Arc::default(),
+            idempotency_key: Arc::from("detached"),
         }
+    }
+
+    /// A key that is the same for every attempt (retry) of this agent call and different for
+    /// every other call: pass it to the target of a side effect (a payment API's
+    /// `Idempotency-Key` header, a unique column) so the effect happens once however often the
+    /// call is retried. On Temporal: the workflow id, its run id and the activity id; on the
+    /// local executor: the run id, a per-run random id and the call's sequence number.
+    pub fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
     }
 
     /// Whether this attempt is cancelled: its timeout passed, or its run was cancelled. The

@@ -63,6 +63,11 @@ pub struct TemporalExecutorConfig {
     /// Worker Deployment Versioning: the deployment and build this process's workers belong to.
     /// `None` (the default) leaves versioning off: any worker on the task queue takes any task.
     pub deployment: Option<Deployment>,
+    /// The payload codec (encryption with [`CodecKeys`](crate::codec::CodecKeys), claim-check
+    /// offload of large payloads) applied to every payload the client and the workers send to
+    /// and read from Temporal. `None` sends JSON in the clear. [`from_env`](Self::from_env) sets
+    /// it from `FLOCK_CODEC_KEYS`.
+    pub codec: Option<crate::codec::Codec>,
 }
 
 /// A worker's place in Temporal's Worker Deployment Versioning: which deployment, which build,
@@ -164,6 +169,7 @@ impl Default for TemporalExecutorConfig {
             eager_workflow_start: true,
             wait_retry_window: Duration::from_secs(120),
             deployment: None,
+            codec: None,
         }
     }
 }
@@ -174,7 +180,8 @@ impl TemporalExecutorConfig {
     /// `~/.config/temporalio/temporal.toml`), then the `TEMPORAL_*` environment variables
     /// (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
     /// `TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`). A missing file is not an
-    /// error; a malformed one is.
+    /// error; a malformed one is. The payload codec's keys come from `FLOCK_CODEC_KEYS`
+    /// ([`CodecKeys::parse`](crate::codec::CodecKeys::parse)'s form).
     #[cfg(feature = "temporal")]
     pub fn from_env() -> Result<Self, crate::Error> {
         Self::load(None)
@@ -203,6 +210,15 @@ impl TemporalExecutorConfig {
             ))
         })?;
         let mut config = TemporalExecutorConfig::default();
+        let keys = match vars {
+            Some(vars) => vars.get(crate::codec::KEYS_ENV).cloned(),
+            None => std::env::var(crate::codec::KEYS_ENV).ok(),
+        };
+        if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
+            let keys = crate::codec::CodecKeys::parse(&keys)
+                .map_err(|e| crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV)))?;
+            config.codec = Some(crate::codec::Codec::new(keys));
+        }
         if let Some(address) = profile.address {
             config.server_url = address;
         }
@@ -259,6 +275,7 @@ impl fmt::Debug for TemporalExecutorConfig {
             .field("eager_workflow_start", &self.eager_workflow_start)
             .field("wait_retry_window", &self.wait_retry_window)
             .field("deployment", &self.deployment)
+            .field("codec", &self.codec)
             .finish()
     }
 }

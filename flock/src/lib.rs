@@ -63,6 +63,7 @@ pub mod agent;
 pub mod chain;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod dev_server;
 pub mod error;

@@ -192,7 +192,12 @@ impl FlockWorker {
                          `timeout`)";
         tokio::select! {
             biased;
-            served = temporal::run_worker(client.clone(), options, stop) => served,
+            served = temporal::run_worker(
+                client.clone(),
+                self.flock.temporal_config().codec.as_ref(),
+                options,
+                stop,
+            ) => served,
             gave_up = bound => Err(Error::Executor(match gave_up {
                 GaveUp::GracePeriodOver => format!(
                     "the worker did not drain within its grace period of {grace:?}: {abandoned}; \

@@ -29,6 +29,8 @@ struct LocalRun {
     record: Arc<RunShared>,
     runs: Arc<LocalRuns>,
     mailbox: Arc<LocalMailbox>,
+    /// Agent calls made so far (each call's idempotency key has its number).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// The record of a run while it is written.
@@ -240,6 +242,7 @@ async fn run_once(
         record: record.clone(),
         runs,
         mailbox,
+        calls: std::sync::atomic::AtomicU64::new(0),
     });
     let ctx = FlowContext::new(run_id.clone(), name, runtime);
     let result = flow.run_json(&ctx, input.clone()).await;
@@ -378,6 +381,8 @@ impl LocalRun {
         };
         let policy = self.settings.retry_policy(spec);
         let start_to_close = spec.timeout.unwrap_or(self.settings.start_to_close);
+        let call_number = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let idempotency_key = format!("{}/{:016x}/{call_number}", self.run_id, self.seed);
         let step_start = Instant::now();
         let deadline = spec.schedule_to_close.map(|limit| step_start + limit);
         let usage =
@@ -409,7 +414,8 @@ impl LocalRun {
                 usage.clone(),
                 cancellation.clone(),
             )
-            .with_checkpoints(checkpoints.clone());
+            .with_checkpoints(checkpoints.clone())
+            .with_idempotency_key(idempotency_key.clone());
             let attempt_start = Instant::now();
             let limit = match deadline {
                 Some(deadline) => {

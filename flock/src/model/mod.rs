@@ -12,6 +12,8 @@
 //! * [`TestModel`] and [`FunctionModel`]: models that need no network.
 
 mod function;
+#[cfg(test)]
+mod fuzz;
 mod http;
 pub mod openai;
 mod prompt;

@@ -4,13 +4,16 @@
 mod chaos;
 mod checkpoint;
 mod cli;
+mod codec;
 mod conformance;
 mod connect;
 mod deployment;
 mod fresh_crate;
+mod idempotency;
 mod local;
 mod messages;
 mod model;
+mod payloads;
 mod replay;
 mod shutdown;
 mod temporal;

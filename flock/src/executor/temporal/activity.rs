@@ -87,7 +87,13 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 Some(usage.clone()),
                 cancellation.clone(),
             )
-            .with_checkpoints(checkpoints.clone());
+            .with_checkpoints(checkpoints.clone())
+            .with_idempotency_key(format!(
+                "{}/{}/{}",
+                info.workflow_id.as_deref().unwrap_or_default(),
+                info.workflow_run_id.as_deref().unwrap_or_default(),
+                info.activity_id
+            ));
             let call = DynAgent::call_json(&agent, agent_ctx, input);
             // A timed-out or cancelled attempt stops here, on this worker: the agent sees
             // `is_cancelled`, and its future (with any model request in flight) is dropped, so

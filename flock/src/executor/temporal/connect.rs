@@ -503,7 +503,9 @@ pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, E
     check_namespace(&connection, &config.namespace, address).await?;
     Client::new(
         connection,
-        ClientOptions::new(config.namespace.clone()).build(),
+        ClientOptions::new(config.namespace.clone())
+            .data_converter(super::codec::data_converter(config.codec.as_ref(), true))
+            .build(),
     )
     .map_err(|e| {
         Error::Executor(format!(

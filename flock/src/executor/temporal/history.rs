@@ -92,13 +92,17 @@ fn fill<'a>(
         info.run_id = temporal_run.clone();
         let handle =
             temporalio_client::WorkflowHandle::<_, UntypedWorkflow>::new(client.clone(), info);
-        let Ok(events) = handle
+        let Ok(mut events) = handle
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .into_events()
             .await
         else {
             return;
         };
+        if let Err(error) = decode_events(client, &mut events).await {
+            tracing::warn!(run_id = %record.run_id, %error, "the run's history cannot be decoded");
+            return;
+        }
         let children = steps_from(
             &events,
             record,
@@ -181,6 +185,41 @@ fn json_of(payloads: Option<&Payloads>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Decodes the payloads of `events` with the client's codec (the history holds them encoded).
+async fn decode_events(
+    client: &Client,
+    events: &mut [HistoryEvent],
+) -> Result<(), temporalio_common::data_converters::PayloadConversionError> {
+    use temporalio_common::data_converters::{
+        SerializationContextData, WorkflowSerializationContext,
+    };
+    let codec = client.options().data_converter.codec();
+    let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+    for event in events.iter_mut() {
+        temporalio_common::payload_visitor::decode_payloads(event, codec, &context).await?;
+    }
+    Ok(())
+}
+
+/// A failure's message: from its encoded attributes when the failure converter moved it there
+/// (with a payload codec), else its plain message.
+pub(crate) fn message_of(failure: &Failure) -> String {
+    let attributes = failure
+        .encoded_attributes
+        .as_ref()
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok());
+    match &attributes {
+        Some(attributes) => match crate::codec::undecodable_reason(attributes) {
+            Some(reason) => format!("(the failure message cannot be decoded: {reason})"),
+            None => attributes["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| failure.message.clone()),
+        },
+        None => failure.message.clone(),
+    }
+}
+
 fn error_of(failure: Option<&Failure>) -> AgentError {
     let Some(failure) = failure else {
         return AgentError::transient("failed without a recorded failure");
@@ -188,12 +227,12 @@ fn error_of(failure: Option<&Failure>) -> AgentError {
     match &failure.failure_info {
         Some(FailureInfo::ApplicationFailureInfo(info)) => {
             let class = ErrorClass::from_name(&info.r#type).unwrap_or(ErrorClass::Transient);
-            AgentError::from_class(class, failure.message.clone(), None)
+            AgentError::from_class(class, message_of(failure), None)
         }
         Some(FailureInfo::TimeoutFailureInfo(_)) => {
-            AgentError::transient(format!("timed out: {}", failure.message))
+            AgentError::transient(format!("timed out: {}", message_of(failure)))
         }
-        _ => AgentError::transient(failure.message.clone()),
+        _ => AgentError::transient(message_of(failure)),
     }
 }
 
@@ -352,10 +391,7 @@ fn steps_from(
             Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) if from_history => {
                 record.status = RunStatus::Failed;
                 record.error = Some(FlowError::msg(
-                    a.failure
-                        .as_ref()
-                        .map(|f| f.message.clone())
-                        .unwrap_or_default(),
+                    a.failure.as_ref().map(message_of).unwrap_or_default(),
                 ));
             }
             _ => {}

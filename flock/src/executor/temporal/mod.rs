@@ -2,6 +2,7 @@
 //! by workers of the official Rust SDK against a Temporal server.
 
 mod activity;
+mod codec;
 mod connect;
 mod history;
 mod workflow;
@@ -284,7 +285,9 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
             Error::Config("the workflow history does not start with a workflow start event".into())
         })?;
     let mut registrar = ReplayRegistrar {
-        options: WorkflowReplayerOptions::new().build(),
+        options: WorkflowReplayerOptions::new()
+            .data_converter(codec::data_converter(shared.config.codec.as_ref(), true))
+            .build(),
         shared: shared.clone(),
         error: None,
     };
@@ -341,9 +344,22 @@ fn tuner(limits: &WorkerLimits) -> temporalio_sdk::runtime::worker_tuner::Worker
 /// `graceful_shutdown_period`. A worker that fails before `stop` returns its error at once.
 pub(crate) async fn run_worker(
     client: Client,
+    codec: Option<&crate::codec::Codec>,
     options: WorkerOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    // The worker's own client over the same connection: its codec turns a payload that does not
+    // decode into a failed run rather than a workflow task retried forever.
+    let client = match codec {
+        None => client,
+        Some(codec) => Client::new(
+            client.connection().clone(),
+            temporalio_client::ClientOptions::new(client.options().namespace.clone())
+                .data_converter(codec::data_converter(Some(codec), true))
+                .build(),
+        )
+        .map_err(|e| Error::Executor(format!("cannot create the worker's client: {e}")))?,
+    };
     let sdk_runtime = SdkRuntime::from_current_tokio(Default::default())
         .map_err(|e| Error::Executor(format!("cannot start the Temporal worker runtime: {e}")))?;
     let mut worker = Worker::new(&sdk_runtime, client, options)
@@ -439,7 +455,7 @@ impl TemporalExecutor {
                         }
                     };
                     let _ = ready_tx.send(Ok(client.clone()));
-                    run_worker(client, options, async {
+                    run_worker(client, thread_config.codec.as_ref(), options, async {
                         let _ = stop_rx.await;
                     })
                     .await
@@ -709,6 +725,13 @@ impl TemporalExecutor {
                     message: format!("query `{name}`: {message}"),
                 }
             })
+            .and_then(|value| {
+                undecodable_check(value).map_err(|reason| Error::Message {
+                    flow: flow.to_owned(),
+                    run_id: run_id.to_owned(),
+                    message: format!("query `{name}`: the answer cannot be decoded: {reason}"),
+                })
+            })
     }
 
     /// Sends workflow `run_id` update `name` and waits for the answer.
@@ -728,8 +751,25 @@ impl TemporalExecutor {
             )
             .await
             .map_err(|e| self.update_error(flow, run_id, name, e))
+            .and_then(|value| {
+                undecodable_check(value).map_err(|reason| Error::Message {
+                    flow: flow.to_owned(),
+                    run_id: run_id.to_owned(),
+                    message: format!("update `{name}`: the answer cannot be decoded: {reason}"),
+                })
+            })
     }
+}
 
+/// `value`, unless it stands for a payload the codec could not decode (then the reason).
+fn undecodable_check(value: Value) -> Result<Value, String> {
+    match crate::codec::undecodable_reason(&value) {
+        Some(reason) => Err(reason.to_owned()),
+        None => Ok(value),
+    }
+}
+
+impl TemporalExecutor {
     fn update_error(
         &self,
         flow: &str,
@@ -739,7 +779,7 @@ impl TemporalExecutor {
     ) -> Error {
         use temporalio_client::errors::WorkflowUpdateError;
         let message = match error {
-            WorkflowUpdateError::Failed(failure) => failure.message.clone(),
+            WorkflowUpdateError::Failed(failure) => history::message_of(&failure),
             WorkflowUpdateError::NotFound(_) => format!(
                 "there is no run `{run_id}` in namespace `{}`",
                 self.config.namespace
@@ -794,7 +834,14 @@ impl TemporalExecutor {
         let mut backoff = Duration::from_millis(200);
         loop {
             let status = match handle.get_result(WorkflowGetResultOptions::default()).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    return undecodable_check(value).map_err(|reason| {
+                        failed(FlowError::Serialization {
+                            at: name.to_owned(),
+                            message: format!("output: the payload cannot be decoded: {reason}"),
+                        })
+                    });
+                }
                 Err(WorkflowGetResultError::Failed(error)) => {
                     return Err(failed(match &*error {
                         temporalio_common::error::IncomingError::Application(failure) => {

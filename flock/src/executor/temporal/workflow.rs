@@ -119,10 +119,18 @@ fn raw_json(flow: &str, raw: Option<RawValue>) -> Result<Value, FlowError> {
         .unwrap_or_default();
     match encoding.as_str() {
         "json/plain" => {
-            serde_json::from_slice(&payload.data).map_err(|e| FlowError::Serialization {
-                at: flow.to_owned(),
-                message: format!("input: the payload is not valid JSON: {e}"),
-            })
+            let value: Value =
+                serde_json::from_slice(&payload.data).map_err(|e| FlowError::Serialization {
+                    at: flow.to_owned(),
+                    message: format!("input: the payload is not valid JSON: {e}"),
+                })?;
+            match crate::codec::undecodable_reason(&value) {
+                Some(reason) => Err(FlowError::Serialization {
+                    at: flow.to_owned(),
+                    message: format!("input: the payload cannot be decoded: {reason}"),
+                }),
+                None => Ok(value),
+            }
         }
         "binary/null" | "" => Ok(Value::Null),
         other => Err(FlowError::Serialization {
@@ -186,7 +194,8 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
         options: ActivityOptions,
     ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>> {
         let ctx = self.clone();
-        async move { ctx.execute_activity(ByName(name), input, options).await }.boxed_local()
+        async move { decoded(ctx.execute_activity(ByName(name), input, options).await) }
+            .boxed_local()
     }
 
     fn local_activity(
@@ -197,8 +206,10 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
     ) -> LocalBoxFuture<'static, Result<Value, ActivityExecutionError>> {
         let ctx = self.clone();
         async move {
-            ctx.execute_local_activity(ByName(name), input, options)
-                .await
+            decoded(
+                ctx.execute_local_activity(ByName(name), input, options)
+                    .await,
+            )
         }
         .boxed_local()
     }
@@ -227,7 +238,14 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
                 .start_child_workflow(ByName(name), input, options)
                 .await
                 .map_err(|e| FlowError::msg(format!("child flow `{name}` did not start: {e}")))?;
-            child.result().await.map_err(|e| child_failure(&e))
+            let value = child.result().await.map_err(|e| child_failure(&e))?;
+            match crate::codec::undecodable_reason(&value) {
+                Some(reason) => Err(FlowError::Serialization {
+                    at: name.to_owned(),
+                    message: format!("output: the payload cannot be decoded: {reason}"),
+                }),
+                None => Ok(value),
+            }
         }
         .boxed_local()
     }
@@ -470,9 +488,29 @@ impl FlowRuntime for TemporalRun {
     }
 }
 
+/// An agent's result, unless it stands for a payload the codec could not decode.
+#[allow(clippy::result_large_err)] // the SDK's error type, passed through as the SDK returns it
+fn decoded(result: Result<Value, ActivityExecutionError>) -> Result<Value, ActivityExecutionError> {
+    let value = result?;
+    match crate::codec::undecodable_reason(&value) {
+        Some(reason) => Err(ActivityExecutionError::Serialization(
+            temporalio_common::data_converters::PayloadConversionError::EncodingError(
+                reason.to_owned().into(),
+            ),
+        )),
+        None => Ok(value),
+    }
+}
+
 /// An activity failure as the flow sees it: the agent, its attempts and its last error.
 fn agent_failure(agent: &str, error: &ActivityExecutionError, max_attempts: u32) -> FlowError {
     use temporalio_common::error::IncomingError;
+    if let ActivityExecutionError::Serialization(error) = error {
+        return FlowError::Serialization {
+            at: agent.to_owned(),
+            message: format!("output: the payload cannot be decoded: {error}"),
+        };
+    }
     if error.as_cancelled().is_some() {
         return FlowError::Cancelled {
             message: format!("agent `{agent}` was cancelled"),
@@ -547,7 +585,7 @@ fn application_failure(error: &ActivityExecutionError) -> Option<(ErrorClass, St
                 .and_then(|d| d.payloads.first())
                 .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
                 .unwrap_or(Value::Null);
-            return Some((class, current.message.clone(), details));
+            return Some((class, super::history::message_of(current), details));
         }
         failure = current.cause.as_deref();
     }
