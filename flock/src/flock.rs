@@ -455,10 +455,11 @@ impl FlockBuilder {
         self
     }
 
-    /// Whether model request spans carry prompts and answers (off by default; process-wide, see
-    /// [`observe::record_contents`](crate::observe::record_contents)).
-    pub fn record_contents(self, on: bool) -> Self {
-        crate::observe::record_contents(on);
+    /// Whether model request spans carry prompts and answers (`gen_ai.input.messages`,
+    /// `gen_ai.output.messages`). Off by default: prompts hold user data. On Temporal it is the
+    /// worker's setting that counts (the worker makes the requests).
+    pub fn record_contents(mut self, on: bool) -> Self {
+        self.models.set_record_contents(on);
         self
     }
 

@@ -7,12 +7,12 @@
 //! |-------------------------------|----------------------------------------|------------|
 //! | `flow {name}` (`flock.flow`)  | a flow run (on Temporal: the workflow, not on replay) | `flock.flow.name`, `flock.run_id`, `flock.outcome`, `error.type` |
 //! | `invoke_agent {name}` (`flock.agent`) | one attempt of an agent call   | `gen_ai.operation.name = "invoke_agent"`, `gen_ai.agent.name`, `flock.run_id`, `flock.attempt`, `flock.outcome`, `error.type` (the [`ErrorClass`]), `flock.retry_delay_ms` |
-//! | `chat {model}` (`flock.model`) | one model request                     | `gen_ai.operation.name = "chat"`, `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.agent.name`, `flock.cost_usd`, `error.type`; with [`record_contents`], `gen_ai.input.messages` and `gen_ai.output.messages` |
+//! | `chat {model}` (`flock.model`) | one model request                     | `gen_ai.operation.name = "chat"`, `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.agent.name`, `flock.cost_usd`, `error.type`; with `record_contents`, `gen_ai.input.messages` and `gen_ai.output.messages` |
 //! | `execute_tool {name}` (`flock.tool`) | one tool call                   | `gen_ai.operation.name = "execute_tool"`, `gen_ai.tool.name`, `gen_ai.tool.call.id`, `error.type` |
 //!
 //! A failed attempt also logs a `WARN` event naming the agent, its class and the retry delay.
-//! API keys are never recorded; prompt and answer texts only after [`record_contents`]`(true)`
-//! (or [`FlockBuilder::record_contents`](crate::FlockBuilder::record_contents)).
+//! API keys are never recorded; prompt and answer texts only with
+//! [`FlockBuilder::record_contents`](crate::FlockBuilder::record_contents)`(true)`.
 //!
 //! Metrics (enabled by [`serve_metrics`], [`FlockBuilder::metrics`](crate::FlockBuilder::metrics)
 //! or [`enable_metrics`]; until then nothing is counted):
@@ -42,7 +42,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -125,22 +124,6 @@ impl PriceTable {
         }
         Ok(())
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Contents.
-
-static RECORD_CONTENTS: AtomicBool = AtomicBool::new(false);
-
-/// Whether model request spans carry the prompt and the answer (`gen_ai.input.messages`,
-/// `gen_ai.output.messages`). Off by default: prompts hold user data. Process-wide, like the
-/// `tracing` subscriber that receives them.
-pub fn record_contents(on: bool) {
-    RECORD_CONTENTS.store(on, Ordering::Relaxed);
-}
-
-pub(crate) fn contents_recorded() -> bool {
-    RECORD_CONTENTS.load(Ordering::Relaxed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -548,6 +531,7 @@ pub(crate) fn model_finished(
     agent: &str,
     name: &str,
     prices: &PriceTable,
+    contents: bool,
     result: Result<&crate::model::ModelResponse, &AgentError>,
     duration: Duration,
 ) -> Usage {
@@ -577,7 +561,7 @@ pub(crate) fn model_finished(
     if let Some(cost) = cost {
         span.record("flock.cost_usd", cost);
     }
-    if contents_recorded() {
+    if contents {
         span.record(
             "gen_ai.output.messages",
             tracing::field::display(&response.content),

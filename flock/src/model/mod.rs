@@ -295,6 +295,7 @@ pub struct Models {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     cache: Mutex<BTreeMap<String, Arc<dyn Model>>>,
     prices: crate::observe::PriceTable,
+    record_contents: bool,
 }
 
 impl Default for Models {
@@ -306,6 +307,7 @@ impl Default for Models {
             providers: BTreeMap::new(),
             cache: Mutex::new(BTreeMap::new()),
             prices: crate::observe::PriceTable::default(),
+            record_contents: false,
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
@@ -356,6 +358,12 @@ impl Models {
     /// Sets the prices that turn token usage into cost (in the run record and the metrics).
     pub fn set_prices(&mut self, prices: crate::observe::PriceTable) {
         self.prices = prices;
+    }
+
+    /// Whether model request spans carry prompts and answers (`gen_ai.input.messages`,
+    /// `gen_ai.output.messages`). Off by default: prompts hold user data.
+    pub fn set_record_contents(&mut self, on: bool) {
+        self.record_contents = on;
     }
 
     /// The price table.
@@ -468,7 +476,7 @@ pub async fn evaluate<T: DeserializeOwned>(
     loop {
         // The provider's error names the provider; the executor's error names the agent.
         let span = crate::observe::model_span(spec.name, name, &request.model);
-        if crate::observe::contents_recorded() {
+        if models.record_contents {
             let messages = serde_json::to_string(&request.messages).unwrap_or_default();
             span.record("gen_ai.input.messages", messages.as_str());
         }
@@ -479,6 +487,7 @@ pub async fn evaluate<T: DeserializeOwned>(
             spec.name,
             name,
             models.prices(),
+            models.record_contents,
             response.as_ref(),
             started.elapsed(),
         );

@@ -8,6 +8,7 @@ mod fresh_crate;
 mod local;
 mod messages;
 mod model;
+mod observe;
 mod replay;
 mod shutdown;
 mod temporal;

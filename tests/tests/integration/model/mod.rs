@@ -5,7 +5,7 @@
 //! (This is `model/mod.rs`, not `model.rs`: cargo builds every top-level `tests/*.rs` as a test
 //! binary of its own, and these tests belong to the one `integration` binary.)
 
-mod server;
+pub(super) mod server;
 
 use std::future::IntoFuture;
 use std::time::Duration;
