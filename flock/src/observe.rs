@@ -453,6 +453,7 @@ pub(crate) enum AttemptOutcome<'a> {
     /// Failed; retried after the delay, or not (`None`) when the policy gives up.
     Failed(&'a AgentError, Option<Duration>),
     /// Cancelled (on Temporal: the server cancelled the activity).
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     Cancelled,
 }
 

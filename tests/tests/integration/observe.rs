@@ -387,8 +387,8 @@ async fn bad_metrics_addresses_fail_the_build() {
         .metrics("localhost:metrics")
         .build()
         .await
-        .err()
-        .expect("an unparsable address is refused");
+        .map(|_| ())
+        .expect_err("an unparsable address is refused");
     assert_eq!(
         error.to_string(),
         "flock configuration error: metrics address `localhost:metrics`: invalid socket address syntax; give an IP address and port, e.g. `0.0.0.0:9464` or `127.0.0.1:0`"
@@ -405,8 +405,8 @@ async fn bad_metrics_addresses_fail_the_build() {
         let error = builder
             .build()
             .await
-            .err()
-            .expect("an address in use is refused");
+            .map(|_| ())
+            .expect_err("an address in use is refused");
         let message = error.to_string();
         assert!(
             message.starts_with(&format!(
@@ -419,8 +419,8 @@ async fn bad_metrics_addresses_fail_the_build() {
         .prices(PriceTable::new().price("openai/gpt-4o", 2.5, -10.0))
         .build()
         .await
-        .err()
-        .expect("a negative price is refused");
+        .map(|_| ())
+        .expect_err("a negative price is refused");
     assert!(
         error
             .to_string()
