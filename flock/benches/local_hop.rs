@@ -1,5 +1,7 @@
 //! Overhead of the local executor per agent hop: a 3-agent code chain run through `Flock`
-//! against the same three functions called directly.
+//! against the same three functions called directly; then the same with observability on
+//! (flock's Prometheus metrics enabled, and a `tracing` subscriber that records every span: the
+//! registry with a `fmt` layer at INFO writing to a sink).
 //!
 //! ```text
 //! cargo bench -p flock --bench local_hop
@@ -9,6 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use flock::prelude::*;
+use tracing_subscriber::Layer;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Value {
@@ -82,28 +85,57 @@ fn measure<F: std::future::Future<Output = ()>>(
     best.as_nanos() as f64 / iterations as f64
 }
 
+/// ns per run of: the direct calls, the chain, the flow.
+fn runs(rt: &tokio::runtime::Runtime, flock: &Flock) -> (f64, f64, f64) {
+    let direct_ns = measure(rt, || async {
+        black_box(direct(input()).await);
+    });
+    let chain_ns = measure(rt, || async {
+        black_box(flock.run(first, input()).await.unwrap());
+    });
+    let flow_ns = measure(rt, || async {
+        black_box(flock.run_flow(three, input()).await.unwrap());
+    });
+    (direct_ns, chain_ns, flow_ns)
+}
+
+fn report(what: &str, (direct_ns, chain_ns, flow_ns): (f64, f64, f64)) {
+    println!("{what}");
+    println!("  direct calls of the 3 functions: {direct_ns:>9.0} ns per run");
+    println!(
+        "  flock.run(first, ..) chain:      {chain_ns:>9.0} ns per run, {:>6.0} ns overhead per hop",
+        (chain_ns - direct_ns) / 3.0
+    );
+    println!(
+        "  flock.run_flow(three, ..):       {flow_ns:>9.0} ns per run, {:>6.0} ns overhead per hop",
+        (flow_ns - direct_ns) / 3.0
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let flock = rt.block_on(Flock::builder().build()).unwrap();
-    let direct_ns = measure(&rt, || async {
-        black_box(direct(input()).await);
-    });
-    let chain_ns = measure(&rt, || async {
-        black_box(flock.run(first, input()).await.unwrap());
-    });
-    let flow_ns = measure(&rt, || async {
-        black_box(flock.run_flow(three, input()).await.unwrap());
-    });
-    println!("direct calls of the 3 functions: {direct_ns:>9.0} ns per run");
-    println!(
-        "flock.run(first, ..) chain:      {chain_ns:>9.0} ns per run, {:>6.0} ns overhead per hop",
-        (chain_ns - direct_ns) / 3.0
+    let off = runs(&rt, &flock);
+    report("observability off (no subscriber, no metrics):", off);
+
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
     );
-    println!(
-        "flock.run_flow(three, ..):       {flow_ns:>9.0} ns per run, {:>6.0} ns overhead per hop",
-        (flow_ns - direct_ns) / 3.0
-    );
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    flock::observe::enable_metrics();
+    let on = runs(&rt, &flock);
+    report("observability on (metrics, every span recorded):", on);
+    for (what, off, on) in [("chain", off.1, on.1), ("flow", off.2, on.2)] {
+        println!(
+            "{what}: {:+.0} ns per hop, {:+.1}% per run",
+            (on - off) / 3.0,
+            (on / off - 1.0) * 100.0
+        );
+    }
 }

@@ -64,6 +64,8 @@ struct Inner {
     executor: Executor,
     local_ids: LocalIds,
     local_runs: Arc<local::LocalRuns>,
+    /// The metrics endpoint, when [`FlockBuilder::metrics`] asked for one.
+    metrics: Option<crate::observe::MetricsServer>,
 }
 
 /// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids, and
@@ -183,6 +185,7 @@ pub struct FlockBuilder {
     in_process_worker: bool,
     worker_limits: WorkerLimits,
     served_elsewhere: BTreeSet<String>,
+    metrics: Option<String>,
 }
 
 impl Flock {
@@ -197,6 +200,7 @@ impl Flock {
             in_process_worker: true,
             worker_limits: WorkerLimits::default(),
             served_elsewhere: BTreeSet::new(),
+            metrics: None,
         }
     }
 
@@ -394,6 +398,11 @@ impl Flock {
         &self.inner.temporal
     }
 
+    /// The address of the metrics endpoint [`FlockBuilder::metrics`] started.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.metrics.as_ref().map(|server| server.addr())
+    }
+
     /// The models agents are answered with.
     pub fn models(&self) -> &Models {
         &self.inner.settings.models
@@ -454,6 +463,32 @@ fn check_queues(
 }
 
 impl FlockBuilder {
+    /// Serves Prometheus metrics on `addr` (`host:port`, port 0 for a free one) at `/metrics`:
+    /// flock's (see [`observe`](crate::observe)) and, on Temporal, the in-process worker's. The
+    /// endpoint lives as long as the `Flock`; [`Flock::metrics_addr`] gives its address. A bad or
+    /// busy address fails [`build`](Self::build) with an error naming it.
+    pub fn metrics(mut self, addr: impl Into<String>) -> Self {
+        self.metrics = Some(addr.into());
+        self
+    }
+
+    /// Prices per model that turn token usage into cost: in the run record
+    /// ([`Usage::cost_usd`](crate::usage::Usage::cost_usd)), the model request spans and the
+    /// `flock_cost_usd_total` metric. A negative or non-finite price fails
+    /// [`build`](Self::build).
+    pub fn prices(mut self, prices: crate::observe::PriceTable) -> Self {
+        self.models.set_prices(prices);
+        self
+    }
+
+    /// Whether model request spans carry prompts and answers (`gen_ai.input.messages`,
+    /// `gen_ai.output.messages`). Off by default: prompts hold user data. On Temporal it is the
+    /// worker's setting that counts (the worker makes the requests).
+    pub fn record_contents(mut self, on: bool) -> Self {
+        self.models.set_record_contents(on);
+        self
+    }
+
     /// The default model of declarative agents, `"provider/model"` (`"test"`: [`TestModel`](crate::model::TestModel)).
     pub fn model(mut self, name: impl Into<String>) -> Self {
         self.models.set_default(name);
@@ -549,6 +584,13 @@ impl FlockBuilder {
     /// forever.
     pub async fn build(self) -> Result<Flock, Error> {
         let registry = self.registry?;
+        self.models.prices().check()?;
+        // Before the executor: its worker reports to the metrics when they are on.
+        let metrics = self
+            .metrics
+            .as_deref()
+            .map(crate::observe::serve_metrics)
+            .transpose()?;
         for agent in registry.agents() {
             let spec = agent.spec();
             if spec.kind == crate::spec::AgentKind::Declarative
@@ -586,6 +628,7 @@ impl FlockBuilder {
                 executor,
                 local_ids: LocalIds::default(),
                 local_runs: Arc::default(),
+                metrics,
             }),
         })
     }

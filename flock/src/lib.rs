@@ -74,6 +74,7 @@ mod guard;
 pub mod join;
 pub mod message;
 pub mod model;
+pub mod observe;
 pub mod record;
 pub mod registry;
 pub mod retry;

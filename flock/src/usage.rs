@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Token usage of model calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Token usage of model calls, and what they cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt (input) tokens.
     pub prompt_tokens: u64,
@@ -11,6 +11,10 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Model calls.
     pub requests: u64,
+    /// What the tokens cost in US dollars, from the price table
+    /// ([`FlockBuilder::prices`](crate::FlockBuilder::prices)); 0 for models it has no price for.
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 impl std::ops::AddAssign for Usage {
@@ -18,5 +22,6 @@ impl std::ops::AddAssign for Usage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.requests += other.requests;
+        self.cost_usd += other.cost_usd;
     }
 }

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::Settings;
 use crate::agent::{AgentContext, Cancellation, Checkpoints, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
 use crate::flow::{DynFlow, FlowContext};
 use crate::message::Mailbox;
+use crate::observe::{self, AttemptOutcome};
 use crate::record::{AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepRecord};
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
@@ -245,7 +247,13 @@ async fn run_once(
         calls: std::sync::atomic::AtomicU64::new(0),
     });
     let ctx = FlowContext::new(run_id.clone(), name, runtime);
-    let result = flow.run_json(&ctx, input.clone()).await;
+    let span = observe::flow_span(name, &run_id);
+    observe::flow_started(name);
+    let result = flow
+        .run_json(&ctx, input.clone())
+        .instrument(span.clone())
+        .await;
+    observe::flow_finished(&span, name, &result);
     drop(ctx);
     let mut steps = std::mem::take(&mut *lock(&record.steps));
     steps.sort_by_key(|s| s.started);
@@ -423,6 +431,7 @@ impl LocalRun {
                 }
                 None => start_to_close,
             };
+            let span = observe::attempt_span(name, &self.run_id, attempt);
             let result = run_attempt(
                 agent.call_json(ctx, call.input.clone()),
                 limit,
@@ -431,6 +440,7 @@ impl LocalRun {
                 &cancellation,
                 name,
             )
+            .instrument(span.clone())
             .await;
             checkpoint = checkpoints.last();
             let error = result.as_ref().err().cloned();
@@ -440,18 +450,30 @@ impl LocalRun {
                 duration: attempt_start.elapsed(),
                 error: error.clone(),
             });
+            let duration = attempt_start.elapsed();
             let Err(error) = result else {
+                observe::attempt_finished(
+                    &span,
+                    name,
+                    attempt,
+                    AttemptOutcome::Completed,
+                    duration,
+                );
                 break result;
             };
-            if policy.gives_up(&error, attempt) {
+            let delay = (!policy.gives_up(&error, attempt))
+                .then(|| policy.delay(attempt, &error, unit_random()))
+                .filter(|delay| deadline.is_none_or(|deadline| Instant::now() + *delay < deadline));
+            observe::attempt_finished(
+                &span,
+                name,
+                attempt,
+                AttemptOutcome::Failed(&error, delay),
+                duration,
+            );
+            let Some(delay) = delay else {
                 break Err(error);
-            }
-            let delay = policy.delay(attempt, &error, unit_random());
-            if let Some(deadline) = deadline
-                && Instant::now() + delay >= deadline
-            {
-                break Err(error);
-            }
+            };
             tokio::time::sleep(delay).await;
         };
         lock(&self.record.steps).push(StepRecord {

@@ -29,6 +29,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::AgentError;
 use crate::spec::AgentSpec;
@@ -254,6 +255,9 @@ pub struct ModelResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Tokens used.
     pub usage: Usage,
+    /// The model that answered, as the provider names it (`gen_ai.response.model`), when it says.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 impl ModelResponse {
@@ -292,6 +296,8 @@ pub struct Models {
     instances: BTreeMap<String, Arc<dyn Model>>,
     providers: BTreeMap<String, Arc<dyn Provider>>,
     cache: Mutex<BTreeMap<String, Arc<dyn Model>>>,
+    prices: crate::observe::PriceTable,
+    record_contents: bool,
 }
 
 impl Default for Models {
@@ -302,6 +308,8 @@ impl Default for Models {
             instances: BTreeMap::new(),
             providers: BTreeMap::new(),
             cache: Mutex::new(BTreeMap::new()),
+            prices: crate::observe::PriceTable::default(),
+            record_contents: false,
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
@@ -347,6 +355,22 @@ impl Models {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|model, _| !model.starts_with(&prefix));
         self.providers.insert(name, provider);
+    }
+
+    /// Sets the prices that turn token usage into cost (in the run record and the metrics).
+    pub fn set_prices(&mut self, prices: crate::observe::PriceTable) {
+        self.prices = prices;
+    }
+
+    /// Whether model request spans carry prompts and answers (`gen_ai.input.messages`,
+    /// `gen_ai.output.messages`). Off by default: prompts hold user data.
+    pub fn set_record_contents(&mut self, on: bool) {
+        self.record_contents = on;
+    }
+
+    /// The price table.
+    pub fn prices(&self) -> &crate::observe::PriceTable {
+        &self.prices
     }
 
     /// The default model name.
@@ -453,11 +477,25 @@ pub async fn evaluate<T: DeserializeOwned>(
     let mut tool_rounds = 0;
     loop {
         // The provider's error names the provider; the executor's error names the agent.
-        let response = model.complete(&request).await?;
-        add_usage(Usage {
-            requests: 1,
-            ..response.usage
-        });
+        let span = crate::observe::model_span(spec.name, name, &request.model);
+        if models.record_contents {
+            let messages = serde_json::to_string(&request.messages).unwrap_or_default();
+            span.record("gen_ai.input.messages", messages.as_str());
+        }
+        let started = std::time::Instant::now();
+        let response = model.complete(&request).instrument(span.clone()).await;
+        let usage = crate::observe::model_finished(
+            &span,
+            spec.name,
+            name,
+            models.prices(),
+            models.record_contents,
+            response.as_ref(),
+            started.elapsed(),
+        );
+        drop(span);
+        let response = response?;
+        add_usage(usage);
         if !response.tool_calls.is_empty() {
             tool_rounds += 1;
             if tool_rounds > MAX_TOOL_ROUNDS {
@@ -521,10 +559,14 @@ async fn run_tools(
                     if let Some(definition) = definitions.iter().find(|d| d.name == call.name) {
                         schema::drop_optional_nulls(&definition.parameters, &mut arguments);
                     }
-                    match tool.call_json(arguments).await {
+                    let span = crate::observe::tool_span(&call.name, &call.id);
+                    match tool.call_json(arguments).instrument(span.clone()).await {
                         Ok(Value::String(text)) => text,
                         Ok(value) => value.to_string(),
-                        Err(e) => format!("error: {e}"),
+                        Err(e) => {
+                            span.record("error.type", "ToolError");
+                            format!("error: {e}")
+                        }
                     }
                 }
             },

@@ -744,6 +744,8 @@ fn wire_message(message: &Message) -> Value {
 #[derive(Deserialize)]
 struct WireResponse {
     #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -800,7 +802,7 @@ fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentErr
         .map(|u| Usage {
             prompt_tokens: u.prompt_tokens.unwrap_or(0),
             completion_tokens: u.completion_tokens.unwrap_or(0),
-            requests: 0,
+            ..Usage::default()
         })
         .unwrap_or_default();
     let choice =
@@ -826,6 +828,7 @@ fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentErr
             })
             .collect(),
         usage,
+        model: wire.model,
     })
 }
 

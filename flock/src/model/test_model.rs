@@ -47,12 +47,12 @@ impl Model for TestModel {
         let usage = Usage {
             prompt_tokens: prompt_chars.div_ceil(4) as u64,
             completion_tokens: content.len().div_ceil(4) as u64,
-            requests: 0,
+            ..Usage::default()
         };
         Box::pin(std::future::ready(Ok(ModelResponse {
             content,
-            tool_calls: Vec::new(),
             usage,
+            ..ModelResponse::default()
         })))
     }
 }

@@ -29,11 +29,21 @@ pub(super) fn worker_log() -> &'static std::sync::Mutex<Vec<u8>> {
     LOG.get_or_init(|| {
         let log: &'static std::sync::Mutex<Vec<u8>> =
             Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(log))
-            .finish();
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        // The log at WARN, and every span and event of flock's for the observe tests.
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || LogWriter(log))
+                    .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+            )
+            .with(
+                super::observe::Capture.with_filter(tracing_subscriber::filter::filter_fn(
+                    |metadata| metadata.target().starts_with("flock"),
+                )),
+            );
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other subscriber in this test binary");
         log

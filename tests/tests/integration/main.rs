@@ -14,6 +14,7 @@ mod local;
 mod messages;
 mod model;
 mod payloads;
+mod observe;
 mod replay;
 mod shutdown;
 mod temporal;

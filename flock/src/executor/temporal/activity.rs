@@ -16,12 +16,14 @@ use temporalio_sdk::activities::{
     ActivityContext, ActivityDefinitions, ActivityError, ActivityImplementer, ActivityInfo,
     ExecutableActivity,
 };
+use tracing::Instrument;
 
 use super::WorkerShared;
 use crate::agent::{
     Agent, AgentContext, Cancellation, Checkpoints, DynAgent, ProgressSink, json_size,
 };
 use crate::error::AgentError;
+use crate::observe::{self, AttemptOutcome};
 use crate::retry::RetryPolicy;
 use crate::spec::MAX_PAYLOAD_BYTES;
 use crate::usage::Usage;
@@ -79,7 +81,7 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
             let cancellation = Cancellation::default();
             let agent_ctx = AgentContext::for_attempt(
-                run_id,
+                run_id.clone(),
                 attempt,
                 spec,
                 shared.settings.models.clone(),
@@ -94,7 +96,9 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 info.workflow_run_id.as_deref().unwrap_or_default(),
                 info.activity_id
             ));
-            let call = DynAgent::call_json(&agent, agent_ctx, input);
+            let span = observe::attempt_span(A::NAME, &run_id, attempt);
+            let started = Instant::now();
+            let call = DynAgent::call_json(&agent, agent_ctx, input).instrument(span.clone());
             // A timed-out or cancelled attempt stops here, on this worker: the agent sees
             // `is_cancelled`, and its future (with any model request in flight) is dropped, so
             // nothing runs on after the flow has moved on.
@@ -122,6 +126,17 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 };
                 call.keep(checkpoints.last(), finished);
             }
+            let outcome = match &result {
+                Ok(Ok(_)) => AttemptOutcome::Completed,
+                // The server decides the delay; this is the policy's, as the server computes it
+                // (without jitter), or a rate limit's `next_retry_delay`.
+                Ok(Err(error)) => AttemptOutcome::Failed(
+                    error,
+                    (!policy.gives_up(error, attempt)).then(|| policy.delay(attempt, error, 0.5)),
+                ),
+                Err(_) => AttemptOutcome::Cancelled,
+            };
+            observe::attempt_finished(&span, A::NAME, attempt, outcome, started.elapsed());
             match result? {
                 Ok(output) => {
                     let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());

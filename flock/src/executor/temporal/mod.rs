@@ -338,6 +338,64 @@ fn tuner(limits: &WorkerLimits) -> temporalio_sdk::runtime::worker_tuner::Worker
         .into()
 }
 
+/// The SDK runtime's options: with metrics on ([`observe`](crate::observe)), the SDK core's
+/// worker metrics go to its Prometheus exporter, started once per process on a loopback port,
+/// which flock's metrics endpoint reads at every scrape.
+fn runtime_options() -> Result<temporalio_sdk::runtime::RuntimeOptions, Error> {
+    use temporalio_common::telemetry::metrics::CoreMeter;
+    use temporalio_common::telemetry::{
+        PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+    };
+    static CORE_METER: std::sync::OnceLock<Result<Arc<dyn CoreMeter>, String>> =
+        std::sync::OnceLock::new();
+    let mut telemetry = TelemetryOptions::builder().build();
+    if crate::observe::metrics().is_some() {
+        let meter = CORE_METER
+            .get_or_init(|| {
+                // On a thread of its own: it serves for the life of the process, whichever
+                // runtime the first worker ran on.
+                let (sender, started) = std::sync::mpsc::channel();
+                let spawned = std::thread::Builder::new()
+                    .name("flock-core-metrics".into())
+                    .spawn(move || {
+                        let runtime = match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime,
+                            Err(e) => return drop(sender.send(Err(e.to_string()))),
+                        };
+                        runtime.block_on(async move {
+                            let options = PrometheusExporterOptions::builder()
+                                .socket_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                                .use_seconds_for_durations(true)
+                                .build();
+                            let started = start_prometheus_metric_exporter(options)
+                                .map(|started| (started.meter, started.bound_addr))
+                                .map_err(|e| e.to_string());
+                            let _ = sender.send(started);
+                            std::future::pending::<()>().await
+                        })
+                    });
+                let (meter, addr) = spawned
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| started.recv().map_err(|e| e.to_string())?)
+                    .map_err(|e| {
+                        format!("cannot start the Temporal worker's metrics exporter: {e}")
+                    })?;
+                crate::observe::core_metrics_at(addr);
+                Ok(meter as Arc<dyn CoreMeter>)
+            })
+            .clone()
+            .map_err(Error::Executor)?;
+        telemetry.metrics = Some(meter);
+    }
+    temporalio_sdk::runtime::RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| Error::Executor(format!("the Temporal worker runtime's options: {e}")))
+}
+
 /// Runs a worker until it fails, or until `stop` resolves and it has drained: the SDK's shutdown
 /// stops polling, tells the server (so the flows' next tasks go to other workers at once), and
 /// waits for the attempts in flight, cancelling those still running after the options'
@@ -360,7 +418,7 @@ pub(crate) async fn run_worker(
         )
         .map_err(|e| Error::Executor(format!("cannot create the worker's client: {e}")))?,
     };
-    let sdk_runtime = SdkRuntime::from_current_tokio(Default::default())
+    let sdk_runtime = SdkRuntime::from_current_tokio(runtime_options()?)
         .map_err(|e| Error::Executor(format!("cannot start the Temporal worker runtime: {e}")))?;
     let mut worker = Worker::new(&sdk_runtime, client, options)
         .map_err(|e| Error::Executor(format!("cannot create the Temporal worker: {e}")))?;

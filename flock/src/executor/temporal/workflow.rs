@@ -23,12 +23,14 @@ use temporalio_sdk::{
     ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
     LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowTermination,
 };
+use tracing::Instrument;
 
 use super::WorkerShared;
 use super::activity::open_envelope;
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::flow::{DynFlow, Flow, FlowContext};
 use crate::message::Mailbox;
+use crate::observe;
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 use crate::spec::{FlowSpec, MessageKind};
@@ -178,6 +180,8 @@ trait WorkflowOps {
     fn publish(&self, name: &'static str, value: Value);
     fn next_update(&self, name: &'static str) -> LocalBoxFuture<'static, Option<(u64, Value)>>;
     fn answer_update(&self, id: u64, answer: Result<Value, String>);
+    /// Whether the workflow is replaying history (what it reports then was reported before).
+    fn replaying(&self) -> bool;
     fn signal_external(
         &self,
         run_id: String,
@@ -187,6 +191,10 @@ trait WorkflowOps {
 }
 
 impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
+    fn replaying(&self) -> bool {
+        self.is_replaying_history_events()
+    }
+
     fn activity(
         &self,
         name: &'static str,
@@ -715,10 +723,26 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             });
             let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime);
             let flow = F::default();
+            // Replay-safe: a run's span and its `started` count come from the task that really
+            // starts it; a worker that replays the run (after a restart, or a cache eviction)
+            // reports only what happens after the replay.
+            let span = if ops.replaying() {
+                tracing::Span::none()
+            } else {
+                observe::flow_started(F::NAME);
+                observe::flow_span(F::NAME, &run_id)
+            };
             let result = match raw_json(F::NAME, input) {
-                Ok(input) => DynFlow::run_json(&flow, &flow_ctx, input).await,
+                Ok(input) => {
+                    DynFlow::run_json(&flow, &flow_ctx, input)
+                        .instrument(span.clone())
+                        .await
+                }
                 Err(error) => Err(error),
             };
+            if !ops.replaying() {
+                observe::flow_finished(&span, F::NAME, &result);
+            }
             match result {
                 Ok(output) => Ok(Box::new(output) as Box<dyn WorkflowOutputValue>),
                 Err(error) if error.is_cancellation() && ops.cancel_requested() => {

@@ -1,0 +1,665 @@
+//! Observability: `tracing` spans and events named after the OpenTelemetry GenAI semantic
+//! conventions, Prometheus metrics, and the price table that turns token usage into cost.
+//!
+//! Both executors report the same things, written once here:
+//!
+//! | span (`otel.name`)            | where                                  | attributes |
+//! |-------------------------------|----------------------------------------|------------|
+//! | `flow {name}` (`flock.flow`)  | a flow run (on Temporal: the workflow, not on replay) | `flock.flow.name`, `flock.run_id`, `flock.outcome`, `error.type` |
+//! | `invoke_agent {name}` (`flock.agent`) | one attempt of an agent call   | `gen_ai.operation.name = "invoke_agent"`, `gen_ai.agent.name`, `flock.run_id`, `flock.attempt`, `flock.outcome`, `error.type` (the [`ErrorClass`]), `flock.retry_delay_ms` |
+//! | `chat {model}` (`flock.model`) | one model request                     | `gen_ai.operation.name = "chat"`, `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.agent.name`, `flock.cost_usd`, `error.type`; with `record_contents`, `gen_ai.input.messages` and `gen_ai.output.messages` |
+//! | `execute_tool {name}` (`flock.tool`) | one tool call                   | `gen_ai.operation.name = "execute_tool"`, `gen_ai.tool.name`, `gen_ai.tool.call.id`, `error.type` |
+//!
+//! A failed attempt also logs a `WARN` event naming the agent, its class and the retry delay.
+//! API keys are never recorded; prompt and answer texts only with
+//! [`FlockBuilder::record_contents`](crate::FlockBuilder::record_contents)`(true)`.
+//!
+//! Metrics (enabled by [`serve_metrics`], [`FlockBuilder::metrics`](crate::FlockBuilder::metrics)
+//! or [`enable_metrics`]; until then nothing is counted):
+//!
+//! * `flock_agent_attempts_total{agent,outcome="completed|failed|cancelled",error_class}`
+//! * `flock_agent_duration_seconds{agent}` (histogram, per attempt)
+//! * `flock_model_request_duration_seconds{model}` (histogram)
+//! * `flock_tokens_total{agent,model,direction="input|output"}`
+//! * `flock_cost_usd_total{agent,model}` (models in the price table)
+//! * `flock_flows_total{flow,outcome="started|completed|failed|continued_as_new"}` (per run;
+//!   each continue-as-new generation is a run)
+//!
+//! On Temporal a worker started while metrics are enabled also reports the SDK core's worker
+//! metrics (`temporal_*`), served on the same endpoint.
+//!
+//! ```
+//! use flock::observe::PriceTable;
+//! use flock::usage::Usage;
+//!
+//! let prices = PriceTable::new().price("openai/gpt-4o-mini", 0.15, 0.60);
+//! let usage = Usage { prompt_tokens: 2_000_000, completion_tokens: 1_000_000, ..Usage::default() };
+//! assert_eq!(prices.cost("openai/gpt-4o-mini", &usage), Some(0.90));
+//! assert_eq!(prices.cost("gpt-4o-mini", &usage), Some(0.90)); // the model part finds it too
+//! assert_eq!(prices.cost("openai/gpt-4o", &usage), None);
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use tracing::Span;
+
+use crate::error::{AgentError, Error, FlowError};
+use crate::usage::Usage;
+
+pub use prometheus;
+
+// ---------------------------------------------------------------------------------------------
+// Cost.
+
+/// The price of one model, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Per million input (prompt) tokens.
+    pub input_per_million: f64,
+    /// Per million output (completion) tokens.
+    pub output_per_million: f64,
+}
+
+/// Prices by model name (`"provider/model"` as configured, or the model part alone).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriceTable(BTreeMap<String, Price>);
+
+impl PriceTable {
+    /// An empty table: nothing has a cost.
+    pub fn new() -> Self {
+        PriceTable::default()
+    }
+
+    /// This table with `model`'s price, in US dollars per million input and output tokens.
+    pub fn price(
+        mut self,
+        model: impl Into<String>,
+        input_per_million: f64,
+        output_per_million: f64,
+    ) -> Self {
+        self.0.insert(
+            model.into(),
+            Price {
+                input_per_million,
+                output_per_million,
+            },
+        );
+        self
+    }
+
+    /// The price of `model`: by its full name, else by its part after `provider/`.
+    pub fn get(&self, model: &str) -> Option<Price> {
+        self.0.get(model).copied().or_else(|| {
+            let (_, part) = model.split_once('/')?;
+            self.0.get(part).copied()
+        })
+    }
+
+    /// What `usage` of `model` costs, when the table has its price.
+    pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
+        let price = self.get(model)?;
+        let cost = usage.prompt_tokens as f64 * price.input_per_million / 1e6
+            + usage.completion_tokens as f64 * price.output_per_million / 1e6;
+        // Dollars to a millionth of a cent: sums of many requests stay readable.
+        Some((cost * 1e8).round() / 1e8)
+    }
+
+    /// Refuses prices that are negative or not finite, naming the model.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        for (model, price) in &self.0 {
+            for (what, value) in [
+                ("input", price.input_per_million),
+                ("output", price.output_per_million),
+            ] {
+                if !value.is_finite() || value < 0.0 {
+                    return Err(Error::Config(format!(
+                        "price table: the {what} price of `{model}` is {value}; prices are US dollars per million tokens, finite and not negative"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics.
+
+/// flock's Prometheus metrics, in their own registry (see the module docs for the names).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    attempts: IntCounterVec,
+    agent_duration: HistogramVec,
+    model_duration: HistogramVec,
+    tokens: IntCounterVec,
+    cost: CounterVec,
+    flows: IntCounterVec,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// Seconds, from a millisecond to ten minutes: agents and model requests.
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Turns metrics on (process-wide) and gives them, e.g. to add them to an endpoint of your own
+/// with [`Metrics::encode`]. [`serve_metrics`] calls it.
+pub fn enable_metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// The metrics, when they are on.
+pub(crate) fn metrics() -> Option<&'static Metrics> {
+    METRICS.get()
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("a valid metric definition");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("registered once");
+            counter
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let histogram = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("a valid metric definition");
+            registry
+                .register(Box::new(histogram.clone()))
+                .expect("registered once");
+            histogram
+        };
+        let attempts = counter(
+            "flock_agent_attempts_total",
+            "Agent attempts, by outcome and error class",
+            &["agent", "outcome", "error_class"],
+        );
+        let agent_duration = histogram(
+            "flock_agent_duration_seconds",
+            "Duration of agent attempts",
+            &["agent"],
+        );
+        let model_duration = histogram(
+            "flock_model_request_duration_seconds",
+            "Duration of model requests",
+            &["model"],
+        );
+        let tokens = counter(
+            "flock_tokens_total",
+            "Model tokens, by direction (input: prompt, output: completion)",
+            &["agent", "model", "direction"],
+        );
+        let flows = counter(
+            "flock_flows_total",
+            "Flow runs started and how they ended",
+            &["flow", "outcome"],
+        );
+        let cost = CounterVec::new(
+            Opts::new(
+                "flock_cost_usd_total",
+                "Cost of model tokens in US dollars, from the price table",
+            ),
+            &["agent", "model"],
+        )
+        .expect("a valid metric definition");
+        registry
+            .register(Box::new(cost.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            attempts,
+            agent_duration,
+            model_duration,
+            tokens,
+            cost,
+            flows,
+        }
+    }
+
+    /// The registry (add your own metrics to it to serve them on the same endpoint).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The metrics in the Prometheus text format (flock's, and the Temporal worker's when a
+    /// worker reports them).
+    pub async fn encode(&self) -> String {
+        let mut text = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut text) {
+            tracing::warn!("cannot encode flock's metrics: {e}");
+        }
+        if let Some(core) = CORE_METRICS.get() {
+            text.push_str(&scrape(*core).await.unwrap_or_else(|e| {
+                format!("# the Temporal worker's metrics at {core} cannot be read: {e}\n")
+            }));
+        }
+        text
+    }
+}
+
+/// Where the Temporal SDK core serves its worker metrics in this process (a loopback port of its
+/// own exporter, read at each scrape of flock's endpoint).
+static CORE_METRICS: OnceLock<SocketAddr> = OnceLock::new();
+
+#[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+pub(crate) fn core_metrics_at(addr: SocketAddr) {
+    let _ = CORE_METRICS.set(addr);
+}
+
+/// Reads `/metrics` from the SDK core's exporter.
+async fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response);
+    match response.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") =>
+        {
+            Ok(body.to_owned())
+        }
+        _ => Err(std::io::Error::other("not a 200 response")),
+    }
+}
+
+/// A running metrics endpoint: `GET /metrics` on [`addr`](Self::addr). It stops when dropped.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    task: tokio::task::AbortHandle,
+}
+
+impl MetricsServer {
+    /// The address it listens on (with the port the system chose for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Turns metrics on and serves them on `addr` (`host:port`; port 0 picks a free one) at
+/// `/metrics`, in the Prometheus text format. Call it inside a Tokio runtime, before the
+/// `Flock` whose worker's metrics it should serve is built (or use
+/// [`FlockBuilder::metrics`](crate::FlockBuilder::metrics), which does that).
+///
+/// Errors ([`Error::Config`], naming the address): `addr` is not `host:port` with an IP address,
+/// or it cannot be listened on (in use, not this machine's).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let server = flock::observe::serve_metrics("127.0.0.1:0").unwrap();
+/// assert_ne!(server.addr().port(), 0);
+/// let error = flock::observe::serve_metrics("localhost:99999").unwrap_err();
+/// assert!(error.to_string().contains("`localhost:99999`"), "{error}");
+/// # });
+/// ```
+pub fn serve_metrics(addr: &str) -> Result<MetricsServer, Error> {
+    let parsed: SocketAddr = addr.parse().map_err(|e| {
+        Error::Config(format!(
+            "metrics address `{addr}`: {e}; give an IP address and port, e.g. `0.0.0.0:9464` or `127.0.0.1:0`"
+        ))
+    })?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::Config(format!(
+            "metrics address `{addr}`: serving metrics needs a Tokio runtime; call it inside one"
+        ))
+    })?;
+    let listener = std::net::TcpListener::bind(parsed)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|e| Error::Config(format!("metrics address `{addr}`: cannot listen: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("metrics address `{addr}`: {e}")))?;
+    let _guard = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Error::Config(format!("metrics address `{addr}`: cannot listen: {e}")))?;
+    let metrics = enable_metrics();
+    let task = runtime.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| async move {
+                    Ok::<_, std::convert::Infallible>(respond(metrics, request).await)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    Ok(MetricsServer {
+        addr: bound,
+        task: task.abort_handle(),
+    })
+}
+
+async fn respond(
+    metrics: &'static Metrics,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, content_type, body) = if request.uri().path() != "/metrics" {
+        (
+            404,
+            "text/plain",
+            "not found: metrics are at /metrics\n".to_owned(),
+        )
+    } else if request.method() != hyper::Method::GET {
+        (405, "text/plain", "GET /metrics\n".to_owned())
+    } else {
+        (200, "text/plain; version=0.0.4", metrics.encode().await)
+    };
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the executors and the model layer report.
+
+/// The span of one flow run.
+pub(crate) fn flow_span(flow: &'static str, run_id: &str) -> Span {
+    tracing::info_span!(
+        "flock.flow",
+        otel.name = %format_args!("flow {flow}"),
+        flock.flow.name = flow,
+        flock.run_id = run_id,
+        flock.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// A flow run starts.
+pub(crate) fn flow_started(flow: &'static str) {
+    if let Some(m) = metrics() {
+        m.flows.with_label_values(&[flow, "started"]).inc();
+    }
+}
+
+/// A flow run ended (an `Err` of [`FlowError::ContinueAsNew`] continues it as a new run).
+pub(crate) fn flow_finished<T>(span: &Span, flow: &'static str, result: &Result<T, FlowError>) {
+    let outcome = match result {
+        Ok(_) => "completed",
+        Err(FlowError::ContinueAsNew { .. }) => "continued_as_new",
+        Err(_) => "failed",
+    };
+    span.record("flock.outcome", outcome);
+    if let Err(error) = result
+        && outcome == "failed"
+    {
+        span.record("error.type", flow_error_type(error));
+    }
+    if let Some(m) = metrics() {
+        m.flows.with_label_values(&[flow, outcome]).inc();
+    }
+}
+
+fn flow_error_type(error: &FlowError) -> &'static str {
+    match error {
+        FlowError::Agent { cause, .. } => cause.class().name(),
+        FlowError::Cancelled { .. } => "Cancelled",
+        FlowError::ChildFlow { .. } => "ChildFlow",
+        _ => "FlowError",
+    }
+}
+
+/// The span of one attempt of an agent call.
+pub(crate) fn attempt_span(agent: &'static str, run_id: &str, attempt: u32) -> Span {
+    tracing::info_span!(
+        "flock.agent",
+        otel.name = %format_args!("invoke_agent {agent}"),
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = agent,
+        flock.run_id = run_id,
+        flock.attempt = attempt,
+        flock.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        flock.retry_delay_ms = tracing::field::Empty,
+    )
+}
+
+/// How an attempt ended.
+pub(crate) enum AttemptOutcome<'a> {
+    Completed,
+    /// Failed; retried after the delay, or not (`None`) when the policy gives up.
+    Failed(&'a AgentError, Option<Duration>),
+    /// Cancelled (on Temporal: the server cancelled the activity).
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    Cancelled,
+}
+
+/// An attempt ended after `duration`.
+pub(crate) fn attempt_finished(
+    span: &Span,
+    agent: &'static str,
+    attempt: u32,
+    outcome: AttemptOutcome<'_>,
+    duration: Duration,
+) {
+    let (label, class) = match &outcome {
+        AttemptOutcome::Completed => ("completed", ""),
+        AttemptOutcome::Failed(error, _) => ("failed", error.class().name()),
+        AttemptOutcome::Cancelled => ("cancelled", "Cancelled"),
+    };
+    span.record("flock.outcome", label);
+    if !class.is_empty() {
+        span.record("error.type", class);
+    }
+    if let AttemptOutcome::Failed(error, retry) = &outcome {
+        match retry {
+            Some(delay) => {
+                span.record("flock.retry_delay_ms", delay.as_millis() as u64);
+                tracing::warn!(
+                    parent: span,
+                    agent,
+                    attempt,
+                    error.type = class,
+                    flock.retry_delay_ms = delay.as_millis() as u64,
+                    "agent `{agent}` attempt {attempt} failed ({class}): {}; retrying in {delay:?}",
+                    error.message()
+                );
+            }
+            None => tracing::warn!(
+                parent: span,
+                agent,
+                attempt,
+                error.type = class,
+                "agent `{agent}` attempt {attempt} failed ({class}): {}; not retried",
+                error.message()
+            ),
+        }
+    }
+    if let Some(m) = metrics() {
+        m.attempts.with_label_values(&[agent, label, class]).inc();
+        m.agent_duration
+            .with_label_values(&[agent])
+            .observe(duration.as_secs_f64());
+    }
+}
+
+/// The span of one model request of agent `agent` to model `name` (`provider/model`).
+pub(crate) fn model_span(agent: &str, name: &str, model: &str) -> Span {
+    let provider = name.split_once('/').map_or(name, |(provider, _)| provider);
+    tracing::info_span!(
+        "flock.model",
+        otel.name = %format_args!("chat {model}"),
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = provider,
+        gen_ai.request.model = model,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.agent.name = agent,
+        flock.cost_usd = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        gen_ai.input.messages = tracing::field::Empty,
+        gen_ai.output.messages = tracing::field::Empty,
+    )
+}
+
+/// A model request ended after `duration`; gives the usage with its cost.
+pub(crate) fn model_finished(
+    span: &Span,
+    agent: &str,
+    name: &str,
+    prices: &PriceTable,
+    contents: bool,
+    result: Result<&crate::model::ModelResponse, &AgentError>,
+    duration: Duration,
+) -> Usage {
+    if let Some(m) = metrics() {
+        m.model_duration
+            .with_label_values(&[name])
+            .observe(duration.as_secs_f64());
+    }
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            span.record("error.type", error.class().name());
+            return Usage::default();
+        }
+    };
+    let mut usage = Usage {
+        requests: 1,
+        ..response.usage
+    };
+    let cost = prices.cost(name, &usage);
+    usage.cost_usd = cost.unwrap_or(0.0);
+    span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+    span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+    if let Some(model) = &response.model {
+        span.record("gen_ai.response.model", model.as_str());
+    }
+    if let Some(cost) = cost {
+        span.record("flock.cost_usd", cost);
+    }
+    if contents {
+        span.record(
+            "gen_ai.output.messages",
+            tracing::field::display(&response.content),
+        );
+    }
+    if let Some(m) = metrics() {
+        m.tokens
+            .with_label_values(&[agent, name, "input"])
+            .inc_by(usage.prompt_tokens);
+        m.tokens
+            .with_label_values(&[agent, name, "output"])
+            .inc_by(usage.completion_tokens);
+        if let Some(cost) = cost {
+            m.cost.with_label_values(&[agent, name]).inc_by(cost);
+        }
+    }
+    usage
+}
+
+/// The span of one tool call.
+pub(crate) fn tool_span(tool: &str, call_id: &str) -> Span {
+    tracing::info_span!(
+        "flock.tool",
+        otel.name = %format_args!("execute_tool {tool}"),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tool,
+        gen_ai.tool.call.id = call_id,
+        error.type = tracing::field::Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_turn_usage_into_cost() {
+        let prices = PriceTable::new()
+            .price("openai/gpt-4o", 2.5, 10.0)
+            .price("llama3.1", 0.0, 0.0);
+        let usage = Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 500,
+            ..Usage::default()
+        };
+        assert_eq!(prices.cost("openai/gpt-4o", &usage), Some(0.0075));
+        assert_eq!(prices.cost("ollama/llama3.1", &usage), Some(0.0));
+        assert_eq!(prices.cost("openai/gpt-4o-mini", &usage), None);
+        assert!(prices.check().is_ok());
+    }
+
+    #[test]
+    fn bad_prices_are_refused_naming_the_model() {
+        let error = PriceTable::new()
+            .price("openai/gpt-4o", -1.0, 10.0)
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "flock configuration error: price table: the input price of `openai/gpt-4o` is -1; prices are US dollars per million tokens, finite and not negative"
+        );
+        let error = PriceTable::new()
+            .price("m", 1.0, f64::NAN)
+            .check()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the output price of `m` is NaN"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_metrics_addresses_are_clear_errors() {
+        let error = serve_metrics("not an address").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("metrics address `not an address`: invalid socket address syntax; give an IP address and port"),
+            "{error}"
+        );
+        let taken = serve_metrics("127.0.0.1:0").unwrap();
+        let again = taken.addr().to_string();
+        let error = serve_metrics(&again).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("metrics address `{again}`: cannot listen: ")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn serving_metrics_outside_a_runtime_says_so() {
+        let error = serve_metrics("127.0.0.1:0").unwrap_err();
+        assert!(
+            error.to_string().contains("needs a Tokio runtime"),
+            "{error}"
+        );
+    }
+}
