@@ -55,7 +55,13 @@ struct Worker(Child);
 
 impl Worker {
     fn start(queue: &str) -> Worker {
-        let child = command(queue, &["worker", "--grace-period", "5s"])
+        Worker::start_with(queue, &[])
+    }
+
+    fn start_with(queue: &str, extra: &[&str]) -> Worker {
+        let mut args = vec!["worker", "--grace-period", "5s"];
+        args.extend_from_slice(extra);
+        let child = command(queue, &args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -97,7 +103,8 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[test]
 fn commands_against_a_dev_server_with_a_worker_in_another_process() {
     let queue = "cli-commands";
-    let worker = Worker::start(queue);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let worker = Worker::start_with(queue, &["--metrics", &metrics]);
 
     // run: waits, prints the result JSON, and (not a terminal) a log line per step
     let ran = cli(
@@ -362,10 +369,73 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
         json!({"published": true, "text": "better", "note": "ok"})
     );
 
+    // `worker --metrics`: every metric the Grafana dashboard queries is in a real scrape
+    let scrape = scrape(&metrics);
+    let dashboard = include_str!("../../../deploy/grafana/dashboards/flock.json");
+    let queried = dashboard_metrics(dashboard);
+    assert!(queried.len() >= 8, "{queried:?}");
+    // (cost exists once a price table is given, `FlockBuilder::prices`: observe:: checks it)
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|name| *name != "flock_cost_usd_total")
+        .filter(|name| !scrape.lines().any(|line| line.starts_with(name.as_str())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which the worker's scrape does not have:\n{scrape}"
+    );
+
     // SIGTERM drains the worker, which says so and exits 0
     let (code, log) = worker.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(
+        log.contains(&format!("metrics on http://{metrics}/metrics")),
+        "{log}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` from `address`, the body.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint listens");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// The metric names (`flock_*`, `temporal_*`) a dashboard's queries use.
+fn dashboard_metrics(dashboard: &str) -> std::collections::BTreeSet<String> {
+    let json: Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in json["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("flock_") || word.starts_with("temporal_") {
+                    names.insert(word.to_owned());
+                }
+            }
+        }
+    }
+    names
 }
 
 #[test]
