@@ -118,6 +118,7 @@ impl Deployment {
         self
     }
 
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<(), crate::Error> {
         let bad = |what: &str, value: &str| {
             crate::Error::Config(format!(
