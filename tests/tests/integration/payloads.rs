@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use flock::codec::{Codec, CodecKeys, FsBlobStore, Offload};
+use flock::codec::{Codec, CodecKeys, FsBlobStore, ObjectStoreBlobStore, Offload};
 use flock::prelude::*;
 
 use super::conformance::both;
@@ -109,4 +109,133 @@ async fn with_offload_a_large_input_travels_as_a_claim_check() {
     let blobs = std::fs::read_dir(&dir).unwrap().count();
     assert!(blobs >= 3, "{blobs} blobs in {}", dir.display());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A moto S3 server on a free loopback port (`FLOCK_MOTO_SERVER`, set by `scripts/test`), ended
+/// when dropped.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let Ok(server) = std::env::var("FLOCK_MOTO_SERVER") else {
+            panic!(
+                "FLOCK_MOTO_SERVER is not set: the S3 offload test needs an S3-protocol server; `pip install \"moto[server]\"` and set FLOCK_MOTO_SERVER to its `moto_server` (scripts/test does both)"
+            );
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {server}: {e}"));
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_access_key_id("flock-test")
+            .with_secret_access_key("flock-test")
+            .build()
+            .unwrap()
+    }
+
+    /// Creates a bucket (S3's `PUT /bucket`).
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_offload_a_large_input_travels_through_the_bucket() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let moto = Moto::start();
+    moto.create_bucket("flock-blobs");
+    let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(moto.store("flock-blobs"));
+    let blobs = ObjectStoreBlobStore::new(store.clone(), "claims/", "s3://flock-blobs");
+    let keys = CodecKeys::new([("k1", [6u8; 32])]).unwrap();
+    let codec = Codec::new(keys).with_offload(Offload::new(blobs).threshold(64 * 1024));
+    let flock = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .temporal(TemporalExecutorConfig {
+            codec: Some(codec),
+            ..config("payloads-offload-s3")
+        })
+        .build()
+        .await
+        .unwrap();
+    let input = big(1024 * 1024);
+    let run = flock.run_flow(p_flow, input.clone()).recorded().await;
+    assert_eq!(
+        run.result.unwrap().text,
+        format!("{} bytes, ends with ail!", input.text.len() + 1)
+    );
+    let history = flock.history_json(&run.record.run_id).await.unwrap();
+    assert!(
+        history.len() < 64 * 1024,
+        "the history is {} bytes: the payloads were not offloaded",
+        history.len()
+    );
+    let objects: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("claims")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        objects.len() >= 3,
+        "{} objects in the bucket",
+        objects.len()
+    );
+    // the bucket holds ciphertext: none of the input's text
+    let first = store
+        .get(&objects[0].location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        !first.windows(32).any(|w| w == &input.text.as_bytes()[..32]),
+        "a blob holds plaintext"
+    );
+    flock.shutdown().await.unwrap();
 }
