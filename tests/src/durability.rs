@@ -23,7 +23,9 @@ fn note(event: &str) -> Result<usize, AgentError> {
         .create(true)
         .append(true)
         .open(&path)?;
-    writeln!(file, "{event}")?;
+    // one write call per line: with O_APPEND it lands whole, where `writeln!` may split it into
+    // several writes that interleave with another attempt's
+    file.write_all(format!("{event}\n").as_bytes())?;
     file.sync_all()?;
     let text = std::fs::read_to_string(&path)?;
     Ok(text.lines().filter(|line| *line == event).count())

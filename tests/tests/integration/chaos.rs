@@ -148,13 +148,16 @@ async fn workers_killed_at_random_lose_and_repeat_no_completed_agent() {
         let (Some(event), Some(step), Some(attempt)) = (event, step, attempt) else {
             panic!("a bad ledger line: {line:?}");
         };
-        let (flow, step) = step.split_once('-').unwrap();
-        let key = (flow.parse().unwrap(), step.parse().unwrap());
+        let number = |text: &str| {
+            text.parse::<u32>()
+                .unwrap_or_else(|_| panic!("a bad ledger line: {line:?}"))
+        };
+        let Some((flow, step)) = step.split_once('-') else {
+            panic!("a bad ledger line: {line:?}");
+        };
+        let key = (number(flow), number(step));
         match event {
-            "start" => starts
-                .entry(key)
-                .or_default()
-                .push(attempt.parse().unwrap()),
+            "start" => starts.entry(key).or_default().push(number(attempt)),
             _ => {
                 dones.insert(line.to_owned());
             }
