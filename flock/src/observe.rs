@@ -91,12 +91,23 @@ impl PriceTable {
         self
     }
 
-    /// The price of `model`: by its full name, else by its part after `provider/`.
+    /// The price of `model`: by its full name, else by its part after `provider/`, else (a bare
+    /// model name) the entry `provider/model` for it.
     pub fn get(&self, model: &str) -> Option<Price> {
-        self.0.get(model).copied().or_else(|| {
-            let (_, part) = model.split_once('/')?;
-            self.0.get(part).copied()
-        })
+        fn model_part(name: &str) -> &str {
+            name.split_once('/').map_or(name, |(_, part)| part)
+        }
+        self.0
+            .get(model)
+            .or_else(|| self.0.get(model_part(model)))
+            // a bare model name finds a `provider/model` entry
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .find(|(name, _)| model_part(name) == model)
+                    .map(|(_, price)| price)
+            })
+            .copied()
     }
 
     /// What `usage` of `model` costs, when the table has its price.
