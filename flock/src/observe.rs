@@ -39,12 +39,15 @@
 //! assert_eq!(prices.cost("openai/gpt-4o", &usage), None);
 //! ```
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 use tracing::Span;
 
 use crate::error::{AgentError, Error, FlowError};
@@ -168,6 +171,54 @@ pub fn enable_metrics() -> &'static Metrics {
 /// The metrics, when they are on.
 pub(crate) fn metrics() -> Option<&'static Metrics> {
     METRICS.get()
+}
+
+/// A `&'static str` by address: agent and flow names are the registry's constants.
+type Name = (usize, usize);
+
+fn name(name: &'static str) -> Name {
+    (name.as_ptr() as usize, name.len())
+}
+
+/// The label sets every run counts, resolved once per thread: `with_label_values` hashes each
+/// label and takes a lock on every call, which was most of what metrics added to a local hop.
+#[derive(Default)]
+struct Handles {
+    /// Per agent: its completed attempts and its duration histogram.
+    agents: HashMap<Name, (IntCounter, Histogram)>,
+    /// Per flow and outcome.
+    flows: HashMap<(Name, &'static str), IntCounter>,
+}
+
+thread_local! {
+    static HANDLES: RefCell<Handles> = RefCell::default();
+}
+
+impl Metrics {
+    fn agent(&self, agent: &'static str) -> (IntCounter, Histogram) {
+        HANDLES.with_borrow_mut(|handles| {
+            handles
+                .agents
+                .entry(name(agent))
+                .or_insert_with(|| {
+                    (
+                        self.attempts.with_label_values(&[agent, "completed", ""]),
+                        self.agent_duration.with_label_values(&[agent]),
+                    )
+                })
+                .clone()
+        })
+    }
+
+    fn flow(&self, flow: &'static str, outcome: &'static str) -> IntCounter {
+        HANDLES.with_borrow_mut(|handles| {
+            handles
+                .flows
+                .entry((name(flow), outcome))
+                .or_insert_with(|| self.flows.with_label_values(&[flow, outcome]))
+                .clone()
+        })
+    }
 }
 
 impl Metrics {
@@ -412,7 +463,7 @@ pub(crate) fn flow_span(flow: &'static str, run_id: &str) -> Span {
 /// A flow run starts.
 pub(crate) fn flow_started(flow: &'static str) {
     if let Some(m) = metrics() {
-        m.flows.with_label_values(&[flow, "started"]).inc();
+        m.flow(flow, "started").inc();
     }
 }
 
@@ -430,7 +481,7 @@ pub(crate) fn flow_finished<T>(span: &Span, flow: &'static str, result: &Result<
         span.record("error.type", flow_error_type(error));
     }
     if let Some(m) = metrics() {
-        m.flows.with_label_values(&[flow, outcome]).inc();
+        m.flow(flow, outcome).inc();
     }
 }
 
@@ -510,10 +561,12 @@ pub(crate) fn attempt_finished(
         }
     }
     if let Some(m) = metrics() {
-        m.attempts.with_label_values(&[agent, label, class]).inc();
-        m.agent_duration
-            .with_label_values(&[agent])
-            .observe(duration.as_secs_f64());
+        let (completed, durations) = m.agent(agent);
+        match outcome {
+            AttemptOutcome::Completed => completed.inc(),
+            _ => m.attempts.with_label_values(&[agent, label, class]).inc(),
+        }
+        durations.observe(duration.as_secs_f64());
     }
 }
 

@@ -247,13 +247,18 @@ async fn run_once(
         calls: std::sync::atomic::AtomicU64::new(0),
     });
     let ctx = FlowContext::new(run_id.clone(), name, runtime);
-    let span = observe::flow_span(name, &run_id);
     observe::flow_started(name);
-    let result = flow
-        .run_json(&ctx, input.clone())
-        .instrument(span.clone())
-        .await;
-    observe::flow_finished(&span, name, &result);
+    let result = {
+        // Pinned here so that the span is still ours after the run: a clone would cost two more
+        // calls into the subscriber per run.
+        let mut running = std::pin::pin!(
+            flow.run_json(&ctx, input.clone())
+                .instrument(observe::flow_span(name, &run_id))
+        );
+        let result = running.as_mut().await;
+        observe::flow_finished(running.span(), name, &result);
+        result
+    };
     drop(ctx);
     let mut steps = std::mem::take(&mut *lock(&record.steps));
     steps.sort_by_key(|s| s.started);
@@ -431,17 +436,19 @@ impl LocalRun {
                 }
                 None => start_to_close,
             };
-            let span = observe::attempt_span(name, &self.run_id, attempt);
-            let result = run_attempt(
-                agent.call_json(ctx, call.input.clone()),
-                limit,
-                heartbeat,
-                spec.heartbeat,
-                &cancellation,
-                name,
-            )
-            .instrument(span.clone())
-            .await;
+            let mut running = std::pin::pin!(
+                run_attempt(
+                    agent.call_json(ctx, call.input.clone()),
+                    limit,
+                    heartbeat,
+                    spec.heartbeat,
+                    &cancellation,
+                    name,
+                )
+                .instrument(observe::attempt_span(name, &self.run_id, attempt))
+            );
+            let result = running.as_mut().await;
+            let span = running.span();
             checkpoint = checkpoints.last();
             let error = result.as_ref().err().cloned();
             attempts.push(AttemptRecord {
@@ -452,20 +459,14 @@ impl LocalRun {
             });
             let duration = attempt_start.elapsed();
             let Err(error) = result else {
-                observe::attempt_finished(
-                    &span,
-                    name,
-                    attempt,
-                    AttemptOutcome::Completed,
-                    duration,
-                );
+                observe::attempt_finished(span, name, attempt, AttemptOutcome::Completed, duration);
                 break result;
             };
             let delay = (!policy.gives_up(&error, attempt))
                 .then(|| policy.delay(attempt, &error, unit_random()))
                 .filter(|delay| deadline.is_none_or(|deadline| Instant::now() + *delay < deadline));
             observe::attempt_finished(
-                &span,
+                span,
                 name,
                 attempt,
                 AttemptOutcome::Failed(&error, delay),

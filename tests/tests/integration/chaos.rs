@@ -17,7 +17,7 @@ use flock::prelude::*;
 use flock_tests::durability::{self, Leg, ledger_line, soak_flow};
 use serde_json::json;
 
-use super::model::server::{FakeOpenAi, Reply, answer, failure};
+use super::model::server::{FakeOpenAi, Reply, answer, failure, truncated};
 use super::temporal::{client_only_flock, history, server};
 
 /// A small random number generator (xorshift), seeded so a failing soak can be replayed.
@@ -303,19 +303,6 @@ async fn chaos_answer(input: Question) -> Answer;
 /// with `runs` good answers in all; gives the replies and the faults among them.
 fn faulty_replies(rng: &mut Rng, runs: usize) -> (Vec<Reply>, usize) {
     let good = || answer(&json!({ "answer": "42" }).to_string(), 10, 3);
-    let truncated = || {
-        let Reply::Json(_, _, body) = good() else {
-            unreachable!()
-        };
-        let body = body.to_string();
-        let mut raw = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body.as_bytes()[..body.len() / 2]);
-        Reply::Raw(raw)
-    };
     let mut replies = Vec::new();
     let mut faults = 0;
     let mut answered = 0;
@@ -330,7 +317,7 @@ fn faulty_replies(rng: &mut Rng, runs: usize) -> (Vec<Reply>, usize) {
                 ),
                 1 => failure(500, vec![], "The server had an error"),
                 2 => Reply::Raw(Vec::new()),
-                _ => truncated(),
+                _ => truncated(good()),
             });
         } else {
             answered += 1;

@@ -961,15 +961,30 @@ impl TemporalExecutor {
         }
     }
 
-    /// Whether workflow `run_id` is running (`Some(true)`), closed (`Some(false)`), or unknown.
-    async fn status_of(&self, run_id: &str) -> Option<bool> {
-        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-        let description = self
-            .client
+    /// The server's description of workflow `run_id`; an unknown id is [`Error::NotFound`].
+    async fn description(
+        &self,
+        run_id: &str,
+    ) -> Result<temporalio_client::WorkflowExecutionDescription, Error> {
+        self.client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
             .describe(Default::default())
             .await
-            .ok()?;
+            .map_err(|e| match e {
+                temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
+                    Error::NotFound(format!(
+                        "there is no run `{run_id}` in namespace `{}`",
+                        self.config.namespace
+                    ))
+                }
+                other => Error::Executor(format!("cannot describe run `{run_id}`: {other}")),
+            })
+    }
+
+    /// Whether workflow `run_id` is running (`Some(true)`), closed (`Some(false)`), or unknown.
+    async fn status_of(&self, run_id: &str) -> Option<bool> {
+        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+        let description = self.description(run_id).await.ok()?;
         let status = description
             .raw_description
             .workflow_execution_info
@@ -980,20 +995,7 @@ impl TemporalExecutor {
 
     /// Checks that workflow `run_id` is a run of flow `name` (before a handle found by id uses it).
     pub(crate) async fn check_type(&self, name: &str, run_id: &str) -> Result<(), Error> {
-        let description = self
-            .client
-            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
-            .describe(Default::default())
-            .await
-            .map_err(|e| match e {
-                temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
-                    Error::Executor(format!(
-                        "there is no run `{run_id}` in namespace `{}`",
-                        self.config.namespace
-                    ))
-                }
-                other => Error::Executor(format!("cannot describe run `{run_id}`: {other}")),
-            })?;
+        let description = self.description(run_id).await?;
         let actual = description.workflow_type();
         if actual == name {
             Ok(())
@@ -1096,12 +1098,7 @@ impl TemporalExecutor {
 
     /// The build of its deployment that workflow `run_id` is on, if it is versioned.
     pub(crate) async fn run_version(&self, run_id: &str) -> Result<Option<String>, Error> {
-        let description = self
-            .client
-            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
-            .describe(Default::default())
-            .await
-            .map_err(|e| Error::Executor(format!("cannot describe workflow `{run_id}`: {e}")))?;
+        let description = self.description(run_id).await?;
         Ok(description
             .raw_description
             .workflow_execution_info
@@ -1112,20 +1109,7 @@ impl TemporalExecutor {
 
     /// Workflow `run_id` as the server describes it; an unknown id is [`Error::NotFound`].
     pub(crate) async fn describe(&self, run_id: &str) -> Result<crate::flock::RunInfo, Error> {
-        let description = self
-            .client
-            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
-            .describe(Default::default())
-            .await
-            .map_err(|e| match e {
-                temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
-                    Error::NotFound(format!(
-                        "there is no run `{run_id}` in namespace `{}`",
-                        self.config.namespace
-                    ))
-                }
-                other => Error::Executor(format!("cannot describe run `{run_id}`: {other}")),
-            })?;
+        let description = self.description(run_id).await?;
         Ok(crate::flock::RunInfo::new(
             run_id.to_owned(),
             description.workflow_type().to_owned(),

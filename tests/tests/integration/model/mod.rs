@@ -18,7 +18,7 @@ use flock::prelude::*;
 use flock::{AgentSpec, ErrorClass, Recorded};
 use serde_json::{Value, json};
 
-use server::{FakeOpenAi, Reply, answer, failure, tool_calls};
+use server::{FakeOpenAi, Reply, answer, failure, tool_calls, truncated};
 
 /// The key every test configures: it must never show up anywhere but the request header.
 const KEY: &str = "sk-flock-CANARY-7f3a9c1e5b";
@@ -571,20 +571,7 @@ async fn missing_key_is_permanent_and_sends_nothing() {
 
 #[tokio::test]
 async fn malformed_and_truncated_bodies_are_transient() {
-    let truncated = {
-        let body = answer(&good_review().to_string(), 1, 1);
-        let Reply::Json(_, _, body) = body else {
-            unreachable!()
-        };
-        let body = body.to_string();
-        let mut raw = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body.as_bytes()[..body.len() / 2]);
-        Reply::Raw(raw)
-    };
+    let truncated = truncated(answer(&good_review().to_string(), 1, 1));
     let garbage = raw("200 OK", "{\"choices\": [{\"m");
     let html = raw("502 Bad Gateway", "<html>bad gateway</html>");
     let hang_up = Reply::Raw(Vec::new());

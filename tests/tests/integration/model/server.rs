@@ -99,6 +99,22 @@ pub fn tool_calls(calls: &[(&str, &str, &str)], prompt_tokens: u64) -> Reply {
     )
 }
 
+/// `reply`'s status line and headers with only the first half of its JSON body: a response cut
+/// off midway (`content-length` promises the whole body).
+pub fn truncated(reply: Reply) -> Reply {
+    let Reply::Json(status, _, body) = reply else {
+        panic!("truncated: only a JSON reply can be cut off")
+    };
+    let body = body.to_string();
+    let mut raw = format!(
+        "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body.as_bytes()[..body.len() / 2]);
+    Reply::Raw(raw)
+}
+
 /// An OpenAI-style error body.
 pub fn failure(status: u16, headers: Vec<(&'static str, String)>, message: &str) -> Reply {
     Reply::Json(
