@@ -23,7 +23,10 @@
 //! `WorkflowIdGenerator`), and nothing a replay re-creates is exported again (the SDK's
 //! `WorkflowSpanProcessor`; flock's `flow` span is made only by the task that really starts the
 //! run). A worker that takes over a run after a replay continues its trace under the
-//! `RunWorkflow` span.
+//! `RunWorkflow` span. What a replay cannot do is end the spans an earlier task started: when a
+//! run leaves a worker's cache before it completes (`max_cached_workflows`, a restart), its
+//! `flow` span ends then, without `flock.outcome`, and the SDK (1.1.1) never exports its
+//! `RunWorkflow` span; the agent spans are not affected.
 //!
 //! Configuration is the standard environment, as `opentelemetry-otlp` and `opentelemetry_sdk`
 //! read it: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
