@@ -7,9 +7,10 @@
 //! Asserted: one trace per run; each span's parent is the span before it in
 //! `StartWorkflow` (client) → `RunWorkflow` → `flow` → `StartActivity` → `RunActivity` →
 //! `invoke_agent` → `chat` (worker), compared by span id; the GenAI attributes; neither the API
-//! key nor the prompt anywhere in what was exported. Bad input: a collector that is not
-//! listening costs the run nothing and the worker still stops promptly; bad `OTEL_*` values stop
-//! the worker with a message naming the variable.
+//! key nor the prompt anywhere in what was exported; on a worker that keeps no cache, nothing
+//! exported twice. Bad input: a collector that is not listening (over HTTP/protobuf and gRPC)
+//! costs the run nothing, the worker logs the failed export and still stops promptly; bad
+//! `OTEL_*` values stop the worker with a message naming the variable.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -519,39 +520,54 @@ async fn a_collector_that_is_not_listening_costs_the_run_nothing() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let model = FakeOpenAi::start(vec![answer(r#"{"verdict":"fine"}"#, 10, 5)]).await;
-    let queue = "otel-closed-port";
-    let worker = worker(
-        queue,
-        &model.base_url(),
-        &[],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            // export at once, while the worker runs
-            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ],
-    );
-    let flock = client(queue).await;
-    let started = Instant::now();
-    let verdict = tokio::time::timeout(
-        Duration::from_secs(60),
-        flock.run_flow(otel_flow, topic()).id(run_id("closed")),
-    )
-    .await
-    .expect("the run does not wait for the collector")
-    .expect("the run completes");
-    assert_eq!(verdict.verdict, "fine");
-    assert!(started.elapsed() < Duration::from_secs(30));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (code, log, took) = stop(worker);
-    assert_eq!(code, 0, "the worker drains and exits: {log}");
-    assert!(
-        took < Duration::from_secs(15),
-        "the last flush does not hang: {took:?}"
-    );
-    // the failed export is in the log, not silent
-    assert!(log.contains("BatchSpanProcessor.ExportError"), "{log}");
-    assert!(!log.contains(KEY) && !log.contains(SECRET_TOPIC), "{log}");
+    let model = FakeOpenAi::start(vec![
+        answer(r#"{"verdict":"fine"}"#, 10, 5),
+        answer(r#"{"verdict":"fine"}"#, 10, 5),
+    ])
+    .await;
+    // over both transports: HTTP/protobuf and gRPC (tonic, whose export runs on the worker's
+    // Tokio runtime and must not block its shutdown)
+    for (protocol, failed) in [
+        ("http/protobuf", "HTTP export failed"),
+        ("grpc", "TonicTracesClient export failed"),
+    ] {
+        let queue = format!("otel-closed-port-{}", protocol.replace('/', "-"));
+        let worker = worker(
+            &queue,
+            &model.base_url(),
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                // export at once, while the worker runs
+                ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ],
+        );
+        let flock = client(&queue).await;
+        let started = Instant::now();
+        let verdict = tokio::time::timeout(
+            Duration::from_secs(60),
+            flock.run_flow(otel_flow, topic()).id(run_id("closed")),
+        )
+        .await
+        .expect("the run does not wait for the collector")
+        .expect("the run completes");
+        assert_eq!(verdict.verdict, "fine");
+        assert!(started.elapsed() < Duration::from_secs(30), "{protocol}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (code, log, took) = stop(worker);
+        assert_eq!(code, 0, "{protocol}: the worker drains and exits: {log}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{protocol}: the last flush does not hang: {took:?}"
+        );
+        // the failed export is in the log, not silent
+        assert!(
+            log.contains("BatchSpanProcessor.ExportError") && log.contains(failed),
+            "{protocol}: {log}"
+        );
+        assert!(!log.contains(KEY) && !log.contains(SECRET_TOPIC), "{log}");
+    }
 }
 
 #[test]
