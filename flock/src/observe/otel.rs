@@ -50,6 +50,7 @@
 //! [`Otel::install`] instead of [`init`]. The `worker` command of [`crate::cli`] calls
 //! [`init_if_configured`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -160,6 +161,7 @@ impl Otel {
         let provider = provider.with_span_processor(processor);
         let provider = provider.build();
         opentelemetry::global::set_tracer_provider(provider.clone());
+        INSTALLED.fetch_add(1, Ordering::SeqCst);
         Ok(OtelGuard {
             provider: Some(provider),
         })
@@ -210,16 +212,29 @@ pub fn init() -> Result<OtelGuard, Error> {
 
 /// [`init`] when the environment asks for export (an `OTEL_EXPORTER_OTLP_ENDPOINT` or
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_TRACES_EXPORTER=otlp`), else `None`; never
-/// with `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`.
+/// with `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`, nor while the process has
+/// installed an export of its own ([`Otel::install`], its guard alive): a binary that adds
+/// [`OtelGuard::layer`] to its own subscriber keeps it when the `worker` command runs.
 ///
 /// Errors ([`Error::Config`]): those of [`init`], and an `OTEL_TRACES_EXPORTER` other than
 /// `otlp` or `none`.
 pub fn init_if_configured() -> Result<Option<OtelGuard>, Error> {
+    if installed() {
+        return Ok(None);
+    }
     if wanted(&env)? {
         init().map(Some)
     } else {
         Ok(None)
     }
+}
+
+/// How many guards of [`Otel::install`] are alive.
+static INSTALLED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether this process has an export installed.
+fn installed() -> bool {
+    INSTALLED.load(Ordering::SeqCst) > 0
 }
 
 /// A variable of the process's environment.
@@ -345,6 +360,7 @@ impl OtelGuard {
         let Some(provider) = self.provider.take() else {
             return Ok(());
         };
+        INSTALLED.fetch_sub(1, Ordering::SeqCst);
         opentelemetry::global::set_tracer_provider(
             opentelemetry::trace::noop::NoopTracerProvider::new(),
         );
@@ -380,6 +396,19 @@ mod tests {
                 .find(|(name, _)| *name == var)
                 .map(|(_, value)| (*value).to_owned())
         }
+    }
+
+    #[test]
+    fn an_export_installed_by_the_binary_is_kept() {
+        let guard = Otel::from_env()
+            .endpoint("http://127.0.0.1:9")
+            .install()
+            .expect("an export to a port nobody listens on still installs");
+        assert!(installed());
+        assert!(init_if_configured().unwrap().is_none());
+        // nothing was sent, and the endpoint is closed: nothing to flush, nothing fails
+        guard.shutdown().unwrap();
+        assert!(!installed());
     }
 
     #[test]
