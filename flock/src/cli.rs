@@ -922,6 +922,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
+    // OpenTelemetry export when the environment asks for it (OTEL_EXPORTER_OTLP_ENDPOINT, ..);
+    // the guard sends the last spans when the worker has drained
+    #[cfg(feature = "otel")]
+    let _otel =
+        crate::observe::otel::init_if_configured().map_err(|e| Failure::usage(e.to_string()))?;
     // the endpoint starts before the executor, so the SDK's worker metrics are on it too
     let builder = match args.metrics {
         Some(address) => builder.metrics(address.to_string()),

@@ -2,4 +2,5 @@
 
 pub mod cli;
 pub mod durability;
+pub mod otel;
 pub mod shutdown;

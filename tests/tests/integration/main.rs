@@ -14,6 +14,7 @@ mod local;
 mod messages;
 mod model;
 mod observe;
+mod otel;
 mod payloads;
 mod replay;
 mod shutdown;

@@ -501,13 +501,12 @@ pub(crate) async fn connect(config: &TemporalExecutorConfig) -> Result<Client, E
         }
     };
     check_namespace(&connection, &config.namespace, address).await?;
-    Client::new(
-        connection,
-        ClientOptions::new(config.namespace.clone())
-            .data_converter(super::codec::data_converter(config.codec.as_ref(), true))
-            .build(),
-    )
-    .map_err(|e| {
+    let options = ClientOptions::new(config.namespace.clone())
+        .data_converter(super::codec::data_converter(config.codec.as_ref(), true));
+    // the SDK's tracing: its workers inherit it from this client
+    #[cfg(feature = "otel")]
+    let options = options.plugin(crate::observe::otel::temporal_plugin());
+    Client::new(connection, options.build()).map_err(|e| {
         Error::Executor(format!(
             "cannot create a Temporal client for {address}: {e}"
         ))

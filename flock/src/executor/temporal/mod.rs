@@ -285,9 +285,13 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
             Error::Config("the workflow history does not start with a workflow start event".into())
         })?;
     let mut registrar = ReplayRegistrar {
-        options: WorkflowReplayerOptions::new()
-            .data_converter(codec::data_converter(shared.config.codec.as_ref(), true))
-            .build(),
+        options: {
+            let options = WorkflowReplayerOptions::new()
+                .data_converter(codec::data_converter(shared.config.codec.as_ref(), true));
+            #[cfg(feature = "otel")]
+            let options = options.worker_plugin(crate::observe::otel::temporal_plugin());
+            options.build()
+        },
         shared: shared.clone(),
         error: None,
     };
@@ -410,13 +414,14 @@ pub(crate) async fn run_worker(
     // decode into a failed run rather than a workflow task retried forever.
     let client = match codec {
         None => client,
-        Some(codec) => Client::new(
-            client.connection().clone(),
-            temporalio_client::ClientOptions::new(client.options().namespace.clone())
-                .data_converter(codec::data_converter(Some(codec), true))
-                .build(),
-        )
-        .map_err(|e| Error::Executor(format!("cannot create the worker's client: {e}")))?,
+        Some(codec) => {
+            let options = temporalio_client::ClientOptions::new(client.options().namespace.clone())
+                .data_converter(codec::data_converter(Some(codec), true));
+            #[cfg(feature = "otel")]
+            let options = options.plugin(crate::observe::otel::temporal_plugin());
+            Client::new(client.connection().clone(), options.build())
+                .map_err(|e| Error::Executor(format!("cannot create the worker's client: {e}")))?
+        }
     };
     let sdk_runtime = SdkRuntime::from_current_tokio(runtime_options()?)
         .map_err(|e| Error::Executor(format!("cannot start the Temporal worker runtime: {e}")))?;

@@ -28,6 +28,10 @@
 //! On Temporal a worker started while metrics are enabled also reports the SDK core's worker
 //! metrics (`temporal_*`), served on the same endpoint.
 //!
+//! With the feature `otel`, `observe::otel` exports these spans, and on Temporal the SDK's own, to an
+//! OTLP endpoint: one trace per run, from the client that starts it through the workflow to
+//! each agent attempt and model request on whichever worker runs them.
+//!
 //! ```
 //! use flock::observe::PriceTable;
 //! use flock::usage::Usage;
@@ -54,6 +58,9 @@ use crate::error::{AgentError, Error, FlowError};
 use crate::usage::Usage;
 
 pub use prometheus;
+
+#[cfg(feature = "otel")]
+pub mod otel;
 
 // ---------------------------------------------------------------------------------------------
 // Cost.
