@@ -128,7 +128,8 @@ enum Command {
     Flows,
     /// Print the input and output JSON Schemas of a flow or agent.
     Schema(NameArg),
-    /// Print a Mermaid graph of the hand-off chains and flows.
+    /// Print a Mermaid graph of which flows call which agents and flows (read from the `#[flow]`
+    /// bodies) and of the hand-off chains; `-o json` gives the edges.
     Graph,
     /// Start a local Temporal dev server with its Web UI and a worker.
     Dev(DevArgs),
@@ -463,7 +464,7 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
         }
         Command::Graph => {
             let flock = configure(builder, &global, Mode::Local).build().await?;
-            print!("{}", graph(&flock));
+            graph(&flock, out);
             Ok(EXIT_OK)
         }
         Command::Deploy(DeployCommand::Init(args)) => {
@@ -741,29 +742,130 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").trim().to_owned()
 }
 
-/// Mermaid: agents (rounded), flows (boxes), hand-off edges.
-fn graph(flock: &Flock) -> String {
-    let mut text = String::from("flowchart LR\n");
+/// An edge of the graph: a flow's calls of one callee (all its sites together), or a hand-off.
+struct Edge {
+    from: &'static str,
+    /// `None`: an unresolved call site, known only as written.
+    to: Option<&'static str>,
+    /// `agent`, `flow`, `chain` (a flow's calls) or `hand_off`.
+    kind: &'static str,
+    written: &'static str,
+    /// Call sites of this callee in the flow's body.
+    sites: usize,
+    /// Some site is in a loop or a closure.
+    repeated: bool,
+}
+
+/// The graph's edges: each flow's calls (from its `#[flow]` body, one edge per callee, in the
+/// order first written), then the hand-off chains.
+fn graph_edges(flock: &Flock) -> Vec<Edge> {
+    let mut edges: Vec<Edge> = Vec::new();
     for spec in flock.registry().flows().map(|f| f.spec()) {
-        text.push_str(&format!(
-            "    {}[\"{} (flow)\"]\n",
-            node(spec.name),
-            spec.name
-        ));
-    }
-    for spec in flock.registry().agents().map(|a| a.spec()) {
-        text.push_str(&format!("    {}([\"{}\"])\n", node(spec.name), spec.name));
+        let first = edges.len();
+        for site in spec.calls {
+            let kind = match site.kind {
+                crate::spec::CallKind::Agent => "agent",
+                crate::spec::CallKind::Flow => "flow",
+                crate::spec::CallKind::Chain => "chain",
+            };
+            let to = site.callee();
+            let same = |e: &&mut Edge| {
+                e.kind == kind && e.to == to && (to.is_some() || e.written == site.written)
+            };
+            match edges[first..].iter_mut().find(same) {
+                Some(edge) => {
+                    edge.sites += 1;
+                    edge.repeated |= site.repeated;
+                }
+                None => edges.push(Edge {
+                    from: spec.name,
+                    to,
+                    kind,
+                    written: site.written,
+                    sites: 1,
+                    repeated: site.repeated,
+                }),
+            }
+        }
     }
     for spec in flock.registry().agents().map(|a| a.spec()) {
         if let Some(next) = spec.hand_off {
-            text.push_str(&format!(
-                "    {} -->|hands off| {}\n",
-                node(spec.name),
-                node(next)
-            ));
+            edges.push(Edge {
+                from: spec.name,
+                to: Some(next),
+                kind: "hand_off",
+                written: next,
+                sites: 1,
+                repeated: false,
+            });
         }
     }
-    text
+    edges
+}
+
+/// `graph`: Mermaid (agents rounded, flows as boxes; a flow's calls of agents, child flows and
+/// chains, with `×N` for several call sites and `loop` for a site in a loop or closure; hand-offs),
+/// or with `-o json` the nodes and edges.
+fn graph(flock: &Flock, out: Output) {
+    let edges = graph_edges(flock);
+    let flows: Vec<&str> = flock.registry().flows().map(|f| f.spec().name).collect();
+    let agents: Vec<&str> = flock.registry().agents().map(|a| a.spec().name).collect();
+    if out == Output::Json {
+        let edges: Vec<Value> = edges
+            .iter()
+            .map(|e| {
+                let mut edge = json!({
+                    "from": e.from,
+                    "to": e.to,
+                    "kind": e.kind,
+                    "sites": e.sites,
+                    "repeated": e.repeated,
+                });
+                if e.to.is_none() {
+                    edge["written"] = json!(e.written);
+                }
+                edge
+            })
+            .collect();
+        print_json(&json!({"flows": flows, "agents": agents, "edges": edges}));
+        return;
+    }
+    let mut text = String::from("flowchart LR\n");
+    for name in &flows {
+        text.push_str(&format!("    {}[\"{name} (flow)\"]\n", node(name)));
+    }
+    for name in &agents {
+        text.push_str(&format!("    {}([\"{name}\"])\n", node(name)));
+    }
+    let mut unresolved = 0;
+    for edge in &edges {
+        let mut label = match edge.kind {
+            "agent" => "calls".to_owned(),
+            "flow" => "child flow".to_owned(),
+            "chain" => "runs chain".to_owned(),
+            _ => "hands off".to_owned(),
+        };
+        if edge.sites > 1 {
+            label.push_str(&format!(" ×{}", edge.sites));
+        }
+        if edge.repeated {
+            label.push_str(" loop");
+        }
+        let to = match edge.to {
+            Some(to) => node(to),
+            None => {
+                // A node of its own, named by the expression as written.
+                unresolved += 1;
+                let id = format!("unresolved_{unresolved}");
+                let written = edge.written.replace('"', "#quot;");
+                text.push_str(&format!("    {id}{{{{\"? {written}\"}}}}\n"));
+                id
+            }
+        };
+        let arrow = if edge.to.is_some() { "-->" } else { "-.->" };
+        text.push_str(&format!("    {} {arrow}|{label}| {to}\n", node(edge.from)));
+    }
+    print!("{text}");
 }
 
 /// A Mermaid node id: names may hold `::` or `-`.

@@ -493,6 +493,52 @@ fn registry_schema_and_graph() {
         "{}",
         graph.stdout
     );
+    // The flows' calls, read from their bodies: every edge of these flows, exactly.
+    for edges in [
+        "    graph_flow -->|calls ×2| renamed_step\n\
+         \x20   graph_flow -->|runs chain| chain_head\n\
+         \x20   graph_flow -->|child flow loop| slow_flow\n\
+         \x20   unresolved_1{{\"? step\"}}\n\
+         \x20   graph_flow -.->|calls| unresolved_1\n",
+        "    handle_batch -->|child flow loop| handle_ticket\n",
+        "    handle_ticket -->|calls| classify\n\
+         \x20   handle_ticket -->|calls| find_owner\n\
+         \x20   handle_ticket -->|calls| estimate\n\
+         \x20   handle_ticket -->|calls| check_billing\n\
+         \x20   handle_ticket -->|calls| answer\n",
+        "    slow_flow -->|calls loop| slow_step\n",
+        "    chain_head -->|hands off| renamed_step\n",
+    ] {
+        assert!(graph.stdout.contains(edges), "{edges}\nnot in\n{}", graph.stdout);
+    }
+
+    let graph = cli(queue, &["-o", "json", "graph"]).json();
+    let from = |flow: &str| -> Vec<Value> {
+        let edges = graph["edges"].as_array().expect("edges");
+        edges.iter().filter(|e| e["from"] == flow).cloned().collect()
+    };
+    assert_eq!(
+        from("graph_flow"),
+        [
+            json!({"from": "graph_flow", "to": "renamed_step", "kind": "agent", "sites": 2, "repeated": false}),
+            json!({"from": "graph_flow", "to": "chain_head", "kind": "chain", "sites": 1, "repeated": false}),
+            json!({"from": "graph_flow", "to": "slow_flow", "kind": "flow", "sites": 1, "repeated": true}),
+            json!({"from": "graph_flow", "to": null, "kind": "agent", "sites": 1, "repeated": false, "written": "step"}),
+        ]
+    );
+    assert_eq!(
+        from("research_flow"),
+        [
+            json!({"from": "research_flow", "to": "research_agent", "kind": "agent", "sites": 1, "repeated": false}),
+            json!({"from": "research_flow", "to": "summarize_agent", "kind": "agent", "sites": 1, "repeated": false}),
+        ]
+    );
+    assert_eq!(
+        from("research_agent"),
+        [json!({"from": "research_agent", "to": "summarize_agent", "kind": "hand_off", "sites": 1, "repeated": false})]
+    );
+    assert!(graph["flows"].as_array().unwrap().contains(&json!("graph_flow")));
+    assert!(graph["agents"].as_array().unwrap().contains(&json!("renamed_step")));
 }
 
 #[test]
