@@ -175,8 +175,12 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                 self.visit_expr(&l.expr);
                 self.repeated(|this| this.visit_block(&l.body));
             }
-            Expr::While(w) if !has_cfg(&w.attrs) => self.repeated(|this| visit::visit_expr_while(this, w)),
-            Expr::Loop(l) if !has_cfg(&l.attrs) => self.repeated(|this| visit::visit_expr_loop(this, l)),
+            Expr::While(w) if !has_cfg(&w.attrs) => {
+                self.repeated(|this| visit::visit_expr_while(this, w))
+            }
+            Expr::Loop(l) if !has_cfg(&l.attrs) => {
+                self.repeated(|this| visit::visit_expr_loop(this, l))
+            }
             Expr::Closure(c) if !has_cfg(&c.attrs) => {
                 self.repeated(|this| visit::visit_expr_closure(this, c))
             }
@@ -237,7 +241,8 @@ mod tests {
     fn every_kind_of_site_in_every_place() {
         let sites = found(parse_quote!({
             let a = ctx.call(research, input).await?;
-            let (b, c) = flock::try_join!(ctx.call(agents::shout, a.clone()), ctx.call_flow(child, a))?;
+            let (b, c) =
+                flock::try_join!(ctx.call(agents::shout, a.clone()), ctx.call_flow(child, a))?;
             for n in 0..3 {
                 ctx.call_chain(chain_start, n).await?;
             }
@@ -254,7 +259,12 @@ mod tests {
             sites,
             [
                 (Kind::Agent, p("research"), "research".into(), false),
-                (Kind::Agent, p("agents::shout"), "agents::shout".into(), false),
+                (
+                    Kind::Agent,
+                    p("agents::shout"),
+                    "agents::shout".into(),
+                    false
+                ),
                 (Kind::Flow, p("child"), "child".into(), false),
                 (Kind::Chain, p("chain_start"), "chain_start".into(), true),
                 (Kind::Flow, p("child"), "child".into(), true),

@@ -572,7 +572,9 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
     let derives = derives(ident, &name);
     // Without the escape hatches of the determinism lint, which rustc does not take on statements.
     let body = func.body.as_deref().map(determinism::strip);
-    let call_sites = body.as_ref().map_or_else(Vec::new, |body| call_sites(flow, body));
+    let call_sites = body
+        .as_ref()
+        .map_or_else(Vec::new, |body| call_sites(flow, body));
     let calls_static = local("__FLOCK_CALLS");
     let call_count = call_sites.len();
     settings.push(quote!(#spec.calls = &#calls_static;));

@@ -22,7 +22,9 @@ pub use crate::flow::{Flow, FlowContext};
 pub use crate::message::{Query, Signal, Update, check_fits, check_update, message_schema};
 pub use crate::registry::{Adapters, AgentRegistration, FlowRegistration};
 pub use crate::retry::RetrySpec;
-pub use crate::spec::{AgentKind, AgentSpec, CallKind, CallSite, FlowSpec, MessageKind, MessageSpec};
+pub use crate::spec::{
+    AgentKind, AgentSpec, CallKind, CallSite, FlowSpec, MessageKind, MessageSpec,
+};
 pub use crate::tool::DynTool;
 
 // ---------------------------------------------------------------------------------------------

@@ -1189,9 +1189,29 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     if args.local {
         let flock = configure(builder, global, Mode::Local).build().await?;
         let view = progress::View::new(show);
+        // the steps as they happen, from the local executor's live feed
+        let mut events = flock.step_events()?;
+        let mut live = progress::LiveSteps::default();
         let started = Instant::now();
-        let recorded = flock.run_json(&args.name, input, args.id).await;
-        view.show_record(&recorded.record);
+        let recorded = {
+            let running = flock.run_json(&args.name, input, args.id);
+            tokio::pin!(running);
+            loop {
+                tokio::select! {
+                    recorded = &mut running => break recorded,
+                    event = events.recv(), if show => {
+                        if let Ok(event) = event {
+                            live.apply(event);
+                            view.show_steps(&live.records);
+                        }
+                    }
+                }
+            }
+        };
+        while let Ok(event) = events.try_recv() {
+            live.apply(event);
+        }
+        view.show_steps(&live.records);
         view.finish();
         return finish(recorded.result, &recorded.record.run_id, started, out);
     }
