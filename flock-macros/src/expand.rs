@@ -640,7 +640,7 @@ fn call_sites(flow: &FlowFn, body: &Block) -> Vec<TokenStream> {
         .map(|site| {
             let kind = match site.kind {
                 calls::Kind::Agent => quote!(Agent),
-                calls::Kind::Flow => quote!(Flow),
+                calls::Kind::Flow => quote!(ChildFlow),
                 calls::Kind::Chain => quote!(Chain),
             };
             let kind = quote!(#fp::CallKind::#kind);
@@ -1202,7 +1202,7 @@ pub(crate) mod tests {
                     use ::flock::__private::{ProbeCallee as _, ProbeNotCallee as _};
                     (&::flock::__private::agent_probe(&start)).__flock_callee()
                 })",
-                "::flock::__private::CallSite::new(::flock::__private::CallKind::Flow, \"child\", true, || {",
+                "::flock::__private::CallSite::new(::flock::__private::CallKind::ChildFlow, \"child\", true, || {",
                 "(&::flock::__private::flow_probe(&child)).__flock_callee()",
                 "::flock::__private::CallSite::unresolved(::flock::__private::CallKind::Agent, \"pick (n)\", false)",
             ],

@@ -765,7 +765,7 @@ fn graph_edges(flock: &Flock) -> Vec<Edge> {
         for site in spec.calls {
             let kind = match site.kind {
                 crate::spec::CallKind::Agent => "agent",
-                crate::spec::CallKind::Flow => "flow",
+                crate::spec::CallKind::ChildFlow => "flow",
                 crate::spec::CallKind::Chain => "chain",
             };
             let to = site.callee();

@@ -121,8 +121,9 @@ impl FlowSpec {
 pub enum CallKind {
     /// An agent: `ctx.call(agent, ..)`.
     Agent,
-    /// A child flow: `ctx.call_flow(flow, ..)`.
-    Flow,
+    /// A child flow: `ctx.call_flow(flow, ..)`. (Not named `Flow`: rustc's messages would then
+    /// spell the `Flow` trait `flock::Flow`.)
+    ChildFlow,
     /// The hand-off chain that starts at an agent: `ctx.call_chain(agent, ..)`.
     Chain,
 }
