@@ -998,29 +998,12 @@ fn history_table(record: &RunRecord) -> String {
     text
 }
 
-/// `30s`, `500ms`, `5m`, `1h`, `2d`.
+/// `30s`, `500ms`, `5m`, `1h 30m`, `2d`, `3 weeks` (humantime's syntax).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. `30s`, `5m`, `1h`, `2d`"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}`; use ms, s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`")
+    })
 }
 
 async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
@@ -1302,9 +1285,18 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(
             parse_duration("3 weeks"),
-            Err("`3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into())
+            Ok(Duration::from_secs(3 * 7 * 86_400))
+        );
+        assert_eq!(
+            parse_duration("3 fortnights"),
+            Err("`3 fortnights` is not a duration (unknown time unit \"fortnights\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into())
+        );
+        assert_eq!(
+            parse_duration("30"),
+            Err("`30` is not a duration (time unit needed, for example 30sec or 30ms): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into())
         );
     }
 

