@@ -219,7 +219,7 @@ fn rule(path: &Path) -> Option<Fix> {
 }
 
 /// A macro's arguments, when they are expressions that are evaluated.
-fn macro_args(mac: &Macro) -> Option<Punctuated<Expr, Token![,]>> {
+pub(crate) fn macro_args(mac: &Macro) -> Option<Punctuated<Expr, Token![,]>> {
     let name = mac.path.segments.last()?.ident.to_string();
     if UNEVALUATED_MACROS.contains(&name.as_str()) {
         return None;

@@ -14,7 +14,7 @@ use syn::{Block, Ident, LitStr, PatType, Type};
 use crate::attr::{self, AgentAttrs, FlowAttrs, MessageKind, Millis, ToolAttrs};
 use crate::ctxt::Ctxt;
 use crate::model::{AgentFn, FlowFn, FnAttrs, FnItem, Func, Return, ToolFn};
-use crate::{check, determinism};
+use crate::{calls, check, determinism};
 
 /// `#[agent(..)]`.
 pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -572,6 +572,12 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
     let derives = derives(ident, &name);
     // Without the escape hatches of the determinism lint, which rustc does not take on statements.
     let body = func.body.as_deref().map(determinism::strip);
+    let call_sites = body
+        .as_ref()
+        .map_or_else(Vec::new, |body| call_sites(flow, body));
+    let calls_static = local("__FLOCK_CALLS");
+    let call_count = call_sites.len();
+    settings.push(quote!(#spec.calls = &#calls_static;));
     let body_fn = body_fn(func, body.as_ref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
@@ -591,6 +597,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
 
                 fn spec(&self) -> &'static #fp::FlowSpec {
                     static #messages_static: [#fp::MessageSpec; #message_count] = [#(#message_specs),*];
+                    static #calls_static: [#fp::CallSite; #call_count] = [#(#call_sites),*];
                     static #spec_static: #fp::FlowSpec = {
                         let mut #spec = #fp::FlowSpec::new(#name);
                         #(#settings)*
@@ -617,6 +624,47 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             }
         };
     }
+}
+
+/// The `CallSite`s of a flow body: each resolved callee through a probe that gives its registered
+/// name (rustc resolves the path, with the body's `use` items), the others as written.
+fn call_sites(flow: &FlowFn, body: &Block) -> Vec<TokenStream> {
+    let fp = fp();
+    let ctx = match &*flow.ctx.pat {
+        syn::Pat::Ident(ident) => ident.ident.to_string(),
+        _ => "ctx".to_owned(),
+    };
+    let (sites, uses) = calls::sites(body, &ctx, &[&flow.ctx.pat, &flow.input.pat]);
+    sites
+        .into_iter()
+        .map(|site| {
+            let kind = match site.kind {
+                calls::Kind::Agent => quote!(Agent),
+                calls::Kind::Flow => quote!(ChildFlow),
+                calls::Kind::Chain => quote!(Chain),
+            };
+            let kind = quote!(#fp::CallKind::#kind);
+            let written = LitStr::new(&site.written, Span::call_site());
+            let repeated = syn::LitBool::new(site.repeated, Span::call_site());
+            match site.path {
+                Some(path) => {
+                    let probe = match site.kind {
+                        calls::Kind::Flow => quote!(#fp::flow_probe),
+                        calls::Kind::Agent | calls::Kind::Chain => quote!(#fp::agent_probe),
+                    };
+                    quote! {
+                        #fp::CallSite::new(#kind, #written, #repeated, || {
+                            #(#[allow(unused_imports)] #uses)*
+                            #[allow(unused_imports)]
+                            use #fp::{ProbeCallee as _, ProbeNotCallee as _};
+                            (&#probe(&#path)).__flock_callee()
+                        })
+                    }
+                }
+                None => quote!(#fp::CallSite::unresolved(#kind, #written, #repeated)),
+            }
+        })
+        .collect()
 }
 
 /// The `MessageSpec`s of a flow's `signals(..)`, `queries(..)` and `updates(..)`, and the typed
@@ -1118,6 +1166,45 @@ pub(crate) mod tests {
                 "::flock::__private::assert_flow_input_json_schema::<Topic>();",
                 "::flock::__private::assert_flow_output_deserialize::<Findings>();",
                 "::flock::__private::inventory::submit! { ::flock::__private::flow_registration(&research_flow) }",
+                "static __FLOCK_CALLS: [::flock::__private::CallSite; 1usize] = [
+                    ::flock::__private::CallSite::new(::flock::__private::CallKind::Agent, \"research\", false, || {
+                        #[allow(unused_imports)]
+                        use ::flock::__private::{ProbeCallee as _, ProbeNotCallee as _};
+                        (&::flock::__private::agent_probe(&research)).__flock_callee()
+                    }),
+                ];",
+                "__flock_spec.calls = &__FLOCK_CALLS;",
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_call_sites_resolve_with_the_bodys_imports() {
+        let expansion = pretty(flow(
+            quote!(),
+            quote!(
+                async fn fan(ctx: &FlowContext, ns: Ns) -> Result<Ns, FlowError> {
+                    use crate::children::child;
+                    let n = ctx.call_chain(start, ns.clone()).await?;
+                    let all = ns.iter().map(|n| ctx.call_flow(child, n.clone()));
+                    ctx.call(pick(n), ns).await
+                }
+            ),
+        ));
+        assert_hygienic(&expansion);
+        assert_contains(
+            &expansion,
+            &[
+                "::flock::__private::CallSite::new(::flock::__private::CallKind::Chain, \"start\", false, || {
+                    #[allow(unused_imports)]
+                    use crate::children::child;
+                    #[allow(unused_imports)]
+                    use ::flock::__private::{ProbeCallee as _, ProbeNotCallee as _};
+                    (&::flock::__private::agent_probe(&start)).__flock_callee()
+                })",
+                "::flock::__private::CallSite::new(::flock::__private::CallKind::ChildFlow, \"child\", true, || {",
+                "(&::flock::__private::flow_probe(&child)).__flock_callee()",
+                "::flock::__private::CallSite::unresolved(::flock::__private::CallKind::Agent, \"pick (n)\", false)",
             ],
         );
     }

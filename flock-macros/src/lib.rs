@@ -3,13 +3,15 @@
 //!
 //! Use them through `flock` (`use flock::prelude::*;`), which documents them; this crate is an
 //! implementation detail. Behind the entry points: [`attr`] parses the attribute arguments,
-//! [`model`] reads the fn, [`check`] validates (with [`determinism`], the lint of flow bodies),
+//! [`model`] reads the fn, [`check`] validates (with [`determinism`], the lint of flow bodies), [`calls`] reads a flow's
+//! call sites,
 //! [`expand`] generates code, and every problem goes into a [`ctxt::Ctxt`] so that all of them
 //! are reported at once. [`derive`] holds the derives.
 
 use proc_macro::TokenStream;
 
 mod attr;
+mod calls;
 mod check;
 mod ctxt;
 mod derive;

@@ -22,7 +22,9 @@ pub use crate::flow::{Flow, FlowContext};
 pub use crate::message::{Query, Signal, Update, check_fits, check_update, message_schema};
 pub use crate::registry::{Adapters, AgentRegistration, FlowRegistration};
 pub use crate::retry::RetrySpec;
-pub use crate::spec::{AgentKind, AgentSpec, FlowSpec, MessageKind, MessageSpec};
+pub use crate::spec::{
+    AgentKind, AgentSpec, CallKind, CallSite, FlowSpec, MessageKind, MessageSpec,
+};
 pub use crate::tool::DynTool;
 
 // ---------------------------------------------------------------------------------------------
@@ -553,3 +555,64 @@ impl ToolReturnSpelledOut for NotAResult {}
 /// Checks [`ToolReturnSpelledOut`] on the probe's verdict.
 #[inline]
 pub fn assert_tool_return_spelled_out<K: ToolReturnSpelledOut>(_: K) {}
+
+// ---------------------------------------------------------------------------------------------
+// The callees of a flow's call sites. `#[flow]` names each callee's path in
+// `(&agent_probe(&path)).__flock_callee()`: the registered name when the path is an agent (the
+// impl on `CalleeProbe<A>` needs no autoref, so method lookup picks it first), `None` otherwise.
+// A callee that is not an agent fails the body's own `ctx.call` with rustc's message; the probe
+// adds no second error.
+
+/// A callee, probed by method lookup.
+pub struct CalleeProbe<T, K>(core::marker::PhantomData<(T, K)>);
+
+/// The probe of an agent call's callee.
+pub struct AgentCallee;
+
+/// The probe of a child-flow call's callee.
+pub struct FlowCallee;
+
+/// Probes `callee` as an agent.
+#[inline]
+pub fn agent_probe<T>(callee: &T) -> CalleeProbe<T, AgentCallee> {
+    let _ = callee;
+    CalleeProbe(core::marker::PhantomData)
+}
+
+/// Probes `callee` as a flow.
+#[inline]
+pub fn flow_probe<T>(callee: &T) -> CalleeProbe<T, FlowCallee> {
+    let _ = callee;
+    CalleeProbe(core::marker::PhantomData)
+}
+
+/// Applies to the probe of an agent or flow.
+pub trait ProbeCallee {
+    /// The callee's registered name.
+    fn __flock_callee(&self) -> Option<&'static str>;
+}
+
+impl<A: Agent> ProbeCallee for CalleeProbe<A, AgentCallee> {
+    #[inline]
+    fn __flock_callee(&self) -> Option<&'static str> {
+        Some(A::NAME)
+    }
+}
+
+impl<F: Flow> ProbeCallee for CalleeProbe<F, FlowCallee> {
+    #[inline]
+    fn __flock_callee(&self) -> Option<&'static str> {
+        Some(F::NAME)
+    }
+}
+
+/// Applies to every `&CalleeProbe`, one autoref further.
+pub trait ProbeNotCallee {
+    /// Not an agent or flow.
+    #[inline]
+    fn __flock_callee(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl<T, K> ProbeNotCallee for &CalleeProbe<T, K> {}

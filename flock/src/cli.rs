@@ -128,7 +128,8 @@ enum Command {
     Flows,
     /// Print the input and output JSON Schemas of a flow or agent.
     Schema(NameArg),
-    /// Print a Mermaid graph of the hand-off chains and flows.
+    /// Print a Mermaid graph of which flows call which agents and flows (read from the `#[flow]`
+    /// bodies) and of the hand-off chains; `-o json` gives the edges.
     Graph,
     /// Start a local Temporal dev server with its Web UI and a worker.
     Dev(DevArgs),
@@ -463,7 +464,7 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
         }
         Command::Graph => {
             let flock = configure(builder, &global, Mode::Local).build().await?;
-            print!("{}", graph(&flock));
+            graph(&flock, out);
             Ok(EXIT_OK)
         }
         Command::Deploy(DeployCommand::Init(args)) => {
@@ -741,29 +742,130 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").trim().to_owned()
 }
 
-/// Mermaid: agents (rounded), flows (boxes), hand-off edges.
-fn graph(flock: &Flock) -> String {
-    let mut text = String::from("flowchart LR\n");
+/// An edge of the graph: a flow's calls of one callee (all its sites together), or a hand-off.
+struct Edge {
+    from: &'static str,
+    /// `None`: an unresolved call site, known only as written.
+    to: Option<&'static str>,
+    /// `agent`, `flow`, `chain` (a flow's calls) or `hand_off`.
+    kind: &'static str,
+    written: &'static str,
+    /// Call sites of this callee in the flow's body.
+    sites: usize,
+    /// Some site is in a loop or a closure.
+    repeated: bool,
+}
+
+/// The graph's edges: each flow's calls (from its `#[flow]` body, one edge per callee, in the
+/// order first written), then the hand-off chains.
+fn graph_edges(flock: &Flock) -> Vec<Edge> {
+    let mut edges: Vec<Edge> = Vec::new();
     for spec in flock.registry().flows().map(|f| f.spec()) {
-        text.push_str(&format!(
-            "    {}[\"{} (flow)\"]\n",
-            node(spec.name),
-            spec.name
-        ));
-    }
-    for spec in flock.registry().agents().map(|a| a.spec()) {
-        text.push_str(&format!("    {}([\"{}\"])\n", node(spec.name), spec.name));
+        let first = edges.len();
+        for site in spec.calls {
+            let kind = match site.kind {
+                crate::spec::CallKind::Agent => "agent",
+                crate::spec::CallKind::ChildFlow => "flow",
+                crate::spec::CallKind::Chain => "chain",
+            };
+            let to = site.callee();
+            let same = |e: &&mut Edge| {
+                e.kind == kind && e.to == to && (to.is_some() || e.written == site.written)
+            };
+            match edges[first..].iter_mut().find(same) {
+                Some(edge) => {
+                    edge.sites += 1;
+                    edge.repeated |= site.repeated;
+                }
+                None => edges.push(Edge {
+                    from: spec.name,
+                    to,
+                    kind,
+                    written: site.written,
+                    sites: 1,
+                    repeated: site.repeated,
+                }),
+            }
+        }
     }
     for spec in flock.registry().agents().map(|a| a.spec()) {
         if let Some(next) = spec.hand_off {
-            text.push_str(&format!(
-                "    {} -->|hands off| {}\n",
-                node(spec.name),
-                node(next)
-            ));
+            edges.push(Edge {
+                from: spec.name,
+                to: Some(next),
+                kind: "hand_off",
+                written: next,
+                sites: 1,
+                repeated: false,
+            });
         }
     }
-    text
+    edges
+}
+
+/// `graph`: Mermaid (agents rounded, flows as boxes; a flow's calls of agents, child flows and
+/// chains, with `×N` for several call sites and `loop` for a site in a loop or closure; hand-offs),
+/// or with `-o json` the nodes and edges.
+fn graph(flock: &Flock, out: Output) {
+    let edges = graph_edges(flock);
+    let flows: Vec<&str> = flock.registry().flows().map(|f| f.spec().name).collect();
+    let agents: Vec<&str> = flock.registry().agents().map(|a| a.spec().name).collect();
+    if out == Output::Json {
+        let edges: Vec<Value> = edges
+            .iter()
+            .map(|e| {
+                let mut edge = json!({
+                    "from": e.from,
+                    "to": e.to,
+                    "kind": e.kind,
+                    "sites": e.sites,
+                    "repeated": e.repeated,
+                });
+                if e.to.is_none() {
+                    edge["written"] = json!(e.written);
+                }
+                edge
+            })
+            .collect();
+        print_json(&json!({"flows": flows, "agents": agents, "edges": edges}));
+        return;
+    }
+    let mut text = String::from("flowchart LR\n");
+    for name in &flows {
+        text.push_str(&format!("    {}[\"{name} (flow)\"]\n", node(name)));
+    }
+    for name in &agents {
+        text.push_str(&format!("    {}([\"{name}\"])\n", node(name)));
+    }
+    let mut unresolved = 0;
+    for edge in &edges {
+        let mut label = match edge.kind {
+            "agent" => "calls".to_owned(),
+            "flow" => "child flow".to_owned(),
+            "chain" => "runs chain".to_owned(),
+            _ => "hands off".to_owned(),
+        };
+        if edge.sites > 1 {
+            label.push_str(&format!(" ×{}", edge.sites));
+        }
+        if edge.repeated {
+            label.push_str(" loop");
+        }
+        let to = match edge.to {
+            Some(to) => node(to),
+            None => {
+                // A node of its own, named by the expression as written.
+                unresolved += 1;
+                let id = format!("unresolved_{unresolved}");
+                let written = edge.written.replace('"', "#quot;");
+                text.push_str(&format!("    {id}{{{{\"? {written}\"}}}}\n"));
+                id
+            }
+        };
+        let arrow = if edge.to.is_some() { "-->" } else { "-.->" };
+        text.push_str(&format!("    {} {arrow}|{label}| {to}\n", node(edge.from)));
+    }
+    print!("{text}");
 }
 
 /// A Mermaid node id: names may hold `::` or `-`.
@@ -896,29 +998,12 @@ fn history_table(record: &RunRecord) -> String {
     text
 }
 
-/// `30s`, `500ms`, `5m`, `1h`, `2d`.
+/// `30s`, `500ms`, `5m`, `1h 30m`, `2d`, `3 weeks` (humantime's syntax).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. `30s`, `5m`, `1h`, `2d`"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}`; use ms, s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`")
+    })
 }
 
 async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
@@ -1092,9 +1177,29 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     if args.local {
         let flock = configure(builder, global, Mode::Local).build().await?;
         let view = progress::View::new(show);
+        // the steps as they happen, from the local executor's live feed
+        let mut events = flock.step_events()?;
+        let mut live = progress::LiveSteps::default();
         let started = Instant::now();
-        let recorded = flock.run_json(&args.name, input, args.id).await;
-        view.show_record(&recorded.record);
+        let recorded = {
+            let running = flock.run_json(&args.name, input, args.id);
+            tokio::pin!(running);
+            loop {
+                tokio::select! {
+                    recorded = &mut running => break recorded,
+                    event = events.recv(), if show => {
+                        if let Ok(event) = event {
+                            live.apply(event);
+                            view.show_steps(&live.records);
+                        }
+                    }
+                }
+            }
+        };
+        while let Ok(event) = events.try_recv() {
+            live.apply(event);
+        }
+        view.show_steps(&live.records);
         view.finish();
         return finish(recorded.result, &recorded.record.run_id, started, out);
     }
@@ -1185,9 +1290,18 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(
             parse_duration("3 weeks"),
-            Err("`3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into())
+            Ok(Duration::from_secs(3 * 7 * 86_400))
+        );
+        assert_eq!(
+            parse_duration("3 fortnights"),
+            Err("`3 fortnights` is not a duration (unknown time unit \"fortnights\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into())
+        );
+        assert_eq!(
+            parse_duration("30"),
+            Err("`30` is not a duration (time unit needed, for example 30sec or 30ms): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into())
         );
     }
 

@@ -608,6 +608,7 @@ impl FlockBuilder {
             start_to_close: self.temporal.activity_start_to_close,
             models: Arc::new(self.models),
             registry,
+            step_events: Default::default(),
         });
         let executor = if self.local_debug {
             Executor::Local
@@ -1352,6 +1353,35 @@ impl Flock {
         input: &Value,
     ) -> Result<&'static dyn DynFlow, Error> {
         self.registry().check_input_json(name, input)
+    }
+
+    /// The live feed of the local executor's agent steps: every attempt's start, a failed
+    /// attempt's retry, every step's end (duration, tokens), of every run this `Flock` runs from
+    /// now on (child flows' included), as it happens. A subscriber that falls more than 1024
+    /// events behind misses the oldest and is told so (`RecvError::Lagged`). Runs nobody
+    /// subscribed to build no events.
+    ///
+    /// On Temporal the steps are in the workflow history: read them with
+    /// [`run_record`](Self::run_record) (this is a configuration error there).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = flock::Flock::builder().local_debug(true).build().await?;
+    /// let mut steps = flock.step_events()?;
+    /// assert!(steps.try_recv().is_err()); // nothing ran yet
+    /// # Ok::<(), flock::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn step_events(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<crate::record::StepEvent>, Error> {
+        match &self.inner.executor {
+            Executor::Local => Ok(self.inner.settings.step_events.subscribe()),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(_) => Err(Error::Config(
+                "step events are the local executor's live feed; on Temporal a run's steps are in its history: read them with `run_record`".into(),
+            )),
+        }
     }
 
     /// Runs flow (or agent chain) `name` on JSON input and gives its JSON result with the run

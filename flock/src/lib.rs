@@ -95,10 +95,10 @@ pub use crate::flock::{
 };
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
 pub use crate::message::{Query, Signal, Update};
-pub use crate::record::RunRecord;
+pub use crate::record::{RunRecord, StepEvent, StepEventKind};
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
-pub use crate::spec::{AgentKind, AgentSpec, FlowSpec};
+pub use crate::spec::{AgentKind, AgentSpec, CallKind, CallSite, FlowSpec};
 #[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;
 pub use flock_macros::{agent, flow, nondeterministic, tool};

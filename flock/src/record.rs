@@ -150,3 +150,64 @@ pub struct ProgressEvent {
     /// What it reported.
     pub details: Value,
 }
+
+/// What just happened to an agent step, as it happens: the local executor's live feed
+/// ([`Flock::step_events`](crate::Flock::step_events)). The events of one step, folded in order,
+/// give the [`StepRecord`] the run record holds at the end (which the Temporal executor reads
+/// from the workflow history instead).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct StepEvent {
+    /// The run the step belongs to (a child flow's steps carry the child's run id).
+    #[serde(serialize_with = "serialize_str")]
+    pub run_id: std::sync::Arc<str>,
+    /// The step's number in its run, from 1, in the order the calls were made: every event of
+    /// one step has it.
+    pub step: u64,
+    /// The agent.
+    pub agent: &'static str,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// When, from the run's start.
+    pub at: Duration,
+    /// What happened.
+    pub kind: StepEventKind,
+}
+
+/// What a [`StepEvent`] reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepEventKind {
+    /// Attempt [`attempt`](StepEvent::attempt) started.
+    AttemptStarted,
+    /// The attempt failed and the step is retried after `retry_in`.
+    AttemptFailed {
+        /// Why.
+        error: AgentError,
+        /// How long the attempt ran.
+        duration: Duration,
+        /// The delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The step succeeded.
+    Completed {
+        /// How long the step took, retries included.
+        duration: Duration,
+        /// Model token usage.
+        usage: Usage,
+    },
+    /// The step failed after its last attempt.
+    Failed {
+        /// The last attempt's error.
+        error: AgentError,
+        /// How long the step took, retries included.
+        duration: Duration,
+        /// Model token usage.
+        usage: Usage,
+    },
+}
+
+fn serialize_str<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
+}

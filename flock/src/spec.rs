@@ -92,6 +92,9 @@ pub struct FlowSpec {
     pub run_timeout: Option<Duration>,
     /// The signals, queries and updates the flow declares.
     pub messages: &'static [MessageSpec],
+    /// The agents, child flows and hand-off chains the body calls, one entry per call site in
+    /// the order written (`#[flow]` reads them from the body).
+    pub calls: &'static [CallSite],
     /// The source location of the definition.
     pub location: &'static str,
 }
@@ -106,8 +109,74 @@ impl FlowSpec {
             execution_timeout: None,
             run_timeout: None,
             messages: &[],
+            calls: &[],
             location: "",
         }
+    }
+}
+
+/// What a flow's call site calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// An agent: `ctx.call(agent, ..)`.
+    Agent,
+    /// A child flow: `ctx.call_flow(flow, ..)`. (Not named `Flow`: rustc's messages would then
+    /// spell the `Flow` trait `flock::Flow`.)
+    ChildFlow,
+    /// The hand-off chain that starts at an agent: `ctx.call_chain(agent, ..)`.
+    Chain,
+}
+
+/// A call site of a flow body, as `#[flow]` sees it: what it calls and whether it may run more
+/// than once.
+///
+/// The callee's name is its registered name (the agent's or flow's `name = ".."` when it has
+/// one), resolved by rustc from the path written at the site. A site whose callee is not a path
+/// to an item (a local binding, an expression such as `make_agent()`) is *unresolved*: only the
+/// expression as written is known.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CallSite {
+    /// Agent, child flow or chain.
+    pub kind: CallKind,
+    /// The callee as written at the site (`agents::research`).
+    pub written: &'static str,
+    /// The site is inside a loop or a closure (an iterator's `map`, ..): it may run any number of
+    /// times.
+    pub repeated: bool,
+    callee: Option<fn() -> Option<&'static str>>,
+}
+
+impl CallSite {
+    /// A site whose callee's name `callee` gives.
+    pub const fn new(
+        kind: CallKind,
+        written: &'static str,
+        repeated: bool,
+        callee: fn() -> Option<&'static str>,
+    ) -> Self {
+        CallSite {
+            kind,
+            written,
+            repeated,
+            callee: Some(callee),
+        }
+    }
+
+    /// A site whose callee is known only as written.
+    pub const fn unresolved(kind: CallKind, written: &'static str, repeated: bool) -> Self {
+        CallSite {
+            kind,
+            written,
+            repeated,
+            callee: None,
+        }
+    }
+
+    /// The registered name of the agent or flow called; `None` for an unresolved site.
+    pub fn callee(&self) -> Option<&'static str> {
+        self.callee.and_then(|name| name())
     }
 }
 

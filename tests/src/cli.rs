@@ -58,3 +58,34 @@ pub async fn refuse(input: Steps) -> Result<Done, AgentError> {
 pub async fn failing_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowError> {
     ctx.call(refuse, input).await
 }
+
+/// A renamed agent: the graph names it by its registered name.
+#[agent(name = "renamed_step")]
+pub async fn named_step(input: Steps) -> Done {
+    Done { done: input.count }
+}
+
+/// The head of a hand-off chain.
+#[agent(hand_off = named_step)]
+pub async fn chain_head(input: Steps) -> Steps {
+    input
+}
+
+/// Every kind of call site, for `graph`: a renamed agent called twice, a chain, a child flow in
+/// a loop, and an agent through a local binding (unresolved).
+#[flow]
+pub async fn graph_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowError> {
+    let steps = || Steps {
+        count: input.count,
+        ms: input.ms,
+    };
+    let mut done = ctx.call(named_step, steps()).await?.done;
+    done += ctx.call(named_step, steps()).await?.done;
+    done += ctx.call_chain(chain_head, steps()).await?.done;
+    for _ in 0..input.count {
+        done += ctx.call_flow(slow_flow, steps()).await?.done;
+    }
+    let step = named_step;
+    done += ctx.call(step, steps()).await?.done;
+    Ok(Done { done })
+}

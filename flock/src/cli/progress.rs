@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{format_duration, step_state, tokens};
-use crate::record::RunRecord;
+use crate::record::{AttemptRecord, RunRecord, StepEvent, StepEventKind, StepRecord};
 
 pub(super) struct View {
     shown: bool,
@@ -35,11 +35,16 @@ impl View {
 
     /// Shows the steps of `record` (the run so far).
     pub(super) fn show_record(&self, record: &RunRecord) {
+        self.show_steps(&record.steps);
+    }
+
+    /// Shows `steps` (the run so far), each on its line.
+    pub(super) fn show_steps(&self, records: &[StepRecord]) {
         if !self.shown {
             return;
         }
         let mut steps = self.steps.borrow_mut();
-        for (i, step) in record.steps.iter().enumerate() {
+        for (i, step) in records.iter().enumerate() {
             let state = step_state(step);
             let attempt = step.attempts.len().max(1);
             let line = format!(
@@ -88,6 +93,69 @@ impl View {
                 && !bar.is_finished()
             {
                 bar.finish();
+            }
+        }
+    }
+}
+
+/// The steps of a local run so far, folded from the executor's step events into the records the
+/// Temporal path reads from history, so that both show the same lines.
+#[derive(Default)]
+pub(super) struct LiveSteps {
+    /// (run id, step number) of each record, in the order the steps started.
+    keys: Vec<(std::sync::Arc<str>, u64)>,
+    pub(super) records: Vec<StepRecord>,
+}
+
+impl LiveSteps {
+    pub(super) fn apply(&mut self, event: StepEvent) {
+        let key = (event.run_id.clone(), event.step);
+        let at = match self.keys.iter().position(|k| *k == key) {
+            Some(at) => at,
+            None => {
+                self.keys.push(key);
+                self.records.push(StepRecord {
+                    agent: event.agent.to_owned(),
+                    started: event.at,
+                    duration: Default::default(),
+                    input: serde_json::Value::Null,
+                    output: None,
+                    error: None,
+                    attempts: Vec::new(),
+                    usage: Default::default(),
+                });
+                self.records.len() - 1
+            }
+        };
+        let step = &mut self.records[at];
+        match event.kind {
+            StepEventKind::AttemptStarted => step.attempts.push(AttemptRecord {
+                attempt: event.attempt,
+                started: event.at,
+                duration: Default::default(),
+                error: None,
+            }),
+            StepEventKind::AttemptFailed {
+                error, duration, ..
+            } => {
+                if let Some(attempt) = step.attempts.last_mut() {
+                    attempt.duration = duration;
+                    attempt.error = Some(error);
+                }
+            }
+            StepEventKind::Completed { duration, usage } => {
+                step.duration = duration;
+                step.usage = usage;
+                step.output = Some(serde_json::Value::Null);
+            }
+            StepEventKind::Failed {
+                error,
+                duration,
+                usage,
+            } => {
+                step.duration = duration;
+                step.usage = usage;
+                step.error = Some(error);
             }
         }
     }

@@ -17,7 +17,9 @@ use crate::error::{AgentError, FlowError};
 use crate::flow::{DynFlow, FlowContext};
 use crate::message::Mailbox;
 use crate::observe::{self, AttemptOutcome};
-use crate::record::{AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepRecord};
+use crate::record::{
+    AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepEvent, StepEventKind, StepRecord,
+};
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 use crate::spec::{AgentKind, FlowSpec, MessageKind};
@@ -430,6 +432,17 @@ impl LocalRun {
             .with_checkpoints(checkpoints.clone())
             .with_idempotency_key(idempotency_key.clone());
             let attempt_start = Instant::now();
+            let event = |at: Instant, kind| StepEvent {
+                run_id: self.run_id.clone(),
+                step: call_number,
+                agent: name,
+                attempt,
+                at: at.duration_since(self.record.started),
+                kind,
+            };
+            self.settings
+                .step_events
+                .emit(|| event(attempt_start, StepEventKind::AttemptStarted));
             let limit = match deadline {
                 Some(deadline) => {
                     start_to_close.min(deadline.saturating_duration_since(attempt_start))
@@ -475,17 +488,45 @@ impl LocalRun {
             let Some(delay) = delay else {
                 break Err(error);
             };
+            self.settings.step_events.emit(|| {
+                let kind = StepEventKind::AttemptFailed {
+                    error: error.clone(),
+                    duration,
+                    retry_in: delay,
+                };
+                event(Instant::now(), kind)
+            });
             tokio::time::sleep(delay).await;
         };
+        let usage = usage.map(|u| *lock(&u)).unwrap_or_default();
+        let duration = step_start.elapsed();
+        self.settings.step_events.emit(|| {
+            let kind = match &outcome {
+                Ok(_) => StepEventKind::Completed { duration, usage },
+                Err(error) => StepEventKind::Failed {
+                    error: error.clone(),
+                    duration,
+                    usage,
+                },
+            };
+            StepEvent {
+                run_id: self.run_id.clone(),
+                step: call_number,
+                agent: name,
+                attempt,
+                at: step_start.duration_since(self.record.started) + duration,
+                kind,
+            }
+        });
         lock(&self.record.steps).push(StepRecord {
             agent: name.to_owned(),
             started: step_start.duration_since(self.record.started),
-            duration: step_start.elapsed(),
+            duration,
             input: call.input,
             output: outcome.as_ref().ok().cloned(),
             error: outcome.as_ref().err().cloned(),
             attempts,
-            usage: usage.map(|u| *lock(&u)).unwrap_or_default(),
+            usage,
         });
         outcome.map_err(|cause| FlowError::Agent {
             agent: name.to_owned(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::Models;
+use crate::record::StepEvent;
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::spec::AgentSpec;
@@ -21,6 +22,34 @@ pub(crate) struct Settings {
     pub(crate) models: Arc<Models>,
     /// What runs can call, by name.
     pub(crate) registry: Registry,
+    /// The live step events of local runs, once someone subscribed.
+    pub(crate) step_events: StepFeed,
+}
+
+/// The local executor's step events: a broadcast channel made on the first subscription, so
+/// that a run nobody watches pays one atomic load per event and builds no event.
+#[derive(Debug, Default)]
+pub(crate) struct StepFeed(std::sync::OnceLock<tokio::sync::broadcast::Sender<StepEvent>>);
+
+impl StepFeed {
+    /// How many events a subscriber may fall behind before it misses some (it is told).
+    const CAPACITY: usize = 1024;
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StepEvent> {
+        self.0
+            .get_or_init(|| tokio::sync::broadcast::channel(Self::CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends the event `event` makes, when someone listens.
+    #[inline]
+    pub(crate) fn emit(&self, event: impl FnOnce() -> StepEvent) {
+        if let Some(sender) = self.0.get()
+            && sender.receiver_count() > 0
+        {
+            let _ = sender.send(event());
+        }
+    }
 }
 
 impl Settings {

