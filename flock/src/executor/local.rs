@@ -237,6 +237,7 @@ async fn run_once(
         children: Mutex::new(Vec::new()),
         progress: Mutex::new(Vec::new()),
     });
+    let payload_limit = settings.payload_limit;
     let runtime = Arc::new(LocalRun {
         settings,
         run_id: run_id.clone(),
@@ -246,7 +247,7 @@ async fn run_once(
         mailbox,
         calls: std::sync::atomic::AtomicU64::new(0),
     });
-    let ctx = FlowContext::new(run_id.clone(), name, runtime);
+    let ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
     let span = observe::flow_span(name, &run_id);
     observe::flow_started(name);
     let result = flow
@@ -423,7 +424,8 @@ impl LocalRun {
                 cancellation.clone(),
             )
             .with_checkpoints(checkpoints.clone())
-            .with_idempotency_key(idempotency_key.clone());
+            .with_idempotency_key(idempotency_key.clone())
+            .with_payload_limit(self.settings.payload_limit);
             let attempt_start = Instant::now();
             let limit = match deadline {
                 Some(deadline) => {
