@@ -59,7 +59,10 @@ fn main() {
         let plain = payload(bytes);
         let sealed = block_on(codec.encode(vec![plain.clone()])).expect("encodes");
         let opened = block_on(codec.decode(sealed.clone())).expect("decodes");
-        assert!(opened == vec![plain.clone()], "the round trip changed the payload");
+        assert!(
+            opened == vec![plain.clone()],
+            "the round trip changed the payload"
+        );
         let encode = median_per_call(15, runs, || {
             black_box(block_on(codec.encode(vec![black_box(plain.clone())])).expect("encodes"));
         });

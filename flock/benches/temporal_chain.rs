@@ -763,17 +763,42 @@ impl Config {
                 hand_written_on_thread(server, self.queue(), true, true, plan).await
             }
             Config::B => {
-                flock_config(server, self.queue(), chain3_remote, false, false, false, plan).await
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    false,
+                    false,
+                    plan,
+                )
+                .await
             }
             Config::BHandle => {
-                flock_config(server, self.queue(), chain3_remote, false, true, false, plan).await
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    true,
+                    false,
+                    plan,
+                )
+                .await
             }
             Config::BCodec => {
-                flock_config(server, self.queue(), chain3_remote, false, false, true, plan).await
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    false,
+                    true,
+                    plan,
+                )
+                .await
             }
-            Config::C => {
-                flock_config(server, self.queue(), chain3, true, false, false, plan).await
-            }
+            Config::C => flock_config(server, self.queue(), chain3, true, false, false, plan).await,
             Config::CHandle => {
                 flock_config(server, self.queue(), chain3, true, true, false, plan).await
             }

@@ -416,7 +416,7 @@ impl AgentContext {
         let bytes = json_size(&state);
         if bytes > MAX_PAYLOAD_BYTES {
             return Err(AgentError::permanent(format!(
-                "agent `{name}`: the checkpoint state `{}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte checkpoint limit (Temporal rejects heartbeat details over 2 MiB, and checkpoints are never offloaded); checkpoint a reference (a path, URL or id) instead of the data",
+                "agent `{name}`: the checkpoint state `{}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit of checkpoints (Temporal rejects heartbeat details over 2 MiB, and checkpoints are never offloaded); checkpoint a reference (a path, URL or id) instead of the data",
                 std::any::type_name::<S>()
             )));
         }

@@ -954,7 +954,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             &value,
             PayloadLimit::TEMPORAL,
         )
-            .map_err(|cause| message_error::<F>(&run_id, cause.to_string()))?;
+        .map_err(|cause| message_error::<F>(&run_id, cause.to_string()))?;
         let flow = self.flock.definition::<F>()?;
         flow.spec()
             .check_message(MessageKind::Update, update.name(), &value)
@@ -1178,7 +1178,7 @@ impl<F: Flow> FlowHandle<F> {
             &value,
             PayloadLimit::TEMPORAL,
         )
-            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
         self.signal_json(signal.name(), value).await
     }
 
@@ -1202,7 +1202,7 @@ impl<F: Flow> FlowHandle<F> {
             &value,
             PayloadLimit::TEMPORAL,
         )
-            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
         let answer = self.update_json(update.name(), value).await?;
         decode_answer::<F, O>(&self.run_id, answer)
     }

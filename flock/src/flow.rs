@@ -110,7 +110,13 @@ impl FlowContext {
     /// payload limit, fails the call (and, with `?`, the run) with an error naming the agent.
     pub async fn call<A: Agent>(&self, agent: A, input: A::Input) -> Result<A::Output, FlowError> {
         let spec = agent.spec();
-        let input = encode("agent", A::NAME, Direction::Input, &input, self.payload_limit)?;
+        let input = encode(
+            "agent",
+            A::NAME,
+            Direction::Input,
+            &input,
+            self.payload_limit,
+        )?;
         let output = ContextOp(self.runtime.call_agent(AgentCall { spec, input })).await?;
         decode(A::NAME, Direction::Output, output)
     }
@@ -223,7 +229,13 @@ impl FlowContext {
             )));
         }
         let _ = flow;
-        let input = encode("flow", F::NAME, Direction::Input, &input, self.payload_limit)?;
+        let input = encode(
+            "flow",
+            F::NAME,
+            Direction::Input,
+            &input,
+            self.payload_limit,
+        )?;
         Err(FlowError::ContinueAsNew {
             flow: F::NAME.to_owned(),
             input,
