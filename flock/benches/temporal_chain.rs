@@ -18,6 +18,8 @@
 //!   of A);
 //! * `C`  the same chain with flock's defaults: code agents run as local activities (decided by
 //!   the code, see `AgentSpec::runs_locally`), `eager_workflow_start: true` (the work of A'').
+//! * `B-enc`, `C-enc`: B and C with the payload codec on (AES-256-GCM, `TemporalExecutorConfig::codec`),
+//!   for the codec-on/codec-off ratio (`FLOCK_BENCH_CONFIGS=b,b-codec,c,c-codec`).
 //!
 //! Each: a few warm-up runs, then sequential latency over `FLOCK_BENCH_RUNS` runs (30), then
 //! throughput: `FLOCK_BENCH_CONCURRENT` runs (300) started at once. Every result is checked.
@@ -152,12 +154,19 @@ async fn flock_config<F: Flow<Input = Msg, Output = Msg>>(
     flow: F,
     eager: bool,
     via_handle: bool,
+    codec: bool,
     plan: &Plan,
 ) -> Result<Figures, String> {
+    let codec = codec.then(|| {
+        flock::codec::Codec::new(
+            flock::codec::CodecKeys::new([("bench", [7u8; 32])]).expect("a codec key"),
+        )
+    });
     let config = TemporalExecutorConfig {
         server_url: server.address(),
         task_queue: fresh_queue(label),
         eager_workflow_start: eager,
+        codec,
         ..Default::default()
     };
     let flock = Flock::builder()
@@ -689,14 +698,18 @@ enum Config {
     ALocalEagerThread,
     B,
     BHandle,
+    BCodec,
     C,
     CHandle,
+    CCodec,
 }
 
 impl Config {
-    const ALL: [Config; 9] = [
+    const ALL: [Config; 11] = [
         Config::A,
         Config::B,
+        Config::BCodec,
+        Config::CCodec,
         Config::AThread,
         Config::AEager,
         Config::C,
@@ -717,6 +730,8 @@ impl Config {
             Config::C => "C    flock flow, local code agents + eager start",
             Config::BHandle => "B-h  B via start() + result() (no run record)",
             Config::CHandle => "C-h  C via start() + result() (no run record)",
+            Config::BCodec => "B-enc  B with the payload codec (AES-256-GCM)",
+            Config::CCodec => "C-enc  C with the payload codec (AES-256-GCM)",
         }
     }
 
@@ -731,6 +746,8 @@ impl Config {
             Config::C => "c",
             Config::BHandle => "b-handle",
             Config::CHandle => "c-handle",
+            Config::BCodec => "b-codec",
+            Config::CCodec => "c-codec",
         }
     }
 
@@ -746,13 +763,48 @@ impl Config {
                 hand_written_on_thread(server, self.queue(), true, true, plan).await
             }
             Config::B => {
-                flock_config(server, self.queue(), chain3_remote, false, false, plan).await
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    false,
+                    false,
+                    plan,
+                )
+                .await
             }
             Config::BHandle => {
-                flock_config(server, self.queue(), chain3_remote, false, true, plan).await
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    true,
+                    false,
+                    plan,
+                )
+                .await
             }
-            Config::C => flock_config(server, self.queue(), chain3, true, false, plan).await,
-            Config::CHandle => flock_config(server, self.queue(), chain3, true, true, plan).await,
+            Config::BCodec => {
+                flock_config(
+                    server,
+                    self.queue(),
+                    chain3_remote,
+                    false,
+                    false,
+                    true,
+                    plan,
+                )
+                .await
+            }
+            Config::C => flock_config(server, self.queue(), chain3, true, false, false, plan).await,
+            Config::CHandle => {
+                flock_config(server, self.queue(), chain3, true, true, false, plan).await
+            }
+            Config::CCodec => {
+                flock_config(server, self.queue(), chain3, true, false, true, plan).await
+            }
         }
     }
 }
@@ -1069,6 +1121,36 @@ fn report(plan: &Plan, rounds: usize, tables: &Tables) {
         line(
             "C/C-h CPU per flow, bench process (cost of the record)",
             ratio(C, CHandle, |s| s.own_cpu),
+            None,
+        );
+        line(
+            "B-enc/B throughput (codec on/off)",
+            ratio(BCodec, B, |s| s.flows_per_s),
+            Some((0.9, false)),
+        );
+        line(
+            "C-enc/C throughput (codec on/off)",
+            ratio(CCodec, C, |s| s.flows_per_s),
+            Some((0.9, false)),
+        );
+        line(
+            "B-enc/B latency median (codec on/off)",
+            ratio(BCodec, B, |s| s.median_ms),
+            None,
+        );
+        line(
+            "C-enc/C latency median (codec on/off)",
+            ratio(CCodec, C, |s| s.median_ms),
+            None,
+        );
+        line(
+            "B-enc/B CPU per flow, bench process (codec on/off)",
+            ratio(BCodec, B, |s| s.own_cpu),
+            None,
+        );
+        line(
+            "C-enc/C CPU per flow, bench process (codec on/off)",
+            ratio(CCodec, C, |s| s.own_cpu),
             None,
         );
     }

@@ -200,11 +200,13 @@ fn child(address: String, on: bool) {
         .build()
         .expect("a tokio runtime");
     let figures = runtime.block_on(async {
-        let mut builder = Flock::builder().local_debug(false).temporal(TemporalExecutorConfig {
-            server_url: address,
-            task_queue: format!("bench-observe-{}", uuid::Uuid::new_v4().simple()),
-            ..Default::default()
-        });
+        let mut builder = Flock::builder()
+            .local_debug(false)
+            .temporal(TemporalExecutorConfig {
+                server_url: address,
+                task_queue: format!("bench-observe-{}", uuid::Uuid::new_v4().simple()),
+                ..Default::default()
+            });
         if on {
             builder = builder.metrics("127.0.0.1:0");
         }
@@ -223,7 +225,10 @@ fn child(address: String, on: bool) {
         flock.shutdown().await.expect("worker shutdown");
         [b, c]
     });
-    println!("{}", serde_json::to_string(&figures).expect("figures as JSON"));
+    println!(
+        "{}",
+        serde_json::to_string(&figures).expect("figures as JSON")
+    );
 }
 
 fn run_child(address: &str, on: bool) -> [Figures; 2] {
@@ -233,7 +238,11 @@ fn run_child(address: &str, on: bool) -> [Figures; 2] {
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("the child process starts");
-    assert!(output.status.success(), "the child failed: {}", output.status);
+    assert!(
+        output.status.success(),
+        "the child failed: {}",
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("the child printed {stdout:?}: {e}"))
@@ -279,10 +288,18 @@ fn main() {
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nmedians over {rounds} rounds (load average after: {})", load.trim());
-    println!("| flow | latency off (ms) | latency on (ms) | on/off latency | flows/s off | flows/s on | on/off throughput (target >= 0.95) |");
+    println!(
+        "\nmedians over {rounds} rounds (load average after: {})",
+        load.trim()
+    );
+    println!(
+        "| flow | latency off (ms) | latency on (ms) | on/off latency | flows/s off | flows/s on | on/off throughput (target >= 0.95) |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (i, name) in ["B activities", "C local activities, eager"].iter().enumerate() {
+    for (i, name) in ["B activities", "C local activities, eager"]
+        .iter()
+        .enumerate()
+    {
         let get = |runs: &[[Figures; 2]], f: fn(&Figures) -> f64| {
             median(runs.iter().map(|r| f(&r[i])).collect())
         };

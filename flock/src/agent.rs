@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::AgentError;
 use crate::model::Models;
 pub use crate::spec::{AgentKind, AgentSpec};
-use crate::spec::{Direction, FlowSpec, MAX_PAYLOAD_BYTES, check_payload_size};
+use crate::spec::{Direction, FlowSpec, MAX_PAYLOAD_BYTES, PayloadLimit, check_payload_size};
 use crate::usage::Usage;
 
 /// What an agent's input and output types must be: serializable both ways (they cross process
@@ -126,6 +126,8 @@ pub struct AgentContext {
     pub(crate) cancellation: Cancellation,
     pub(crate) checkpoints: Arc<Checkpoints>,
     pub(crate) idempotency_key: Arc<str>,
+    /// The limit of the agent's output (the executor's settings).
+    pub(crate) payload_limit: PayloadLimit,
 }
 
 /// The checkpoints of one attempt: the last one the attempts before it made (what
@@ -219,12 +221,19 @@ impl AgentContext {
             cancellation,
             checkpoints: Arc::default(),
             idempotency_key: Arc::from("detached"),
+            payload_limit: PayloadLimit::TEMPORAL,
         }
     }
 
     /// This context, with the idempotency key of its call.
     pub(crate) fn with_idempotency_key(mut self, key: String) -> Self {
         self.idempotency_key = Arc::from(key);
+        self
+    }
+
+    /// This context, with the output checked against `limit`.
+    pub(crate) fn with_payload_limit(mut self, limit: PayloadLimit) -> Self {
+        self.payload_limit = limit;
         self
     }
 
@@ -264,6 +273,7 @@ impl AgentContext {
             cancellation: Cancellation::default(),
             checkpoints: Arc::default(),
             idempotency_key: Arc::from("detached"),
+            payload_limit: PayloadLimit::TEMPORAL,
         }
     }
 
@@ -348,7 +358,8 @@ impl AgentContext {
     /// Errors ([`AgentError::Permanent`], naming the agent; return them with `?`): the state does
     /// not serialize to JSON, or is over [`MAX_PAYLOAD_BYTES`](crate::spec::MAX_PAYLOAD_BYTES)
     /// as JSON (Temporal would reject the heartbeat; keep a reference, not the data). The earlier
-    /// checkpoint stays then.
+    /// checkpoint stays then. This limit holds with claim-check offload too: a checkpoint is sent
+    /// with every heartbeat, and offloading each would leave a blob per heartbeat.
     ///
     /// ```rust,standalone_crate
     /// use flock::prelude::*;
@@ -405,7 +416,7 @@ impl AgentContext {
         let bytes = json_size(&state);
         if bytes > MAX_PAYLOAD_BYTES {
             return Err(AgentError::permanent(format!(
-                "agent `{name}`: the checkpoint state `{}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit (Temporal rejects heartbeat details over 2 MiB); checkpoint a reference (a path, URL or id) instead of the data",
+                "agent `{name}`: the checkpoint state `{}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit of checkpoints (Temporal rejects heartbeat details over 2 MiB, and checkpoints are never offloaded); checkpoint a reference (a path, URL or id) instead of the data",
                 std::any::type_name::<S>()
             )));
         }
@@ -509,6 +520,7 @@ impl<A: Agent> DynAgent for A {
         input: Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>> {
         let agent = *self;
+        let limit = ctx.payload_limit;
         Box::pin(async move {
             let input = serde_json::from_value::<A::Input>(input).map_err(|e| {
                 AgentError::invalid_input(format!(
@@ -536,8 +548,14 @@ impl<A: Agent> DynAgent for A {
                     A::NAME
                 ))
             })?;
-            check_payload_size("agent", A::NAME, Direction::Output, json_size(&output))
-                .map_err(AgentError::permanent)?;
+            check_payload_size(
+                "agent",
+                A::NAME,
+                Direction::Output,
+                json_size(&output),
+                limit,
+            )
+            .map_err(AgentError::permanent)?;
             Ok(output)
         })
     }

@@ -18,7 +18,7 @@ use crate::message::{Query, Signal, Update};
 use crate::model::{Model, Models, Provider};
 use crate::record::RunRecord;
 use crate::registry::Registry;
-use crate::spec::{Direction, MessageKind};
+use crate::spec::{Direction, MessageKind, PayloadLimit};
 
 #[cfg(feature = "temporal")]
 use crate::executor::temporal::TemporalExecutor;
@@ -609,6 +609,7 @@ impl FlockBuilder {
             models: Arc::new(self.models),
             registry,
             step_events: Default::default(),
+            payload_limit: crate::spec::PayloadLimit::of(self.temporal.codec.as_ref()),
         });
         let executor = if self.local_debug {
             Executor::Local
@@ -722,7 +723,8 @@ impl<'a, F: Flow> RunRequest<'a, F> {
 
     /// The input as the executors take it: JSON within the payload limit.
     fn input_json(&self, run_id: &str) -> Result<Value, Error> {
-        encode("flow", F::NAME, Direction::Input, &self.input).map_err(|cause| Error::Run {
+        let limit = self.flock.inner.settings.payload_limit;
+        encode("flow", F::NAME, Direction::Input, &self.input, limit).map_err(|cause| Error::Run {
             name: F::NAME.to_owned(),
             run_id: run_id.to_owned(),
             cause,
@@ -734,8 +736,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// On Temporal the record is read back from the workflow's history: each agent (activity) with
     /// its input, output, error and attempts (Temporal keeps the last attempt's timing and the
     /// failure before it), model token usage, and child flows with their timing and outcome.
-    /// Agents run as local activities are listed from their markers, without their input (which
-    /// the marker does not keep).
+    /// Agents run as local activities are listed from their markers, which keep their input too.
     pub async fn recorded(self) -> Recorded<F::Output> {
         let run_id = self.run_id();
         let started = std::time::Instant::now();
@@ -844,7 +845,13 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// ([`FlowContext::wait`](crate::FlowContext::wait)). With [`start`](Self::start), this is
     /// signal-with-start: when a run with this id is running already, it is only signalled.
     pub fn signal<T: AgentIo>(mut self, signal: Signal<F, T>, value: T) -> Self {
-        let json = encode("signal", signal.name(), Direction::Input, &value);
+        let json = encode(
+            "signal",
+            signal.name(),
+            Direction::Input,
+            &value,
+            PayloadLimit::TEMPORAL,
+        );
         self.signal = Some((signal.name(), json.map_err(|e| e.to_string())));
         self
     }
@@ -941,8 +948,14 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         value: I,
     ) -> Result<(FlowHandle<F>, O), Error> {
         let run_id = self.run_id();
-        let value = encode("update", update.name(), Direction::Input, &value)
-            .map_err(|cause| message_error::<F>(&run_id, cause.to_string()))?;
+        let value = encode(
+            "update",
+            update.name(),
+            Direction::Input,
+            &value,
+            PayloadLimit::TEMPORAL,
+        )
+        .map_err(|cause| message_error::<F>(&run_id, cause.to_string()))?;
         let flow = self.flock.definition::<F>()?;
         flow.spec()
             .check_message(MessageKind::Update, update.name(), &value)
@@ -1159,8 +1172,14 @@ impl<F: Flow> FlowHandle<F> {
     /// Sends the run signal `signal` (checked first: a value that does not fit is an error here,
     /// never a dropped signal). The flow takes it with [`FlowContext::wait`](crate::FlowContext::wait).
     pub async fn signal<T: AgentIo>(&self, signal: Signal<F, T>, value: T) -> Result<(), Error> {
-        let value = encode("signal", signal.name(), Direction::Input, &value)
-            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        let value = encode(
+            "signal",
+            signal.name(),
+            Direction::Input,
+            &value,
+            PayloadLimit::TEMPORAL,
+        )
+        .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
         self.signal_json(signal.name(), value).await
     }
 
@@ -1177,8 +1196,14 @@ impl<F: Flow> FlowHandle<F> {
         update: Update<F, I, O>,
         value: I,
     ) -> Result<O, Error> {
-        let value = encode("update", update.name(), Direction::Input, &value)
-            .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
+        let value = encode(
+            "update",
+            update.name(),
+            Direction::Input,
+            &value,
+            PayloadLimit::TEMPORAL,
+        )
+        .map_err(|e| message_error::<F>(&self.run_id, e.to_string()))?;
         let answer = self.update_json(update.name(), value).await?;
         decode_answer::<F, O>(&self.run_id, answer)
     }

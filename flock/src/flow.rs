@@ -22,7 +22,7 @@ use crate::guard::{ContextOp, Guarded};
 use crate::message::{Query, Signal, Update};
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 pub use crate::spec::FlowSpec;
-use crate::spec::{Direction, check_payload_size};
+use crate::spec::{Direction, PayloadLimit, check_payload_size};
 
 /// A flow: a deterministic async function over agents, run by an executor.
 ///
@@ -69,13 +69,20 @@ pub struct FlowContext {
     runtime: Arc<dyn FlowRuntime>,
     rng: Mutex<SplitMix64>,
     child_ids: Mutex<SplitMix64>,
+    payload_limit: PayloadLimit,
 }
 
 impl FlowContext {
     /// The context of run `run_id` of `flow`, over an executor's runtime. The random streams are
     /// seeded from the runtime's per-run seed: the user's stream and the one child run ids come
     /// from are separate, so adding a `ctx.uuid()` call shifts no child id and vice versa.
-    pub(crate) fn new(run_id: Arc<str>, flow: &'static str, runtime: Arc<dyn FlowRuntime>) -> Self {
+    /// What the run sends is checked against `payload_limit` (the executor's settings).
+    pub(crate) fn new(
+        run_id: Arc<str>,
+        flow: &'static str,
+        runtime: Arc<dyn FlowRuntime>,
+        payload_limit: PayloadLimit,
+    ) -> Self {
         let seed = runtime.random_seed();
         FlowContext {
             run_id,
@@ -83,6 +90,7 @@ impl FlowContext {
             rng: Mutex::new(SplitMix64(seed)),
             child_ids: Mutex::new(SplitMix64(seed ^ 0x6368_696C_645F_6964)),
             runtime,
+            payload_limit,
         }
     }
 
@@ -102,7 +110,13 @@ impl FlowContext {
     /// payload limit, fails the call (and, with `?`, the run) with an error naming the agent.
     pub async fn call<A: Agent>(&self, agent: A, input: A::Input) -> Result<A::Output, FlowError> {
         let spec = agent.spec();
-        let input = encode("agent", A::NAME, Direction::Input, &input)?;
+        let input = encode(
+            "agent",
+            A::NAME,
+            Direction::Input,
+            &input,
+            self.payload_limit,
+        )?;
         let output = ContextOp(self.runtime.call_agent(AgentCall { spec, input })).await?;
         decode(A::NAME, Direction::Output, output)
     }
@@ -141,7 +155,13 @@ impl FlowContext {
         state: &T,
     ) -> Result<(), FlowError> {
         self.check_own(F::NAME, "query", query.name())?;
-        let json = encode("query", query.name(), Direction::Output, state)?;
+        let json = encode(
+            "query",
+            query.name(),
+            Direction::Output,
+            state,
+            self.payload_limit,
+        )?;
         self.runtime.publish(query.name(), json);
         Ok(())
     }
@@ -161,6 +181,7 @@ impl FlowContext {
                 name: update.name(),
                 input,
                 runtime: Some(self.runtime.clone()),
+                payload_limit: self.payload_limit,
                 answer: PhantomData,
             }),
             Err(error) => {
@@ -178,7 +199,14 @@ impl FlowContext {
         run_id: impl Into<String>,
         value: &T,
     ) -> Result<(), FlowError> {
-        let value = encode("signal", signal.name(), Direction::Input, value)?;
+        // messages stay within Temporal's limit (`FlowSpec::check_message`)
+        let value = encode(
+            "signal",
+            signal.name(),
+            Direction::Input,
+            value,
+            PayloadLimit::TEMPORAL,
+        )?;
         let call = SignalCall {
             flow: F::default().spec(),
             run_id: run_id.into(),
@@ -201,7 +229,13 @@ impl FlowContext {
             )));
         }
         let _ = flow;
-        let input = encode("flow", F::NAME, Direction::Input, &input)?;
+        let input = encode(
+            "flow",
+            F::NAME,
+            Direction::Input,
+            &input,
+            self.payload_limit,
+        )?;
         Err(FlowError::ContinueAsNew {
             flow: F::NAME.to_owned(),
             input,
@@ -327,7 +361,7 @@ impl<'a, F: Flow> std::future::Future for ChildRequest<'a, F> {
             let run_id = id.unwrap_or(generated);
             self.state = ChildState::Running(Box::pin(async move {
                 let spec = flow.spec();
-                let input = encode("flow", F::NAME, Direction::Input, &input)?;
+                let input = encode("flow", F::NAME, Direction::Input, &input, ctx.payload_limit)?;
                 let output = ContextOp(ctx.runtime.call_flow(ChildCall {
                     spec,
                     run_id,
@@ -392,18 +426,19 @@ fn uuid_from(stream: &Mutex<SplitMix64>) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(((high << 64) | low).to_be_bytes()).into_uuid()
 }
 
-/// A value on its way to an agent or flow, as JSON within the payload limit.
+/// A value on its way to an agent or flow, as JSON within the payload limit `limit`.
 pub(crate) fn encode<T: Serialize>(
     kind: &str,
     name: &str,
     direction: Direction,
     value: &T,
+    limit: PayloadLimit,
 ) -> Result<Value, FlowError> {
     let json = serde_json::to_value(value).map_err(|e| FlowError::Serialization {
         at: name.to_owned(),
         message: format!("{}: {e}", direction.name()),
     })?;
-    check_payload_size(kind, name, direction, json_size(&json)).map_err(|message| {
+    check_payload_size(kind, name, direction, json_size(&json), limit).map_err(|message| {
         FlowError::PayloadTooLarge {
             at: name.to_owned(),
             message,
@@ -447,6 +482,7 @@ pub struct UpdateRequest<I, O> {
     pub(crate) name: &'static str,
     pub(crate) input: I,
     pub(crate) runtime: Option<Arc<dyn FlowRuntime>>,
+    pub(crate) payload_limit: PayloadLimit,
     pub(crate) answer: PhantomData<fn() -> O>,
 }
 
@@ -458,7 +494,13 @@ impl<I, O: Serialize> UpdateRequest<I, O> {
 
     /// Answers the update: its sender gets `answer`.
     pub fn reply(mut self, answer: &O) -> Result<(), FlowError> {
-        let json = encode("update", self.name, Direction::Output, answer);
+        let json = encode(
+            "update",
+            self.name,
+            Direction::Output,
+            answer,
+            self.payload_limit,
+        );
         let answer = json.as_ref().map_err(ToString::to_string).cloned();
         if let Some(runtime) = self.runtime.take() {
             runtime.answer_update(self.id, answer);
@@ -548,7 +590,13 @@ impl<F: Flow> DynFlow for F {
                     }),
                 });
             let output = Guarded::new(F::NAME, body).await?;
-            encode("flow", F::NAME, Direction::Output, &output)
+            encode(
+                "flow",
+                F::NAME,
+                Direction::Output,
+                &output,
+                ctx.payload_limit,
+            )
         })
     }
 }

@@ -60,7 +60,7 @@ impl FlowSpec {
         let size = json_size(value);
         if size > MAX_PAYLOAD_BYTES {
             return Err(format!(
-                "the {} `{name}` of flow `{}` is {size} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit",
+                "the {} `{name}` of flow `{}` is {size} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit of messages (Temporal rejects payloads over 2 MiB, and messages are never offloaded)",
                 kind.name(),
                 self.name
             ));

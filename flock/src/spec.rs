@@ -308,17 +308,58 @@ impl Direction {
     }
 }
 
-/// Checks a payload against [`MAX_PAYLOAD_BYTES`]; the error names what and how large.
+/// The payload limit in force for what a run sends: Temporal's ([`MAX_PAYLOAD_BYTES`]), or,
+/// when the payload codec offloads large payloads to a blob store (an
+/// [`Offload`](crate::codec::Offload) in the configuration's codec), that offload's
+/// `max_payload`: the history then holds only a claim check. Both executors apply the limit of
+/// their configuration, so development fails where production would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PayloadLimit {
+    bytes: usize,
+    offloaded: bool,
+}
+
+impl PayloadLimit {
+    /// Temporal's limit: what the server itself stores.
+    pub(crate) const TEMPORAL: PayloadLimit = PayloadLimit {
+        bytes: MAX_PAYLOAD_BYTES,
+        offloaded: false,
+    };
+
+    /// The limit with the codec `codec` (if any).
+    pub(crate) fn of(codec: Option<&crate::codec::Codec>) -> PayloadLimit {
+        match codec.and_then(crate::codec::Codec::offload) {
+            Some(offload) => PayloadLimit {
+                bytes: offload.max_payload,
+                offloaded: true,
+            },
+            None => PayloadLimit::TEMPORAL,
+        }
+    }
+
+    fn why(self) -> &'static str {
+        if self.offloaded {
+            "the claim-check offload's `Offload::max_payload`; raise it, or pass a reference (a path, URL or id) instead of the data"
+        } else {
+            "Temporal rejects payloads over 2 MiB; pass a reference (a path, URL or id) instead of the data, or offload large payloads with `Codec::with_offload`"
+        }
+    }
+}
+
+/// Checks a payload against `limit`; the error names what, which way, how large, and the limit.
 pub(crate) fn check_payload_size(
     kind: &str,
     name: &str,
     direction: Direction,
     bytes: usize,
+    limit: PayloadLimit,
 ) -> Result<(), String> {
-    if bytes > MAX_PAYLOAD_BYTES {
+    if bytes > limit.bytes {
         Err(format!(
-            "the {} of {kind} `{name}` is {bytes} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit (Temporal rejects payloads over 2 MiB); pass a reference (a path, URL or id) instead of the data",
-            direction.name()
+            "the {} of {kind} `{name}` is {bytes} bytes as JSON, over the {}-byte payload limit ({})",
+            direction.name(),
+            limit.bytes,
+            limit.why()
         ))
     } else {
         Ok(())

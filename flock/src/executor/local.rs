@@ -239,6 +239,7 @@ async fn run_once(
         children: Mutex::new(Vec::new()),
         progress: Mutex::new(Vec::new()),
     });
+    let payload_limit = settings.payload_limit;
     let runtime = Arc::new(LocalRun {
         settings,
         run_id: run_id.clone(),
@@ -248,7 +249,7 @@ async fn run_once(
         mailbox,
         calls: std::sync::atomic::AtomicU64::new(0),
     });
-    let ctx = FlowContext::new(run_id.clone(), name, runtime);
+    let ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
     observe::flow_started(name);
     let result = {
         // Pinned here so that the span is still ours after the run: a clone would cost two more
@@ -430,7 +431,8 @@ impl LocalRun {
                 cancellation.clone(),
             )
             .with_checkpoints(checkpoints.clone())
-            .with_idempotency_key(idempotency_key.clone());
+            .with_idempotency_key(idempotency_key.clone())
+            .with_payload_limit(self.settings.payload_limit);
             let attempt_start = Instant::now();
             let event = |at: Instant, kind| StepEvent {
                 run_id: self.run_id.clone(),

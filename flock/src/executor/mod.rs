@@ -12,7 +12,7 @@ use crate::model::Models;
 use crate::record::StepEvent;
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
-use crate::spec::AgentSpec;
+use crate::spec::{AgentSpec, PayloadLimit};
 
 /// What every run of a `Flock` shares, whichever executor runs it.
 #[derive(Debug)]
@@ -22,6 +22,10 @@ pub(crate) struct Settings {
     pub(crate) models: Arc<Models>,
     /// What runs can call, by name.
     pub(crate) registry: Registry,
+    /// The largest payload runs send: Temporal's limit, or with claim-check offload configured
+    /// in the codec, the offload's `max_payload` (on both executors, so that development fails
+    /// where production would).
+    pub(crate) payload_limit: PayloadLimit,
     /// The live step events of local runs, once someone subscribed.
     pub(crate) step_events: StepFeed,
 }

@@ -160,7 +160,9 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .await;
     assert_eq!(ok.result.unwrap().text, format!("{SECRET_INPUT} answered"));
     assert_eq!(ok.record.steps.len(), 2, "{:?}", ok.record.steps);
-    // the record reads back through the codec: the model agent's input and answer
+    // the record reads back through the codec: the local code agent's input (from its marker),
+    // the model agent's input and answer
+    assert_eq!(ok.record.steps[0].input["text"], SECRET_INPUT);
     assert_eq!(
         ok.record.steps[1].input["text"],
         format!("{SECRET_INPUT} answered")
@@ -300,6 +302,15 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         .await
         .unwrap();
     assert_eq!(old.text, format!("{SECRET_INPUT} answered"));
+    // and its record, read back through the rotated keys
+    let old_record = rotated.run_record(&ok.record.run_id).await.unwrap();
+    assert_eq!(old_record.input["text"], SECRET_INPUT);
+    assert_eq!(old_record.steps.len(), 2, "{:?}", old_record.steps);
+    assert_eq!(old_record.steps[0].input["text"], SECRET_INPUT);
+    assert_eq!(
+        old_record.steps[1].output.as_ref().unwrap()["text"],
+        "text example"
+    );
     rotated.replay(&ok_history).await.unwrap();
     drop(rotated);
     let rotated = flock_with("codec-k2", Some(keys(&[("k2", 2), ("k1", 1)])), true).await;

@@ -95,7 +95,8 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 info.workflow_id.as_deref().unwrap_or_default(),
                 info.workflow_run_id.as_deref().unwrap_or_default(),
                 info.activity_id
-            ));
+            ))
+            .with_payload_limit(shared.settings.payload_limit);
             let span = observe::attempt_span(A::NAME, &run_id, attempt);
             let started = Instant::now();
             let call = DynAgent::call_json(&agent, agent_ctx, input).instrument(span.clone());

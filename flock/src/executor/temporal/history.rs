@@ -344,7 +344,7 @@ fn steps_from(
                 if a.marker_name == LOCAL_ACTIVITY_MARKER =>
             {
                 // An agent run as a local activity: one marker when it completed or failed for
-                // good, with its attempt count (the input is not kept).
+                // good, with its attempt count and its input (`include_arguments_in_marker`).
                 let data = json_of(a.details.get("data"));
                 let attempt = data["attempt"].as_u64().unwrap_or(1).max(1) as u32;
                 let at = since(event);

@@ -125,7 +125,10 @@ impl WorkerShared {
         spec: &AgentSpec,
         policy: &RetryPolicy,
     ) -> LocalActivityOptions {
+        // The marker keeps the input (encoded by the codec like every payload, so offloaded
+        // when large): the run record shows what each local agent was called with.
         LocalActivityOptions::builder()
+            .include_arguments_in_marker(true)
             .start_to_close_timeout(spec.timeout.unwrap_or(self.config.activity_start_to_close))
             .maybe_schedule_to_close_timeout(spec.schedule_to_close)
             .retry_policy(Self::retry(policy))

@@ -716,12 +716,13 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         async move {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
             let ops: Rc<dyn WorkflowOps> = Rc::new(ctx);
+            let payload_limit = shared.settings.payload_limit;
             let runtime = Arc::new(TemporalRun {
                 seed: ops.random_u64(),
                 ops: SendWrapper::new(ops.clone()),
                 shared,
             });
-            let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime);
+            let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime, payload_limit);
             let flow = F::default();
             // Replay-safe: a run's span and its `started` count come from the task that really
             // starts it; a worker that replays the run (after a restart, or a cache eviction)
