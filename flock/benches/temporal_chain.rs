@@ -52,101 +52,12 @@ use temporalio_sdk::{
 };
 
 // ------------------------------------------------------------------------------------------------
-// The work: three string transforms on a small struct.
+// The work (shared with temporal_observe): three string transforms on a small struct, as
+// flock agents and flows `chain3` (local code agents) and `chain3_remote` (activities).
 
-/// The message the chain transforms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Msg {
-    /// The text
-    pub text: String,
-    /// How many steps ran
-    pub steps: u32,
-}
-
-fn upper(m: Msg) -> Msg {
-    Msg {
-        text: m.text.to_uppercase(),
-        steps: m.steps + 1,
-    }
-}
-
-fn reverse(m: Msg) -> Msg {
-    Msg {
-        text: m.text.chars().rev().collect(),
-        steps: m.steps + 1,
-    }
-}
-
-fn suffix(m: Msg) -> Msg {
-    Msg {
-        text: format!("{}!", m.text),
-        steps: m.steps + 1,
-    }
-}
-
-fn input(i: usize) -> Msg {
-    Msg {
-        text: format!("hello {i}"),
-        steps: 0,
-    }
-}
-
-fn check(i: usize, out: Msg) -> Result<(), String> {
-    let expected = suffix(reverse(upper(input(i))));
-    if out == expected {
-        Ok(())
-    } else {
-        Err(format!("run {i}: got {out:?}, expected {expected:?}"))
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
-// B and C: flock.
-
-#[agent]
-async fn upper_agent(input: Msg) -> Msg {
-    upper(input)
-}
-
-#[agent]
-async fn reverse_agent(input: Msg) -> Msg {
-    reverse(input)
-}
-
-#[agent]
-async fn suffix_agent(input: Msg) -> Msg {
-    suffix(input)
-}
-
-#[flow]
-async fn chain3(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
-    let m = ctx.call(upper_agent, input).await?;
-    let m = ctx.call(reverse_agent, m).await?;
-    ctx.call(suffix_agent, m).await
-}
-
-#[agent(local = false)]
-async fn upper_remote(input: Msg) -> Msg {
-    upper(input)
-}
-
-#[agent(local = false)]
-async fn reverse_remote(input: Msg) -> Msg {
-    reverse(input)
-}
-
-#[agent(local = false)]
-async fn suffix_remote(input: Msg) -> Msg {
-    suffix(input)
-}
-
-/// `chain3` on normal activities.
-#[flow]
-async fn chain3_remote(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
-    let m = ctx.call(upper_remote, input).await?;
-    let m = ctx.call(reverse_remote, m).await?;
-    ctx.call(suffix_remote, m).await
-}
+#[path = "common/chain.rs"]
+mod chain;
+use chain::*;
 
 async fn flock_config<F: Flow<Input = Msg, Output = Msg>>(
     server: &DevServer,
