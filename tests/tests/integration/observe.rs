@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flock::model::{OpenAi, OpenAiConfig};
 use flock::observe::PriceTable;
@@ -464,8 +464,20 @@ async fn temporal_runs_show_in_metrics_and_spans() {
         .await;
     assert!(failed.is_err());
 
-    let text = scrape(addr).await;
-    let m = Metrics::parse(&text);
+    // The SDK core counts a workflow completed or failed once the server has acknowledged the
+    // completion, which may be after the client has seen the result: scrape until both show.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (text, m) = loop {
+        let text = scrape(addr).await;
+        let m = Metrics::parse(&text);
+        let sdk_counted = ["temporal_workflow_completed", "temporal_workflow_failed"]
+            .iter()
+            .all(|name| m.sum(name, &[("workflow_type", "obs_t_flow")]) >= 1.0);
+        if sdk_counted || Instant::now() > deadline {
+            break (text, m);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let attempts = "flock_agent_attempts_total";
     let ok_ = ("outcome", "completed");
     let failed_ = ("outcome", "failed");
@@ -559,7 +571,8 @@ async fn temporal_runs_show_in_metrics_and_spans() {
         m.sum(
             "temporal_workflow_failed",
             &[("workflow_type", "obs_t_flow")]
-        ) >= 1.0
+        ) >= 1.0,
+        "{text}"
     );
     assert!(!text.contains(KEY) && !text.contains(SECRET_TOPIC));
 
