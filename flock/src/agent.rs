@@ -16,7 +16,10 @@ use serde_json::Value;
 use crate::error::AgentError;
 use crate::model::Models;
 pub use crate::spec::{AgentKind, AgentSpec};
-use crate::spec::{Direction, FlowSpec, MAX_PAYLOAD_BYTES, PayloadLimit, check_payload_size};
+use crate::spec::{
+    Direction, FlowSpec, MAX_PAYLOAD_BYTES, PayloadLimit, check_local_record_size,
+    check_payload_size,
+};
 use crate::usage::Usage;
 
 /// What an agent's input and output types must be: serializable both ways (they cross process
@@ -521,6 +524,9 @@ impl<A: Agent> DynAgent for A {
     ) -> BoxFuture<'static, Result<Value, AgentError>> {
         let agent = *self;
         let limit = ctx.payload_limit;
+        // On Temporal a local step's input and output share one history record: the sum counts
+        let local_input_bytes = (limit.counts_local_records() && Agent::spec(self).runs_locally())
+            .then(|| json_size(&input));
         Box::pin(async move {
             let input = serde_json::from_value::<A::Input>(input).map_err(|e| {
                 AgentError::invalid_input(format!(
@@ -548,14 +554,13 @@ impl<A: Agent> DynAgent for A {
                     A::NAME
                 ))
             })?;
-            check_payload_size(
-                "agent",
-                A::NAME,
-                Direction::Output,
-                json_size(&output),
-                limit,
-            )
-            .map_err(AgentError::permanent)?;
+            let output_bytes = json_size(&output);
+            check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
+                .map_err(AgentError::permanent)?;
+            if let Some(input_bytes) = local_input_bytes {
+                check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
+                    .map_err(AgentError::permanent)?;
+            }
             Ok(output)
         })
     }

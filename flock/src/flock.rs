@@ -1568,7 +1568,7 @@ impl Flock {
                     &Ok(Value::Null),
                 );
                 record.output = None;
-                temporal.record_from_history(&mut record).await;
+                temporal.record_from_history(&mut record).await?;
                 Ok(record)
             }
         }

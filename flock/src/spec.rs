@@ -346,6 +346,39 @@ impl PayloadLimit {
     }
 }
 
+impl PayloadLimit {
+    /// Whether the input and the output of a local step count together: on Temporal a local
+    /// activity's history record (its marker) holds both in one event, under the one limit; with
+    /// the offload, large payloads are claim checks there.
+    pub(crate) const fn counts_local_records(self) -> bool {
+        !self.offloaded
+    }
+}
+
+/// Checks the record of local step `name` (its input and its output together, see
+/// [`PayloadLimit::counts_local_records`]) against `limit`.
+pub(crate) fn check_local_record_size(
+    name: &str,
+    input: usize,
+    output: usize,
+    limit: PayloadLimit,
+) -> Result<(), String> {
+    let total = input + output;
+    if total > limit.bytes {
+        Err(format!(
+            "agent `{name}` runs as a local activity, whose record in the run's history holds its \
+             input ({input} bytes as JSON) and its output ({output} bytes) together: {total} bytes, \
+             over the {}-byte payload limit; run it as a remote activity, \
+             `#[agent(local = false)]` (its input and output are then recorded apart), offload \
+             large payloads with `Codec::with_offload`, or pass a reference (a path, URL or id) \
+             instead of the data",
+            limit.bytes
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks a payload against `limit`; the error names what, which way, how large, and the limit.
 pub(crate) fn check_payload_size(
     kind: &str,

@@ -372,6 +372,22 @@ async fn history_holds_ciphertext_only_and_the_codec_server_decodes_it() {
         error.contains("`k1`") && error.contains("no codec keys"),
         "{error}"
     );
+    // The run's record, read back by id: the same errors, never a record of nulls.
+    for (flock, reason) in [
+        (&missing, "not configured"),
+        (&wrong, "does not decrypt"),
+        (&none, "no codec keys"),
+    ] {
+        let error = flock
+            .run_record(&ok.record.run_id)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&ok.record.run_id) && error.contains("`k1`") && error.contains(reason),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! naming the agent, the direction and the size; with offload on, a large input round-trips
 //! through the blob store and the history holds only the claim check.
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use flock::codec::{Codec, CodecKeys, FsBlobStore, ObjectStoreBlobStore, Offload};
@@ -367,4 +368,98 @@ async fn with_s3_offload_a_20_mb_input_round_trips_and_the_history_holds_only_cl
         history.len()
     );
     flock.shutdown().await.unwrap();
+}
+
+/// Answers with its input, extended; a remote activity (its input and output travel apart).
+#[agent(local = false)]
+async fn p_remote_echo(input: Blob) -> Blob {
+    Blob {
+        text: format!("{}!", input.text),
+    }
+}
+
+#[flow]
+async fn p_local_twice(ctx: &FlowContext, input: Blob) -> Result<Blob, FlowError> {
+    // A local step's marker holds its input and its output: 2 × 1.5 MiB in one history event.
+    ctx.call(p_echo, input).await
+}
+
+#[flow]
+async fn p_remote_twice(ctx: &FlowContext, input: Blob) -> Result<Blob, FlowError> {
+    ctx.call(p_remote_echo, input).await
+}
+
+#[flow]
+async fn p_fan_out(ctx: &FlowContext, input: Blob) -> Result<Blob, FlowError> {
+    // Three remote calls scheduled at once: one workflow task completion of 3 × 1.5 MiB.
+    let (a, b, c) = flock::try_join!(
+        ctx.call(p_remote_echo, input.clone()),
+        ctx.call(p_remote_echo, input.clone()),
+        ctx.call(p_remote_echo, input),
+    )?;
+    Ok(Blob {
+        text: format!("{} {} {}", a.text.len(), b.text.len(), c.text.len()),
+    })
+}
+
+/// A local step whose input and output are each under the limit but together over it: on
+/// Temporal its record (one marker event holds both) would fail every workflow task and leave
+/// the run Running; both executors fail the run, naming the agent, the sizes and the way out. The
+/// same step as a remote activity completes (its input and output are recorded apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_step_whose_input_and_output_together_exceed_the_limit_fails_the_run() {
+    for (executor, flock) in both("payloads-add-up").await {
+        let input = big(1536 * 1024);
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            flock.run_flow(p_local_twice, input.clone()).into_future(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{executor}: p_local_twice stayed running"))
+        .unwrap_err();
+        let (agent, attempts, _) = error.agent_error().expect("the agent failed the run");
+        assert_eq!((agent, attempts), ("p_echo", 1), "{executor}: {error}");
+        let error = error.to_string();
+        assert!(
+            error.contains("agent `p_echo` runs as a local activity")
+                && error.contains("(1572875 bytes as JSON)")
+                && error.contains("(1572876 bytes)")
+                && error.contains("3145751 bytes")
+                && error.contains("`#[agent(local = false)]`"),
+            "{executor}: {error}"
+        );
+        let remote = tokio::time::timeout(
+            Duration::from_secs(60),
+            flock.run_flow(p_remote_twice, input).into_future(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{executor}: p_remote_twice stayed running"))
+        .unwrap();
+        assert_eq!(remote.text.len(), 1536 * 1024 + 1, "{executor}");
+    }
+}
+
+/// Calls scheduled at once whose inputs together exceed what one workflow task completion may
+/// carry (about 4 MiB): Temporal terminates the run, and the error says why. (The local executor
+/// has no such limit: this is where the executors differ, documented in DESIGN.md.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_scheduled_at_once_over_the_task_limit_end_the_run_saying_why() {
+    let [(_, local), (_, temporal)] = both("payloads-fan-out").await;
+    let input = big(1536 * 1024);
+    let fine = local.run_flow(p_fan_out, input.clone()).await.unwrap();
+    assert_eq!(fine.text, "1572865 1572865 1572865");
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        temporal.run_flow(p_fan_out, input).into_future(),
+    )
+    .await
+    .expect("p_fan_out stayed running")
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("p_fan_out")
+            && error.contains("terminated: GrpcMessageTooLarge")
+            && error.contains("more data at once than one workflow task"),
+        "{error}"
+    );
 }

@@ -19,17 +19,56 @@ use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord};
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;
 
-/// Fills `record`'s steps and children from the history of workflow `run_id`. Agents run as
-/// local activities appear as markers in the history and are not listed.
-pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0, None, false).await;
+/// Fills `record`'s steps and children from the history of workflow `run_id` (agents run as
+/// local activities from their markers). A history that cannot be read or decoded (a key the
+/// client lacks) is an error naming the run and the reason.
+pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) -> Result<(), String> {
+    fill(client, record, 0, None, false).await
 }
 
 /// Like [`fill_record`], and the run's status, output and timing come from the history too (a
 /// run started elsewhere, perhaps still running).
-pub(crate) async fn fill_from_history(client: &Client, record: &mut RunRecord) {
-    fill(client, record, 0, None, true).await;
+pub(crate) async fn fill_from_history(
+    client: &Client,
+    record: &mut RunRecord,
+) -> Result<(), String> {
+    fill(client, record, 0, None, true).await?;
     add_pending(client, record).await;
+    Ok(())
+}
+
+/// Why workflow `run_id` was terminated, and by whom, from its terminated event: a person's
+/// `--reason`, or the server's (a workflow task it could not accept).
+pub(crate) async fn termination_reason(client: &Client, run_id: &str) -> Option<String> {
+    let events = client
+        .get_workflow_handle::<UntypedWorkflow>(run_id.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .ok()?;
+    events
+        .iter()
+        .rev()
+        .find_map(|event| match &event.attributes {
+            Some(Attributes::WorkflowExecutionTerminatedEventAttributes(a)) => {
+                let by = if a.identity.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (by {})", a.identity)
+                };
+                let why = match a.reason.as_str() {
+                    "GrpcMessageTooLarge" | "RequestTooLarge" => {
+                        ": the flow scheduled more data at once than one workflow task may carry \
+                     (about 4 MiB: the inputs of the calls it started together); start fewer \
+                     large calls at once, offload large payloads with `Codec::with_offload`, or \
+                     pass references (a path, URL or id) instead of the data"
+                    }
+                    _ => "",
+                };
+                Some(format!("{}{by}{why}", a.reason))
+            }
+            _ => None,
+        })
 }
 
 /// Temporal writes an activity's started event only when the activity closes, so the attempts
@@ -83,7 +122,7 @@ fn fill<'a>(
     depth: usize,
     temporal_run: Option<String>,
     top_from_history: bool,
-) -> futures::future::BoxFuture<'a, ()> {
+) -> futures::future::BoxFuture<'a, Result<(), String>> {
     Box::pin(async move {
         let mut info = client
             .get_workflow_handle::<UntypedWorkflow>(record.run_id.clone())
@@ -92,17 +131,22 @@ fn fill<'a>(
         info.run_id = temporal_run.clone();
         let handle =
             temporalio_client::WorkflowHandle::<_, UntypedWorkflow>::new(client.clone(), info);
-        let Ok(mut events) = handle
+        let mut events = handle
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .into_events()
             .await
-        else {
-            return;
-        };
-        if let Err(error) = decode_events(client, &mut events).await {
-            tracing::warn!(run_id = %record.run_id, %error, "the run's history cannot be decoded");
-            return;
-        }
+            .map_err(|error| {
+                format!(
+                    "cannot read the history of run `{}`: {error}",
+                    record.run_id
+                )
+            })?;
+        decode_events(client, &mut events).await.map_err(|error| {
+            format!(
+                "cannot decode the history of run `{}`: {error}",
+                record.run_id
+            )
+        })?;
         let children = steps_from(
             &events,
             record,
@@ -128,7 +172,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             previous.output = None;
-            fill(client, &mut previous, depth + 1, Some(previous_run), true).await;
+            fill(client, &mut previous, depth + 1, Some(previous_run), true).await?;
             previous.status = RunStatus::ContinuedAsNew;
             previous.output = None;
             previous.error = None;
@@ -142,7 +186,7 @@ fn fill<'a>(
             }
         }
         if depth >= MAX_DEPTH {
-            return;
+            return Ok(());
         }
         for (run_id, name) in children {
             let mut child = RunRecord::summary(
@@ -154,9 +198,10 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1, None, true).await;
+            fill(client, &mut child, depth + 1, None, true).await?;
             record.children.push(child);
         }
+        Ok(())
     })
 }
 
@@ -186,15 +231,15 @@ fn json_of(payloads: Option<&Payloads>) -> Value {
 }
 
 /// Decodes the payloads of `events` with the client's codec (the history holds them encoded).
+/// Outside a workflow context, so a payload that does not decode is an error (in a workflow
+/// context the codec stands a reason-carrying payload in for it).
 async fn decode_events(
     client: &Client,
     events: &mut [HistoryEvent],
 ) -> Result<(), temporalio_common::data_converters::PayloadConversionError> {
-    use temporalio_common::data_converters::{
-        SerializationContextData, WorkflowSerializationContext,
-    };
+    use temporalio_common::data_converters::SerializationContextData;
     let codec = client.options().data_converter.codec();
-    let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+    let context = SerializationContextData::None;
     for event in events.iter_mut() {
         temporalio_common::payload_visitor::decode_payloads(event, codec, &context).await?;
     }

@@ -922,7 +922,11 @@ impl TemporalExecutor {
                     }));
                 }
                 Err(WorkflowGetResultError::Terminated { .. }) => {
-                    return Err(failed(FlowError::msg("the workflow was terminated")));
+                    let message = match history::termination_reason(&self.client, run_id).await {
+                        Some(reason) => format!("the workflow was terminated: {reason}"),
+                        None => "the workflow was terminated".to_owned(),
+                    };
+                    return Err(failed(FlowError::msg(message)));
                 }
                 Err(WorkflowGetResultError::TimedOut) => {
                     return Err(failed(FlowError::msg(
@@ -1014,9 +1018,14 @@ impl TemporalExecutor {
         }
     }
 
-    /// Fills a run record's steps and children from the server's history.
+    /// Fills the record of a run this client has just waited for with its steps and children
+    /// from the server's history. The run's result is already known; a history that cannot be
+    /// read leaves the record without steps, and says so in the log (`run_record` makes it an
+    /// error).
     pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
-        history::fill_record(&self.client, record).await;
+        if let Err(error) = history::fill_record(&self.client, record).await {
+            tracing::warn!(run_id = %record.run_id, %error, "the run record has no steps");
+        }
     }
 
     /// The history of workflow `run_id` (its latest run), as JSON.
@@ -1168,8 +1177,14 @@ impl TemporalExecutor {
 
     /// Fills a record of a run started elsewhere from its history: steps, children, and (when
     /// it has closed) its status and output.
-    pub(crate) async fn record_from_history(&self, record: &mut crate::record::RunRecord) {
-        history::fill_from_history(&self.client, record).await;
+    /// An unreadable history (a payload the configured keys cannot decode) is an error.
+    pub(crate) async fn record_from_history(
+        &self,
+        record: &mut crate::record::RunRecord,
+    ) -> Result<(), Error> {
+        history::fill_from_history(&self.client, record)
+            .await
+            .map_err(Error::Executor)
     }
 
     /// Requests cancellation of workflow `run_id`.
