@@ -174,6 +174,11 @@ struct WorkerArgs {
     /// Serve Prometheus metrics on this address (`0.0.0.0:9464`): flock's and the Temporal SDK's.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Serve only these agents (comma-separated), as a pool of their own on the task queue they
+    /// declare (`#[agent(task_queue = "gpu")]`), and no flows; every agent declared on that queue
+    /// must be named. A full worker serves the rest.
+    #[arg(long, value_delimiter = ',', value_name = "AGENT,..")]
+    agents: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1021,16 +1026,20 @@ async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> 
     if let Some(address) = flock.metrics_addr() {
         eprintln!("flock worker: Prometheus metrics on http://{address}/metrics");
     }
-    flock
+    let worker = flock
         .worker()
         .limits(WorkerLimits {
             max_concurrent_agents: args.max_concurrent_agents,
             max_concurrent_flow_tasks: args.max_concurrent_flow_tasks,
             max_cached_workflows: args.max_cached_flows,
         })
-        .grace_period(args.grace_period)
-        .run()
-        .await?;
+        .grace_period(args.grace_period);
+    let worker = if args.agents.is_empty() {
+        worker
+    } else {
+        worker.agents(args.agents)
+    };
+    worker.run().await?;
     Ok(EXIT_OK)
 }
 

@@ -229,6 +229,23 @@ impl Registry {
         )))
     }
 
+    /// The agent called `name`; an unknown name is [`Error::NotFound`] with the closest known
+    /// agent's name.
+    pub fn agent_named(&self, name: &str) -> Result<&'static dyn DynAgent, Error> {
+        if let Some(agent) = self.agent(name) {
+            return Ok(agent);
+        }
+        let known: Vec<&str> = self.agents().map(|a| a.spec().name).collect();
+        let hint = match closest(name, known.iter().copied()) {
+            Some(close) => format!("; did you mean `{close}`?"),
+            None if known.is_empty() => "; none is linked into this binary".to_owned(),
+            None => format!("; known: {}", known.join(", ")),
+        };
+        Err(Error::NotFound(format!(
+            "there is no agent `{name}` in this binary{hint}"
+        )))
+    }
+
     /// Checks `input` against the input schema of flow (or agent) `name`: [`Error::Input`] names
     /// the JSON path that does not fit and the type expected there.
     pub fn check_input_json(

@@ -7,6 +7,7 @@
 //! when it elapses. The SDK itself waits without bound after that, so the worker adds the bound:
 //! after the grace period it stops waiting and reports the attempts abandoned.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::config::WorkerLimits;
 use crate::error::Error;
 use crate::executor::temporal::{self, WorkerShared};
 use crate::flock::Flock;
+use crate::registry::Registry;
 
 /// How long a stopping worker waits for the agent attempts in flight unless told otherwise:
 /// 30 s, Kubernetes' default `terminationGracePeriodSeconds`.
@@ -53,6 +55,83 @@ pub struct FlockWorker {
     flock: Flock,
     limits: WorkerLimits,
     grace_period: Duration,
+    agents: Option<Vec<String>>,
+}
+
+/// What an agent-pool worker ([`FlockWorker::agents`]) serves: the agents of one task queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentPool {
+    /// The task queue the agents declare.
+    pub(crate) queue: &'static str,
+    /// The agents' names.
+    pub(crate) agents: BTreeSet<&'static str>,
+}
+
+impl AgentPool {
+    /// The pool of agents `names`. Temporal gives a task to any worker polling its queue, so
+    /// every worker on a queue must serve everything that runs there: the agents must declare
+    /// their own task queue (`#[agent(task_queue = "..")]`), one and the same, and name every
+    /// agent declared on it; no flow may be declared on it.
+    pub(crate) fn of(registry: &Registry, names: &[String]) -> Result<AgentPool, Error> {
+        let mut queues: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+        let mut agents = BTreeSet::new();
+        for name in names {
+            let spec = registry.agent_named(name)?.spec();
+            let Some(queue) = spec.task_queue else {
+                return Err(Error::Config(format!(
+                    "agent `{}` ({}) runs on the task queue of the flows that call it, where every \
+                     worker serves every flow and agent; to serve it in a pool of its own, give it \
+                     a queue: `#[agent(task_queue = \"..\")]`",
+                    spec.name, spec.location
+                )));
+            };
+            queues.entry(queue).or_default().push(spec.name);
+            agents.insert(spec.name);
+        }
+        if queues.len() > 1 {
+            let list = queues
+                .iter()
+                .map(|(queue, names)| format!("`{queue}`: {}", names.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Config(format!(
+                "the agents of one pool worker must share a task queue, these are on several \
+                 ({list}): run one worker per queue"
+            )));
+        }
+        let Some((&queue, _)) = queues.first_key_value() else {
+            return Err(Error::Config(
+                "an agent pool needs at least one agent name".into(),
+            ));
+        };
+        let left_out: Vec<String> = registry
+            .agents()
+            .map(|a| a.spec())
+            .filter(|spec| spec.task_queue == Some(queue) && !agents.contains(spec.name))
+            .map(|spec| format!("agent `{}`", spec.name))
+            .chain(
+                registry
+                    .flows()
+                    .map(|f| f.spec())
+                    .filter(|spec| spec.task_queue == Some(queue))
+                    .map(|spec| format!("flow `{}`", spec.name)),
+            )
+            .collect();
+        if !left_out.is_empty() {
+            let (runs, them) = if left_out.len() == 1 {
+                ("runs", "it")
+            } else {
+                ("run", "them")
+            };
+            return Err(Error::Config(format!(
+                "{} also {runs} on task queue `{queue}`, and Temporal gives a queue's tasks to any \
+                 worker polling it: a pool worker on `{queue}` must serve {them} too (name every \
+                 agent of the queue; a flow declared on it needs a full worker there)",
+                left_out.join(", ")
+            )));
+        }
+        Ok(AgentPool { queue, agents })
+    }
 }
 
 /// What a first request to stop resolves to: a future that resolves at a second request, to stop
@@ -80,7 +159,38 @@ impl FlockWorker {
             flock,
             limits: WorkerLimits::default(),
             grace_period: DEFAULT_GRACE_PERIOD,
+            agents: None,
         }
+    }
+
+    /// Serves only the agents `names`, as a pool of their own (no flows): for agents that need
+    /// other machines, limits or credentials than the rest (a GPU, a rate-limited API key). The
+    /// agents declare their task queue, `#[agent(task_queue = "gpu")]`, and the pool worker
+    /// serves that queue; every agent declared on it must be named, since Temporal gives a
+    /// queue's tasks to any worker polling it. Run the full worker (every flow, the other agents)
+    /// beside it. A name that is not an agent, or a set that breaks those rules, is an error when
+    /// the worker starts.
+    ///
+    /// ```no_run
+    /// # async fn serve(flock: flock::Flock) -> Result<(), flock::Error> {
+    /// flock.worker().agents(["transcribe"]).run().await
+    /// # }
+    /// ```
+    pub fn agents<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.agents = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The pool this worker serves, if it serves one.
+    fn pool(&self) -> Result<Option<AgentPool>, Error> {
+        self.agents
+            .as_deref()
+            .map(|names| AgentPool::of(self.flock.registry(), names))
+            .transpose()
     }
 
     /// Concurrency limits.
@@ -113,10 +223,21 @@ impl FlockWorker {
         let mut signals = Signals::listen()?;
         self.client()?;
         let grace = self.grace_period;
-        let queue = self.flock.temporal_config().task_queue.clone();
         let address = self.flock.temporal_config().server_url.clone();
+        let serving = match self.pool()? {
+            Some(pool) => format!(
+                "agents {} on task queue `{}`",
+                pool.agents
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pool.queue
+            ),
+            None => format!("task queue `{}`", self.flock.temporal_config().task_queue),
+        };
         eprintln!(
-            "flock worker: serving task queue `{queue}` of {address}; SIGTERM or Ctrl-C stops it \
+            "flock worker: serving {serving} of {address}; SIGTERM or Ctrl-C stops it \
              after the agent attempts in flight (grace period {grace:?})"
         );
         let stop = async move {
@@ -163,14 +284,17 @@ impl FlockWorker {
         self,
         stop: impl Future<Output = Again<H>>,
     ) -> Result<(), Error> {
+        let pool = self.pool()?;
         let client = self.client()?;
-        self.flock.check_queues()?;
+        if pool.is_none() {
+            self.flock.check_queues()?;
+        }
         let shared = Arc::new(WorkerShared {
             settings: self.flock.settings().clone(),
             config: self.flock.temporal_config().clone(),
         });
         let grace = self.grace_period;
-        let mut options = temporal::worker_options(&shared, &self.limits)?;
+        let mut options = temporal::worker_options(&shared, &self.limits, pool.as_ref())?;
         options.graceful_shutdown_period = Some(grace.saturating_sub(cancel_window(grace)));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<H>();
         let stop = async move {

@@ -238,7 +238,7 @@ async fn flows_in_flight_survive_a_server_restart() {
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: dev.address(),
             task_queue: "chaos-restart".into(),
@@ -348,7 +348,7 @@ async fn declarative_runs_complete_through_a_provider_failing_30_percent() {
         } else {
             builder
                 .local_debug(false)
-                .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+                .queue_served_elsewhere(super::conformance::POOL_QUEUE)
                 .temporal(super::temporal::config(&format!(
                     "chaos-provider-{}",
                     unique()

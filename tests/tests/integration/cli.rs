@@ -658,6 +658,11 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             "error: there is no flow or agent `slow_flwo` in this binary; did you mean `slow_flow`?".into(),
         ),
         (
+            vec!["worker", "--agents", "reserch_agent"],
+            3,
+            "error: there is no agent `reserch_agent` in this binary; did you mean `research_agent`?".into(),
+        ),
+        (
             vec!["worker", "--metrics", "not-an-address"],
             2,
             "error: invalid value 'not-an-address' for '--metrics <ADDR>': invalid socket address syntax".into(),

@@ -63,7 +63,7 @@ async fn flock_with(queue: &str, codec: Option<Codec>, worker: bool) -> Flock {
         .model("test")
         .local_debug(false)
         .in_process_worker(worker)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             codec,
             ..config(queue)

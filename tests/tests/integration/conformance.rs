@@ -10,8 +10,10 @@ use serde::Serializer;
 
 use super::temporal::{client_only_flock, config, server, temporal_flock};
 
-/// A task queue that no worker in this test binary serves (see `queue_is_unserved`).
-pub(super) const UNSERVED_QUEUE: &str = "conformance-nobody-serves-this";
+/// A task queue that no full worker of this test binary serves (see
+/// `queue_is_unserved_unless_declared_served_elsewhere`): only the agent pool of
+/// `temporal::an_agent_pool_worker_serves_the_agents_of_its_queue`, while that test runs.
+pub(super) const POOL_QUEUE: &str = "conformance-agent-pool";
 
 /// How long a Temporal run may take before it counts as hung.
 const BOUND: Duration = Duration::from_secs(45);
@@ -298,9 +300,19 @@ async fn an_input_that_does_not_serialize_starts_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Task queues nobody serves.
 
-#[agent(task_queue = "conformance-nobody-serves-this")]
-async fn c_on_unserved_queue(input: Text) -> Text {
-    input
+#[agent(task_queue = "conformance-agent-pool")]
+pub(super) async fn c_pooled(input: Text) -> Text {
+    Text {
+        text: format!("{} pooled", input.text),
+    }
+}
+
+/// The other agent of the pool's queue: a pool worker must serve both.
+#[agent(task_queue = "conformance-agent-pool")]
+pub(super) async fn c_pooled_too(input: Text) -> Text {
+    Text {
+        text: format!("{} too", input.text),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,10 +320,10 @@ async fn queue_is_unserved_unless_declared_served_elsewhere() {
     // The local executor runs everything in-process: queues do not apply.
     let local = Flock::builder().model("test").build().await.unwrap();
     let out = local
-        .run(c_on_unserved_queue, Text { text: "q".into() })
+        .run(c_pooled, Text { text: "q".into() })
         .await
         .unwrap();
-    assert_eq!(out.text, "q");
+    assert_eq!(out.text, "q pooled");
 
     // A process that runs work on Temporal refuses, naming the queue and the definition.
     let error = Flock::builder()
@@ -323,8 +335,7 @@ async fn queue_is_unserved_unless_declared_served_elsewhere() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("task queue `conformance-nobody-serves-this`")
-            && error.contains("agent `c_on_unserved_queue`")
+        error.contains("task queue `conformance-agent-pool`: agent `c_pooled`")
             && error.contains("queue_served_elsewhere"),
         "{error}"
     );
@@ -343,7 +354,7 @@ async fn queue_is_unserved_unless_declared_served_elsewhere() {
         .unwrap_err()
         .to_string();
     assert!(
-        worker_error.contains("task queue `conformance-nobody-serves-this`"),
+        worker_error.contains("task queue `conformance-agent-pool`"),
         "{worker_error}"
     );
     // Declared, it builds (the helpers of this binary all declare it).
@@ -729,7 +740,7 @@ async fn waiting_rides_out_a_server_restart_and_gives_up_distinctly() {
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(UNSERVED_QUEUE)
+        .queue_served_elsewhere(POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: server.address(),
             task_queue: "conformance-restart".into(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use flock::prelude::*;
 use flock::{Deployment, Error};
 
-use super::conformance::UNSERVED_QUEUE;
+use super::conformance::POOL_QUEUE;
 use super::temporal::config;
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ async fn build(queue: &str, deployment: Deployment) -> Result<Flock, Error> {
     Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(UNSERVED_QUEUE)
+        .queue_served_elsewhere(POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             deployment: Some(deployment),
             ..config(queue)
@@ -113,7 +113,7 @@ async fn bad_deployment_settings_are_clear_errors() {
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(UNSERVED_QUEUE)
+        .queue_served_elsewhere(POOL_QUEUE)
         .in_process_worker(false)
         .temporal(TemporalExecutorConfig {
             deployment: Some(Deployment::new(format!("flock-test-{}", unique()), "v1")),

@@ -441,7 +441,7 @@ async fn temporal_runs_show_in_metrics_and_spans() {
         .prices(prices())
         .metrics("127.0.0.1:0")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(config("observe-metrics"))
         .build()
         .await

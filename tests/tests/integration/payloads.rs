@@ -87,7 +87,7 @@ async fn with_offload_a_large_input_travels_as_a_claim_check() {
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             codec: Some(codec),
             ..config("payloads-offload")
@@ -147,7 +147,7 @@ async fn with_offload_a_payload_over_max_payload_fails_naming_agent_direction_si
         let flock = Flock::builder()
             .model("test")
             .local_debug(local)
-            .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+            .queue_served_elsewhere(super::conformance::POOL_QUEUE)
             .temporal(TemporalExecutorConfig {
                 codec: Some(codec.clone()),
                 ..config("payloads-offload-max")
@@ -274,7 +274,7 @@ async fn with_s3_offload_a_large_input_travels_through_the_bucket() {
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             codec: Some(codec),
             ..config("payloads-offload-s3")
@@ -336,7 +336,7 @@ async fn with_s3_offload_a_20_mb_input_round_trips_and_the_history_holds_only_cl
     let flock = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             codec: Some(codec),
             ..config("payloads-offload-20mb")

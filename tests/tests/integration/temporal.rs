@@ -65,7 +65,7 @@ pub(super) async fn temporal_flock(task_queue: &str) -> Flock {
     Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(config(task_queue))
         .build()
         .await
@@ -77,7 +77,7 @@ pub(super) async fn client_only_flock(task_queue: &str) -> Flock {
     Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .in_process_worker(false)
         .temporal(config(task_queue))
         .build()
@@ -478,7 +478,7 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
     let started = Instant::now();
     let error = Flock::builder()
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: format!("127.0.0.1:{port}"),
             ..Default::default()
@@ -499,7 +499,7 @@ async fn unreachable_server_is_a_clear_error_within_seconds() {
     let started = Instant::now();
     let error = Flock::builder()
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(TemporalExecutorConfig {
             server_url: address.to_string(),
             ..Default::default()
@@ -521,7 +521,7 @@ async fn configuration_errors_are_clear() {
     let build = |config: TemporalExecutorConfig| {
         Flock::builder()
             .local_debug(false)
-            .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+            .queue_served_elsewhere(super::conformance::POOL_QUEUE)
             .temporal(config)
             .build()
     };
@@ -632,4 +632,89 @@ async fn standalone_worker_serves_a_client_only_flock() {
     served.unwrap();
     assert_eq!(out.unwrap().resolutions.len(), 3);
     let _ = json!(null);
+}
+
+/// Calls both agents of the pool's queue.
+#[flow]
+async fn uses_the_pool(
+    ctx: &FlowContext,
+    input: super::conformance::Text,
+) -> Result<super::conformance::Text, FlowError> {
+    use super::conformance::{c_pooled, c_pooled_too};
+    let pooled = ctx.call(c_pooled, input).await?;
+    ctx.call(c_pooled_too, pooled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pool_worker_serves_the_agents_of_its_queue() {
+    use super::conformance::{POOL_QUEUE, Text};
+    // The full worker (in-process) serves the flows and every other agent; the pool worker only
+    // the agents declared on the pool's queue, which nothing else polls.
+    let main = temporal_flock("pool-main").await;
+    let pool_flock = client_only_flock("pool-main").await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pool = pool_flock
+        .worker()
+        .agents(["c_pooled_too", "c_pooled"])
+        .run_until(async {
+            let _ = stop_rx.await;
+        });
+    let work = async {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            main.run_flow(uses_the_pool, Text { text: "job".into() })
+                .recorded(),
+        )
+        .await;
+        let _ = stop_tx.send(());
+        out
+    };
+    let (served, out) = tokio::join!(pool, work);
+    served.unwrap();
+    let run = out.expect("the pooled agents were served");
+    assert_eq!(run.result.unwrap().text, "job pooled too");
+    assert_eq!(
+        run.record
+            .steps
+            .iter()
+            .map(|s| s.agent.as_str())
+            .collect::<Vec<_>>(),
+        ["c_pooled", "c_pooled_too"]
+    );
+    // the activities were scheduled on the pool's queue
+    let history = String::from_utf8(main.history_json(&run.record.run_id).await.unwrap()).unwrap();
+    assert_eq!(history.matches(POOL_QUEUE).count(), 2, "{history}");
+
+    // What a pool worker refuses, before it polls anything.
+    let refused = |names: Vec<&'static str>| {
+        let flock = pool_flock.clone();
+        async move {
+            flock
+                .worker()
+                .agents(names)
+                .run_until(async {})
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        refused(vec!["c_poled"]).await,
+        "there is no agent `c_poled` in this binary; did you mean `c_pooled`?"
+    );
+    let error = refused(vec!["c_pooled"]).await;
+    assert!(
+        error.contains("agent `c_pooled_too` also runs on task queue `conformance-agent-pool`")
+            && error.contains("must serve it too"),
+        "{error}"
+    );
+    let error = refused(vec!["research_agent"]).await;
+    assert!(
+        error.contains("agent `research_agent` (")
+            && error.contains("runs on the task queue of the flows that call it")
+            && error.contains("`#[agent(task_queue = \"..\")]`"),
+        "{error}"
+    );
+    let error = refused(vec![]).await;
+    assert!(error.contains("at least one agent name"), "{error}");
 }

@@ -137,10 +137,12 @@ impl WorkerShared {
 }
 
 /// Worker options serving every agent (as an activity) and flow and hand-off chain (as a
-/// workflow) of the registry.
+/// workflow) of the registry, on the configured task queue; or, with `pool`, only the pool's
+/// agents on the pool's queue (no flows: an activity-only worker).
 pub(crate) fn worker_options(
     shared: &Arc<WorkerShared>,
     limits: &WorkerLimits,
+    pool: Option<&crate::worker::AgentPool>,
 ) -> Result<WorkerOptions, Error> {
     let deployment = shared
         .config
@@ -148,7 +150,8 @@ pub(crate) fn worker_options(
         .as_ref()
         .map(deployment_options)
         .transpose()?;
-    let options = WorkerOptions::new(shared.config.task_queue.clone())
+    let queue = pool.map_or(shared.config.task_queue.as_str(), |pool| pool.queue);
+    let options = WorkerOptions::new(queue.to_owned())
         .max_cached_workflows(limits.max_cached_workflows)
         .tuner(tuner(limits))
         .maybe_deployment_options(deployment)
@@ -162,9 +165,11 @@ pub(crate) fn worker_options(
     let adapters = registry
         .agent_entries()
         .map(|entry| (entry.agent.spec().name, entry.adapters))
+        .filter(|(name, _)| pool.is_none_or(|pool| pool.agents.contains(name)))
         .chain(
             registry
                 .flow_entries()
+                .filter(|_| pool.is_none())
                 .map(|entry| (entry.flow.spec().name, entry.adapters)),
         );
     for (name, adapters) in adapters {
@@ -498,7 +503,7 @@ impl TemporalExecutor {
             settings,
             config: config.clone(),
         });
-        let options = worker_options(&shared, &limits)?;
+        let options = worker_options(&shared, &limits, None)?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<Client, Error>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_config = config.clone();

@@ -1145,7 +1145,7 @@ async fn executor_with(executor: &str, server: &FakeOpenAi, queue: &str) -> Floc
         .provider(provider)
         .model("openai/gpt-4o-mini")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::UNSERVED_QUEUE)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(super::temporal::config(queue))
         .build()
         .await
