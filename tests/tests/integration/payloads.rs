@@ -441,7 +441,7 @@ async fn a_local_step_whose_input_and_output_together_exceed_the_limit_fails_the
 
 /// Calls scheduled at once whose inputs together exceed what one workflow task completion may
 /// carry (about 4 MiB): Temporal terminates the run, and the error says why. (The local executor
-/// has no such limit: this is where the executors differ, documented in DESIGN.md.)
+/// has no such limit: this is where the executors differ, as README.md says.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_scheduled_at_once_over_the_task_limit_end_the_run_saying_why() {
     let [(_, local), (_, temporal)] = both("payloads-fan-out").await;
