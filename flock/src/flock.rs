@@ -69,15 +69,30 @@ struct Inner {
 }
 
 /// The ids of this `Flock`'s local runs, for the id rules Temporal applies to workflow ids, and
-/// their flows and search attributes, for [`Flock::find_runs`].
+/// their flows and search attributes, for [`Flock::find_runs`]: every running run, and the
+/// [`LOCAL_RETENTION`] most recently closed ones (Temporal forgets closed runs after the
+/// namespace's retention period; a process running runs for months must not keep every id).
 #[derive(Debug, Default)]
-struct LocalIds(std::sync::Mutex<std::collections::HashMap<String, LocalRun>>);
+struct LocalIds(std::sync::Mutex<LocalIdTable>);
+
+/// How many closed local runs a `Flock` remembers (their ids stay taken, `find_runs` finds them).
+const LOCAL_RETENTION: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct LocalIdTable {
+    runs: std::collections::HashMap<String, LocalRun>,
+    /// Closed runs, oldest first, with the generation they closed in (a run id started again
+    /// under `IdReuse::Allow` closes again in a later generation).
+    closed: std::collections::VecDeque<(String, u64)>,
+    generation: u64,
+}
 
 #[derive(Debug, Clone)]
 struct LocalRun {
     state: LocalRunState,
     flow: String,
     attributes: BTreeMap<String, String>,
+    generation: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +111,7 @@ impl LocalIds {
         attributes: &BTreeMap<String, String>,
     ) -> Result<(), Error> {
         let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let refused = match ids.get(run_id).map(|run| run.state) {
+        let refused = match ids.runs.get(run_id).map(|run| run.state) {
             None => None,
             Some(LocalRunState::Running) => Some("is still running"),
             Some(LocalRunState::Completed) if policy != IdReuse::Allow => Some("completed"),
@@ -106,12 +121,13 @@ impl LocalIds {
         if let Some(state) = refused {
             return Err(id_taken(run_id, flow, state, policy));
         }
-        ids.insert(
+        ids.runs.insert(
             run_id.to_owned(),
             LocalRun {
                 state: LocalRunState::Running,
                 flow: flow.to_owned(),
                 attributes: attributes.clone(),
+                generation: 0,
             },
         );
         Ok(())
@@ -120,6 +136,7 @@ impl LocalIds {
     fn find(&self, flow: &str, attributes: &BTreeMap<String, String>) -> Vec<FoundRun> {
         let ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut found: Vec<FoundRun> = ids
+            .runs
             .iter()
             .filter(|(_, run)| {
                 run.flow == flow
@@ -142,13 +159,25 @@ impl LocalIds {
         } else {
             LocalRunState::Failed
         };
-        if let Some(run) = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(run_id)
-        {
-            run.state = state;
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = &mut *guard;
+        let Some(run) = ids.runs.get_mut(run_id) else {
+            return;
+        };
+        ids.generation += 1;
+        run.state = state;
+        run.generation = ids.generation;
+        ids.closed.push_back((run_id.to_owned(), ids.generation));
+        while ids.closed.len() > LOCAL_RETENTION {
+            let Some((old, generation)) = ids.closed.pop_front() else {
+                break;
+            };
+            // only if it has not been started again (and maybe closed again) since
+            if ids.runs.get(&old).is_some_and(|run| {
+                run.generation == generation && run.state != LocalRunState::Running
+            }) {
+                ids.runs.remove(&old);
+            }
         }
     }
 }
@@ -665,7 +694,8 @@ impl FlockBuilder {
 
 /// Whether a run may take the id of an earlier, closed run (Temporal's workflow-id reuse policy;
 /// the local executor applies the same rule to the runs of its `Flock`). A run whose id is still
-/// running is refused either way.
+/// running is refused either way. Temporal remembers closed runs for the namespace's retention
+/// period; the local executor remembers the last 10,000 closed runs of a `Flock`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdReuse {
@@ -1672,5 +1702,40 @@ fn dyn_message_error(flow: &str, run_id: &str, message: String) -> Error {
         flow: flow.to_owned(),
         run_id: run_id.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_ids_remember_running_runs_and_the_last_closed_ones() {
+        let ids = LocalIds::default();
+        let none = BTreeMap::new();
+        let claim = |id: &str, policy| ids.claim(id, "f", policy, &none);
+        claim("running", IdReuse::FailedOnly).unwrap();
+        claim("again", IdReuse::FailedOnly).unwrap();
+        ids.close("again", true);
+        claim("again", IdReuse::Allow).unwrap(); // started again: running, not forgotten
+        for n in 0..=LOCAL_RETENTION {
+            let id = format!("run-{n}");
+            claim(&id, IdReuse::FailedOnly).unwrap();
+            ids.close(&id, true);
+        }
+        // the oldest closed runs are forgotten; the newest are remembered, running ones always
+        claim("run-0", IdReuse::FailedOnly).unwrap();
+        assert!(claim("run-1", IdReuse::FailedOnly).is_err());
+        let last = format!("run-{LOCAL_RETENTION}");
+        assert!(claim(&last, IdReuse::FailedOnly).is_err());
+        assert!(claim("running", IdReuse::Allow).is_err());
+        assert!(claim("again", IdReuse::Allow).is_err());
+        let table = ids.0.lock().unwrap();
+        assert!(
+            table.runs.len() <= LOCAL_RETENTION + 3,
+            "{}",
+            table.runs.len()
+        );
+        assert!(table.closed.len() <= LOCAL_RETENTION);
     }
 }
