@@ -721,6 +721,14 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tmux with a server of its own for `session`: the two progress tests run at once, and two
+/// clients starting the default server together can make one of them fail.
+fn tmux(session: &str) -> Command {
+    let mut command = Command::new("tmux");
+    command.args(["-L", session]);
+    command
+}
+
 /// The live view in a real terminal (tmux): each step's line shows while the flow runs, before
 /// the result.
 #[test]
@@ -735,7 +743,7 @@ fn progress_shows_steps_while_the_flow_runs() {
         "TEMPORAL_ADDRESS={} FLOCK_TASK_QUEUE={queue} {BIN} run slow_flow --input '{{\"count\": 3, \"ms\": 1500}}'; echo EXIT=$?; sleep 30",
         super::temporal::server()
     );
-    let status = Command::new("tmux")
+    let status = tmux(&session)
         .args([
             "new-session",
             "-d",
@@ -751,7 +759,7 @@ fn progress_shows_steps_while_the_flow_runs() {
         .expect("tmux starts");
     assert!(status.success());
     let capture = || {
-        let out = Command::new("tmux")
+        let out = tmux(&session)
             .args(["capture-pane", "-p", "-t", &session])
             .output()
             .expect("tmux capture-pane");
@@ -776,9 +784,7 @@ fn progress_shows_steps_while_the_flow_runs() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", &session])
-        .status();
+    let _ = tmux(&session).arg("kill-server").status();
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(
         seen_running_first,
@@ -807,7 +813,7 @@ fn local_progress_shows_steps_while_the_flow_runs() {
     let script = format!(
         "{BIN} run slow_flow --local --input '{{\"count\": 3, \"ms\": 1500}}'; echo EXIT=$?; sleep 30"
     );
-    let status = Command::new("tmux")
+    let status = tmux(&session)
         .args([
             "new-session",
             "-d",
@@ -823,7 +829,7 @@ fn local_progress_shows_steps_while_the_flow_runs() {
         .expect("tmux starts");
     assert!(status.success());
     let capture = || {
-        let out = Command::new("tmux")
+        let out = tmux(&session)
             .args(["capture-pane", "-p", "-t", &session])
             .output()
             .expect("tmux capture-pane");
@@ -850,9 +856,7 @@ fn local_progress_shows_steps_while_the_flow_runs() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", &session])
-        .status();
+    let _ = tmux(&session).arg("kill-server").status();
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(
         first_running.is_some(),
