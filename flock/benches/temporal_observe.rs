@@ -11,6 +11,8 @@
 //! worker:
 //!
 //! * `off`: no subscriber, no metrics;
+//! * `metrics`: `FlockBuilder::metrics` only (flock's counters and histograms plus the SDK core's
+//!   worker metrics, served on a loopback port), no subscriber;
 //! * `on`: a subscriber recording every span (the registry with a `fmt` layer at INFO writing to
 //!   a sink, which formats every span's fields) and `FlockBuilder::metrics` (flock's counters and
 //!   histograms plus the SDK core's worker metrics, served on a loopback port).
@@ -97,9 +99,33 @@ async fn measure<F: Flow<Input = Msg, Output = Msg>>(flock: &Flock, flow: F) -> 
     }
 }
 
+/// What a child measures with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    Metrics,
+    On,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Off, Mode::Metrics, Mode::On];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Metrics => "metrics",
+            Mode::On => "on",
+        }
+    }
+
+    fn metrics(self) -> bool {
+        self != Mode::Off
+    }
+}
+
 /// The child: measures B and C against the server at `address`, prints one JSON line.
-fn child(address: String, on: bool) {
-    if on {
+fn child(address: String, mode: Mode) {
+    if mode == Mode::On {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::sink)
@@ -119,13 +145,13 @@ fn child(address: String, on: bool) {
                 task_queue: format!("bench-observe-{}", uuid::Uuid::new_v4().simple()),
                 ..Default::default()
             });
-        if on {
+        if mode.metrics() {
             builder = builder.metrics("127.0.0.1:0");
         }
         let flock = builder.build().await.expect("a Flock");
         let b = measure(&flock, chain3_remote).await;
         let c = measure(&flock, chain3).await;
-        if on {
+        if mode.metrics() {
             // The metrics did count: the endpoint serves flock's and the worker's.
             let metrics = flock::observe::enable_metrics().encode().await;
             assert!(
@@ -143,9 +169,9 @@ fn child(address: String, on: bool) {
     );
 }
 
-fn run_child(address: &str, on: bool) -> [Figures; 2] {
+fn run_child(address: &str, mode: Mode) -> [Figures; 2] {
     let output = std::process::Command::new(std::env::current_exe().expect("this executable"))
-        .env("FLOCK_BENCH_CHILD", if on { "on" } else { "off" })
+        .env("FLOCK_BENCH_CHILD", mode.name())
         .env("FLOCK_BENCH_SERVER", address)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -163,7 +189,11 @@ fn run_child(address: &str, on: bool) -> [Figures; 2] {
 fn main() {
     if let Ok(mode) = std::env::var("FLOCK_BENCH_CHILD") {
         let address = std::env::var("FLOCK_BENCH_SERVER").expect("FLOCK_BENCH_SERVER");
-        return child(address, mode == "on");
+        let mode = Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == mode)
+            .expect("FLOCK_BENCH_CHILD is off, metrics or on");
+        return child(address, mode);
     }
     let rounds = env_usize("FLOCK_BENCH_ROUNDS", 5).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -171,32 +201,29 @@ fn main() {
         .block_on(DevServer::start(DevServerOptions::default()))
         .unwrap_or_else(|e| panic!("cannot start the dev server: {e}"));
     println!(
-        "temporal_observe: fast dev server at {}, {rounds} rounds, off and on in turn",
+        "temporal_observe: fast dev server at {}, {rounds} rounds, off, metrics and on in turn",
         server.address()
     );
     // A fresh server is slower for its first workflows: warm it up, untimed.
-    run_child(&server.address(), false);
-    let mut off = Vec::new();
-    let mut on = Vec::new();
+    run_child(&server.address(), Mode::Off);
+    let mut figures_of: [Vec<[Figures; 2]>; 3] = Default::default();
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
+        // each mode first, second and last in turn
+        let mut order = Mode::ALL;
+        order.rotate_left(round % 3);
         for mode in order {
             let figures = run_child(&server.address(), mode);
             println!(
                 "  round {} {:<3}  B: {:>6.1} ms {:>6.1} flows/s   C: {:>6.1} ms {:>6.1} flows/s   failed {}",
                 round + 1,
-                if mode { "on" } else { "off" },
+                mode.name(),
                 figures[0].median_ms,
                 figures[0].flows_per_s,
                 figures[1].median_ms,
                 figures[1].flows_per_s,
                 figures[0].failed + figures[1].failed
             );
-            if mode { &mut on } else { &mut off }.push(figures);
+            figures_of[mode as usize].push(figures);
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -204,23 +231,27 @@ fn main() {
         "\nmedians over {rounds} rounds (load average after: {})",
         load.trim()
     );
-    println!(
-        "| flow | latency off (ms) | latency on (ms) | on/off latency | flows/s off | flows/s on | on/off throughput (target >= 0.95) |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| flow | mode | latency (ms) | vs off | flows/s | vs off (target >= 0.95) |");
+    println!("|---|---|---:|---:|---:|---:|");
     for (i, name) in ["B activities", "C local activities, eager"]
         .iter()
         .enumerate()
     {
-        let get = |runs: &[[Figures; 2]], f: fn(&Figures) -> f64| {
-            median(runs.iter().map(|r| f(&r[i])).collect())
+        let get = |mode: Mode, f: fn(&Figures) -> f64| {
+            median(figures_of[mode as usize].iter().map(|r| f(&r[i])).collect())
         };
-        let (lat_off, lat_on) = (get(&off, |f| f.median_ms), get(&on, |f| f.median_ms));
-        let (thr_off, thr_on) = (get(&off, |f| f.flows_per_s), get(&on, |f| f.flows_per_s));
-        println!(
-            "| {name} | {lat_off:.1} | {lat_on:.1} | {:.3} | {thr_off:.1} | {thr_on:.1} | {:.3} |",
-            lat_on / lat_off,
-            thr_on / thr_off
+        let (lat_off, thr_off) = (
+            get(Mode::Off, |f| f.median_ms),
+            get(Mode::Off, |f| f.flows_per_s),
         );
+        for mode in Mode::ALL {
+            let (lat, thr) = (get(mode, |f| f.median_ms), get(mode, |f| f.flows_per_s));
+            println!(
+                "| {name} | {} | {lat:.1} | {:.3} | {thr:.1} | {:.3} |",
+                mode.name(),
+                lat / lat_off,
+                thr / thr_off
+            );
+        }
     }
 }
