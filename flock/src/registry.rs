@@ -219,14 +219,7 @@ impl Registry {
             .map(|f| f.spec().name)
             .chain(self.agents().map(|a| a.spec().name))
             .collect();
-        let hint = match closest(name, known.iter().copied()) {
-            Some(close) => format!("; did you mean `{close}`?"),
-            None if known.is_empty() => "; none is linked into this binary".to_owned(),
-            None => format!("; known: {}", known.join(", ")),
-        };
-        Err(Error::NotFound(format!(
-            "there is no flow or agent `{name}` in this binary{hint}"
-        )))
+        Err(not_found("flow or agent", name, &known))
     }
 
     /// The agent called `name`; an unknown name is [`Error::NotFound`] with the closest known
@@ -236,14 +229,7 @@ impl Registry {
             return Ok(agent);
         }
         let known: Vec<&str> = self.agents().map(|a| a.spec().name).collect();
-        let hint = match closest(name, known.iter().copied()) {
-            Some(close) => format!("; did you mean `{close}`?"),
-            None if known.is_empty() => "; none is linked into this binary".to_owned(),
-            None => format!("; known: {}", known.join(", ")),
-        };
-        Err(Error::NotFound(format!(
-            "there is no agent `{name}` in this binary{hint}"
-        )))
+        Err(not_found("agent", name, &known))
     }
 
     /// Checks `input` against the input schema of flow (or agent) `name`: [`Error::Input`] names
@@ -286,6 +272,16 @@ impl Registry {
             ),
         }
     }
+}
+
+/// "There is no `what` `name`", with the closest of the `known` names, or the list.
+fn not_found(what: &str, name: &str, known: &[&str]) -> Error {
+    let hint = match closest(name, known.iter().copied()) {
+        Some(close) => format!("; did you mean `{close}`?"),
+        None if known.is_empty() => "; none is linked into this binary".to_owned(),
+        None => format!("; known: {}", known.join(", ")),
+    };
+    Error::NotFound(format!("there is no {what} `{name}` in this binary{hint}"))
 }
 
 /// The names closest to `name` (edit distance at most a third of its length, at least 2): for a
