@@ -344,9 +344,7 @@ impl PayloadLimit {
             "Temporal rejects payloads over 2 MiB; pass a reference (a path, URL or id) instead of the data, or offload large payloads with `Codec::with_offload`"
         }
     }
-}
 
-impl PayloadLimit {
     /// Whether the input and the output of a local step count together: on Temporal a local
     /// activity's history record (its marker) holds both in one event, under the one limit; with
     /// the offload, large payloads are claim checks there.

@@ -224,7 +224,8 @@ impl FlockWorker {
         self.client()?;
         let grace = self.grace_period;
         let address = self.flock.temporal_config().server_url.clone();
-        let serving = match self.pool()? {
+        let pool = self.pool()?;
+        let serving = match &pool {
             Some(pool) => format!(
                 "agents {} on task queue `{}`",
                 pool.agents
@@ -251,7 +252,7 @@ impl FlockWorker {
                 eprintln!("flock worker: {signal} received again; stopping without waiting");
             })
         };
-        let served = self.serve(stop).await;
+        let served = self.serve(pool, stop).await;
         match &served {
             Ok(()) => eprintln!("flock worker: every attempt in flight finished; stopped"),
             Err(error) => eprintln!("flock worker: stopped. {error}"),
@@ -262,7 +263,8 @@ impl FlockWorker {
     /// Serves until `stop` resolves, then drains as [`run`](Self::run) does (bounded by the
     /// [grace period](Self::grace_period)), silently.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
-        self.serve(async {
+        let pool = self.pool()?;
+        self.serve(pool, async {
             stop.await;
             Again(std::future::pending())
         })
@@ -282,9 +284,9 @@ impl FlockWorker {
     /// period is over, or the second request to stop that `stop` resolved to arrives.
     async fn serve<H: Future<Output = ()>>(
         self,
+        pool: Option<AgentPool>,
         stop: impl Future<Output = Again<H>>,
     ) -> Result<(), Error> {
-        let pool = self.pool()?;
         let client = self.client()?;
         if pool.is_none() {
             self.flock.check_queues()?;

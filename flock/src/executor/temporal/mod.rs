@@ -1025,11 +1025,11 @@ impl TemporalExecutor {
 
     /// Fills the record of a run this client has just waited for with its steps and children
     /// from the server's history. The run's result is already known; a history that cannot be
-    /// read leaves the record without steps, and says so in the log (`run_record` makes it an
+    /// read leaves the record incomplete, and says so in the log (`run_record` makes it an
     /// error).
     pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
         if let Err(error) = history::fill_record(&self.client, record).await {
-            tracing::warn!(run_id = %record.run_id, %error, "the run record has no steps");
+            tracing::warn!(run_id = %record.run_id, %error, "the run record is incomplete");
         }
     }
 
