@@ -140,6 +140,20 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
             "`heartbeat` is longer than `timeout`: it could never expire",
         );
     }
+    if let Some(local) = attrs.local.as_ref().filter(|local| local.value) {
+        if attrs.heartbeat.is_some() {
+            cx.error_at(
+                local.span,
+                "a `local` agent cannot have a `heartbeat`: a Temporal local activity cannot heartbeat (drop `local`: the agent is then a durable step that can)",
+            );
+        }
+        if attrs.task_queue.is_some() {
+            cx.error_at(
+                local.span,
+                "a `local` agent cannot have a `task_queue`: a Temporal local activity runs on the worker that runs its flow (drop `local` to route it to its queue)",
+            );
+        }
+    }
 }
 
 pub fn flow(cx: &Ctxt, flow: &FlowFn, attrs: &FlowAttrs) {

@@ -46,7 +46,8 @@ pub struct AgentSpec {
     /// How often a declarative agent re-asks the model after an answer that does not fit.
     pub output_retries: Option<u32>,
     /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
-    /// no task-queue round trip); `None`: decided by [`runs_locally`](Self::runs_locally).
+    /// no task-queue round trip, but it may run again after a crash: see
+    /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
     pub local: Option<bool>,
     /// The tools a declarative agent offers the model.
     pub tools: &'static [&'static dyn crate::tool::DynTool],
@@ -244,45 +245,27 @@ impl MessageSpec {
     }
 }
 
-/// The longest start-to-close timeout of a code agent that runs as a local activity by default.
-///
-/// Local activities run inside the workflow task's worker: no task-queue round trip (the fast
-/// path), but the workflow task is held while they run and they cannot be routed to another queue.
-/// Code agents are short in-process functions in the common case; longer ones say so.
-pub const LOCAL_ACTIVITY_MAX_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl AgentSpec {
-    /// Whether this agent runs as a Temporal local activity. Decided by the code alone, so every
-    /// worker schedules it the same way (a worker setting here would make histories differ):
+    /// Whether this agent runs as a Temporal local activity: only when it says so,
+    /// `#[agent(local)]`. Decided by the code alone, so every worker schedules it the same way (a
+    /// worker setting here would make histories differ).
     ///
-    /// * `#[agent(local)]` / `#[agent(local = false)]` decide;
-    /// * otherwise a code agent runs locally unless it names a `task_queue`, has a `heartbeat`
-    ///   timeout (local activities cannot heartbeat), or a `timeout` / `schedule_to_close` over
-    ///   [`LOCAL_ACTIVITY_MAX_TIMEOUT`];
-    /// * a declarative agent (a model call: slow, rate-limited) runs as a normal activity.
+    /// Every other agent is a normal activity: a *durable step*. Its result is in the run's
+    /// history the moment it finishes, so a worker or server that crashes later never makes it
+    /// run again. A local activity is faster (no task-queue round trip) but is recorded only when
+    /// the workflow task that ran it completes, and a chain of local steps runs in one workflow
+    /// task: a crash before that re-runs every local step of the task, finished ones included.
+    /// `local` is for code that is safe to repeat.
     ///
     /// ```
     /// use flock::AgentSpec;
     /// use flock::AgentKind;
     ///
-    /// assert!(AgentSpec::new("count", AgentKind::Code).runs_locally());
+    /// assert!(!AgentSpec::new("count", AgentKind::Code).runs_locally());
     /// assert!(!AgentSpec::new("summarize", AgentKind::Declarative).runs_locally());
     /// ```
     pub const fn runs_locally(&self) -> bool {
-        if let Some(local) = self.local {
-            return local;
-        }
-        const fn short(limit: Option<Duration>) -> bool {
-            match limit {
-                None => true,
-                Some(limit) => limit.as_nanos() <= LOCAL_ACTIVITY_MAX_TIMEOUT.as_nanos(),
-            }
-        }
-        matches!(self.kind, AgentKind::Code)
-            && self.task_queue.is_none()
-            && self.heartbeat.is_none()
-            && short(self.timeout)
-            && short(self.schedule_to_close)
+        matches!(self.local, Some(true))
     }
 }
 

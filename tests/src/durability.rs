@@ -1,6 +1,7 @@
 //! Agents that leave side effects in a file (`FLOCK_DURABILITY_FILE`), so a test can kill their
 //! worker while they run and count what ran how often: a 3-agent flow (killed in the second
-//! agent), and an agent of ten checkpointed steps (killed at step 7).
+//! agent), a chain of ten cheap code agents with default settings (killed in the second), and an
+//! agent of ten checkpointed steps (killed at step 7).
 
 use std::io::Write;
 use std::time::Duration;
@@ -82,6 +83,39 @@ pub async fn d_flow(ctx: &FlowContext, work: Work) -> Result<Work, FlowError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A chain of cheap code agents, written the obvious way: default settings, a side effect each.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Chain {
+    /// The steps done so far
+    pub done: Vec<u32>,
+}
+
+/// Notes `step N` (N: the steps done so far + 1). Step 2's first run notes `step 2 start` and
+/// waits (about 2 s, under its timeout) for its worker to be killed; the timeout is what a
+/// killed worker's attempt is retried after.
+#[agent(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn chain_step(input: Chain) -> Result<Chain, AgentError> {
+    let step = input.done.len() as u32 + 1;
+    if step == 2 && note("step 2 start")? == 1 {
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+    }
+    note(&format!("step {step}"))?;
+    let mut done = input.done;
+    done.push(step);
+    Ok(Chain { done })
+}
+
+/// Ten calls of [`chain_step`], one after the other.
+#[flow]
+pub async fn chain_ten(ctx: &FlowContext, mut chain: Chain) -> Result<Chain, FlowError> {
+    for _ in 0..10 {
+        chain = ctx.call(chain_step, chain).await?;
+    }
+    Ok(chain)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Checkpoints.
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -127,6 +161,29 @@ pub async fn k_ten_steps(ctx: &AgentContext, input: Steps) -> Result<StepsDone, 
         }
         note(&format!("step {step}"))?;
         ctx.checkpoint(&NextStep { next: step + 1 })?;
+    }
+    Ok(StepsDone {
+        resumed_at,
+        attempt: ctx.attempt(),
+    })
+}
+
+/// On its first attempt saves six checkpoints at once, notes `six saved`, then waits without
+/// heartbeating until its worker is killed; a later attempt reports where it resumed.
+#[agent(
+    heartbeat = "10s",
+    timeout = "2m",
+    retry(attempts = 3, initial_interval = "100ms")
+)]
+pub async fn k_six_then_wait(ctx: &AgentContext, _input: Steps) -> Result<StepsDone, AgentError> {
+    let resumed_at = ctx.resume::<NextStep>()?.map(|checkpoint| checkpoint.next);
+    if ctx.attempt() == 1 {
+        for step in 1..=6 {
+            ctx.checkpoint(&NextStep { next: step + 1 })?;
+        }
+        note("six saved")?;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return Err(AgentError::permanent("the worker was not killed"));
     }
     Ok(StepsDone {
         resumed_at,

@@ -4,7 +4,8 @@
 use flock::prelude::*;
 
 use flock_tests::durability::{
-    d_first, d_flow, d_second, d_third, k_ten_steps, soak_flow, soak_step,
+    chain_step, chain_ten, d_first, d_flow, d_second, d_third, k_six_then_wait, k_ten_steps,
+    soak_flow, soak_step,
 };
 
 #[tokio::main]
@@ -21,7 +22,10 @@ async fn main() -> Result<(), flock::Error> {
         .agent(d_first)
         .agent(d_second)
         .agent(d_third)
+        .flow(chain_ten)
+        .agent(chain_step)
         .agent(k_ten_steps)
+        .agent(k_six_then_wait)
         .flow(soak_flow)
         .agent(soak_step)
         .temporal(TemporalExecutorConfig {

@@ -465,6 +465,152 @@ async fn flow_survives_a_killed_worker() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// Ten cheap code agents with default settings, the worker SIGKILLed during the second: the
+/// first, which had finished, does not run again (code agents are durable steps by default; as
+/// local activities all ten would be recorded only when their workflow task completes, and the
+/// first would run again on the next worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_code_agent_never_runs_again_after_its_worker_is_killed() {
+    let task_queue = "durability-chain";
+    let file: PathBuf =
+        std::env::temp_dir().join(format!("flock-durability-chain-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let client = client_only_flock(task_queue).await;
+    let mut first_worker = spawn_worker(task_queue, &file);
+    let handle = client
+        .run_flow(durability::chain_ten, durability::Chain { done: vec![] })
+        .start()
+        .await
+        .unwrap();
+    wait_for("step 2 to start", Duration::from_secs(60), || {
+        durability::count(&file, "step 2 start") == 1
+    })
+    .await;
+    first_worker.kill().unwrap(); // SIGKILL
+    first_worker.wait().unwrap();
+    let mut second_worker = spawn_worker(task_queue, &file);
+    let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
+    second_worker.kill().unwrap();
+    second_worker.wait().unwrap();
+    let chain = result
+        .expect("the flow completes after the worker is replaced")
+        .unwrap();
+    assert_eq!(chain.done, (1..=10).collect::<Vec<_>>());
+    let ledger = std::fs::read_to_string(&file).unwrap_or_default();
+    assert_eq!(
+        durability::count(&file, "step 1"),
+        1,
+        "step 1 finished before the kill and must not run again; the ledger:\n{ledger}"
+    );
+    for step in 2..=10 {
+        assert_eq!(
+            durability::count(&file, &format!("step {step}")),
+            1,
+            "step {step} ran once; the ledger:\n{ledger}"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs that cannot finish end, saying why.
+
+/// `temporal workflow start --type no_such_flow` on a flock worker's queue: the worker ends the
+/// run (it could never finish), naming the flow and the flows it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_flow_the_worker_does_not_know_is_ended_naming_the_flows_it_knows() {
+    let log = super::conformance::worker_log();
+    let queue = "unknown-flow";
+    let flock = temporal_flock(queue).await;
+    let run_id = format!("no-such-flow-{}", std::process::id());
+    sdk_client()
+        .await
+        .start_workflow(
+            UntypedWorkflow::new("no_such_flow"),
+            temporalio_common::data_converters::RawValue::new(vec![]),
+            temporalio_client::WorkflowStartOptions::new(queue.to_owned(), run_id.clone()).build(),
+        )
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(30), flock.result_json(&run_id))
+        .await
+        .expect("the run ends; it does not stay Running")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("terminated")
+            && error.contains("no flow `no_such_flow`")
+            && error.contains("t_sleepy"),
+        "{error}"
+    );
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("ERROR") && text.contains("no flow `no_such_flow`"),
+        "the worker logs it: {text}"
+    );
+    flock.shutdown().await.unwrap();
+}
+
+static ND_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Adds one.
+#[agent]
+async fn nd_a(n: u32) -> u32 {
+    n + 1
+}
+
+/// Adds two.
+#[agent]
+async fn nd_b(n: u32) -> u32 {
+    n + 2
+}
+
+/// Decides on a process-wide counter, outside its context (what a helper that reads the clock
+/// amounts to): on replay it makes another call than its history recorded.
+#[flow]
+async fn nd_flow(ctx: &FlowContext, n: u32) -> Result<u32, FlowError> {
+    let first = if ND_CALLS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+        ctx.call(nd_a, n).await?
+    } else {
+        ctx.call(nd_b, n).await?
+    };
+    ctx.call(nd_a, first).await
+}
+
+/// A flow whose code no longer makes its history's commands fails, naming the flow, instead of
+/// retrying its workflow task forever (or completing by chance on another replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nondeterministic_flow_fails_instead_of_staying_running() {
+    // no cached runs: every workflow task replays the run from its start
+    let flock = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .worker_limits(WorkerLimits {
+            max_cached_workflows: 0,
+            ..WorkerLimits::default()
+        })
+        .temporal(config("nondeterministic"))
+        .build()
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        flock.run_flow(nd_flow, 1).into_future(),
+    )
+    .await
+    .expect("the run fails; it does not stay Running")
+    .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            flock::Error::Run { cause: FlowError::NonDeterminism { flow, .. }, .. } if flow == "nd_flow"
+        ),
+        "{error:?}"
+    );
+    flock.shutdown().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection and configuration errors.
 

@@ -33,7 +33,9 @@ use crate::message::Mailbox;
 use crate::observe;
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
-use crate::spec::{FlowSpec, MessageKind};
+use crate::spec::{
+    AgentKind, AgentSpec, Direction, FlowSpec, MessageKind, PayloadLimit, check_payload_size,
+};
 
 /// Calls an activity or workflow by name with JSON in and out (the worker side is typed; the
 /// payloads are JSON either way).
@@ -353,6 +355,47 @@ pub(crate) struct TemporalRun {
     ops: SendWrapper<Rc<dyn WorkflowOps>>,
     shared: Arc<WorkerShared>,
     seed: u64,
+    /// Whether this run's code agents are durable steps (normal activities), asked once.
+    durable_steps: std::sync::OnceLock<bool>,
+}
+
+/// The patch that made code agents durable steps: runs that started before it replay their
+/// code agents as local activities, as they were scheduled then.
+const DURABLE_STEPS_PATCH: &str = "flock/durable-code-agents";
+
+impl TemporalRun {
+    /// Whether `spec` runs as a local activity in this run: what the code says
+    /// ([`AgentSpec::runs_locally`](crate::AgentSpec::runs_locally)), except in runs that started
+    /// before code agents became durable steps, which keep the rule they started with.
+    fn runs_locally(&self, spec: &AgentSpec) -> bool {
+        if spec.local.is_some() || spec.kind != AgentKind::Code {
+            return spec.runs_locally();
+        }
+        let durable = *self
+            .durable_steps
+            .get_or_init(|| self.ops.patched(DURABLE_STEPS_PATCH));
+        if durable {
+            spec.runs_locally()
+        } else {
+            ran_locally_before_durable_steps(spec)
+        }
+    }
+}
+
+/// Whether `spec` ran as a local activity under flock's earlier rule (a code agent without
+/// `task_queue`, `heartbeat`, or a timeout over a minute): what runs that started before code
+/// agents became durable steps replay with, so that they keep their history's shape.
+fn ran_locally_before_durable_steps(spec: &AgentSpec) -> bool {
+    if let Some(local) = spec.local {
+        return local;
+    }
+    let short =
+        |limit: Option<Duration>| limit.is_none_or(|limit| limit <= Duration::from_secs(60));
+    spec.kind == AgentKind::Code
+        && spec.task_queue.is_none()
+        && spec.heartbeat.is_none()
+        && short(spec.timeout)
+        && short(spec.schedule_to_close)
 }
 
 impl FlowRuntime for TemporalRun {
@@ -721,6 +764,7 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                 seed: ops.random_u64(),
                 ops: SendWrapper::new(ops.clone()),
                 shared,
+                durable_steps: std::sync::OnceLock::new(),
             });
             let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime, payload_limit);
             let flow = F::default();
