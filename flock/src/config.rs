@@ -65,8 +65,9 @@ pub struct TemporalExecutorConfig {
     pub deployment: Option<Deployment>,
     /// The payload codec (encryption with [`CodecKeys`](crate::codec::CodecKeys), claim-check
     /// offload of large payloads) applied to every payload the client and the workers send to
-    /// and read from Temporal. `None` sends JSON in the clear. [`from_env`](Self::from_env) sets
-    /// it from `FLOCK_CODEC_KEYS`.
+    /// and read from Temporal. When it is `None` and `FLOCK_CODEC_KEYS` is set, every
+    /// [`FlockBuilder::build`](crate::FlockBuilder::build) encrypts with the variable's keys (a
+    /// malformed value fails `build`); with neither, payloads are JSON in the clear.
     pub codec: Option<crate::codec::Codec>,
 }
 
@@ -210,16 +211,10 @@ impl TemporalExecutorConfig {
                 "cannot load the Temporal client configuration: {e}"
             ))
         })?;
-        let mut config = TemporalExecutorConfig::default();
-        let keys = match vars {
-            Some(vars) => vars.get(crate::codec::KEYS_ENV).cloned(),
-            None => std::env::var(crate::codec::KEYS_ENV).ok(),
+        let mut config = TemporalExecutorConfig {
+            codec: codec_from_env(vars)?,
+            ..TemporalExecutorConfig::default()
         };
-        if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
-            let keys = crate::codec::CodecKeys::parse(&keys)
-                .map_err(|e| crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV)))?;
-            config.codec = Some(crate::codec::Codec::new(keys));
-        }
         if let Some(address) = profile.address {
             config.server_url = address;
         }
@@ -251,6 +246,37 @@ impl TemporalExecutorConfig {
             max_interval: self.retry_max_interval,
             ..RetryPolicy::default()
         }
+    }
+}
+
+/// The codec of `FLOCK_CODEC_KEYS` (from `vars`, else the process environment): `None` when it
+/// is unset or blank; a malformed value is an error naming the variable (never the keys).
+pub(crate) fn codec_from_env(
+    vars: Option<&std::collections::HashMap<String, String>>,
+) -> Result<Option<crate::codec::Codec>, crate::Error> {
+    let keys = match vars {
+        Some(vars) => vars.get(crate::codec::KEYS_ENV).cloned(),
+        None => std::env::var(crate::codec::KEYS_ENV).ok(),
+    };
+    let Some(keys) = keys.filter(|k| !k.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let keys = crate::codec::CodecKeys::parse(&keys)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", crate::codec::KEYS_ENV)))?;
+    Ok(Some(crate::codec::Codec::new(keys)))
+}
+
+impl TemporalExecutorConfig {
+    /// This configuration with the environment's codec keys applied: when `FLOCK_CODEC_KEYS`
+    /// is set and this configuration has no codec of its own, its keys encrypt (so a key set
+    /// in the environment is never silently ignored, whichever way the configuration was
+    /// built); a malformed value is an error even when a codec is configured in code.
+    pub(crate) fn with_env_codec(mut self) -> Result<Self, crate::Error> {
+        let from_env = codec_from_env(None)?;
+        if self.codec.is_none() {
+            self.codec = from_env;
+        }
+        Ok(self)
     }
 }
 

@@ -432,6 +432,19 @@ pub enum Error {
         /// Why the wait gave up.
         message: String,
     },
+    /// The run ended (`status`: completed or failed), but this process cannot decode what it
+    /// left (its result or its failure): it is encrypted with a key this process does not hold.
+    /// The message names the key.
+    Undecodable {
+        /// The flow (or hand-off chain).
+        name: String,
+        /// The run id.
+        run_id: String,
+        /// How the run ended: `completed` or `failed`.
+        status: String,
+        /// What could not be decoded, and why.
+        message: String,
+    },
     /// What was asked for by name or id does not exist: a flow, an agent, a run.
     NotFound(String),
     /// Input given as JSON (by name, e.g. on the command line) does not fit the flow's input
@@ -471,6 +484,15 @@ impl fmt::Display for Error {
                 cause,
             } => write!(f, "run `{run_id}` of `{name}` failed: {cause}"),
             Error::Executor(message) => write!(f, "flock executor error: {message}"),
+            Error::Undecodable {
+                name,
+                run_id,
+                status,
+                message,
+            } => write!(
+                f,
+                "run `{run_id}` of `{name}` {status}, but this process cannot decode {message}"
+            ),
             Error::NotFound(message) => f.write_str(message),
             Error::Input(message) => f.write_str(message),
             Error::WaitGaveUp { run_id, message } => {

@@ -611,8 +611,10 @@ impl FlockBuilder {
     /// when an agent or flow names a task queue that neither its worker serves nor
     /// [`queue_served_elsewhere`](Self::queue_served_elsewhere) declares: runs there would wait
     /// forever.
-    pub async fn build(self) -> Result<Flock, Error> {
+    pub async fn build(mut self) -> Result<Flock, Error> {
         let registry = self.registry?;
+        // Encryption configured in the environment is applied on every path that builds a Flock
+        self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check()?;
         // Before the executor: its worker reports to the metrics when they are on.
         let metrics = self

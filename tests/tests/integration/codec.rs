@@ -418,4 +418,133 @@ async fn a_worker_without_the_key_fails_the_run_naming_the_key() {
         error.contains("`kA`") && error.contains("not configured"),
         "{error}"
     );
+    // The client holds kA: the failure the worker wrote is encrypted with kB, which it says,
+    // rather than "Encoded failure".
+    let error = tokio::time::timeout(Duration::from_secs(30), handle.result())
+        .await
+        .expect("the result comes")
+        .unwrap_err();
+    assert!(
+        matches!(&error, flock::Error::Undecodable { status, .. } if status == "failed"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("failed") && text.contains("`kB`") && !text.contains("Encoded failure"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_the_key_says_the_run_completed_and_which_key_it_lacks() {
+    let queue = "codec-keyless-client";
+    let worker = flock_with(queue, Some(keys(&[("kA", 1)])), true).await;
+    let input = Secret {
+        text: SECRET_INPUT.into(),
+    };
+    let run = worker.run_flow(enc_flow, input).start().await.unwrap();
+    run.result().await.expect("the run completes");
+    for client in [
+        flock_with(queue, None, false).await,
+        flock_with(queue, Some(keys(&[("kZ", 9)])), false).await,
+    ] {
+        let error = client
+            .flow_handle(enc_flow, run.id())
+            .unwrap()
+            .result()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, flock::Error::Undecodable { status, .. } if status == "completed"),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("completed") && text.contains("`kA`") && text.contains("result"),
+            "{text}"
+        );
+    }
+}
+
+/// `flock::cli::run(Flock::builder())`, the README's one-liner, with `FLOCK_CODEC_KEYS`: the
+/// history of a run of the seed pipeline holds ciphertext only; malformed keys stop the worker,
+/// naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_one_liner_applies_the_environment_keys_and_refuses_bad_ones() {
+    use std::process::{Command, Stdio};
+    let queue = "codec-cli-env";
+    let key = format!("k1:{}", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+    let cli = |args: &[&str], keys: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flock_cli"));
+        command
+            .args(args)
+            .env("TEMPORAL_ADDRESS", super::temporal::server())
+            .env("FLOCK_TASK_QUEUE", queue)
+            .env("FLOCK_CODEC_KEYS", keys)
+            .env_remove("FLOCK_FORCE_MODEL")
+            .stdin(Stdio::null());
+        command
+    };
+    let mut worker = cli(&["worker"], &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_id = format!("codec-cli-{}", std::process::id());
+    let ran = cli(
+        &[
+            "run",
+            "research_flow",
+            "--id",
+            &run_id,
+            "-o",
+            "json",
+            "--quiet",
+            "--input",
+            &format!(r#"{{"topic": "{SECRET_INPUT}"}}"#),
+        ],
+        &key,
+    )
+    .output()
+    .unwrap();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let history = flock_with(queue, Some(keys(&[("k1", 1)])), false)
+        .await
+        .history_json(&run_id)
+        .await
+        .unwrap();
+    assert!(
+        !plaintext_in(&history, SECRET_INPUT),
+        "the input is in the clear"
+    );
+    let encrypted = payloads_of(&history)
+        .iter()
+        .filter(|p| p.encoding() == "binary/encrypted")
+        .count();
+    assert!(encrypted > 0, "no encrypted payload in the history");
+
+    for (bad, says) in [
+        ("garbage", "not `id:base64key`"),
+        ("k1:not-base64!", "not standard base64"),
+        (":AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "non-empty"),
+        (&format!("{key},{key}") as &str, "given twice"),
+    ] {
+        let out = cli(&["worker"], bad)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "`{bad}` was accepted: {stderr}");
+        assert!(
+            stderr.contains("FLOCK_CODEC_KEYS") && stderr.contains(says),
+            "`{bad}`: {stderr}"
+        );
+        assert!(!stderr.contains("AQEBAQ"), "the key is printed: {stderr}");
+    }
 }

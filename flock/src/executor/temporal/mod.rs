@@ -906,17 +906,29 @@ impl TemporalExecutor {
         loop {
             let status = match handle.get_result(WorkflowGetResultOptions::default()).await {
                 Ok(value) => {
-                    return undecodable_check(value).map_err(|reason| {
-                        failed(FlowError::Serialization {
-                            at: name.to_owned(),
-                            message: format!("output: the payload cannot be decoded: {reason}"),
-                        })
+                    return undecodable_check(value).map_err(|reason| Error::Undecodable {
+                        name: name.to_owned(),
+                        run_id: run_id.to_owned(),
+                        status: "completed".to_owned(),
+                        message: format!("its result: {reason}"),
                     });
                 }
                 Err(WorkflowGetResultError::Failed(error)) => {
+                    use temporalio_common::error::IncomingError;
+                    if let IncomingError::Application(failure) = &*error
+                        && let Some(reason) =
+                            failure.failure().and_then(workflow::undecodable_failure)
+                    {
+                        return Err(Error::Undecodable {
+                            name: name.to_owned(),
+                            run_id: run_id.to_owned(),
+                            status: "failed".to_owned(),
+                            message: format!("its failure: {reason}"),
+                        });
+                    }
                     return Err(failed(match &*error {
-                        temporalio_common::error::IncomingError::Application(failure) => {
-                            workflow::flow_error_from_failure(failure)
+                        IncomingError::Application(failure) => {
+                            workflow::flow_error_from_failure(name, failure)
                         }
                         other => FlowError::msg(other.to_string()),
                     }));

@@ -699,7 +699,50 @@ pub(crate) fn flow_error_from_failure(failure: &ApplicationFailure) -> FlowError
     {
         return error;
     }
+    // the SDK fails a flow whose code no longer makes its history's commands (TMPRL1100)
+    let message = failure.to_string();
+    if message.contains("TMPRL1100") || message.contains("Nondeterminism") {
+        return FlowError::NonDeterminism {
+            flow: flow.to_owned(),
+            message: format!(
+                "its code no longer makes the commands its history recorded (a change without `ctx.patched(..)`, or a decision on something outside its `FlowContext`): {message}"
+            ),
+        };
+    }
+    if let Some(reason) = failure.failure().and_then(undecodable_failure) {
+        return FlowError::Serialization {
+            at: "the run's failure".to_owned(),
+            message: format!("the run failed, but its failure cannot be decoded here: {reason}"),
+        };
+    }
     FlowError::msg(failure.to_string())
+}
+
+/// Why a failure's encoded message could not be decoded, when it could not: the SDK leaves it as
+/// "Encoded failure" with the encrypted attributes beside it.
+pub(crate) fn undecodable_failure(
+    failure: &temporalio_common::protos::temporal::api::failure::v1::Failure,
+) -> Option<String> {
+    let attributes = failure.encoded_attributes.as_ref()?;
+    if let Ok(value) = serde_json::from_slice::<Value>(&attributes.data)
+        && let Some(reason) = crate::codec::undecodable_reason(&value)
+    {
+        return Some(reason.to_owned());
+    }
+    let meta = |key: &str| {
+        attributes
+            .metadata
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    if meta(crate::codec::ENCODING).as_deref() == Some(crate::codec::ENCRYPTED_ENCODING) {
+        let key = meta(crate::codec::KEY_ID).unwrap_or_else(|| "?".to_owned());
+        return Some(format!(
+            "it is encrypted with key `{key}`, which this process does not hold (set {} to include it)",
+            crate::codec::KEYS_ENV
+        ));
+    }
+    None
 }
 
 /// The workflow of flow `F`: its type name is `F::NAME`.
