@@ -219,7 +219,8 @@ impl FlowContext {
     /// Ends this run and starts a new run of the same flow, with the same run id, on `input`: a
     /// flow that lives long (one that handles many messages) keeps its history bounded this way.
     /// Return it from the flow body: `return ctx.continue_as_new(my_flow, next);`. Signals not
-    /// taken yet are not carried over; take them first. The record links the runs.
+    /// taken yet are carried into the next run (in order, ahead of new ones), so none sent with
+    /// `Ok` is lost; updates not taken yet fail back to their senders. The record links the runs.
     pub fn continue_as_new<F: Flow, T>(&self, flow: F, input: F::Input) -> Result<T, FlowError> {
         if F::NAME != self.flow {
             return Err(FlowError::msg(format!(

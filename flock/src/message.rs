@@ -158,6 +158,11 @@ message_type! {
     Update<I, O>
 }
 
+/// Signals a run did not take, by name, each name's in arrival order: what it carries into the
+/// run it continues as.
+#[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+pub(crate) type CarriedSignals = Vec<(String, Vec<Value>)>;
+
 /// The state of one run's messages: signals waiting to be taken, the state published for
 /// queries, updates waiting for the flow and the flow's answers. Both executors keep one per run;
 /// every rule about messages (order, buffering, what an unknown message does) is here.
@@ -249,6 +254,52 @@ impl Mailbox {
             .or_else(|| self.closed.clone().map(Err))
     }
 
+    /// The signals not taken yet, by name in arrival order (names sorted, so that the list is
+    /// the same on every replay): what a run that continues as new carries into the next one.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn take_untaken_signals(&mut self) -> CarriedSignals {
+        let mut untaken: Vec<(String, Vec<Value>)> = self
+            .signals
+            .drain()
+            .filter(|(_, queue)| !queue.is_empty())
+            .map(|(name, queue)| (name, queue.into()))
+            .collect();
+        untaken.sort_by(|a, b| a.0.cmp(&b.0));
+        untaken
+    }
+
+    /// Delivers signals carried over from the run before (see
+    /// [`take_untaken_signals`](Self::take_untaken_signals)), ahead of any sent to this run.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) fn carry_in(&mut self, carried: CarriedSignals) {
+        for (name, values) in carried {
+            let queue = self.signals.entry(name).or_default();
+            for value in values.into_iter().rev() {
+                queue.push_front(value);
+            }
+        }
+    }
+
+    /// The run continues as new (`flow`'s next run, same mailbox on the local executor): signals
+    /// not taken yet stay for the next run; the published query state goes (the next run
+    /// publishes its own); updates the flow has not taken are answered with an error saying so
+    /// (as on Temporal, where an update lives and dies with its run), so their senders stop
+    /// waiting.
+    #[cfg_attr(feature = "temporal", allow(dead_code))]
+    pub(crate) fn continue_as_new(&mut self, flow: &str) {
+        self.published.clear();
+        for (name, queue) in std::mem::take(&mut self.updates) {
+            for (id, _) in queue {
+                self.answers.insert(
+                    id,
+                    Err(format!(
+                        "flow `{flow}` continued as new before it took update `{name}`; send it again to reach the new run"
+                    )),
+                );
+            }
+        }
+    }
+
     /// The run ended: updates not answered by then get an error naming `flow` (their senders
     /// must not wait forever).
     #[cfg_attr(feature = "temporal", allow(dead_code))]
@@ -272,6 +323,47 @@ mod tests {
         assert_eq!(mailbox.take_signal("a"), Some(Value::from(3)));
         assert_eq!(mailbox.take_signal("a"), None);
         assert_eq!(mailbox.take_signal("b"), Some(Value::from(2)));
+    }
+
+    #[test]
+    fn untaken_signals_carry_over_in_order_and_ahead_of_new_ones() {
+        let mut before = Mailbox::default();
+        for n in 1..=3 {
+            before.push_signal("tick", Value::from(n));
+        }
+        before.push_signal("stop", Value::from(true));
+        assert_eq!(before.take_signal("tick"), Some(Value::from(1)));
+        let carried = before.take_untaken_signals();
+        assert_eq!(
+            carried,
+            vec![
+                ("stop".to_owned(), vec![Value::from(true)]),
+                ("tick".to_owned(), vec![Value::from(2), Value::from(3)]),
+            ]
+        );
+        assert!(!before.has_signal("tick"));
+        let mut after = Mailbox::default();
+        after.push_signal("tick", Value::from(4)); // sent to the new run before it started
+        after.carry_in(carried);
+        let ticks: Vec<_> = std::iter::from_fn(|| after.take_signal("tick")).collect();
+        assert_eq!(ticks, [Value::from(2), Value::from(3), Value::from(4)]);
+        assert_eq!(after.take_signal("stop"), Some(Value::from(true)));
+    }
+
+    #[test]
+    fn continuing_as_new_keeps_signals_and_answers_untaken_updates() {
+        let mut mailbox = Mailbox::default();
+        mailbox.push_signal("tick", Value::from(1));
+        mailbox.publish("count", Value::from(7));
+        let untaken = mailbox.push_update("edit", Value::from("x"));
+        mailbox.continue_as_new("counter");
+        assert_eq!(mailbox.take_signal("tick"), Some(Value::from(1)));
+        let answer = mailbox.take_answer(untaken).unwrap().unwrap_err();
+        assert!(answer.contains("continued as new"), "{answer}");
+        assert!(
+            mailbox.published.is_empty(),
+            "the next run publishes its own state"
+        );
     }
 
     #[test]

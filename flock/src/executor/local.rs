@@ -146,9 +146,11 @@ impl LocalMailbox {
         self.changed.notify_waiters();
     }
 
-    /// A new run (continue-as-new) starts with an empty mailbox.
-    fn reset(&self) {
-        *lock(&self.state) = Mailbox::default();
+    /// The run continues as new: its untaken signals stay for the next run, its untaken
+    /// updates are answered (see [`Mailbox::continue_as_new`]).
+    fn continue_as_new(&self) {
+        lock(&self.state).continue_as_new(self.flow.name);
+        self.changed.notify_waiters();
     }
 }
 
@@ -211,7 +213,7 @@ pub(crate) async fn run_flow(
                 record.status = RunStatus::ContinuedAsNew;
                 record.error = None;
                 previous = Some(Box::new(record));
-                mailbox.reset();
+                mailbox.continue_as_new();
                 input = next;
             }
             result => {
@@ -284,6 +286,7 @@ async fn run_once(
         children,
         progress: std::mem::take(&mut *lock(&record.progress)),
         previous: None,
+        undelivered: Vec::new(),
     };
     (result, record)
 }

@@ -27,9 +27,10 @@ use tracing::Instrument;
 
 use super::WorkerShared;
 use super::activity::open_envelope;
+use crate::agent::json_size;
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::flow::{DynFlow, Flow, FlowContext};
-use crate::message::Mailbox;
+use crate::message::{CarriedSignals, Mailbox};
 use crate::observe;
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
@@ -110,6 +111,31 @@ impl WorkflowDefinition for RawInput {
     }
 }
 
+/// The metadata key of the payload that carries a run's untaken signals into the run it
+/// continues as (the second argument of that run's input).
+const CARRIED_SIGNALS: &str = "flock-carried-signals";
+
+/// A workflow's raw input: the flow's input, and the signals carried over from the run it
+/// continues (untaken there, delivered first here).
+fn split_input(flow: &str, raw: Option<RawValue>) -> Result<(Value, CarriedSignals), FlowError> {
+    let mut payloads = raw.map(|raw| raw.payloads).unwrap_or_default().into_iter();
+    let input = payloads.next();
+    let carried = match payloads.find(|p| p.metadata.contains_key(CARRIED_SIGNALS)) {
+        None => Vec::new(),
+        Some(payload) => {
+            let json = raw_json(flow, Some(RawValue::new(vec![payload])))?;
+            serde_json::from_value(json).map_err(|e| FlowError::Serialization {
+                at: flow.to_owned(),
+                message: format!("the signals carried over from the run before: {e}"),
+            })?
+        }
+    };
+    Ok((
+        raw_json(flow, input.map(|p| RawValue::new(vec![p])))?,
+        carried,
+    ))
+}
+
 /// The JSON of a workflow's raw input: nothing (or a `null` payload) is `null`, so the flow's
 /// input check names the type it expected.
 fn raw_json(flow: &str, raw: Option<RawValue>) -> Result<Value, FlowError> {
@@ -177,7 +203,13 @@ trait WorkflowOps {
     fn deprecate_patch(&self, patch_id: &str) -> bool;
     fn cancel_requested(&self) -> bool;
     fn continue_as_new_suggested(&self) -> bool;
-    fn continue_as_new(&self, input: Value) -> WorkflowTermination;
+    /// Continues as new on `input`, carrying the signals the run did not take; an error when
+    /// the two together are over `limit`.
+    fn continue_as_new(
+        &self,
+        input: Value,
+        limit: PayloadLimit,
+    ) -> Result<WorkflowTermination, FlowError>;
     fn next_signal(&self, name: &'static str) -> LocalBoxFuture<'static, Option<Value>>;
     fn publish(&self, name: &'static str, value: Value);
     fn next_update(&self, name: &'static str) -> LocalBoxFuture<'static, Option<(u64, Value)>>;
@@ -284,21 +316,47 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
         WorkflowContext::continue_as_new_suggested(self)
     }
 
-    fn continue_as_new(&self, input: Value) -> WorkflowTermination {
-        let payload = temporalio_common::protos::temporal::api::common::v1::Payload {
-            metadata: std::collections::HashMap::from([(
-                "encoding".to_owned(),
-                b"json/plain".to_vec(),
-            )]),
-            data: serde_json::to_vec(&input).unwrap_or_default(),
-            ..Default::default()
-        };
+    fn continue_as_new(
+        &self,
+        input: Value,
+        limit: PayloadLimit,
+    ) -> Result<WorkflowTermination, FlowError> {
+        let json_payload =
+            |value: &Value| temporalio_common::protos::temporal::api::common::v1::Payload {
+                metadata: std::collections::HashMap::from([(
+                    "encoding".to_owned(),
+                    b"json/plain".to_vec(),
+                )]),
+                data: serde_json::to_vec(value).unwrap_or_default(),
+                ..Default::default()
+            };
+        let mut payloads = vec![json_payload(&input)];
+        // Signals the run did not take go to the next run, as a second argument of its input.
+        let carried = self.state_mut(|w| w.mailbox.take_untaken_signals());
+        if !carried.is_empty() {
+            let carried = serde_json::to_value(&carried).unwrap_or_default();
+            let name = F::NAME;
+            let bytes = json_size(&input) + json_size(&carried);
+            check_payload_size("flow", name, Direction::Input, bytes, limit).map_err(|message| {
+                FlowError::PayloadTooLarge {
+                    at: name.to_owned(),
+                    message: format!(
+                        "{message}: the next run's input together with the signals this run did not take, which it carries over (take them before continuing as new)"
+                    ),
+                }
+            })?;
+            let mut payload = json_payload(&carried);
+            payload
+                .metadata
+                .insert(CARRIED_SIGNALS.to_owned(), b"1".to_vec());
+            payloads.push(payload);
+        }
         match WorkflowContext::continue_as_new(
             self,
-            RawValue::new(vec![payload]),
+            RawValue::new(payloads),
             temporalio_sdk::ContinueAsNewOptions::default(),
         ) {
-            Err(termination) => termination,
+            Err(termination) => Ok(termination),
             Ok(never) => match never {},
         }
     }
@@ -799,6 +857,10 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         input: Option<RawValue>,
     ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowTermination>> {
         let shared = ctx.state(|w| w.shared.clone());
+        let input = split_input(F::NAME, input).map(|(input, carried)| {
+            ctx.state_mut(|w| w.mailbox.carry_in(carried));
+            input
+        });
         async move {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
             let ops: Rc<dyn WorkflowOps> = Rc::new(ctx);
@@ -837,21 +899,13 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                     Err(WorkflowTermination::cancelled())
                 }
                 Err(FlowError::Cancelled { .. }) => Err(WorkflowTermination::cancelled()),
-                Err(FlowError::ContinueAsNew { input, .. }) => Err(ops.continue_as_new(input)),
-                Err(error) => {
-                    let message = format!("flow `{}` failed: {error}", F::NAME);
-                    if is_bug(&error) {
-                        tracing::error!(flow = F::NAME, run_id = %run_id, "{message}");
-                    } else {
-                        tracing::warn!(flow = F::NAME, run_id = %run_id, "{message}");
+                Err(FlowError::ContinueAsNew { input, .. }) => {
+                    match ops.continue_as_new(input, payload_limit) {
+                        Ok(termination) => Err(termination),
+                        Err(error) => Err(fail::<F>(&run_id, error)),
                     }
-                    let failure = ApplicationFailure::builder(message)
-                        .type_name(FLOW_FAILURE_TYPE.to_owned())
-                        .non_retryable(true)
-                        .details(serde_json::to_value(&error).unwrap_or(Value::Null))
-                        .build();
-                    Err(WorkflowTermination::failed_application(failure))
                 }
+                Err(error) => Err(fail::<F>(&run_id, error)),
             }
         }
         .boxed_local()
@@ -979,6 +1033,23 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             .check_message(MessageKind::Update, name, &value)
             .map_err(|e| WorkflowError::from(boxed_error(e)))
     }
+}
+
+/// Fails the run of flow `F` with `error`, logged on the worker: at error level when it is a
+/// bug in the code or the data, else as a warning.
+fn fail<F: Flow>(run_id: &str, error: FlowError) -> WorkflowTermination {
+    let message = format!("flow `{}` failed: {error}", F::NAME);
+    if is_bug(&error) {
+        tracing::error!(flow = F::NAME, run_id = %run_id, "{message}");
+    } else {
+        tracing::warn!(flow = F::NAME, run_id = %run_id, "{message}");
+    }
+    let failure = ApplicationFailure::builder(message)
+        .type_name(FLOW_FAILURE_TYPE.to_owned())
+        .non_retryable(true)
+        .details(serde_json::to_value(&error).unwrap_or(Value::Null))
+        .build();
+    WorkflowTermination::failed_application(failure)
 }
 
 /// The names of the messages of `kind` that `spec` declares.
