@@ -295,10 +295,9 @@ impl AgentContext {
     /// awaiting, or that started work of its own (threads, spawned tasks), checks this, or awaits
     /// [`cancelled`](Self::cancelled), and stops. On Temporal, cancellation reaches an attempt
     /// through heartbeats: a code agent learns of a cancelled run at its next
-    /// [`report_progress`](Self::report_progress) or [`checkpoint`](Self::checkpoint) (with a
-    /// `heartbeat` timeout, within about that timeout; without one, within 30 s, the SDK's
-    /// heartbeat interval), and a declarative agent heartbeats by itself while its model request
-    /// is in flight, so a cancelled run ends that request too.
+    /// [`report_progress`](Self::report_progress) or [`checkpoint`](Self::checkpoint) (the worker
+    /// sends heartbeats at most once a second), and a declarative agent heartbeats by itself while
+    /// its model request is in flight, so a cancelled run ends that request too.
     pub fn is_cancelled(&self) -> bool {
         self.cancellation.is_cancelled()
     }
@@ -348,11 +347,12 @@ impl AgentContext {
     /// * Temporal: the state is sent as the activity's heartbeat details (with the last
     ///   [`report_progress`](Self::report_progress)), which the server hands to the next attempt,
     ///   on whichever worker it runs. Give the agent a `heartbeat` timeout, so that a killed
-    ///   worker's attempt is retried after it rather than after the whole `timeout`. The SDK sends
-    ///   heartbeats at most every 0.8 × the heartbeat timeout (30 s without one), keeping the
-    ///   latest: a worker killed in between loses the checkpoints made since its last send.
-    /// * A local activity (a code agent without `heartbeat`, `task_queue` or a timeout over 60 s,
-    ///   see [`AgentSpec::runs_locally`]) cannot heartbeat: its checkpoints stay in the worker's
+    ///   worker's attempt is retried after it rather than after the whole `timeout`. The worker
+    ///   sends an attempt's first checkpoint at once and later ones at most once a second
+    ///   ([`CHECKPOINT_FLUSH`](crate::worker::CHECKPOINT_FLUSH)), keeping the latest: a worker
+    ///   killed in between loses the checkpoints of its last second.
+    /// * An `#[agent(local)]` agent (a Temporal local activity, see
+    ///   [`AgentSpec::runs_locally`]) cannot heartbeat: its checkpoints stay in the worker's
     ///   memory, for the retries that worker makes of the call (as on the local executor; Temporal
     ///   retries a local activity in the worker when the retry delay is under a minute). After a
     ///   longer delay, or when the worker dies, the next attempt starts over (`resume` gives
@@ -641,7 +641,7 @@ pub async fn run_declarative<A: Agent>(
 }
 
 /// How often a declarative agent without a `heartbeat` timeout heartbeats while its model works
-/// (the Temporal SDK sends at most one heartbeat every 30 s then, keeping the latest).
+/// (the worker sends at most one heartbeat a second, keeping the latest).
 const DECLARATIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Converts what an agent body returns (its output `T`, or `Result<T, E>` where `E` converts into

@@ -47,6 +47,25 @@ pub struct RunRecord {
     /// The run this one continued from (with `continue_as_new`), which links to the one before
     /// it: the generations, newest first.
     pub previous: Option<Box<RunRecord>>,
+    /// Messages sent to the run that it could not take (on Temporal: signals sent past flock's
+    /// checks, undeclared or with JSON that does not fit; the worker logged each at error level
+    /// and counted it in `flock_messages_dropped_total`). Empty on the local executor, whose
+    /// clients are checked before anything is delivered.
+    pub undelivered: Vec<UndeliveredMessage>,
+}
+
+/// A message a run could not take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct UndeliveredMessage {
+    /// `signal`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// When it arrived, from the run's start.
+    pub at: Duration,
+    /// Why it was not delivered.
+    pub reason: String,
 }
 
 impl RunRecord {
@@ -83,6 +102,7 @@ impl RunRecord {
             children: Vec::new(),
             progress: Vec::new(),
             previous: None,
+            undelivered: Vec::new(),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::executor::temporal::{self, WorkerShared};
 use crate::flock::Flock;
 use crate::registry::Registry;
 
+pub use crate::executor::temporal::CHECKPOINT_FLUSH;
+
 /// How long a stopping worker waits for the agent attempts in flight unless told otherwise:
 /// 30 s, Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -321,6 +323,7 @@ impl FlockWorker {
             served = temporal::run_worker(
                 client.clone(),
                 self.flock.temporal_config().codec.as_ref(),
+                shared.served_flows(pool.as_ref()),
                 options,
                 stop,
             ) => served,

@@ -24,6 +24,8 @@
 //! * `flock_cost_usd_total{agent,model}` (models in the price table)
 //! * `flock_flows_total{flow,outcome="started|completed|failed|continued_as_new"}` (per run;
 //!   each continue-as-new generation is a run)
+//! * `flock_messages_dropped_total{flow,kind,name}`: messages a worker could not deliver (a
+//!   signal sent past flock that the flow does not declare, or whose JSON does not fit)
 //!
 //! On Temporal a worker started while metrics are enabled also reports the SDK core's worker
 //! metrics (`temporal_*`), served on the same endpoint.
@@ -160,6 +162,8 @@ pub struct Metrics {
     tokens: IntCounterVec,
     cost: CounterVec,
     flows: IntCounterVec,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    dropped: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -275,6 +279,11 @@ impl Metrics {
             "Flow runs started and how they ended",
             &["flow", "outcome"],
         );
+        let dropped = counter(
+            "flock_messages_dropped_total",
+            "Messages a worker could not deliver to a flow (undeclared, or JSON that does not fit), by flow, kind and name",
+            &["flow", "kind", "name"],
+        );
         let cost = CounterVec::new(
             Opts::new(
                 "flock_cost_usd_total",
@@ -294,6 +303,7 @@ impl Metrics {
             tokens,
             cost,
             flows,
+            dropped,
         }
     }
 
@@ -468,6 +478,24 @@ pub(crate) fn flow_span(flow: &'static str, run_id: &str) -> Span {
 }
 
 /// A flow run starts.
+/// A message a worker could not deliver to run `run_id` of `flow` (a signal sent past flock:
+/// undeclared, or JSON that does not fit): logged at error level and counted in
+/// `flock_messages_dropped_total`. The history keeps the message itself, so the run's record
+/// lists it too.
+#[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+pub(crate) fn message_dropped(flow: &'static str, run_id: &str, kind: &str, name: &str, why: &str) {
+    tracing::error!(
+        flow,
+        run_id,
+        kind,
+        name,
+        "{kind} `{name}` not delivered to run `{run_id}` of `{flow}`: {why}"
+    );
+    if let Some(metrics) = metrics() {
+        metrics.dropped.with_label_values(&[flow, kind, name]).inc();
+    }
+}
+
 pub(crate) fn flow_started(flow: &'static str) {
     if let Some(m) = metrics() {
         m.flow(flow, "started").inc();

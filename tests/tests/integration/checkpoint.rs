@@ -419,3 +419,54 @@ async fn an_agent_killed_at_step_7_resumes_at_step_7() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// Six checkpoints at once, the worker killed 2.5 s later with no heartbeat since: the next
+/// attempt resumes after the sixth (a checkpoint reaches the server within a second; throttled
+/// to 0.8 × the 10 s heartbeat timeout, only the first had, and the retry resumed there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reach_the_server_within_a_second_of_being_made() {
+    let task_queue = "checkpoint-flush";
+    let file: PathBuf =
+        std::env::temp_dir().join(format!("flock-checkpoint-flush-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let client = client_only_flock(task_queue).await;
+    let mut first_worker = spawn_worker(task_queue, &file);
+    let handle = client
+        .run(
+            durability::k_six_then_wait,
+            Steps {
+                total: 6,
+                hang_at: 0,
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while durability::count(&file, "six saved") == 0 {
+        if started.elapsed() > BOUND {
+            let record = client.run_record(handle.id()).await;
+            panic!("the agent never saved its checkpoints: {record:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    first_worker.kill().unwrap(); // SIGKILL
+    first_worker.wait().unwrap();
+    let mut second_worker = spawn_worker(task_queue, &file);
+    let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
+    second_worker.kill().unwrap();
+    second_worker.wait().unwrap();
+    let done = result
+        .expect("the run completes after the worker is replaced")
+        .unwrap();
+    assert_eq!(
+        done,
+        StepsDone {
+            resumed_at: Some(7),
+            attempt: 2
+        },
+        "the retry resumes after the sixth checkpoint"
+    );
+    let _ = std::fs::remove_file(&file);
+}

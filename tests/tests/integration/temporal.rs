@@ -2,6 +2,7 @@
 //! loopback port. Needs the `temporal` CLI (`TEMPORAL_CLI` or `PATH`; `scripts/test` installs it);
 //! without it these tests fail with an install hint, they are never skipped.
 
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

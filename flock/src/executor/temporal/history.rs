@@ -14,7 +14,9 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 
 use super::activity::open_envelope;
 use crate::error::{AgentError, ErrorClass, FlowError};
-use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord};
+use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord, UndeliveredMessage};
+use crate::registry::Registry;
+use crate::spec::{FlowSpec, MessageKind};
 
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;
@@ -22,17 +24,22 @@ const MAX_DEPTH: usize = 8;
 /// Fills `record`'s steps and children from the history of workflow `run_id` (agents run as
 /// local activities from their markers). A history that cannot be read or decoded (a key the
 /// client lacks) is an error naming the run and the reason.
-pub(crate) async fn fill_record(client: &Client, record: &mut RunRecord) -> Result<(), String> {
-    fill(client, record, 0, None, false).await
+pub(crate) async fn fill_record(
+    client: &Client,
+    registry: &Registry,
+    record: &mut RunRecord,
+) -> Result<(), String> {
+    fill(client, registry, record, 0, None, false).await
 }
 
 /// Like [`fill_record`], and the run's status, output and timing come from the history too (a
 /// run started elsewhere, perhaps still running).
 pub(crate) async fn fill_from_history(
     client: &Client,
+    registry: &Registry,
     record: &mut RunRecord,
 ) -> Result<(), String> {
-    fill(client, record, 0, None, true).await?;
+    fill(client, registry, record, 0, None, true).await?;
     add_pending(client, record).await;
     Ok(())
 }
@@ -118,6 +125,7 @@ const MAX_GENERATIONS: usize = 64;
 
 fn fill<'a>(
     client: &'a Client,
+    registry: &'a Registry,
     record: &'a mut RunRecord,
     depth: usize,
     temporal_run: Option<String>,
@@ -147,9 +155,11 @@ fn fill<'a>(
                 record.run_id
             )
         })?;
+        let flow = registry.flow(&record.name).map(|flow| flow.spec());
         let children = steps_from(
             &events,
             record,
+            flow,
             top_from_history || depth > 0 || temporal_run.is_some(),
         );
         let continued_from = events.first().and_then(|event| match &event.attributes {
@@ -172,7 +182,15 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             previous.output = None;
-            fill(client, &mut previous, depth + 1, Some(previous_run), true).await?;
+            fill(
+                client,
+                registry,
+                &mut previous,
+                depth + 1,
+                Some(previous_run),
+                true,
+            )
+            .await?;
             previous.status = RunStatus::ContinuedAsNew;
             previous.output = None;
             previous.error = None;
@@ -198,7 +216,7 @@ fn fill<'a>(
                 &Ok(Value::Null),
             );
             child.output = None;
-            fill(client, &mut child, depth + 1, None, true).await?;
+            fill(client, registry, &mut child, depth + 1, None, true).await?;
             record.children.push(child);
         }
         Ok(())
@@ -286,6 +304,7 @@ fn error_of(failure: Option<&Failure>) -> AgentError {
 fn steps_from(
     events: &[HistoryEvent],
     record: &mut RunRecord,
+    flow: Option<&'static FlowSpec>,
     from_history: bool,
 ) -> Vec<(String, String)> {
     let start = events
@@ -428,6 +447,21 @@ fn steps_from(
                     attempts,
                     usage: Default::default(),
                 });
+            }
+            Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) => {
+                // what the worker checked before it delivered the signal (see `dispatch_signal`)
+                let value = json_of(a.input.as_ref());
+                if let Some(flow) = flow
+                    && let Err(reason) =
+                        flow.check_message(MessageKind::Signal, &a.signal_name, &value)
+                {
+                    record.undelivered.push(UndeliveredMessage {
+                        kind: "signal".to_owned(),
+                        name: a.signal_name.clone(),
+                        at: since(event),
+                        reason,
+                    });
+                }
             }
             Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) if from_history => {
                 record.status = RunStatus::Completed;

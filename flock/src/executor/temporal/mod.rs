@@ -86,6 +86,19 @@ pub(crate) fn register_flow<F: Flow>(registrar: &mut dyn std::any::Any) {
 }
 
 impl WorkerShared {
+    /// The workflow types a worker serves: every registered flow and hand-off chain, none in an
+    /// agent pool.
+    pub(crate) fn served_flows(&self, pool: Option<&crate::worker::AgentPool>) -> ServedFlows {
+        let registry = &self.settings.registry;
+        match pool {
+            Some(_) => ServedFlows::default(),
+            None => ServedFlows {
+                flows: registry.flows().map(|flow| flow.spec().name).collect(),
+                chains: registry.chains().map(|chain| chain.spec().name).collect(),
+            },
+        }
+    }
+
     fn retry(policy: &RetryPolicy) -> TemporalRetryPolicy {
         let mut non_retryable: Vec<String> = vec!["Permanent".into(), "InvalidInput".into()];
         non_retryable.extend(policy.non_retryable.iter().map(|c| c.name().to_owned()));
@@ -155,6 +168,15 @@ pub(crate) fn worker_options(
         .max_cached_workflows(limits.max_cached_workflows)
         .tuner(tuner(limits))
         .maybe_deployment_options(deployment)
+        // A flow whose code no longer matches its history fails, visibly, rather than retrying
+        // its workflow task forever while the run stays Running.
+        .workflow_failure_errors(std::collections::HashSet::from([
+            temporalio_sdk::runtime::WorkflowErrorType::Nondeterminism,
+        ]))
+        // Checkpoints (heartbeat details) reach the server within this, not 0.8 × the heartbeat
+        // timeout: what a killed worker's next attempt resumes from is at most this old.
+        .max_heartbeat_throttle_interval(CHECKPOINT_FLUSH)
+        .default_heartbeat_throttle_interval(CHECKPOINT_FLUSH)
         .build();
     let mut registrar = Registrar {
         options,
@@ -185,6 +207,11 @@ pub(crate) fn worker_options(
         None => Ok(registrar.options),
     }
 }
+
+/// How long a checkpoint (an activity's heartbeat details) may wait before the worker sends it
+/// to the server. The SDK sends an attempt's first heartbeat at once and later ones at most this
+/// often, keeping the latest; a worker killed in between loses the checkpoints made since.
+pub const CHECKPOINT_FLUSH: Duration = Duration::from_secs(1);
 
 /// The SDK's deployment options for a versioned worker.
 fn deployment_options(
@@ -415,9 +442,15 @@ fn runtime_options() -> Result<temporalio_sdk::runtime::RuntimeOptions, Error> {
 pub(crate) async fn run_worker(
     client: Client,
     codec: Option<&crate::codec::Codec>,
-    options: WorkerOptions,
+    flows: ServedFlows,
+    mut options: WorkerOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    options.worker_interceptor(UnknownFlows {
+        flows,
+        client: client.clone(),
+        task_queue: options.task_queue.clone(),
+    });
     // The worker's own client over the same connection: its codec turns a payload that does not
     // decode into a failed run rather than a workflow task retried forever.
     let client = match codec {
@@ -452,10 +485,93 @@ pub(crate) async fn run_worker(
     result.map_err(|e| Error::Executor(format!("the Temporal worker stopped: {e}")))
 }
 
+/// Ends runs of flows this worker does not serve: the SDK fails their workflow task, which the
+/// server retries forever while the run stays Running, its reason only in the history. The
+/// worker logs it at error level and terminates the run, naming the flow and the flows it serves
+/// (a run of a flow no worker knows cannot finish; one that a newer build knows is started
+/// again once that build serves the queue).
+struct UnknownFlows {
+    flows: ServedFlows,
+    client: Client,
+    task_queue: String,
+}
+
+/// The workflow types of a worker: its flows and its agents' hand-off chains.
+#[derive(Debug, Default)]
+pub(crate) struct ServedFlows {
+    flows: Vec<&'static str>,
+    chains: Vec<&'static str>,
+}
+
+impl ServedFlows {
+    fn contains(&self, workflow_type: &str) -> bool {
+        self.flows.contains(&workflow_type) || self.chains.contains(&workflow_type)
+    }
+
+    /// What a worker serves, in words.
+    fn describe(&self) -> String {
+        if self.flows.is_empty() && self.chains.is_empty() {
+            return "no flows (an agent pool)".to_owned();
+        }
+        format!(
+            "the flows {} and the hand-off chains of its {} agents (`<agent>.chain`)",
+            self.flows.join(", "),
+            self.chains.len()
+        )
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl temporalio_sdk::interceptors::WorkerInterceptor for UnknownFlows {
+    async fn on_workflow_activation(
+        &self,
+        activation: &temporalio_common::protos::coresdk::workflow_activation::WorkflowActivation,
+    ) -> Result<(), anyhow::Error> {
+        use temporalio_common::protos::coresdk::workflow_activation::workflow_activation_job::Variant;
+        for job in &activation.jobs {
+            let Some(Variant::InitializeWorkflow(start)) = &job.variant else {
+                continue;
+            };
+            if self.flows.contains(&start.workflow_type) {
+                continue;
+            }
+            let serves = self.flows.describe();
+            let reason = format!(
+                "no flow `{}` is linked into the worker serving task queue `{}`, which serves {serves}",
+                start.workflow_type, self.task_queue
+            );
+            tracing::error!(
+                flow = %start.workflow_type,
+                run_id = %start.workflow_id,
+                "{reason}; terminating the run (it could never finish)"
+            );
+            // this run only: a later run under the same id is not this one's business
+            let handle = temporalio_client::WorkflowHandle::<_, workflow::ByName>::new(
+                self.client.clone(),
+                temporalio_client::WorkflowExecutionInfo::builder()
+                    .namespace(self.client.options().namespace.clone())
+                    .workflow_id(start.workflow_id.clone())
+                    .run_id(activation.run_id.clone())
+                    .build(),
+            );
+            tokio::spawn(async move {
+                let options = temporalio_client::WorkflowTerminateOptions::builder()
+                    .reason(reason)
+                    .build();
+                if let Err(error) = handle.terminate(options).await {
+                    tracing::warn!(%error, "could not terminate a run of an unknown flow");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The client side of the Temporal executor, and the in-process worker when there is one.
 pub(crate) struct TemporalExecutor {
     pub(crate) client: Client,
     pub(crate) config: TemporalExecutorConfig,
+    settings: Arc<Settings>,
     eager: bool,
     worker: std::sync::Mutex<Option<InProcessWorker>>,
 }
@@ -495,15 +611,17 @@ impl TemporalExecutor {
             return Ok(TemporalExecutor {
                 client,
                 config,
+                settings,
                 eager: false,
                 worker: std::sync::Mutex::new(None),
             });
         };
         let shared = Arc::new(WorkerShared {
-            settings,
+            settings: settings.clone(),
             config: config.clone(),
         });
         let options = worker_options(&shared, &limits, None)?;
+        let flows = shared.served_flows(None);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<Client, Error>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_config = config.clone();
@@ -526,9 +644,15 @@ impl TemporalExecutor {
                         }
                     };
                     let _ = ready_tx.send(Ok(client.clone()));
-                    run_worker(client, thread_config.codec.as_ref(), options, async {
-                        let _ = stop_rx.await;
-                    })
+                    run_worker(
+                        client,
+                        thread_config.codec.as_ref(),
+                        flows,
+                        options,
+                        async {
+                            let _ = stop_rx.await;
+                        },
+                    )
                     .await
                 })
             })
@@ -549,6 +673,7 @@ impl TemporalExecutor {
         Ok(TemporalExecutor {
             client,
             config,
+            settings,
             eager,
             worker: std::sync::Mutex::new(Some(InProcessWorker {
                 stop: Some(stop_tx),
@@ -1040,7 +1165,9 @@ impl TemporalExecutor {
     /// read leaves the record incomplete, and says so in the log (`run_record` makes it an
     /// error).
     pub(crate) async fn fill_record(&self, record: &mut crate::record::RunRecord) {
-        if let Err(error) = history::fill_record(&self.client, record).await {
+        if let Err(error) =
+            history::fill_record(&self.client, &self.settings.registry, record).await
+        {
             tracing::warn!(run_id = %record.run_id, %error, "the run record is incomplete");
         }
     }
@@ -1199,7 +1326,7 @@ impl TemporalExecutor {
         &self,
         record: &mut crate::record::RunRecord,
     ) -> Result<(), Error> {
-        history::fill_from_history(&self.client, record)
+        history::fill_from_history(&self.client, &self.settings.registry, record)
             .await
             .map_err(Error::Executor)
     }

@@ -280,7 +280,7 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
                 .start_child_workflow(ByName(name), input, options)
                 .await
                 .map_err(|e| FlowError::msg(format!("child flow `{name}` did not start: {e}")))?;
-            let value = child.result().await.map_err(|e| child_failure(&e))?;
+            let value = child.result().await.map_err(|e| child_failure(name, &e))?;
             match crate::codec::undecodable_reason(&value) {
                 Some(reason) => Err(FlowError::Serialization {
                     at: name.to_owned(),
@@ -469,7 +469,7 @@ impl FlowRuntime for TemporalRun {
             ))));
         }
         let policy = self.shared.settings.retry_policy(spec);
-        let future = if spec.runs_locally() {
+        let future = if self.runs_locally(spec) {
             self.ops.local_activity(
                 name,
                 call.input,
@@ -733,7 +733,10 @@ fn attempts_made(error: &ActivityExecutionError, max_attempts: u32) -> u32 {
     1
 }
 
-fn child_failure(error: &temporalio_common::error::ChildWorkflowExecutionError) -> FlowError {
+fn child_failure(
+    flow: &str,
+    error: &temporalio_common::error::ChildWorkflowExecutionError,
+) -> FlowError {
     use temporalio_common::error::IncomingError;
     if matches!(error.cause(), Some(IncomingError::Cancelled(_))) {
         return FlowError::Cancelled {
@@ -741,7 +744,7 @@ fn child_failure(error: &temporalio_common::error::ChildWorkflowExecutionError) 
         };
     }
     match error.cause() {
-        Some(IncomingError::Application(failure)) => flow_error_from_failure(failure),
+        Some(IncomingError::Application(failure)) => flow_error_from_failure(flow, failure),
         Some(other) => FlowError::msg(other.to_string()),
         None => FlowError::msg(error.to_string()),
     }
@@ -750,8 +753,9 @@ fn child_failure(error: &temporalio_common::error::ChildWorkflowExecutionError) 
 /// The failure type a failed flow's workflow fails with; its details are the [`FlowError`].
 pub(crate) const FLOW_FAILURE_TYPE: &str = "FlowError";
 
-/// Rebuilds the [`FlowError`] a flow failed with from its workflow's failure.
-pub(crate) fn flow_error_from_failure(failure: &ApplicationFailure) -> FlowError {
+/// Rebuilds the [`FlowError`] a flow failed with from its workflow's failure. A failure this
+/// process cannot decode (encrypted with a key it does not hold) says so, and names the key.
+pub(crate) fn flow_error_from_failure(flow: &str, failure: &ApplicationFailure) -> FlowError {
     if failure.type_name() == Some(FLOW_FAILURE_TYPE)
         && let Ok(Some(error)) = failure.details::<FlowError>()
     {
@@ -882,7 +886,7 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                 observe::flow_started(F::NAME);
                 observe::flow_span(F::NAME, &run_id)
             };
-            let result = match raw_json(F::NAME, input) {
+            let result = match input {
                 Ok(input) => {
                     DynFlow::run_json(&flow, &flow_ctx, input)
                         .instrument(span.clone())
@@ -939,12 +943,11 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             .map(|checked| *checked)
         {
             Ok(Ok(value)) => ctx.state_mut(|w| w.mailbox.push_signal(name, value)),
-            Ok(Err(message)) => tracing::error!(
-                flow = F::NAME,
-                run_id = ctx.workflow_id(),
-                signal = name,
-                "signal not delivered: {message}"
-            ),
+            // counted and logged once, not again when the run is replayed
+            Ok(Err(message)) if !ctx.is_replaying() => {
+                observe::message_dropped(F::NAME, ctx.workflow_id(), "signal", name, &message)
+            }
+            Ok(Err(_)) => {}
             Err(_) => {}
         }
         futures::future::ready(Ok(())).boxed_local()
