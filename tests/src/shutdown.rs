@@ -68,3 +68,28 @@ pub async fn s_flow(ctx: &FlowContext, job: Job) -> Result<Job, FlowError> {
 pub async fn s_flow_local(ctx: &FlowContext, job: Job) -> Result<Job, FlowError> {
     ctx.call(s_slow_local, job).await
 }
+
+/// Notes `step-start`, works for `FLOCK_AGENT_MS`, notes `step-done`: a code agent written the
+/// obvious way, with default settings.
+#[agent]
+pub async fn s_step(input: Job) -> Result<Job, AgentError> {
+    let millis = match std::env::var(AGENT_MS_VAR) {
+        Err(_) => 2000,
+        Ok(text) => text.parse::<u64>().map_err(|_| {
+            AgentError::permanent(format!("{AGENT_MS_VAR} is {text:?}, not milliseconds"))
+        })?,
+    };
+    note("step-start")?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    note("step-done")?;
+    Ok(Job {
+        name: format!("{} +", input.name),
+    })
+}
+
+/// Two [`s_step`]s, one after the other.
+#[flow]
+pub async fn s_two_steps(ctx: &FlowContext, job: Job) -> Result<Job, FlowError> {
+    let job = ctx.call(s_step, job).await?;
+    ctx.call(s_step, job).await
+}

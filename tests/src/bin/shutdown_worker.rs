@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flock::prelude::*;
 
-use flock_tests::shutdown::{s_flow, s_flow_local, s_slow, s_slow_local};
+use flock_tests::shutdown::{s_flow, s_flow_local, s_slow, s_slow_local, s_step, s_two_steps};
 
 fn var(name: &str) -> Result<String, flock::Error> {
     std::env::var(name).map_err(|_| flock::Error::Config(format!("{name} is not set")))
@@ -24,6 +24,8 @@ async fn build() -> Result<Flock, flock::Error> {
         .agent(s_slow)
         .flow(s_flow_local)
         .agent(s_slow_local)
+        .flow(s_two_steps)
+        .agent(s_step)
         .temporal(TemporalExecutorConfig {
             server_url: var("TEMPORAL_ADDRESS")?,
             task_queue: var("FLOCK_TASK_QUEUE")?,

@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use flock::prelude::*;
-use flock_tests::shutdown::{self, Job, s_flow, s_flow_local};
+use flock_tests::shutdown::{self, Job, s_flow, s_flow_local, s_two_steps};
 
 use crate::temporal::server;
 
@@ -260,5 +260,42 @@ async fn a_second_sigterm_stops_a_draining_worker_at_once() {
         stderr.contains("received again") && stderr.contains("abandoned"),
         "{stderr}"
     );
+    let _ = std::fs::remove_file(&file);
+}
+
+/// SIGTERM during the first of two default code agents: the draining worker finishes that
+/// attempt and exits 0 without starting the second (it takes no new work); a new worker runs the
+/// second. As local activities (the earlier default) the draining worker ran on into the second
+/// step inside the same workflow task and abandoned it when its grace period ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_starts_no_new_step() {
+    let task_queue = "shutdown-two-steps";
+    let file = side_effect_file(task_queue);
+    let client = client(task_queue).await;
+    let env = [("FLOCK_AGENT_MS", "2000"), ("FLOCK_GRACE_MS", "3000")];
+    let mut first = WorkerProcess::start(task_queue, &file, &env);
+    let handle = client
+        .run_flow(s_two_steps, job(task_queue))
+        .start()
+        .await
+        .unwrap();
+    wait_for("the first step to start", Duration::from_secs(60), || {
+        count(&file, "step-start") == 1
+    })
+    .await;
+    first.terminate();
+    let status = first.exit_within(Duration::from_secs(20)).await;
+    let stderr = first.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status}; its stderr: {stderr}");
+    assert_eq!(
+        (count(&file, "step-start"), count(&file, "step-done")),
+        (1, 1),
+        "the draining worker finished the first step and started no other; its stderr: {stderr}"
+    );
+    let _second = WorkerProcess::start(task_queue, &file, &env);
+    let result = tokio::time::timeout(Duration::from_secs(60), handle.result()).await;
+    let job = result.expect("the flow completes").unwrap();
+    assert_eq!(job.name, format!("{task_queue} + +"));
+    assert_eq!(count(&file, "step-start"), 2, "each step started once");
     let _ = std::fs::remove_file(&file);
 }
