@@ -349,10 +349,9 @@ pub(crate) fn check_local_record_size(
         Err(format!(
             "agent `{name}` runs as a local activity, whose record in the run's history holds its \
              input ({input} bytes as JSON) and its output ({output} bytes) together: {total} bytes, \
-             over the {}-byte payload limit; run it as a remote activity, \
-             `#[agent(local = false)]` (its input and output are then recorded apart), offload \
-             large payloads with `Codec::with_offload`, or pass a reference (a path, URL or id) \
-             instead of the data",
+             over the {}-byte payload limit; drop `local` from `#[agent(local)]` (a durable step's \
+             input and output are recorded apart), offload large payloads with \
+             `Codec::with_offload`, or pass a reference (a path, URL or id) instead of the data",
             limit.bytes
         ))
     } else {

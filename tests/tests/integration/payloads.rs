@@ -359,8 +359,8 @@ async fn with_s3_offload_a_20_mb_input_round_trips_and_the_history_holds_only_cl
         .iter()
         .filter(|p| p.encoding() == "json/flock-claim-check")
         .count();
-    // the large ones: the run's input, `p_echo`'s input and output (its marker), `p_measure`'s
-    // input (its marker); `p_measure`'s output and the run's are small and stay in the history
+    // the large ones: the run's input, `p_echo`'s input and output (scheduled, completed), `p_measure`'s
+    // input; `p_measure`'s output and the run's are small and stay in the history
     assert_eq!(claims, 4, "claim checks in the history");
     assert!(
         payload_bytes < 64 * 1024 && history.len() < 256 * 1024,
@@ -370,9 +370,17 @@ async fn with_s3_offload_a_20_mb_input_round_trips_and_the_history_holds_only_cl
     flock.shutdown().await.unwrap();
 }
 
-/// Answers with its input, extended; a remote activity (its input and output travel apart).
-#[agent(local = false)]
+/// Answers with its input, extended; a durable step (its input and output are recorded apart).
+#[agent]
 async fn p_remote_echo(input: Blob) -> Blob {
+    Blob {
+        text: format!("{}!", input.text),
+    }
+}
+
+/// Answers with its input, extended; a local step (its marker holds its input and output).
+#[agent(local)]
+async fn p_local_echo(input: Blob) -> Blob {
     Blob {
         text: format!("{}!", input.text),
     }
@@ -381,7 +389,7 @@ async fn p_remote_echo(input: Blob) -> Blob {
 #[flow]
 async fn p_local_twice(ctx: &FlowContext, input: Blob) -> Result<Blob, FlowError> {
     // A local step's marker holds its input and its output: 2 × 1.5 MiB in one history event.
-    ctx.call(p_echo, input).await
+    ctx.call(p_local_echo, input).await
 }
 
 #[flow]
@@ -418,14 +426,18 @@ async fn a_local_step_whose_input_and_output_together_exceed_the_limit_fails_the
         .unwrap_or_else(|_| panic!("{executor}: p_local_twice stayed running"))
         .unwrap_err();
         let (agent, attempts, _) = error.agent_error().expect("the agent failed the run");
-        assert_eq!((agent, attempts), ("p_echo", 1), "{executor}: {error}");
+        assert_eq!(
+            (agent, attempts),
+            ("p_local_echo", 1),
+            "{executor}: {error}"
+        );
         let error = error.to_string();
         assert!(
-            error.contains("agent `p_echo` runs as a local activity")
+            error.contains("agent `p_local_echo` runs as a local activity")
                 && error.contains("(1572875 bytes as JSON)")
                 && error.contains("(1572876 bytes)")
                 && error.contains("3145751 bytes")
-                && error.contains("`#[agent(local = false)]`"),
+                && error.contains("drop `local`"),
             "{executor}: {error}"
         );
         let remote = tokio::time::timeout(
