@@ -13,11 +13,13 @@
 //!   (normal activities, no eager start), worker and client on this process's runtime;
 //! * `A'` the same with eager workflow start;
 //! * `A''` the same with the 3 activities as local activities, and eager start;
-//! * `B`  the same chain as a flock `#[flow]` calling three `#[agent(local = false)]` code agents,
-//!   on `local_debug(false)` with the in-process worker, `eager_workflow_start: false` (the work
-//!   of A);
-//! * `C`  the same chain with flock's defaults: code agents run as local activities (decided by
-//!   the code, see `AgentSpec::runs_locally`), `eager_workflow_start: true` (the work of A'').
+//! * `B`  the same chain as a flock `#[flow]` calling three code agents with default settings
+//!   (durable steps: normal activities), on `local_debug(false)` with the in-process worker,
+//!   `eager_workflow_start: false` (the work of A);
+//! * `C`  the same chain with flock's defaults: durable steps, `eager_workflow_start: true` (the
+//!   work of A');
+//! * `D`  the opt-in fast path: the agents `#[agent(local)]` (local activities, which may run
+//!   again after a crash), eager start (the work of A'').
 //! * `B-enc`, `C-enc`: B and C with the payload codec on (AES-256-GCM, `TemporalExecutorConfig::codec`),
 //!   for the codec-on/codec-off ratio (`FLOCK_BENCH_CONFIGS=b,b-codec,c,c-codec`).
 //!
@@ -53,7 +55,8 @@ use temporalio_sdk::{
 
 // ------------------------------------------------------------------------------------------------
 // The work (shared with temporal_observe): three string transforms on a small struct, as
-// flock agents and flows `chain3` (local code agents) and `chain3_remote` (activities).
+// flock agents and flows `chain3` (flock's defaults: durable steps) and `chain3_local`
+// (`#[agent(local)]`).
 
 #[path = "common/chain.rs"]
 mod chain;
@@ -613,10 +616,11 @@ enum Config {
     C,
     CHandle,
     CCodec,
+    D,
 }
 
 impl Config {
-    const ALL: [Config; 11] = [
+    const ALL: [Config; 12] = [
         Config::A,
         Config::B,
         Config::BCodec,
@@ -628,6 +632,7 @@ impl Config {
         Config::ALocalEagerThread,
         Config::BHandle,
         Config::CHandle,
+        Config::D,
     ];
 
     fn label(self) -> &'static str {
@@ -637,8 +642,9 @@ impl Config {
             Config::AEager => "A'   hand-written SDK, activities + eager start",
             Config::ALocalEager => "A''  hand-written SDK, local activities + eager",
             Config::ALocalEagerThread => "A''-thr  A'' with its worker on its own thread+runtime",
-            Config::B => "B    flock flow, activities",
-            Config::C => "C    flock flow, local code agents + eager start",
+            Config::B => "B    flock flow, durable steps (activities)",
+            Config::C => "C    flock defaults: durable steps + eager start",
+            Config::D => "D    flock #[agent(local)] code agents + eager start",
             Config::BHandle => "B-h  B via start() + result() (no run record)",
             Config::CHandle => "C-h  C via start() + result() (no run record)",
             Config::BCodec => "B-enc  B with the payload codec (AES-256-GCM)",
@@ -655,6 +661,7 @@ impl Config {
             Config::ALocalEagerThread => "a-local-eager-thread",
             Config::B => "b",
             Config::C => "c",
+            Config::D => "d",
             Config::BHandle => "b-handle",
             Config::CHandle => "c-handle",
             Config::BCodec => "b-codec",
@@ -674,40 +681,13 @@ impl Config {
                 hand_written_on_thread(server, self.queue(), true, true, plan).await
             }
             Config::B => {
-                flock_config(
-                    server,
-                    self.queue(),
-                    chain3_remote,
-                    false,
-                    false,
-                    false,
-                    plan,
-                )
-                .await
+                flock_config(server, self.queue(), chain3, false, false, false, plan).await
             }
             Config::BHandle => {
-                flock_config(
-                    server,
-                    self.queue(),
-                    chain3_remote,
-                    false,
-                    true,
-                    false,
-                    plan,
-                )
-                .await
+                flock_config(server, self.queue(), chain3, false, true, false, plan).await
             }
             Config::BCodec => {
-                flock_config(
-                    server,
-                    self.queue(),
-                    chain3_remote,
-                    false,
-                    false,
-                    true,
-                    plan,
-                )
-                .await
+                flock_config(server, self.queue(), chain3, false, false, true, plan).await
             }
             Config::C => flock_config(server, self.queue(), chain3, true, false, false, plan).await,
             Config::CHandle => {
@@ -715,6 +695,9 @@ impl Config {
             }
             Config::CCodec => {
                 flock_config(server, self.queue(), chain3, true, false, true, plan).await
+            }
+            Config::D => {
+                flock_config(server, self.queue(), chain3_local, true, false, false, plan).await
             }
         }
     }

@@ -149,8 +149,8 @@ fn child(address: String, mode: Mode) {
             builder = builder.metrics("127.0.0.1:0");
         }
         let flock = builder.build().await.expect("a Flock");
-        let b = measure(&flock, chain3_remote).await;
-        let c = measure(&flock, chain3).await;
+        let b = measure(&flock, chain3).await;
+        let c = measure(&flock, chain3_local).await;
         if mode.metrics() {
             // The metrics did count: the endpoint serves flock's and the worker's.
             let metrics = flock::observe::enable_metrics().encode().await;

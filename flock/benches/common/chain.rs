@@ -49,6 +49,8 @@ pub fn check(i: usize, out: Msg) -> Result<(), String> {
     }
 }
 
+/// The three transforms as code agents with flock's default settings: durable steps (normal
+/// activities on Temporal).
 #[agent]
 pub async fn upper_agent(input: Msg) -> Msg {
     upper(input)
@@ -71,25 +73,27 @@ pub async fn chain3(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
     ctx.call(suffix_agent, m).await
 }
 
-#[agent(local = false)]
-pub async fn upper_remote(input: Msg) -> Msg {
+/// The opt-in fast path: `#[agent(local)]` (Temporal local activities, may run again after a
+/// crash).
+#[agent(local)]
+pub async fn upper_local(input: Msg) -> Msg {
     upper(input)
 }
 
-#[agent(local = false)]
-pub async fn reverse_remote(input: Msg) -> Msg {
+#[agent(local)]
+pub async fn reverse_local(input: Msg) -> Msg {
     reverse(input)
 }
 
-#[agent(local = false)]
-pub async fn suffix_remote(input: Msg) -> Msg {
+#[agent(local)]
+pub async fn suffix_local(input: Msg) -> Msg {
     suffix(input)
 }
 
-/// `chain3` on normal activities.
+/// `chain3` over local code agents.
 #[flow]
-pub async fn chain3_remote(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
-    let m = ctx.call(upper_remote, input).await?;
-    let m = ctx.call(reverse_remote, m).await?;
-    ctx.call(suffix_remote, m).await
+pub async fn chain3_local(ctx: &FlowContext, input: Msg) -> Result<Msg, FlowError> {
+    let m = ctx.call(upper_local, input).await?;
+    let m = ctx.call(reverse_local, m).await?;
+    ctx.call(suffix_local, m).await
 }
