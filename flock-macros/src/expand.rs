@@ -562,7 +562,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             settings.push(quote!(#spec.#field = #value;));
         }
     }
-    let (message_specs, message_consts) = messages(ident, &func.vis, attrs);
+    let (message_specs, message_consts) = messages(ident, &func.vis, &func.attrs.cfgs, attrs);
     let messages_static = local("__FLOCK_MESSAGES");
     let message_count = message_specs.len();
     settings.push(quote!(#spec.messages = &#messages_static;));
@@ -668,10 +668,12 @@ fn call_sites(flow: &FlowFn, body: &Block) -> Vec<TokenStream> {
 }
 
 /// The `MessageSpec`s of a flow's `signals(..)`, `queries(..)` and `updates(..)`, and the typed
-/// constants on the flow's type (`publish::approve`) that clients and the body name them by.
+/// constants on the flow's type (`publish::approve`) that clients and the body name them by,
+/// under the fn's `#[cfg]`s like the type.
 fn messages(
     ident: &Ident,
     vis: &syn::Visibility,
+    cfgs: &[syn::Attribute],
     attrs: &FlowAttrs,
 ) -> (Vec<TokenStream>, TokenStream) {
     let fp = fp();
@@ -750,6 +752,7 @@ fn messages(
     } else {
         quote! {
             #(#errors)*
+            #(#cfgs)*
             #[allow(deprecated)]
             impl #ident {
                 #(#consts)*
