@@ -716,12 +716,16 @@ fn messages(
             }
         };
         let check = match attrs.validators.iter().find(|(update, _)| update == name) {
-            Some((_, validator)) => quote_spanned!(validator.span()=> {
-                fn check(value: &#fp::serde_json::Value) -> #fp::core::result::Result<(), #fp::std::string::String> {
-                    #fp::check_update::<#ty>(value, #validator)
-                }
-                check
-            }),
+            // Internal names, which a validator called `check` or `value` does not resolve to.
+            Some((_, validator)) => {
+                let value = local("__flock_value");
+                quote_spanned!(validator.span()=> {
+                    fn __flock_check(#value: &#fp::serde_json::Value) -> #fp::core::result::Result<(), #fp::std::string::String> {
+                        #fp::check_update::<#ty>(#value, #validator)
+                    }
+                    __flock_check
+                })
+            }
             None => quote_spanned!(ty.span()=> #fp::check_fits::<#ty>),
         };
         let answer_schema = match &message.answer {
@@ -1011,7 +1015,7 @@ mod tests {
                     ),
                     queries(stage: String),
                     updates(edit: String -> u32, retitle: Title -> Title),
-                    validate(edit = not_empty)
+                    validate(edit = check)
                 ),
                 quote!(
                     /// Takes a decision, answers edits.
