@@ -10,14 +10,15 @@
 //!
 //! ```text
 //! INSTA_UPDATE=always cargo test -p flock-macros   # rewrites the .snap files; read `git diff`
-//! cargo insta review                              # or: accept or reject each change
+//! cargo test -p flock-macros; cargo insta review  # or: accept or reject each .snap.new
 //! ```
 //!
 //! Without `INSTA_UPDATE`, insta's default (`auto`) writes nothing in CI (`CI` set, as `.ci/run`
 //! runs): a missing or different snapshot fails the test, as with `INSTA_UPDATE=no`. Outside CI
 //! it fails the same way and leaves the new expansion beside the old one as a `.snap.new` file
-//! (ignored by git) for `cargo insta review`. The modes that write a snapshot and pass
-//! (`always`, `force`, `unseen`, `INSTA_FORCE_PASS`) are refused in CI by [`assert_expansion!`].
+//! (ignored by git) for `cargo insta review`. What would let a test pass on a missing or
+//! different snapshot (`INSTA_UPDATE=always`, `force` or `unseen`, which write it, and
+//! `INSTA_FORCE_PASS`) is refused in CI by [`assert_expansion!`].
 
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use syn::LitStr;
