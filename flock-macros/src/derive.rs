@@ -192,29 +192,20 @@ pub fn erase_shadow(_item: TokenStream) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
+    //! Each expansion is a snapshot in `src/snapshots/flock_macros__derive__tests__*.snap`; to
+    //! update them, see `crate::test_support` (`INSTA_UPDATE=always cargo test -p flock-macros`,
+    //! then read the diff).
+
     use quote::quote;
 
     use super::*;
-
-    /// The expansion, pretty-printed.
-    fn pretty(tokens: TokenStream) -> String {
-        prettyplease::unparse(&syn::parse2(tokens).expect("the expansion parses as a file"))
-    }
-
-    #[track_caller]
-    fn assert_expands(derive: &Derive, item: TokenStream, expected: &str) {
-        let expansion = pretty(derive.run(item));
-        assert_eq!(
-            expansion, expected,
-            "\n--- expansion ---\n{expansion}\n--- expected ---\n{expected}"
-        );
-    }
+    use crate::test_support::{assert_expansion, compile_errors};
 
     #[test]
     fn serialize_shadows_the_item_with_the_crate_path_and_serde_attributes_only() {
-        assert_expands(
-            &SERIALIZE,
-            quote! {
+        assert_expansion!(
+            "serialize",
+            SERIALIZE.run(quote! {
                 /// A topic.
                 #[serde(rename_all = "camelCase")]
                 #[schemars(title = "T")]
@@ -225,29 +216,15 @@ mod tests {
                     #[validate(length(min = 1))]
                     pub topic_name: Option<T>,
                 }
-            },
-            r#"const _: () = {
-    #[derive(::flock::__private::serde::Serialize)]
-    #[::flock::__private::erase_shadow]
-    #[serde(crate = "::flock::__private::serde")]
-    #[serde(rename_all = "camelCase")]
-    pub struct Topic<T: Clone>
-    where
-        T: Default,
-    {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub topic_name: Option<T>,
-    }
-};
-"#,
+            })
         );
     }
 
     #[test]
     fn deserialize_keeps_variant_attributes_and_drops_other_derives_helpers() {
-        assert_expands(
-            &DESERIALIZE,
-            quote! {
+        assert_expansion!(
+            "deserialize",
+            DESERIALIZE.run(quote! {
                 #[derive(Default)]
                 #[serde(tag = "kind")]
                 enum Route<'a> {
@@ -257,28 +234,15 @@ mod tests {
                     B { #[serde(borrow)] name: &'a str },
                     C(u8),
                 }
-            },
-            r#"const _: () = {
-    #[derive(::flock::__private::serde::Deserialize)]
-    #[::flock::__private::erase_shadow]
-    #[serde(crate = "::flock::__private::serde")]
-    #[serde(tag = "kind")]
-    enum Route<'a> {
-        #[serde(rename = "a")]
-        A,
-        B { #[serde(borrow)] name: &'a str },
-        C(u8),
-    }
-};
-"#,
+            })
         );
     }
 
     #[test]
     fn json_schema_keeps_doc_comments_and_the_attributes_schemars_reads() {
-        assert_expands(
-            &JSON_SCHEMA,
-            quote! {
+        assert_expansion!(
+            "json_schema",
+            JSON_SCHEMA.run(quote! {
                 /// Concise summary.
                 #[derive(Debug)]
                 #[schemars(deny_unknown_fields)]
@@ -290,85 +254,42 @@ mod tests {
                     #[deprecated]
                     pub summary: String,
                 }
-            },
-            r#"const _: () = {
-    #[derive(::flock::__private::schemars::JsonSchema)]
-    #[::flock::__private::erase_shadow]
-    #[schemars(crate = "::flock::__private::schemars")]
-    /// Concise summary.
-    #[schemars(deny_unknown_fields)]
-    pub struct Summary {
-        /// The summary.
-        #[serde(rename = "text")]
-        #[validate(length(max = 100))]
-        #[deprecated]
-        pub summary: String,
-    }
-};
-"#,
+            })
         );
     }
-
-    /// The `compile_error!` messages of an expansion.
-    use crate::expand::tests::compile_errors;
 
     #[test]
     fn a_crate_path_of_the_users_is_reported_and_taken_out() {
-        let tokens = quote! {
-            #[serde(rename_all = "camelCase", crate = "serde")]
-            pub struct Topic { pub topic: String }
-        };
-        assert_eq!(
-            compile_errors(&SERIALIZE.run(tokens.clone())),
-            [
-                "flock's `Serialize` derive sets the `serde` crate path itself (to flock's \
-              re-export, so that you need no `serde` dependency); remove `crate = ..`, or derive \
-              `serde::Serialize` with your own `serde` dependency"
-            ]
-        );
-        assert_expands(
-            &SERIALIZE,
-            tokens,
-            r#"const _: () = {
-    #[derive(::flock::__private::serde::Serialize)]
-    #[::flock::__private::erase_shadow]
-    #[serde(crate = "::flock::__private::serde")]
-    #[serde(rename_all = "camelCase")]
-    pub struct Topic {
-        pub topic: String,
-    }
-};
-::core::compile_error! {
-    "flock's `Serialize` derive sets the `serde` crate path itself (to flock's re-export, so that you need no `serde` dependency); remove `crate = ..`, or derive `serde::Serialize` with your own `serde` dependency"
-}
-"#,
+        assert_expansion!(
+            "serialize_with_a_crate_path",
+            SERIALIZE.run(quote! {
+                #[serde(rename_all = "camelCase", crate = "serde")]
+                pub struct Topic { pub topic: String }
+            })
         );
     }
 
     #[test]
     fn json_schema_reports_a_schemars_crate_path_but_not_a_serde_one() {
-        let tokens = JSON_SCHEMA.run(quote! {
-            #[schemars(crate = "schemars")]
-            #[serde(crate = "serde")]
-            pub struct Topic { pub topic: String }
-        });
-        let errors = compile_errors(&tokens);
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(
-            errors[0].starts_with("flock's `JsonSchema` derive sets the `schemars` crate path"),
-            "{errors:?}"
+        assert_expansion!(
+            "json_schema_with_crate_paths",
+            JSON_SCHEMA.run(quote! {
+                #[schemars(crate = "schemars")]
+                #[serde(crate = "serde")]
+                pub struct Topic { pub topic: String }
+            })
         );
     }
 
     #[test]
     fn an_attribute_that_does_not_parse_is_left_for_serde_to_report() {
-        let tokens = SERIALIZE.run(quote! {
-            #[serde(rename_all = )]
-            pub struct Topic { pub topic: String }
-        });
-        assert!(compile_errors(&tokens).is_empty());
-        let expansion = pretty(tokens);
-        assert!(expansion.contains("#[serde(rename_all = )]"), "{expansion}");
+        assert_expansion!(
+            "serialize_with_an_unparsed_attribute",
+            SERIALIZE.run(quote! {
+                #[serde(rename_all = )]
+                pub struct Topic { pub topic: String }
+            })
+        );
     }
 
     #[test]

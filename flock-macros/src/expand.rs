@@ -562,7 +562,7 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
             settings.push(quote!(#spec.#field = #value;));
         }
     }
-    let (message_specs, message_consts) = messages(ident, &func.vis, attrs);
+    let (message_specs, message_consts) = messages(ident, &func.vis, &func.attrs.cfgs, attrs);
     let messages_static = local("__FLOCK_MESSAGES");
     let message_count = message_specs.len();
     settings.push(quote!(#spec.messages = &#messages_static;));
@@ -668,10 +668,12 @@ fn call_sites(flow: &FlowFn, body: &Block) -> Vec<TokenStream> {
 }
 
 /// The `MessageSpec`s of a flow's `signals(..)`, `queries(..)` and `updates(..)`, and the typed
-/// constants on the flow's type (`publish::approve`) that clients and the body name them by.
+/// constants on the flow's type (`publish::approve`) that clients and the body name them by,
+/// under the fn's `#[cfg]`s like the type.
 fn messages(
     ident: &Ident,
     vis: &syn::Visibility,
+    cfgs: &[syn::Attribute],
     attrs: &FlowAttrs,
 ) -> (Vec<TokenStream>, TokenStream) {
     let fp = fp();
@@ -714,12 +716,16 @@ fn messages(
             }
         };
         let check = match attrs.validators.iter().find(|(update, _)| update == name) {
-            Some((_, validator)) => quote_spanned!(validator.span()=> {
-                fn check(value: &#fp::serde_json::Value) -> #fp::core::result::Result<(), #fp::std::string::String> {
-                    #fp::check_update::<#ty>(value, #validator)
-                }
-                check
-            }),
+            // Internal names, which a validator called `check` or `value` does not resolve to.
+            Some((_, validator)) => {
+                let value = local("__flock_value");
+                quote_spanned!(validator.span()=> {
+                    fn __flock_check(#value: &#fp::serde_json::Value) -> #fp::core::result::Result<(), #fp::std::string::String> {
+                        #fp::check_update::<#ty>(#value, #validator)
+                    }
+                    __flock_check
+                })
+            }
             None => quote_spanned!(ty.span()=> #fp::check_fits::<#ty>),
         };
         let answer_schema = match &message.answer {
@@ -750,6 +756,7 @@ fn messages(
     } else {
         quote! {
             #(#errors)*
+            #(#cfgs)*
             #[allow(deprecated)]
             impl #ident {
                 #(#consts)*
@@ -824,421 +831,239 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    //! Each expansion is a snapshot in `src/snapshots/flock_macros__expand__tests__*.snap`,
+    //! checked for hygiene first; to update them, see `crate::test_support`
+    //! (`INSTA_UPDATE=always cargo test -p flock-macros`, then read the diff).
+
     use quote::quote;
 
     use super::*;
-
-    /// The expansion, pretty-printed.
-    fn pretty(tokens: TokenStream) -> String {
-        prettyplease::unparse(&syn::parse2(tokens).expect("the expansion parses as a file"))
-    }
-
-    /// Without whitespace, so that expectations do not depend on line breaks.
-    /// and of trailing commas.
-    fn squash(text: &str) -> String {
-        text.split_whitespace()
-            .collect::<String>()
-            .replace(",)", ")")
-            .replace(",>", ">")
-            .replace(",}", "}")
-    }
-
-    #[track_caller]
-    fn assert_contains(expansion: &str, expected: &[&str]) {
-        let squashed = squash(expansion);
-        for snippet in expected {
-            assert!(
-                squashed.contains(&squash(snippet)),
-                "expansion lacks `{snippet}`:\n{expansion}"
-            );
-        }
-    }
-
-    /// The `compile_error!` messages of an expansion.
-    /// The messages of the `compile_error!`s an expansion emits (shared by the derives' tests).
-    pub(crate) fn compile_errors(tokens: &TokenStream) -> Vec<String> {
-        let file: syn::File = syn::parse2(tokens.clone()).expect("the expansion parses");
-        file.items
-            .iter()
-            .filter_map(|item| match item {
-                syn::Item::Macro(m)
-                    if m.mac.path.segments.last().unwrap().ident == "compile_error" =>
-                {
-                    Some(syn::parse2::<LitStr>(m.mac.tokens.clone()).unwrap().value())
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Every absolute path in generated code goes through `::flock::__private`.
-    #[track_caller]
-    fn assert_hygienic(expansion: &str) {
-        let bytes = expansion.as_bytes();
-        for (at, _) in expansion.match_indices("::") {
-            let before = at.checked_sub(1).map(|i| bytes[i]);
-            let leading =
-                before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'>'));
-            if leading {
-                assert!(
-                    expansion[at..].starts_with("::flock::__private::"),
-                    "absolute path outside `::flock::__private` at {}:\n{expansion}",
-                    &expansion[at..(at + 40).min(expansion.len())]
-                );
-            }
-        }
-    }
+    use crate::test_support::{assert_expansion, compile_errors};
 
     #[test]
     fn declarative_agent_with_every_key() {
-        let tokens = agent(
-            quote!(
-                name = "researcher",
-                model = "openai/gpt-4o",
-                hand_off = shout,
-                timeout = "30s",
-                schedule_to_close = "5m",
-                heartbeat = "10s",
-                task_queue = "agents",
-                output_retries = 2,
-                local = false,
-                tools = [search, fetch],
-                retry(
-                    attempts = 3,
-                    initial_interval = "2s",
-                    max_interval = "1m",
-                    backoff = 1.5,
-                    jitter = 0.25,
-                    non_retryable = ["Permanent", "InvalidOutput"]
-                )
-            ),
-            quote!(
-                /// Research the topic.
-                pub(crate) async fn research(input: Topic) -> Findings;
-            ),
-        );
-        assert!(compile_errors(&tokens).is_empty());
-        let expansion = pretty(tokens);
-        assert_hygienic(&expansion);
-        assert_contains(
-            &expansion,
-            &[
-                "/// Research the topic.\n#[allow(non_camel_case_types)]\npub(crate) struct research;",
-                "impl ::flock::__private::core::clone::Clone for research",
-                "impl ::flock::__private::core::marker::Copy for research {}",
-                "impl ::flock::__private::core::default::Default for research",
-                "__flock_f.write_str(\"researcher\")",
-                "impl ::flock::__private::Agent for research {
-                    type Input = Topic;
-                    type Output = Findings;
-                    type Next = shout;
-                    const NAME: &'static ::flock::__private::core::primitive::str = \"researcher\";",
-                "::flock::__private::FlowSpec::new(\"researcher.chain\")",
-                "::flock::__private::AgentSpec::new(\"researcher\", ::flock::__private::AgentKind::Declarative)",
-                "__flock_spec.description = \"Research the topic.\";",
-                "__flock_spec.model = ::flock::__private::core::option::Option::Some(\"openai/gpt-4o\");",
-                "__flock_spec.hand_off = ::flock::__private::core::option::Option::Some(::flock::__private::assert_hand_off::<research, shout>());",
-                "__flock_spec.timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(30000u64));",
-                "__flock_spec.schedule_to_close = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(300000u64));",
-                "__flock_spec.heartbeat = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(10000u64));",
-                "__flock_spec.task_queue = ::flock::__private::core::option::Option::Some(\"agents\");",
-                "__flock_spec.output_retries = ::flock::__private::core::option::Option::Some(2u32);",
-                "__flock_spec.local = ::flock::__private::core::option::Option::Some(false);",
-                "__flock_spec.tools = &[&search, &fetch];",
-                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::attempts_at_most(3u32));",
-                "__flock_spec.retry.initial_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(2000u64));",
-                "__flock_spec.retry.max_interval = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(60000u64));",
-                "__flock_spec.retry.backoff = ::flock::__private::core::option::Option::Some(1.5f64);",
-                "__flock_spec.retry.jitter = ::flock::__private::core::option::Option::Some(0.25f64);",
-                "__flock_spec.retry.non_retryable = &[\"Permanent\", \"InvalidOutput\"];",
-                "__flock_spec.location = ::flock::__private::core::concat!(::flock::__private::core::file!(), \":\", ::flock::__private::core::line!());",
-                "::flock::__private::run_declarative::<Self>(__flock_ctx, __flock_input)",
-                "::flock::__private::assert_agent_input_serialize::<Topic>();",
-                "::flock::__private::assert_agent_input_deserialize::<Topic>();",
-                "::flock::__private::assert_agent_input_json_schema::<Topic>();",
-                "::flock::__private::assert_agent_output_serialize::<Findings>();",
-                "::flock::__private::assert_agent_output_deserialize::<Findings>();",
-                "::flock::__private::assert_agent_output_json_schema::<Findings>();",
-                "::flock::__private::inventory::submit! { ::flock::__private::agent_registration(&research, &::flock::__private::Chain(research)) }",
-            ],
-        );
-        assert!(
-            !expansion.contains("__flock_body"),
-            "a declarative agent has no body"
-        );
-    }
-
-    #[test]
-    fn code_agent_with_context_and_result() {
-        let tokens = agent(
-            quote!(),
-            quote!(
-                #[allow(unused_variables)]
-                async fn shout(
-                    ctx: &AgentContext,
-                    input: Findings,
-                ) -> Result<Findings, AgentError> {
-                    Ok(input)
-                }
-            ),
-        );
-        assert!(compile_errors(&tokens).is_empty());
-        let expansion = pretty(tokens);
-        assert_hygienic(&expansion);
-        assert_contains(
-            &expansion,
-            &[
-                "impl shout {
-                    #[allow(unused_variables)]
-                    async fn __flock_body(ctx: &AgentContext, input: Findings) -> Result<Findings, AgentError> {
-                        Ok(input)
-                    }
-                }",
-                "type Output = <Result<Findings, AgentError> as ::flock::__private::AgentResultOk>::Ok;",
-                "type Next = ::flock::__private::End;",
-                "::flock::__private::AgentKind::Code",
-                "__flock_spec.description = \"\";",
-                "async move {
-                    ::flock::__private::into_agent_result::<<Self as ::flock::__private::Agent>::Output, _>(
-                        Self::__flock_body(::flock::__private::agent_context::<&AgentContext>(&__flock_ctx), __flock_input).await,
+        assert_expansion!(
+            "declarative_agent_with_every_key",
+            agent(
+                quote!(
+                    name = "researcher",
+                    model = "openai/gpt-4o",
+                    hand_off = shout,
+                    timeout = "30s",
+                    schedule_to_close = "5m",
+                    heartbeat = "10s",
+                    task_queue = "agents",
+                    output_retries = 2,
+                    local = false,
+                    tools = [search, fetch],
+                    retry(
+                        attempts = 3,
+                        initial_interval = "2s",
+                        max_interval = "1m",
+                        backoff = 1.5,
+                        jitter = 0.25,
+                        non_retryable = ["Permanent", "InvalidOutput"]
                     )
-                }",
-                "::flock::__private::assert_agent_output_serialize::<Findings>();",
-            ],
-        );
-        assert!(!expansion.contains("__flock_spec.hand_off"));
-    }
-
-    #[test]
-    fn unlimited_attempts_are_the_enum_variant() {
-        let expansion = pretty(agent(
-            quote!(retry(attempts = unlimited)),
-            quote!(
-                async fn a(input: In) -> Out;
-            ),
-        ));
-        assert_contains(
-            &expansion,
-            &[
-                "__flock_spec.retry.attempts = ::flock::__private::core::option::Option::Some(::flock::__private::Attempts::Unlimited);",
-            ],
-        );
-    }
-
-    #[test]
-    fn plain_and_aliased_returns() {
-        let plain = pretty(agent(
-            quote!(),
-            quote!(
-                async fn a(input: In) -> Out {
-                    todo!()
-                }
-            ),
-        ));
-        assert_contains(
-            &plain,
-            &[
-                "type Output = Out;",
-                "Self::__flock_body(__flock_input).await",
-                // an alias that hides a `Result` fails here
-                "#[allow(dead_code, unused_imports)]
-                fn __flock_return() {
-                    use ::flock::__private::{ProbeAliasedResult as _, ProbeNotAResult as _};
-                    ::flock::__private::assert_agent_return_spelled_out(
-                        (&::flock::__private::ReturnProbe::<Out>::new()).__flock_return_kind(),
-                    );
-                }",
-            ],
-        );
-        let alias = pretty(agent(
-            quote!(),
-            quote!(
-                async fn a(input: In) -> flock::AgentResult<Out> {
-                    todo!()
-                }
-            ),
-        ));
-        assert_contains(
-            &alias,
-            &[
-                "type Output = <flock::AgentResult<Out> as ::flock::__private::AgentResultOk>::Ok;",
-                "::flock::__private::assert_agent_output_json_schema::<Out>();",
-            ],
-        );
-        assert!(!alias.contains("__flock_return"), "{alias}");
-        let opaque = pretty(agent(
-            quote!(),
-            quote!(
-                async fn a(input: In) -> fmt::Result {
-                    todo!()
-                }
-            ),
-        ));
-        assert_contains(
-            &opaque,
-            &[
-                "::flock::__private::assert_agent_output_json_schema::<<fmt::Result as ::flock::__private::AgentResultOk>::Ok>();",
-            ],
+                ),
+                quote!(
+                    /// Research the topic.
+                    pub(crate) async fn research(input: Topic) -> Findings;
+                ),
+            )
         );
     }
 
     #[test]
     fn declarative_agent_with_context_checks_its_type() {
-        let expansion = pretty(agent(
-            quote!(),
-            quote!(
-                async fn a(ctx: &AgentContext, input: In) -> Out;
-            ),
-        ));
-        assert_contains(
-            &expansion,
-            &["let _ = ::flock::__private::agent_context::<&AgentContext>(__flock_ctx);"],
+        assert_expansion!(
+            "declarative_agent_with_context",
+            agent(
+                quote!(),
+                quote!(
+                    async fn a(ctx: &AgentContext, input: In) -> Result<Out, AgentError>;
+                ),
+            )
+        );
+    }
+
+    #[test]
+    fn code_agent_with_context_and_result() {
+        assert_expansion!(
+            "code_agent_with_context_and_result",
+            agent(
+                quote!(),
+                quote!(
+                    #[allow(unused_variables)]
+                    async fn shout(
+                        ctx: &AgentContext,
+                        input: Findings,
+                    ) -> Result<Findings, AgentError> {
+                        Ok(input)
+                    }
+                ),
+            )
+        );
+    }
+
+    #[test]
+    fn code_agent_handing_off_with_unlimited_attempts() {
+        assert_expansion!(
+            "code_agent_handing_off",
+            agent(
+                quote!(hand_off = agents::summarize, retry(attempts = unlimited)),
+                quote!(
+                    pub async fn draft(input: Topic) -> Draft {
+                        Draft::from(input)
+                    }
+                ),
+            )
+        );
+    }
+
+    #[test]
+    fn plain_aliased_and_opaque_returns() {
+        // A plain output is checked not to be a `Result` behind an alias (`__flock_return`).
+        assert_expansion!(
+            "agent_plain_return",
+            agent(
+                quote!(),
+                quote!(
+                    async fn a(input: In) -> Out {
+                        todo!()
+                    }
+                ),
+            )
+        );
+        // A known alias of `Result`: the output is its `Ok`, checked as written.
+        assert_expansion!(
+            "agent_aliased_result_return",
+            agent(
+                quote!(),
+                quote!(
+                    async fn a(input: In) -> flock::AgentResult<Out> {
+                        todo!()
+                    }
+                ),
+            )
+        );
+        // A `Result` whose `Ok` type is not written: the checks name the projection.
+        assert_expansion!(
+            "agent_opaque_result_return",
+            agent(
+                quote!(),
+                quote!(
+                    async fn a(input: In) -> fmt::Result {
+                        todo!()
+                    }
+                ),
+            )
         );
     }
 
     #[test]
     fn cfg_and_doc_attributes_are_carried_over() {
-        let expansion = pretty(agent(
-            quote!(),
-            quote!(
-                /// Docs.
-                #[cfg(feature = "x")]
-                #[deprecated]
-                async fn a(input: In) -> Out {
-                    input
-                }
-            ),
-        ));
-        assert_eq!(
-            expansion.matches("#[cfg(feature = \"x\")]").count(),
-            2,
-            "{expansion}"
-        );
-        assert_contains(
-            &expansion,
-            &[
-                "/// Docs.\n#[cfg(feature = \"x\")]\n#[deprecated]\n#[allow(non_camel_case_types)]\nstruct a;",
-            ],
+        assert_expansion!(
+            "agent_with_cfg_and_doc_attributes",
+            agent(
+                quote!(),
+                quote!(
+                    /// Docs.
+                    #[cfg(feature = "x")]
+                    #[deprecated]
+                    async fn a(input: In) -> Out {
+                        input
+                    }
+                ),
+            )
         );
     }
 
     #[test]
-    fn flow_expansion() {
-        let tokens = flow(
-            quote!(
-                name = "research",
-                description = "Runs.",
-                task_queue = "flows",
-                execution_timeout = "1h",
-                run_timeout = "10m"
-            ),
-            quote!(
-                pub async fn research_flow(
-                    ctx: &FlowContext,
-                    topic: Topic,
-                ) -> Result<Findings, FlowError> {
-                    ctx.call(research, topic).await
-                }
-            ),
+    fn flow_with_every_key() {
+        assert_expansion!(
+            "flow_with_every_key",
+            flow(
+                quote!(
+                    name = "research",
+                    description = "Runs.",
+                    task_queue = "flows",
+                    execution_timeout = "1h",
+                    run_timeout = "10m"
+                ),
+                quote!(
+                    pub async fn research_flow(
+                        ctx: &FlowContext,
+                        topic: Topic,
+                    ) -> Result<Findings, FlowError> {
+                        ctx.call(research, topic).await
+                    }
+                ),
+            )
         );
-        assert!(compile_errors(&tokens).is_empty());
-        let expansion = pretty(tokens);
-        assert_hygienic(&expansion);
-        assert_contains(
-            &expansion,
-            &[
-                "pub struct research_flow;",
-                "impl ::flock::__private::Flow for research_flow {
-                    type Input = Topic;
-                    type Output = <Result<Findings, FlowError> as ::flock::__private::FlowReturn>::Ok;
-                    const NAME: &'static ::flock::__private::core::primitive::str = \"research\";",
-                "::flock::__private::FlowSpec::new(\"research\")",
-                "__flock_spec.description = \"Runs.\";",
-                "__flock_spec.task_queue = ::flock::__private::core::option::Option::Some(\"flows\");",
-                "__flock_spec.execution_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(3600000u64));",
-                "__flock_spec.run_timeout = ::flock::__private::core::option::Option::Some(::flock::__private::core::time::Duration::from_millis(600000u64));",
-                "::flock::__private::std::boxed::Box::pin(async move {
-                    ::flock::__private::flow_result(
-                        Self::__flock_body(::flock::__private::flow_context::<&FlowContext>(__flock_ctx), __flock_input).await,
-                    )
-                })",
-                "::flock::__private::assert_flow_input_json_schema::<Topic>();",
-                "::flock::__private::assert_flow_output_deserialize::<Findings>();",
-                "::flock::__private::inventory::submit! { ::flock::__private::flow_registration(&research_flow) }",
-                "static __FLOCK_CALLS: [::flock::__private::CallSite; 1usize] = [
-                    ::flock::__private::CallSite::new(::flock::__private::CallKind::Agent, \"research\", false, || {
-                        #[allow(unused_imports)]
-                        use ::flock::__private::{ProbeCallee as _, ProbeNotCallee as _};
-                        (&::flock::__private::agent_probe(&research)).__flock_callee()
-                    }),
-                ];",
-                "__flock_spec.calls = &__FLOCK_CALLS;",
-            ],
+    }
+
+    #[test]
+    fn flow_with_messages_and_a_validator() {
+        assert_expansion!(
+            "flow_with_messages_and_a_validator",
+            flow(
+                quote!(
+                    signals(
+                        /// The decision.
+                        decision: Decision
+                    ),
+                    queries(stage: String),
+                    updates(edit: String -> u32, retitle: Title -> Title),
+                    validate(edit = check)
+                ),
+                quote!(
+                    /// Takes a decision, answers edits.
+                    #[cfg(feature = "review")]
+                    pub async fn review(ctx: &FlowContext, input: ()) -> Result<bool, FlowError> {
+                        Ok(ctx.wait(review::decision).await?.approve)
+                    }
+                ),
+            )
         );
     }
 
     #[test]
     fn flow_call_sites_resolve_with_the_bodys_imports() {
-        let expansion = pretty(flow(
-            quote!(),
-            quote!(
-                async fn fan(ctx: &FlowContext, ns: Ns) -> Result<Ns, FlowError> {
-                    use crate::children::child;
-                    let n = ctx.call_chain(start, ns.clone()).await?;
-                    let all = ns.iter().map(|n| ctx.call_flow(child, n.clone()));
-                    ctx.call(pick(n), ns).await
-                }
-            ),
-        ));
-        assert_hygienic(&expansion);
-        assert_contains(
-            &expansion,
-            &[
-                "::flock::__private::CallSite::new(::flock::__private::CallKind::Chain, \"start\", false, || {
-                    #[allow(unused_imports)]
-                    use crate::children::child;
-                    #[allow(unused_imports)]
-                    use ::flock::__private::{ProbeCallee as _, ProbeNotCallee as _};
-                    (&::flock::__private::agent_probe(&start)).__flock_callee()
-                })",
-                "::flock::__private::CallSite::new(::flock::__private::CallKind::ChildFlow, \"child\", true, || {",
-                "(&::flock::__private::flow_probe(&child)).__flock_callee()",
-                "::flock::__private::CallSite::unresolved(::flock::__private::CallKind::Agent, \"pick (n)\", false)",
-            ],
+        assert_expansion!(
+            "flow_calling_agents_and_child_flows",
+            flow(
+                quote!(),
+                quote!(
+                    async fn fan(ctx: &FlowContext, ns: Ns) -> Result<Ns, FlowError> {
+                        use crate::children::child;
+                        let n = ctx.call_chain(start, ns.clone()).await?;
+                        let m = ctx.call(agents::research, n).await?;
+                        let one = ctx.call_flow(child, ns.first()).await?;
+                        let all = ns.iter().map(|n| ctx.call_flow(child, n.clone()));
+                        ctx.call(pick(m), ns).await
+                    }
+                ),
+            )
         );
     }
 
     #[test]
     fn flow_bodies_are_linted_and_the_escape_hatch_removed() {
-        let tokens = flow(
-            quote!(),
-            quote!(
-                async fn timed(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
-                    #[flock::nondeterministic]
-                    let started = std::time::Instant::now();
-                    tokio::time::sleep(d).await;
-                    c.call(work, job).await
-                }
-            ),
-        );
-        assert_eq!(
-            compile_errors(&tokens),
-            [
-                "`tokio::time::sleep` in a flow: a flow must be deterministic (Temporal replays it from its history), and this waits on a timer that is not in the flow's history; use `c.sleep(duration).await?`, a durable timer; if this is deliberate, mark the statement `#[flock::nondeterministic]`",
-            ]
-        );
-        // The body as written, less the attribute.
-        let expansion = pretty(tokens);
-        assert_contains(
-            &expansion,
-            &[
-                "async fn __flock_body(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
-                let started = std::time::Instant::now();
-                tokio::time::sleep(d).await;
-                c.call(work, job).await
-            }",
-            ],
+        // The body as written, less the attribute; the sleep reported.
+        assert_expansion!(
+            "flow_with_a_nondeterministic_call",
+            flow(
+                quote!(),
+                quote!(
+                    async fn timed(c: &FlowContext, job: Job) -> Result<Job, FlowError> {
+                        #[flock::nondeterministic]
+                        let started = std::time::Instant::now();
+                        tokio::time::sleep(d).await;
+                        c.call(work, job).await
+                    }
+                ),
+            )
         );
     }
 
@@ -1283,119 +1108,79 @@ pub(crate) mod tests {
 
     #[test]
     fn tool_expansion() {
-        let plain = pretty(tool(
-            quote!(),
-            quote!(
-                /// Looks up.
-                async fn lookup(args: Query) -> Answer {
-                    todo!()
-                }
-            ),
-        ));
-        assert_hygienic(&plain);
-        assert_contains(
-            &plain,
-            &[
-                "impl ::flock::__private::DynTool for lookup",
-                "\"lookup\"",
-                "\"Looks up.\"",
-                "::flock::__private::tool_parameters_schema::<Query>()",
-                "::flock::__private::call_tool::<Query, _>(\"lookup\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_output)",
-                "::flock::__private::assert_tool_return_spelled_out((&::flock::__private::ReturnProbe::<Answer>::new()).__flock_return_kind());",
-            ],
+        assert_expansion!(
+            "tool",
+            tool(
+                quote!(),
+                quote!(
+                    /// Looks up.
+                    async fn lookup(args: Query) -> Answer {
+                        todo!()
+                    }
+                ),
+            )
         );
-        let fallible = pretty(tool(
-            quote!(name = "find"),
-            quote!(
-                async fn lookup(args: Query) -> Result<Answer, Error> {
-                    todo!()
-                }
-            ),
-        ));
-        assert_contains(
-            &fallible,
-            &[
-                "::flock::__private::call_tool::<Query, _>(\"find\", __flock_arguments, Self::__flock_body, ::flock::__private::tool_result)",
-            ],
+        // Named, fallible: `tool_result`, and no `__flock_return` check.
+        assert_expansion!(
+            "tool_named_and_fallible",
+            tool(
+                quote!(name = "find"),
+                quote!(
+                    async fn lookup(args: Query) -> Result<Answer, Error> {
+                        todo!()
+                    }
+                ),
+            )
         );
-        assert!(!fallible.contains("__flock_return"), "{fallible}");
+    }
+
+    #[test]
+    fn bad_keys_and_fixable_mistakes_still_expand_fully() {
+        assert_expansion!(
+            "agent_with_a_bad_key_and_fixable_mistakes",
+            agent(
+                quote!(timout = "30s", heartbeat = "5x"),
+                quote!(
+                    fn shout(input: In) -> Out {
+                        input
+                    }
+                ),
+            )
+        );
     }
 
     #[test]
     fn several_mistakes_are_reported_together_with_a_stub() {
-        let tokens = agent(
-            quote!(
-                timout = "30s",
-                retry(attempts = "3"),
-                model = "a",
-                model = "b"
-            ),
-            quote!(
-                /// Docs stay.
-                pub fn research(a: A, b: B, c: C) -> Out {
-                    todo!()
-                }
-            ),
+        assert_expansion!(
+            "agent_with_an_unusable_signature",
+            agent(
+                quote!(
+                    timout = "30s",
+                    retry(attempts = "3"),
+                    model = "a",
+                    model = "b"
+                ),
+                quote!(
+                    /// Docs stay.
+                    pub fn research(a: A, b: B, c: C) -> Out {
+                        todo!()
+                    }
+                ),
+            )
         );
-        assert_eq!(
-            compile_errors(&tokens),
-            [
-                "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
-                "`attempts` takes a whole number (`attempts = 5`) or `unlimited` (`attempts = unlimited`: retry until the agent succeeds)",
-                "duplicate key `model` in `#[agent(..)]`: set it once",
-                "an agent fn must be `async`: write `async fn research`",
-                "an agent takes one input, optionally after a context `ctx: &AgentContext`: put these values into the input struct",
-            ]
-        );
-        let expansion = pretty(tokens);
-        assert_contains(
-            &expansion,
-            &[
-                "/// Docs stay.\n#[allow(non_camel_case_types)]\npub struct research;",
-                "impl ::flock::__private::core::marker::Copy for research {}",
-            ],
-        );
-        assert!(
-            !expansion.contains("impl ::flock::__private::Agent"),
-            "{expansion}"
-        );
-    }
-
-    #[test]
-    fn fixable_mistakes_still_expand_fully() {
-        let tokens = agent(
-            quote!(timeout = "5x"),
-            quote!(
-                fn shout(input: In) -> Out {
-                    input
-                }
-            ),
-        );
-        assert_eq!(compile_errors(&tokens).len(), 2);
-        let expansion = pretty(tokens);
-        assert_contains(
-            &expansion,
-            &[
-                "async fn __flock_body(input: In) -> Out",
-                "impl ::flock::__private::Agent for shout",
-            ],
-        );
-        assert!(!expansion.contains("__flock_spec.timeout"));
     }
 
     #[test]
     fn non_fns_are_returned_unchanged_with_an_error() {
-        let tokens = agent(
-            quote!(),
-            quote!(
-                struct NotAnFn;
-            ),
+        assert_expansion!(
+            "agent_on_a_struct",
+            agent(
+                quote!(),
+                quote!(
+                    struct NotAnFn;
+                ),
+            )
         );
-        assert_eq!(
-            compile_errors(&tokens),
-            ["`#[agent]` applies to an `async fn`"]
-        );
-        assert_contains(&pretty(tokens), &["struct NotAnFn;"]);
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod determinism;
 mod duration;
 mod expand;
 mod model;
+#[cfg(test)]
+mod test_support;
 
 /// Turns an `async fn` with one typed input into an agent: see `flock::Agent`.
 #[proc_macro_attribute]
