@@ -505,7 +505,7 @@ impl FlockBuilder {
     /// ([`Usage::cost_usd`](crate::usage::Usage::cost_usd)), the model request spans and the
     /// `flock_cost_usd_total` metric. A negative or non-finite price fails
     /// [`build`](Self::build).
-    pub fn prices(mut self, prices: crate::observe::PriceTable) -> Self {
+    pub fn prices(mut self, prices: crate::usage::PriceTable) -> Self {
         self.models.set_prices(prices);
         self
     }

@@ -46,7 +46,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -65,89 +65,9 @@ pub use prometheus;
 pub mod otel;
 
 // ---------------------------------------------------------------------------------------------
-// Cost.
+// Cost: the price table is plain data beside usage (`usage`); here for the paths users know.
 
-/// The price of one model, in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Price {
-    /// Per million input (prompt) tokens.
-    pub input_per_million: f64,
-    /// Per million output (completion) tokens.
-    pub output_per_million: f64,
-}
-
-/// Prices by model name (`"provider/model"` as configured, or the model part alone).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PriceTable(BTreeMap<String, Price>);
-
-impl PriceTable {
-    /// An empty table: nothing has a cost.
-    pub fn new() -> Self {
-        PriceTable::default()
-    }
-
-    /// This table with `model`'s price, in US dollars per million input and output tokens.
-    pub fn price(
-        mut self,
-        model: impl Into<String>,
-        input_per_million: f64,
-        output_per_million: f64,
-    ) -> Self {
-        self.0.insert(
-            model.into(),
-            Price {
-                input_per_million,
-                output_per_million,
-            },
-        );
-        self
-    }
-
-    /// The price of `model`: by its full name, else by its part after `provider/`, else (a bare
-    /// model name) the entry `provider/model` for it.
-    pub fn get(&self, model: &str) -> Option<Price> {
-        fn model_part(name: &str) -> &str {
-            name.split_once('/').map_or(name, |(_, part)| part)
-        }
-        self.0
-            .get(model)
-            .or_else(|| self.0.get(model_part(model)))
-            // a bare model name finds a `provider/model` entry
-            .or_else(|| {
-                self.0
-                    .iter()
-                    .find(|(name, _)| model_part(name) == model)
-                    .map(|(_, price)| price)
-            })
-            .copied()
-    }
-
-    /// What `usage` of `model` costs, when the table has its price.
-    pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
-        let price = self.get(model)?;
-        let cost = usage.prompt_tokens as f64 * price.input_per_million / 1e6
-            + usage.completion_tokens as f64 * price.output_per_million / 1e6;
-        // Dollars to a millionth of a cent: sums of many requests stay readable.
-        Some((cost * 1e8).round() / 1e8)
-    }
-
-    /// Refuses prices that are negative or not finite, naming the model.
-    pub(crate) fn check(&self) -> Result<(), Error> {
-        for (model, price) in &self.0 {
-            for (what, value) in [
-                ("input", price.input_per_million),
-                ("output", price.output_per_million),
-            ] {
-                if !value.is_finite() || value < 0.0 {
-                    return Err(Error::Config(format!(
-                        "price table: the {what} price of `{model}` is {value}; prices are US dollars per million tokens, finite and not negative"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::usage::{Price, PriceTable};
 
 // ---------------------------------------------------------------------------------------------
 // Metrics.
@@ -625,6 +545,16 @@ pub(crate) fn model_span(agent: &str, name: &str, model: &str) -> Span {
     )
 }
 
+/// What a model answered, as its request's span and the metrics record it.
+pub(crate) struct Answered<'a> {
+    /// The tokens it used.
+    pub(crate) usage: Usage,
+    /// The model that answered, as the provider names it.
+    pub(crate) model: Option<&'a str>,
+    /// The answer's text (recorded only with `record_contents`).
+    pub(crate) content: &'a str,
+}
+
 /// A model request ended after `duration`; gives the usage with its cost.
 pub(crate) fn model_finished(
     span: &Span,
@@ -632,7 +562,7 @@ pub(crate) fn model_finished(
     name: &str,
     prices: &PriceTable,
     contents: bool,
-    result: Result<&crate::model::ModelResponse, &AgentError>,
+    result: Result<Answered<'_>, &AgentError>,
     duration: Duration,
 ) -> Usage {
     if let Some(m) = metrics() {
@@ -655,8 +585,8 @@ pub(crate) fn model_finished(
     usage.cost_usd = cost.unwrap_or(0.0);
     span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
     span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
-    if let Some(model) = &response.model {
-        span.record("gen_ai.response.model", model.as_str());
+    if let Some(model) = response.model {
+        span.record("gen_ai.response.model", model);
     }
     if let Some(cost) = cost {
         span.record("flock.cost_usd", cost);
@@ -664,7 +594,7 @@ pub(crate) fn model_finished(
     if contents {
         span.record(
             "gen_ai.output.messages",
-            tracing::field::display(&response.content),
+            tracing::field::display(response.content),
         );
     }
     if let Some(m) = metrics() {
