@@ -11,6 +11,7 @@
 //! * [`validate`]: the validator answers pass before they are deserialized;
 //! * [`TestModel`] and [`FunctionModel`]: models that need no network.
 
+pub mod agent_loop;
 mod function;
 #[cfg(test)]
 mod fuzz;
@@ -35,6 +36,7 @@ use crate::error::AgentError;
 use crate::spec::AgentSpec;
 pub use crate::usage::Usage;
 
+use agent_loop::{AgentLoop, Next, ToolStep};
 pub use function::FunctionModel;
 pub use openai::{ApiKey, AzureConfig, OpenAi, OpenAiConfig, StructuredOutput};
 pub use prompt::build_messages;
@@ -296,7 +298,7 @@ pub struct Models {
     instances: BTreeMap<String, Arc<dyn Model>>,
     providers: BTreeMap<String, Arc<dyn Provider>>,
     cache: Mutex<BTreeMap<String, Arc<dyn Model>>>,
-    prices: crate::observe::PriceTable,
+    prices: crate::usage::PriceTable,
     record_contents: bool,
 }
 
@@ -308,7 +310,7 @@ impl Default for Models {
             instances: BTreeMap::new(),
             providers: BTreeMap::new(),
             cache: Mutex::new(BTreeMap::new()),
-            prices: crate::observe::PriceTable::default(),
+            prices: crate::usage::PriceTable::default(),
             record_contents: false,
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
@@ -358,7 +360,7 @@ impl Models {
     }
 
     /// Sets the prices that turn token usage into cost (in the run record and the metrics).
-    pub fn set_prices(&mut self, prices: crate::observe::PriceTable) {
+    pub fn set_prices(&mut self, prices: crate::usage::PriceTable) {
         self.prices = prices;
     }
 
@@ -369,7 +371,7 @@ impl Models {
     }
 
     /// The price table.
-    pub fn prices(&self) -> &crate::observe::PriceTable {
+    pub fn prices(&self) -> &crate::usage::PriceTable {
         &self.prices
     }
 
@@ -426,12 +428,13 @@ impl Models {
 /// Answers a declarative agent: prompt from its description and schemas, the model's answer
 /// parsed into its output type `T`, re-asking with the error while the answer does not fit.
 ///
-/// One call of this function is one attempt of the agent: tool calls the model asks for run
-/// inside it (at most [`MAX_TOOL_ROUNDS`] rounds), and every model call's token usage is added to
-/// the attempt. After `output_retries` re-asks (default [`DEFAULT_OUTPUT_RETRIES`]) an answer that
-/// still does not fit is [`AgentError::InvalidOutput`].
+/// One call of this function is one attempt of the agent: it drives an [`AgentLoop`] (the
+/// decisions, without I/O) — model requests, the tool calls the model asks for (at most
+/// [`MAX_TOOL_ROUNDS`] rounds, each round's calls concurrently), repair re-asks — and adds every
+/// model call's token usage to the attempt. After `output_retries` re-asks (default
+/// [`DEFAULT_OUTPUT_RETRIES`]) an answer that still does not fit is [`AgentError::InvalidOutput`].
 pub async fn evaluate<T: DeserializeOwned>(
-    spec: &AgentSpec,
+    spec: &'static AgentSpec,
     models: &Models,
     input_schema: &schemars::Schema,
     output_schema: &schemars::Schema,
@@ -452,132 +455,106 @@ pub async fn evaluate<T: DeserializeOwned>(
         let name = schema_title(&schema);
         OutputFormat::new(name, schema)
     };
-    let mut request = ModelRequest {
-        model: model_name,
-        agent: spec.name.to_owned(),
-        messages: build_messages(
-            spec,
-            &input_schema.clone().to_value(),
-            &output.schema,
-            input,
-        ),
-        output,
-        tools: spec
-            .tools
-            .iter()
-            .map(|tool| ToolDefinition {
-                name: tool.name().to_owned(),
-                description: tool.description().to_owned(),
-                parameters: tool.parameters_schema(),
-            })
-            .collect(),
-    };
-    let output_retries = spec.output_retries.unwrap_or(DEFAULT_OUTPUT_RETRIES);
-    let mut repairs = 0;
-    let mut tool_rounds = 0;
+    let messages = build_messages(
+        spec,
+        &input_schema.clone().to_value(),
+        &output.schema,
+        input,
+    );
+    let tools = spec
+        .tools
+        .iter()
+        .map(|tool| ToolDefinition {
+            name: tool.name().to_owned(),
+            description: tool.description().to_owned(),
+            parameters: tool.parameters_schema(),
+        })
+        .collect();
+    let mut turn = AgentLoop::new(spec, model_name, messages, output, tools);
     loop {
-        // The provider's error names the provider; the executor's error names the agent.
-        let span = crate::observe::model_span(spec.name, name, &request.model);
-        if models.record_contents {
-            let messages = serde_json::to_string(&request.messages).unwrap_or_default();
-            span.record("gen_ai.input.messages", messages.as_str());
-        }
-        let started = std::time::Instant::now();
-        let response = model.complete(&request).instrument(span.clone()).await;
-        let usage = crate::observe::model_finished(
-            &span,
-            spec.name,
-            name,
-            models.prices(),
-            models.record_contents,
-            response.as_ref(),
-            started.elapsed(),
-        );
-        drop(span);
-        let response = response?;
-        add_usage(usage);
-        if !response.tool_calls.is_empty() {
-            tool_rounds += 1;
-            if tool_rounds > MAX_TOOL_ROUNDS {
-                return Err(AgentError::invalid_output(format!(
-                    "agent `{}`: the model kept calling tools after {MAX_TOOL_ROUNDS} rounds",
-                    spec.name
-                )));
+        let response = request(spec.name, name, models, model.as_ref(), turn.request()).await?;
+        add_usage(response.usage_with_cost);
+        match turn.answered::<T>(response.response) {
+            Next::Request => {}
+            Next::CallTools(calls) => {
+                let answers =
+                    futures::future::join_all(calls.iter().map(|call| run_tool(spec, &turn, call)))
+                        .await;
+                turn.tools_answered::<T>(answers);
             }
-            run_tools(spec, &request.tools, &mut request.messages, response).await;
-            continue;
-        }
-        match request.output.parse_answer::<T>(&response.content) {
-            Ok(output) => return Ok(output),
-            Err(problem) => {
-                if repairs >= output_retries {
-                    return Err(AgentError::invalid_output(format!(
-                        "agent `{}`: {problem} (after {repairs} repair re-ask{})",
-                        spec.name,
-                        if repairs == 1 { "" } else { "s" }
-                    )));
-                }
-                repairs += 1;
-                request
-                    .messages
-                    .push(Message::new(Role::Assistant, response.content));
-                request
-                    .messages
-                    .push(Message::new(Role::User, prompt::repair_message(&problem)));
-            }
+            Next::Done(output) => return Ok(output),
+            Next::Fail(error) => return Err(error),
         }
     }
+}
+
+/// A model's answer with the usage it cost (the price table applied).
+struct Answer {
+    response: ModelResponse,
+    usage_with_cost: Usage,
+}
+
+/// One model request of agent `agent` to model `name`, in its span, with its metrics.
+async fn request(
+    agent: &str,
+    name: &str,
+    models: &Models,
+    model: &dyn Model,
+    request: &ModelRequest,
+) -> Result<Answer, AgentError> {
+    // The provider's error names the provider; the executor's error names the agent.
+    let span = crate::observe::model_span(agent, name, &request.model);
+    if models.record_contents {
+        let messages = serde_json::to_string(&request.messages).unwrap_or_default();
+        span.record("gen_ai.input.messages", messages.as_str());
+    }
+    let started = std::time::Instant::now();
+    let response = model.complete(request).instrument(span.clone()).await;
+    let answered = response.as_ref().map(|response| crate::observe::Answered {
+        usage: response.usage,
+        model: response.model.as_deref(),
+        content: &response.content,
+    });
+    let usage_with_cost = crate::observe::model_finished(
+        &span,
+        agent,
+        name,
+        models.prices(),
+        models.record_contents,
+        answered,
+        started.elapsed(),
+    );
+    Ok(Answer {
+        response: response?,
+        usage_with_cost,
+    })
 }
 
 /// At most this many rounds of tool calls before an answer.
 pub const MAX_TOOL_ROUNDS: u32 = 8;
 
-/// Runs the tool calls of `response` one after the other and appends the assistant's message and
-/// one `tool` message per call. A failing tool, an unknown tool or arguments that are not JSON
-/// become the call's answer (`"error: …"`), so the model can correct itself.
-async fn run_tools(
-    spec: &AgentSpec,
-    definitions: &[ToolDefinition],
-    messages: &mut Vec<Message>,
-    response: ModelResponse,
-) {
-    let calls = response.tool_calls.clone();
-    messages.push(Message {
-        role: Role::Assistant,
-        content: response.content,
-        tool_calls: response.tool_calls,
-        tool_call_id: None,
-    });
-    for call in calls {
-        let answer = match spec.tools.iter().find(|t| t.name() == call.name) {
-            None => format!("error: there is no tool named `{}`", call.name),
-            Some(tool) => match serde_json::from_str::<Value>(&call.arguments) {
-                Err(e) => format!("error: the arguments are not valid JSON: {e}"),
-                Ok(mut arguments) => {
-                    // Strict tool schemas make optional arguments nullable; give the tool its
-                    // own shape back.
-                    if let Some(definition) = definitions.iter().find(|d| d.name == call.name) {
-                        schema::drop_optional_nulls(&definition.parameters, &mut arguments);
-                    }
-                    let span = crate::observe::tool_span(&call.name, &call.id);
-                    match tool.call_json(arguments).instrument(span.clone()).await {
-                        Ok(Value::String(text)) => text,
-                        Ok(value) => value.to_string(),
-                        Err(e) => {
-                            span.record("error.type", "ToolError");
-                            format!("error: {e}")
-                        }
+/// Runs one tool call in its span and gives `(call id, answer)`. A failing tool, an unknown tool
+/// or arguments that are not JSON become the call's answer (`"error: …"`), so the model can
+/// correct itself.
+async fn run_tool(spec: &AgentSpec, turn: &AgentLoop, call: &ToolCall) -> (String, String) {
+    let answer = match turn.tool_step(call) {
+        ToolStep::Answer(answer) => answer,
+        ToolStep::Call { name, arguments } => match spec.tools.iter().find(|t| t.name() == name) {
+            None => format!("error: there is no tool named `{name}`"),
+            Some(tool) => {
+                let span = crate::observe::tool_span(&call.name, &call.id);
+                match tool.call_json(arguments).instrument(span.clone()).await {
+                    Ok(Value::String(text)) => text,
+                    Ok(value) => value.to_string(),
+                    Err(e) => {
+                        span.record("error.type", "ToolError");
+                        format!("error: {e}")
                     }
                 }
-            },
-        };
-        messages.push(Message {
-            role: Role::Tool,
-            content: answer,
-            tool_calls: Vec::new(),
-            tool_call_id: Some(call.id),
-        });
-    }
+            }
+        },
+    };
+    (call.id.clone(), answer)
 }
 
 fn schema_title(schema: &Value) -> String {
