@@ -159,14 +159,14 @@ struct CodecServerArgs {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// Agent attempts running at once.
-    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_agents)]
+    /// Agent attempts running at once (at least 1).
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_agents, value_parser = parse_limit)]
     max_concurrent_agents: usize,
-    /// Flow tasks processed at once.
-    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks)]
+    /// Flow tasks processed at once (at least 1).
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks, value_parser = parse_limit)]
     max_concurrent_flow_tasks: usize,
-    /// Flow runs kept in the worker's cache.
-    #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows)]
+    /// Flow runs kept in the worker's cache (at least 1).
+    #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows, value_parser = parse_limit)]
     max_cached_flows: usize,
     /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -244,7 +244,7 @@ struct ListArgs {
     #[arg(long, value_enum)]
     status: Option<Status>,
     /// Only runs started within this long (`30m`, `1h`, `2d`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_since)]
     since: Option<Duration>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
@@ -1001,6 +1001,31 @@ fn history_table(record: &RunRecord) -> String {
         text.push_str(&format!("child flow {} ({})\n", child.run_id, child.name));
     }
     text
+}
+
+/// `--since`: a duration that reaches back no further than 1970 (Temporal's times, and the
+/// visibility query's, cannot be earlier).
+fn parse_since(text: &str) -> Result<Duration, String> {
+    let since = parse_duration(text)?;
+    let reachable = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    if since > reachable {
+        return Err(format!(
+            "`{}` reaches back before 1970-01-01, where run times begin: give a shorter duration",
+            text.trim()
+        ));
+    }
+    Ok(since)
+}
+
+/// A worker limit: a whole number, at least 1 (0 would let nothing run and leave runs waiting).
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 would let nothing run; give at least 1".into()),
+        Ok(limit) => Ok(limit),
+        Err(e) => Err(format!("{e}; give a whole number, at least 1")),
+    }
 }
 
 /// `30s`, `500ms`, `5m`, `1h 30m`, `2d`, `3 weeks` (humantime's syntax).

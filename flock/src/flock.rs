@@ -614,6 +614,7 @@ impl FlockBuilder {
     pub async fn build(self) -> Result<Flock, Error> {
         let registry = self.registry?;
         self.models.prices().check()?;
+        self.worker_limits.check()?;
         // Before the executor: its worker reports to the metrics when they are on.
         let metrics = self
             .metrics
