@@ -85,7 +85,31 @@ struct Global {
     /// Answer every agent with this model (`test`: the offline TestModel).
     #[arg(long, global = true, env = "FLOCK_FORCE_MODEL")]
     model: Option<String>,
+    /// What the log on stderr shows: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`)
+    /// or `RUST_LOG` directives (`warn,flock=debug`). Default: `RUST_LOG`, else
+    /// `warn,flock=info`.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// How the log on stderr is written.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// A line per event, for people.
+    Text,
+    /// A JSON object per line, for log collectors.
+    Json,
+}
+
+/// What the log shows when neither `--log-level` nor `RUST_LOG` says: flock's own events from
+/// `info` (a worker's start and stop, failed attempts as warnings, runs that cannot finish and
+/// messages that cannot be delivered as errors), everything else from `warn` (the Temporal SDK
+/// and the network stack are chatty at `info`: pollers, connections). A binary's own `info`
+/// lines are one `--log-level info` away.
+pub const DEFAULT_LOG: &str = "warn,flock=info";
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -328,9 +352,19 @@ pub async fn run(builder: FlockBuilder) -> ExitCode {
 }
 
 /// Runs a parsed command line: for a binary that embeds [`Cli`] in its own clap app.
+///
+/// Every command logs to stderr (see [`DEFAULT_LOG`]), unless the process has a `tracing`
+/// subscriber of its own already; `worker` also exports traces when the environment asks for it
+/// (feature `otel`, [`observe::otel`](crate::observe::otel)).
 pub async fn execute(cli: Cli, builder: FlockBuilder) -> ExitCode {
     let output = cli.global.output;
-    match dispatch(cli, builder).await {
+    let exports = matches!(cli.command, Command::Worker(_));
+    let result = match install_log(&cli.global, exports) {
+        // held until the command ends: with an export, dropping it sends the last spans
+        Ok(_log) => dispatch(cli, builder).await,
+        Err(failure) => Err(failure),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             if output == Output::Json {
@@ -341,6 +375,73 @@ pub async fn execute(cli: Cli, builder: FlockBuilder) -> ExitCode {
             }
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// The process's log: what [`install_log`] set up, kept for the command's life.
+struct Log {
+    #[cfg(feature = "otel")]
+    _export: Option<crate::observe::otel::OtelGuard>,
+}
+
+/// Makes a `tracing-subscriber` fmt subscriber on stderr the process's global one: filtered by
+/// `--log-level`, else `RUST_LOG`, else [`DEFAULT_LOG`]; text or JSON lines. With `export` (and
+/// feature `otel`) the OpenTelemetry export the environment asks for is added to the same
+/// subscriber. A process that has a subscriber already keeps it.
+fn install_log(global: &Global, export: bool) -> Result<Log, Failure> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let rust_log = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (directives, source) = match (&global.log_level, rust_log) {
+        (Some(level), _) => {
+            let known = ["error", "warn", "info", "debug", "trace", "off"];
+            if !level.contains(['=', ',']) && !known.contains(&level.to_ascii_lowercase().as_str())
+            {
+                return Err(Failure::usage(format!(
+                    "--log-level `{level}` is not a level: give one of {} or `RUST_LOG` directives such as `warn,flock=debug`",
+                    known.join(", ")
+                )));
+            }
+            (level.clone(), "--log-level")
+        }
+        (None, Some(env)) => (env, "RUST_LOG"),
+        (None, None) => (DEFAULT_LOG.to_owned(), "the default log filter"),
+    };
+    let filter = EnvFilter::builder().parse(&directives).map_err(|e| {
+        Failure::usage(format!(
+            "{source} `{directives}` does not parse ({e}): give a level such as `info` or directives such as `warn,flock=debug`"
+        ))
+    })?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match global.log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    {
+        let export = if export {
+            crate::observe::otel::install_if_configured()
+                .map_err(|e| Failure::usage(e.to_string()))?
+        } else {
+            None
+        };
+        let subscriber = subscriber.with(export.as_ref().map(|guard| guard.layer()));
+        // a binary that embeds the command line may have its own subscriber: it stays
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        Ok(Log { _export: export })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = export;
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        Ok(Log {})
     }
 }
 
@@ -1037,11 +1138,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
-    // OpenTelemetry export when the environment asks for it (OTEL_EXPORTER_OTLP_ENDPOINT, ..);
-    // the guard sends the last spans when the worker has drained
-    #[cfg(feature = "otel")]
-    let _otel =
-        crate::observe::otel::init_if_configured().map_err(|e| Failure::usage(e.to_string()))?;
+    // (the OpenTelemetry export, when the environment asks for it, is part of the log: see
+    // `install_log`; its guard sends the last spans when the worker has drained)
     // the endpoint starts before the executor, so the SDK's worker metrics are on it too
     let builder = match args.metrics {
         Some(address) => builder.metrics(address.to_string()),
