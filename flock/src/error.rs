@@ -286,6 +286,16 @@ pub enum FlowError {
         /// What happened and what to use instead.
         message: String,
     },
+    /// The flow body gave [`FlowContext::patched`](crate::FlowContext::patched) (or
+    /// `deprecate_patch`) a patch id Temporal cannot keep: empty, or over
+    /// [`MAX_PATCH_ID_BYTES`](crate::flow::MAX_PATCH_ID_BYTES). A bug in the flow's code: the run
+    /// fails on both executors.
+    InvalidPatchId {
+        /// The flow.
+        flow: String,
+        /// What is wrong with the id, and what to do.
+        message: String,
+    },
     /// A payload (an agent's or flow's input or output) is over the payload limit
     /// ([`MAX_PAYLOAD_BYTES`](crate::spec::MAX_PAYLOAD_BYTES)).
     PayloadTooLarge {
@@ -382,6 +392,7 @@ impl fmt::Display for FlowError {
             FlowError::NonDeterminism { flow, message } => {
                 write!(f, "flow `{flow}` is not deterministic: {message}")
             }
+            FlowError::InvalidPatchId { flow, message } => write!(f, "flow `{flow}`: {message}"),
             FlowError::PayloadTooLarge { message, .. } => f.write_str(message),
             FlowError::NotRegistered { name, message } => {
                 write!(f, "`{name}` is not registered: {message}")

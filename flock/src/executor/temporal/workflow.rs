@@ -909,6 +909,7 @@ fn is_bug(error: &FlowError) -> bool {
     match error {
         FlowError::Panicked { .. }
         | FlowError::NonDeterminism { .. }
+        | FlowError::InvalidPatchId { .. }
         | FlowError::Serialization { .. }
         | FlowError::PayloadTooLarge { .. }
         | FlowError::NotRegistered { .. } => true,
