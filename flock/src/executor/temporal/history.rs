@@ -13,8 +13,11 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::activity::open_envelope;
+
+mod proto_json;
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord};
+pub(crate) use proto_json::history_from_json;
 
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;

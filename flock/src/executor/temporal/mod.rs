@@ -267,20 +267,14 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
     use temporalio_sdk::workflow_replayer::{
         WorkflowReplayError, WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions,
     };
-    let history = temporalio_client::WorkflowHistory::from_json(&history_json).map_err(|e| {
+    // flock's own JSON (`history_json`) or proto3 JSON (`temporal workflow show -o json`)
+    let history = history::history_from_json(&history_json).map_err(|e| {
         Error::Config(format!(
-            "the workflow history is not valid JSON history: {e}"
+            "the workflow history is not valid JSON history (neither `Flock::history_json`'s nor `temporal workflow show --output json`'s): {e}"
         ))
     })?;
-    let events = temporalio_client::WorkflowHistory::from_json(&history_json)
-        .map_err(|e| {
-            Error::Config(format!(
-                "the workflow history is not valid JSON history: {e}"
-            ))
-        })?
-        .into_events()
-        .await
-        .map_err(|e| Error::Config(format!("the workflow history cannot be read: {e}")))?;
+    let events = history.events.clone();
+    let history = temporalio_client::WorkflowHistory::from(history);
     let workflow_type = events
         .first()
         .and_then(|event| match &event.attributes {
