@@ -22,11 +22,12 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the run failed, was cancelled or terminated (`run`, `result`) |
-//! | 2 | usage error: bad arguments, input that is not JSON or does not fit the schema, a message the flow does not declare |
+//! | 1 | the run is over: it failed, was cancelled or terminated (`run`, `result`), or it had already ended when `cancel`, `terminate`, `signal` or `update` reached it (nothing was done; trying again will not help) |
+//! | 2 | usage error: bad arguments, input that is not JSON or does not fit the schema, a message the flow does not declare or its validator rejects |
 //! | 3 | not found: no such flow, agent or run id |
-//! | 4 | the Temporal server cannot be reached |
-//! | 5 | any other error (configuration, executor) |
+//! | 4 | what serves the request is missing: the Temporal server cannot be reached, or no worker serves the run's task queue (a `query`, or an `update` not accepted within 30 s); try again once it is there |
+//! | 5 | any other error (configuration, executor, a dev server port in use) |
+//! | 130 | interrupted (Ctrl-C) while `run` waited: the run goes on; re-attach with `result ID`, stop it with `cancel ID` |
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,16 +48,20 @@ mod progress;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit code: the run failed, was cancelled or terminated.
+/// Exit code: the run failed, was cancelled or terminated; or it had already ended when a
+/// cancel, terminate, signal or update reached it.
 pub const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code: bad arguments or input (clap's own usage errors exit with 2 too).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: no such flow, agent or run.
 pub const EXIT_NOT_FOUND: u8 = 3;
-/// Exit code: the Temporal server cannot be reached.
+/// Exit code: the Temporal server cannot be reached, or no worker serves the run's task queue.
 pub const EXIT_UNREACHABLE: u8 = 4;
 /// Exit code: any other error.
 pub const EXIT_ERROR: u8 = 5;
+/// Exit code: `run` was interrupted (SIGINT, Ctrl-C) while it waited; the run goes on. 128 + 2,
+/// the shells' convention for a process ended by SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The command line: global options and one command.
 #[derive(Debug, Parser)]
@@ -464,10 +469,12 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let code = match &error {
-            Error::Run { .. } => EXIT_RUN_FAILED,
+            // the run is over: it failed, or it had ended before a cancel or a message reached it
+            Error::Run { .. } | Error::RunEnded { .. } => EXIT_RUN_FAILED,
             Error::NotFound(_) => EXIT_NOT_FOUND,
             Error::Input(_) => EXIT_USAGE,
-            Error::WaitGaveUp { .. } => EXIT_UNREACHABLE,
+            // the request is fine, what serves it is missing: try again once it is there
+            Error::WaitGaveUp { .. } | Error::NoWorker { .. } => EXIT_UNREACHABLE,
             Error::Executor(m) if m.starts_with("cannot reach the Temporal server") => {
                 EXIT_UNREACHABLE
             }
@@ -476,7 +483,12 @@ impl From<Error> for Failure {
             _ => EXIT_ERROR,
         };
         let mut message = error.to_string();
-        if code == EXIT_UNREACHABLE {
+        if let Error::NoWorker { task_queue, .. } = &error {
+            message.push_str(&format!(
+                " (start one: `{} worker --task-queue {task_queue}`)",
+                program()
+            ));
+        } else if code == EXIT_UNREACHABLE {
             message.push_str(&format!(
                 " (or run `{} dev` for a dev server with a worker)",
                 program()

@@ -450,13 +450,39 @@ pub enum Error {
     Input(String),
     /// A message (signal, query or update) to a run was not delivered or not answered: the flow
     /// does not declare it, its JSON does not fit, its validator or the flow rejected it, or the
-    /// run is not running. The run itself is unaffected.
+    /// run ended before it answered. The run itself is unaffected.
     Message {
         /// The flow.
         flow: String,
         /// The run.
         run_id: String,
         /// The message and what was wrong.
+        message: String,
+    },
+    /// The run has ended (completed, failed, was cancelled, terminated or timed out), and what
+    /// was asked needs a running run: cancelling or terminating it, a signal, an update. Nothing
+    /// was done, and trying again will not change that.
+    RunEnded {
+        /// The flow.
+        flow: String,
+        /// The run.
+        run_id: String,
+        /// How it ended: `completed`, `failed`, `cancelled`, `terminated`, `timed_out`,
+        /// `continued_as_new` (`ended` when the executor does not know).
+        status: String,
+        /// What was asked and why it was not done.
+        message: String,
+    },
+    /// No worker is serving the run's task queue, so nothing answers a query or accepts an
+    /// update. The request is fine: it works once a worker serves that queue.
+    NoWorker {
+        /// The flow.
+        flow: String,
+        /// The run.
+        run_id: String,
+        /// The task queue no worker polls.
+        task_queue: String,
+        /// What was asked and what is missing.
         message: String,
     },
 }
@@ -492,6 +518,9 @@ impl fmt::Display for Error {
                 run_id,
                 message,
             } => write!(f, "message to run `{run_id}` of `{flow}`: {message}"),
+            Error::RunEnded { message, .. } | Error::NoWorker { message, .. } => {
+                f.write_str(message)
+            }
         }
     }
 }

@@ -1176,6 +1176,18 @@ impl<F: Flow> FlowHandle<F> {
         match (&self.state, &self.flock.inner.executor) {
             (HandleState::Local(task), _) => {
                 if let Some(task) = task.lock().await.as_ref() {
+                    if task.is_finished() {
+                        return Err(Error::RunEnded {
+                            flow: F::NAME.to_owned(),
+                            run_id: self.run_id.clone(),
+                            status: "ended".into(),
+                            message: format!(
+                                "run `{}` of `{}` has already ended: there is nothing to cancel",
+                                self.run_id,
+                                F::NAME
+                            ),
+                        });
+                    }
                     task.abort();
                 }
                 Ok(())
