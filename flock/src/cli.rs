@@ -1157,6 +1157,10 @@ async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> 
         Some(address) => builder.metrics(address.to_string()),
         None => builder,
     };
+    // (a pool, `--agents`, is checked when it starts serving: its errors come first)
+    if args.agents.is_empty() {
+        test_model_notice(&builder);
+    }
     let flock = builder.build().await?;
     if let Some(address) = flock.metrics_addr() {
         eprintln!("flock worker: Prometheus metrics on http://{address}/metrics");
@@ -1305,6 +1309,7 @@ async fn dev(builder: FlockBuilder, global: &Global, args: DevArgs) -> Result<u8
     );
     let mut builder = configure(builder, global, Mode::Client);
     builder.temporal.server_url = server.address();
+    test_model_notice(&builder);
     let flock = builder.build().await?;
     let served = flock.worker().run().await;
     server.stop();
@@ -1318,8 +1323,13 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     check_input(&builder, &args.name, &input)?;
     let out = global.output;
     let show = !args.quiet;
+    // Ctrl-C from here on is ours: the run is named, and told apart by the exit code
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     if args.local {
-        let flock = configure(builder, global, Mode::Local).build().await?;
+        let builder = configure(builder, global, Mode::Local);
+        test_model_notice(&builder);
+        let flock = builder.build().await?;
         let view = progress::View::new(show);
         // the steps as they happen, from the local executor's live feed
         let mut events = flock.step_events()?;
@@ -1331,6 +1341,13 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
             loop {
                 tokio::select! {
                     recorded = &mut running => break recorded,
+                    _ = &mut interrupted => {
+                        view.finish();
+                        eprintln!(
+                            "interrupted: the run was in this process (--local) and stops with it"
+                        );
+                        return Ok(EXIT_INTERRUPTED);
+                    }
                     event = events.recv(), if show => {
                         if let Ok(event) = event {
                             live.apply(event);
@@ -1361,6 +1378,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     let mut builder = configure(builder, global, mode);
     if let Some(server) = &server {
         builder.temporal.server_url = server.address();
+        test_model_notice(&builder);
     }
     let flock = builder.build().await?;
     let started = Instant::now();
@@ -1375,6 +1393,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         eprintln!("run {run_id} started");
     }
     let view = progress::View::new(show);
+    let mut generations = Generations::default();
     let result = {
         let waiting = flock.result_json(&run_id);
         tokio::pin!(waiting);
@@ -1382,7 +1401,29 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         loop {
             tokio::select! {
                 result = &mut waiting => break result,
+                _ = &mut interrupted => {
+                    view.finish();
+                    let program = program();
+                    if server.is_some() {
+                        eprintln!(
+                            "interrupted: run {run_id} was on this process's dev server (--dev) and stops with it"
+                        );
+                    } else {
+                        eprintln!(
+                            "interrupted: run {run_id} goes on. Wait for it again with `{program} result {run_id}`, \
+                             watch it with `{program} history {run_id}`, stop it with `{program} cancel {run_id}`"
+                        );
+                    }
+                    let _ = flock.shutdown().await;
+                    if let Some(server) = server {
+                        server.stop();
+                    }
+                    return Ok(EXIT_INTERRUPTED);
+                }
                 _ = tick.tick(), if show => {
+                    if let Some(line) = generations.poll(&flock, &run_id).await {
+                        view.new_generation(&line);
+                    }
                     if let Ok(record) = flock.run_record(&run_id).await {
                         view.show_record(&record);
                     }
@@ -1390,8 +1431,13 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
             }
         }
     };
-    if show && let Ok(record) = flock.run_record(&run_id).await {
-        view.show_record(&record);
+    if show {
+        if let Some(line) = generations.poll(&flock, &run_id).await {
+            view.new_generation(&line);
+        }
+        if let Ok(record) = flock.run_record(&run_id).await {
+            view.show_record(&record);
+        }
     }
     view.finish();
     let code = finish(result, &run_id, started, out);
@@ -1400,6 +1446,66 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         server.stop();
     }
     code
+}
+
+/// The continue-as-new generations of a run `run` shows: each new one is a line (several that
+/// passed between two looks are one line, so the rate is bounded by the polling).
+#[derive(Default)]
+struct Generations {
+    /// The Temporal run id of the generation shown last.
+    current: Option<String>,
+    /// Its number, the first generation being 1.
+    number: u32,
+}
+
+impl Generations {
+    /// How many generations to walk back at most in one look (a run attached to late starts
+    /// counting there).
+    const WALK: u32 = 10_000;
+
+    /// The line to show when the run has moved on to a new generation since the last look.
+    async fn poll(&mut self, flock: &Flock, run_id: &str) -> Option<String> {
+        let (current, new) = flock
+            .run_generations(run_id, self.current.as_deref(), Self::WALK)
+            .await
+            .ok()?;
+        if new == 0 || current.is_empty() {
+            return None;
+        }
+        let first_look = self.current.is_none();
+        self.current = Some(current);
+        self.number += new;
+        if first_look && self.number == 1 {
+            return None;
+        }
+        Some(if new == 1 || first_look {
+            format!("generation {}: run {run_id} continued as new", self.number)
+        } else {
+            format!(
+                "generation {}: run {run_id} continued as new {new} times since the last line",
+                self.number
+            )
+        })
+    }
+}
+
+/// Says so when declarative agents will be answered by the offline TestModel (the model `test`,
+/// forced or the default): on the commands that run agents in this process.
+fn test_model_notice(builder: &FlockBuilder) {
+    let Ok(registry) = &builder.registry else {
+        return;
+    };
+    let offline = registry.agents().any(|agent| {
+        let spec = agent.spec();
+        spec.kind == crate::spec::AgentKind::Declarative
+            && builder.models.name_for(spec.model) == Some("test")
+    });
+    if offline {
+        eprintln!(
+            "notice: declarative agents are answered by the offline TestModel (the model `test`); \
+             give a real one with --model (FLOCK_FORCE_MODEL), e.g. `--model openai/gpt-4o-mini`"
+        );
+    }
 }
 
 /// Prints a run's result (stdout) or its failure; the exit code.

@@ -207,7 +207,7 @@ enum Executor {
 /// Configures a [`Flock`].
 #[must_use]
 pub struct FlockBuilder {
-    models: Models,
+    pub(crate) models: Models,
     local_debug: bool,
     pub(crate) temporal: TemporalExecutorConfig,
     pub(crate) registry: Result<Registry, Error>,
@@ -1614,6 +1614,23 @@ impl Flock {
                 temporal.record_from_history(&mut record).await?;
                 Ok(record)
             }
+        }
+    }
+
+    /// The generations of run `run_id` (Temporal: the runs `continue_as_new` links under its
+    /// id): the current one's Temporal run id, and how many started after `known` (`None`: all
+    /// of them), counting at most `limit`. For the command line's progress.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn run_generations(
+        &self,
+        run_id: &str,
+        known: Option<&str>,
+        limit: u32,
+    ) -> Result<(String, u32), Error> {
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("following a run's generations by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.generations_since(run_id, known, limit).await,
         }
     }
 

@@ -1406,6 +1406,70 @@ impl TemporalExecutor {
     }
 }
 
+impl TemporalExecutor {
+    /// The generations (runs linked by continue-as-new) of workflow `run_id`: the current one's
+    /// Temporal run id, and how many generations started after `known` (a Temporal run id seen
+    /// before; `None`: count them all, the first included). Walks back from the current run
+    /// through each history's first event, at most `limit` steps.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn generations_since(
+        &self,
+        run_id: &str,
+        known: Option<&str>,
+        limit: u32,
+    ) -> Result<(String, u32), Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+        let description = self.description(run_id).await?;
+        let current = description
+            .raw_description
+            .workflow_execution_info
+            .as_ref()
+            .and_then(|info| info.execution.as_ref())
+            .map(|execution| execution.run_id.clone())
+            .unwrap_or_default();
+        let mut walked = current.clone();
+        let mut count = 0;
+        while Some(walked.as_str()) != known && count < limit && !walked.is_empty() {
+            count += 1;
+            let request = GetWorkflowExecutionHistoryRequest {
+                namespace: self.config.namespace.clone(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: run_id.to_owned(),
+                    run_id: walked.clone(),
+                }),
+                maximum_page_size: 1,
+                ..Default::default()
+            };
+            let mut client = self.client.clone();
+            let history = client
+                .get_workflow_execution_history(Request::new(request))
+                .await
+                .map_err(|e| {
+                    Error::Executor(format!(
+                        "cannot read the history of `{run_id}`: {}",
+                        e.message()
+                    ))
+                })?
+                .into_inner();
+            walked = history
+                .history
+                .and_then(|h| h.events.into_iter().next())
+                .and_then(|event| match event.attributes {
+                    Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                        Some(a.continued_execution_run_id)
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+        }
+        Ok((current, count))
+    }
+}
+
 /// How a run ended, as the rest of a sentence: "has completed", "has been cancelled", ...
 fn ended_words(status: &str) -> &'static str {
     match status {
