@@ -1036,7 +1036,7 @@ impl TemporalExecutor {
             poller
                 .last_access_time
                 .as_ref()
-                .and_then(|t| std::time::SystemTime::try_from(t.clone()).ok())
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
                 .is_none_or(|at| now.duration_since(at).unwrap_or_default() < POLLED_WITHIN)
         });
         (!serving).then(|| Error::NoWorker {
