@@ -194,8 +194,8 @@ struct WorkerArgs {
     /// Flow tasks processed at once (at least 1).
     #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks, value_parser = parse_limit)]
     max_concurrent_flow_tasks: usize,
-    /// Flow runs kept in the worker's cache (at least 1).
-    #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows, value_parser = parse_limit)]
+    /// Flow runs kept in the worker's cache (0: none, every flow task replays its run's history).
+    #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows)]
     max_cached_flows: usize,
     /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -1132,7 +1132,8 @@ fn parse_since(text: &str) -> Result<Duration, String> {
     Ok(since)
 }
 
-/// A worker limit: a whole number, at least 1 (0 would let nothing run and leave runs waiting).
+/// A worker's concurrency limit: a whole number, at least 1 (0 would let nothing run and leave
+/// runs waiting).
 fn parse_limit(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("0 would let nothing run; give at least 1".into()),

@@ -293,8 +293,10 @@ pub struct WorkerLimits {
 }
 
 impl WorkerLimits {
-    /// Refuses a limit of 0, naming the field: a worker with no slots for agents or flow tasks,
-    /// or no room to cache a run, takes no work, and its runs would stay running forever.
+    /// Refuses a concurrency limit of 0, naming the field: a worker with no slots for agent
+    /// attempts or flow tasks takes no work, and its runs would stay running forever.
+    /// (`max_cached_workflows: 0` is allowed: no cache, every flow task replays its run's
+    /// history.)
     ///
     /// ```
     /// use flock::WorkerLimits;
@@ -316,11 +318,6 @@ impl WorkerLimits {
                 "max_concurrent_flow_tasks",
                 self.max_concurrent_flow_tasks,
                 "no flow would ever make progress",
-            ),
-            (
-                "max_cached_workflows",
-                self.max_cached_workflows,
-                "no flow run could be kept while it waits",
             ),
         ] {
             if value == 0 {

@@ -904,7 +904,8 @@ async fn an_empty_or_overlong_patch_id_fails_the_run_naming_the_flow_and_the_id(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Zero worker limits.
+// Zero worker limits (concurrency: `max_cached_workflows: 0`, no cache, is a working set-up that
+// the otel tests use).
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_worker_limits_are_refused_naming_the_field() {
@@ -937,10 +938,10 @@ async fn zero_worker_limits_are_refused_naming_the_field() {
         ),
         (
             WorkerLimits {
-                max_cached_workflows: 0,
+                max_concurrent_agents: 0,
                 ..Default::default()
             },
-            "max_cached_workflows",
+            "max_concurrent_agents",
         ),
     ] {
         let run = flock.worker().limits(limits).run();
