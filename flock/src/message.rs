@@ -68,10 +68,14 @@ impl FlowSpec {
         // The JSON against the type's schema first: the error names the JSON pointer and the
         // type expected there, as for a run's input. (A query sends nothing to check.)
         if kind != MessageKind::Query {
-            let schema = serde_json::to_value((spec.schema)()).unwrap_or(Value::Bool(true));
+            let schema = schema_of(spec);
             crate::model::validate::validate(&schema, value).map_err(|violations| {
+                let of = match schema["title"].as_str() {
+                    Some(title) => format!("`{title}`"),
+                    None => "its type".to_owned(),
+                };
                 format!(
-                    "the {} `{name}` of flow `{}` does not fit its type: {}",
+                    "the {} `{name}` of flow `{}` does not fit {of}: {}",
                     kind.name(),
                     self.name,
                     crate::model::validate::describe(&violations)
@@ -94,6 +98,25 @@ impl FlowSpec {
             )
         })
     }
+}
+
+/// The JSON Schema of what message `spec` carries, made once per message (a worker checks every
+/// signal it takes against it).
+fn schema_of(spec: &'static MessageSpec) -> std::sync::Arc<Value> {
+    type Schemas = std::sync::Mutex<HashMap<usize, std::sync::Arc<Value>>>;
+    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+    let key = spec as *const MessageSpec as usize;
+    let schemas = SCHEMAS.get_or_init(Default::default);
+    if let Some(schema) = schemas.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return schema.clone();
+    }
+    let schema =
+        std::sync::Arc::new(serde_json::to_value((spec.schema)()).unwrap_or(Value::Bool(true)));
+    schemas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, schema.clone());
+    schema
 }
 
 /// `signals`, `queries`, `updates`: as `#[flow(..)]` spells the lists.
