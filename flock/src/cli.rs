@@ -1425,7 +1425,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
                     if let Some(line) = generations.poll(&flock, &run_id).await {
                         view.new_generation(&line);
                     }
-                    if let Ok(record) = flock.run_record(&run_id).await {
+                    if let Ok(record) = flock.run_steps(&run_id).await {
                         view.show_record(&record);
                     }
                 }
@@ -1436,7 +1436,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         if let Some(line) = generations.poll(&flock, &run_id).await {
             view.new_generation(&line);
         }
-        if let Ok(record) = flock.run_record(&run_id).await {
+        if let Ok(record) = flock.run_steps(&run_id).await {
             view.show_record(&record);
         }
     }

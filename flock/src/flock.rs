@@ -1597,6 +1597,17 @@ impl Flock {
 
     /// The record of run `run_id` read back from its history, so far if it is still running.
     pub async fn run_record(&self, run_id: &str) -> Result<RunRecord, Error> {
+        self.read_record(run_id, false).await
+    }
+
+    /// The steps of run `run_id`'s current generation so far (no earlier generations, no child
+    /// flows): the command line's progress.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn run_steps(&self, run_id: &str) -> Result<RunRecord, Error> {
+        self.read_record(run_id, true).await
+    }
+
+    async fn read_record(&self, run_id: &str, current_steps: bool) -> Result<RunRecord, Error> {
         let info = self.describe_run(run_id).await?;
         match &self.inner.executor {
             Executor::Local => Err(needs_temporal("reading a run's record by id")),
@@ -1611,7 +1622,11 @@ impl Flock {
                     &Ok(Value::Null),
                 );
                 record.output = None;
-                temporal.record_from_history(&mut record).await?;
+                if current_steps {
+                    temporal.current_steps(&mut record).await?;
+                } else {
+                    temporal.record_from_history(&mut record).await?;
+                }
                 Ok(record)
             }
         }

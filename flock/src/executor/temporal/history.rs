@@ -14,9 +14,10 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 
 use super::activity::open_envelope;
 
-mod proto_json;
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord};
+
+mod proto_json;
 pub(crate) use proto_json::history_from_json;
 
 /// How deep child flows are followed.
@@ -36,6 +37,20 @@ pub(crate) async fn fill_from_history(
     record: &mut RunRecord,
 ) -> Result<(), String> {
     fill(client, record, 0, None, true).await?;
+    add_pending(client, record).await;
+    Ok(())
+}
+
+/// Like [`fill_from_history`] for the current generation of the run alone, without its child
+/// flows: what the command line's progress shows, read again every moment (a run that
+/// continued as new many times would otherwise have dozens of histories read each time).
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) async fn fill_current_steps(
+    client: &Client,
+    record: &mut RunRecord,
+) -> Result<(), String> {
+    // past both limits: neither earlier generations nor child flows are followed
+    fill(client, record, MAX_DEPTH.max(MAX_GENERATIONS), None, true).await?;
     add_pending(client, record).await;
     Ok(())
 }

@@ -1383,6 +1383,18 @@ impl TemporalExecutor {
             .map_err(Error::Executor)
     }
 
+    /// [`record_from_history`](Self::record_from_history) for the current generation's steps
+    /// alone (the command line's progress).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn current_steps(
+        &self,
+        record: &mut crate::record::RunRecord,
+    ) -> Result<(), Error> {
+        history::fill_current_steps(&self.client, record)
+            .await
+            .map_err(Error::Executor)
+    }
+
     /// Requests cancellation of workflow `run_id`. A run that has ended is [`Error::RunEnded`]
     /// (the server would take the request and do nothing).
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), Error> {
