@@ -474,7 +474,9 @@ pub enum Error {
         message: String,
     },
     /// No worker is serving the run's task queue, so nothing answers a query or accepts an
-    /// update. The request is fine: it works once a worker serves that queue.
+    /// update. The request is fine: it works once a worker serves that queue. (An update given up
+    /// on this way was never accepted, but the server keeps it for a while: a worker that starts
+    /// soon may still take it.)
     NoWorker {
         /// The flow.
         flow: String,
