@@ -9,17 +9,26 @@ use flock::dev_server::{DevServer, DevServerOptions};
 use flock::{Flock, FlockBuilder, TemporalExecutorConfig};
 
 /// The model the examples use: `FLOCK_MODEL` when set, `openai/gpt-4o-mini` when `OPENAI_API_KEY`
-/// is set, else the offline `TestModel` (with a notice).
+/// is set, else the offline `TestModel` (with a notice: these examples run agents).
 pub fn example_model() -> String {
+    let model = example_model_quiet();
+    if model == "test" {
+        eprintln!(
+            "notice: no OPENAI_API_KEY or FLOCK_MODEL set; declarative agents are answered by the offline TestModel"
+        );
+    }
+    model
+}
+
+/// [`example_model`] without the notice, for a command line (`pipeline`): `flock::cli` says it
+/// on the commands that run agents, not on those that only read the registry.
+pub fn example_model_quiet() -> String {
     if let Ok(model) = std::env::var("FLOCK_MODEL") {
         return model;
     }
     if std::env::var_os("OPENAI_API_KEY").is_some() {
         return "openai/gpt-4o-mini".to_owned();
     }
-    eprintln!(
-        "notice: no OPENAI_API_KEY or FLOCK_MODEL set; declarative agents are answered by the offline TestModel"
-    );
     "test".to_owned()
 }
 

@@ -22,11 +22,12 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the run failed, was cancelled or terminated (`run`, `result`) |
-//! | 2 | usage error: bad arguments, input that is not JSON or does not fit the schema, a message the flow does not declare |
+//! | 1 | the run is over: it failed, was cancelled or terminated (`run`, `result`), or it had already ended when `cancel`, `terminate`, `signal` or `update` reached it (nothing was done; trying again will not help) |
+//! | 2 | usage error: bad arguments, input that is not JSON or does not fit the schema, a message the flow does not declare or its validator rejects |
 //! | 3 | not found: no such flow, agent or run id |
-//! | 4 | the Temporal server cannot be reached |
-//! | 5 | any other error (configuration, executor) |
+//! | 4 | what serves the request is missing: the Temporal server cannot be reached, or no worker serves the run's task queue (a `query`, or an `update` not accepted within 30 s); try again once it is there |
+//! | 5 | any other error (configuration, executor, a dev server port in use) |
+//! | 130 | interrupted (Ctrl-C) while `run` waited: the run goes on; re-attach with `result ID`, stop it with `cancel ID` |
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,16 +48,20 @@ mod progress;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit code: the run failed, was cancelled or terminated.
+/// Exit code: the run failed, was cancelled or terminated; or it had already ended when a
+/// cancel, terminate, signal or update reached it.
 pub const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code: bad arguments or input (clap's own usage errors exit with 2 too).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: no such flow, agent or run.
 pub const EXIT_NOT_FOUND: u8 = 3;
-/// Exit code: the Temporal server cannot be reached.
+/// Exit code: the Temporal server cannot be reached, or no worker serves the run's task queue.
 pub const EXIT_UNREACHABLE: u8 = 4;
 /// Exit code: any other error.
 pub const EXIT_ERROR: u8 = 5;
+/// Exit code: `run` was interrupted (SIGINT, Ctrl-C) while it waited; the run goes on. 128 + 2,
+/// the shells' convention for a process ended by SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The command line: global options and one command.
 #[derive(Debug, Parser)]
@@ -85,7 +90,31 @@ struct Global {
     /// Answer every agent with this model (`test`: the offline TestModel).
     #[arg(long, global = true, env = "FLOCK_FORCE_MODEL")]
     model: Option<String>,
+    /// What the log on stderr shows: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`)
+    /// or `RUST_LOG` directives (`warn,flock=debug`). Default: `RUST_LOG`, else
+    /// `warn,flock=info`.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// How the log on stderr is written.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// A line per event, for people.
+    Text,
+    /// A JSON object per line, for log collectors.
+    Json,
+}
+
+/// What the log shows when neither `--log-level` nor `RUST_LOG` says: flock's own events from
+/// `info` (a worker's start and stop, failed attempts as warnings, runs that cannot finish and
+/// messages that cannot be delivered as errors), everything else from `warn` (the Temporal SDK
+/// and the network stack are chatty at `info`: pollers, connections). A binary's own `info`
+/// lines are one `--log-level info` away.
+pub const DEFAULT_LOG: &str = "warn,flock=info";
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -159,13 +188,13 @@ struct CodecServerArgs {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// Agent attempts running at once.
-    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_agents)]
+    /// Agent attempts running at once (at least 1).
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_agents, value_parser = parse_limit)]
     max_concurrent_agents: usize,
-    /// Flow tasks processed at once.
-    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks)]
+    /// Flow tasks processed at once (at least 1).
+    #[arg(long, default_value_t = WorkerLimits::default().max_concurrent_flow_tasks, value_parser = parse_limit)]
     max_concurrent_flow_tasks: usize,
-    /// Flow runs kept in the worker's cache.
+    /// Flow runs kept in the worker's cache (0: none, every flow task replays its run's history).
     #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows)]
     max_cached_flows: usize,
     /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
@@ -244,7 +273,7 @@ struct ListArgs {
     #[arg(long, value_enum)]
     status: Option<Status>,
     /// Only runs started within this long (`30m`, `1h`, `2d`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_since)]
     since: Option<Duration>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
@@ -328,9 +357,19 @@ pub async fn run(builder: FlockBuilder) -> ExitCode {
 }
 
 /// Runs a parsed command line: for a binary that embeds [`Cli`] in its own clap app.
+///
+/// Every command logs to stderr (see [`DEFAULT_LOG`]), unless the process has a `tracing`
+/// subscriber of its own already; `worker` also exports traces when the environment asks for it
+/// (feature `otel`, [`observe::otel`](crate::observe::otel)).
 pub async fn execute(cli: Cli, builder: FlockBuilder) -> ExitCode {
     let output = cli.global.output;
-    match dispatch(cli, builder).await {
+    let exports = matches!(cli.command, Command::Worker(_));
+    let result = match install_log(&cli.global, exports) {
+        // held until the command ends: with an export, dropping it sends the last spans
+        Ok(_log) => dispatch(cli, builder).await,
+        Err(failure) => Err(failure),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             if output == Output::Json {
@@ -341,6 +380,73 @@ pub async fn execute(cli: Cli, builder: FlockBuilder) -> ExitCode {
             }
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// The process's log: what [`install_log`] set up, kept for the command's life.
+struct Log {
+    #[cfg(feature = "otel")]
+    _export: Option<crate::observe::otel::OtelGuard>,
+}
+
+/// Makes a `tracing-subscriber` fmt subscriber on stderr the process's global one: filtered by
+/// `--log-level`, else `RUST_LOG`, else [`DEFAULT_LOG`]; text or JSON lines. With `export` (and
+/// feature `otel`) the OpenTelemetry export the environment asks for is added to the same
+/// subscriber. A process that has a subscriber already keeps it.
+fn install_log(global: &Global, export: bool) -> Result<Log, Failure> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let rust_log = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (directives, source) = match (&global.log_level, rust_log) {
+        (Some(level), _) => {
+            let known = ["error", "warn", "info", "debug", "trace", "off"];
+            if !level.contains(['=', ',']) && !known.contains(&level.to_ascii_lowercase().as_str())
+            {
+                return Err(Failure::usage(format!(
+                    "--log-level `{level}` is not a level: give one of {} or `RUST_LOG` directives such as `warn,flock=debug`",
+                    known.join(", ")
+                )));
+            }
+            (level.clone(), "--log-level")
+        }
+        (None, Some(env)) => (env, "RUST_LOG"),
+        (None, None) => (DEFAULT_LOG.to_owned(), "the default log filter"),
+    };
+    let filter = EnvFilter::builder().parse(&directives).map_err(|e| {
+        Failure::usage(format!(
+            "{source} `{directives}` does not parse ({e}): give a level such as `info` or directives such as `warn,flock=debug`"
+        ))
+    })?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match global.log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    {
+        let export = if export {
+            crate::observe::otel::install_if_configured()
+                .map_err(|e| Failure::usage(e.to_string()))?
+        } else {
+            None
+        };
+        let subscriber = subscriber.with(export.as_ref().map(|guard| guard.layer()));
+        // a binary that embeds the command line may have its own subscriber: it stays
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        Ok(Log { _export: export })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = export;
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        Ok(Log {})
     }
 }
 
@@ -363,10 +469,12 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let code = match &error {
-            Error::Run { .. } => EXIT_RUN_FAILED,
+            // the run is over: it failed, or it had ended before a cancel or a message reached it
+            Error::Run { .. } | Error::RunEnded { .. } => EXIT_RUN_FAILED,
             Error::NotFound(_) => EXIT_NOT_FOUND,
             Error::Input(_) => EXIT_USAGE,
-            Error::WaitGaveUp { .. } => EXIT_UNREACHABLE,
+            // the request is fine, what serves it is missing: try again once it is there
+            Error::WaitGaveUp { .. } | Error::NoWorker { .. } => EXIT_UNREACHABLE,
             Error::Executor(m) if m.starts_with("cannot reach the Temporal server") => {
                 EXIT_UNREACHABLE
             }
@@ -375,7 +483,12 @@ impl From<Error> for Failure {
             _ => EXIT_ERROR,
         };
         let mut message = error.to_string();
-        if code == EXIT_UNREACHABLE {
+        if let Error::NoWorker { task_queue, .. } = &error {
+            message.push_str(&format!(
+                " (start one: `{} worker --task-queue {task_queue}`)",
+                program()
+            ));
+        } else if code == EXIT_UNREACHABLE {
             message.push_str(&format!(
                 " (or run `{} dev` for a dev server with a worker)",
                 program()
@@ -1003,6 +1116,32 @@ fn history_table(record: &RunRecord) -> String {
     text
 }
 
+/// `--since`: a duration that reaches back no further than 1970 (Temporal's times, and the
+/// visibility query's, cannot be earlier).
+fn parse_since(text: &str) -> Result<Duration, String> {
+    let since = parse_duration(text)?;
+    let reachable = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    if since > reachable {
+        return Err(format!(
+            "`{}` reaches back before 1970-01-01, where run times begin: give a shorter duration",
+            text.trim()
+        ));
+    }
+    Ok(since)
+}
+
+/// A worker's concurrency limit: a whole number, at least 1 (0 would let nothing run and leave
+/// runs waiting).
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 would let nothing run; give at least 1".into()),
+        Ok(limit) => Ok(limit),
+        Err(e) => Err(format!("{e}; give a whole number, at least 1")),
+    }
+}
+
 /// `30s`, `500ms`, `5m`, `1h 30m`, `2d`, `3 weeks` (humantime's syntax).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -1012,16 +1151,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> {
-    // OpenTelemetry export when the environment asks for it (OTEL_EXPORTER_OTLP_ENDPOINT, ..);
-    // the guard sends the last spans when the worker has drained
-    #[cfg(feature = "otel")]
-    let _otel =
-        crate::observe::otel::init_if_configured().map_err(|e| Failure::usage(e.to_string()))?;
+    // (the OpenTelemetry export, when the environment asks for it, is part of the log: see
+    // `install_log`; its guard sends the last spans when the worker has drained)
     // the endpoint starts before the executor, so the SDK's worker metrics are on it too
     let builder = match args.metrics {
         Some(address) => builder.metrics(address.to_string()),
         None => builder,
     };
+    // (a pool, `--agents`, is checked when it starts serving: its errors come first)
+    if args.agents.is_empty() {
+        test_model_notice(&builder);
+    }
     let flock = builder.build().await?;
     if let Some(address) = flock.metrics_addr() {
         eprintln!("flock worker: Prometheus metrics on http://{address}/metrics");
@@ -1170,6 +1310,7 @@ async fn dev(builder: FlockBuilder, global: &Global, args: DevArgs) -> Result<u8
     );
     let mut builder = configure(builder, global, Mode::Client);
     builder.temporal.server_url = server.address();
+    test_model_notice(&builder);
     let flock = builder.build().await?;
     let served = flock.worker().run().await;
     server.stop();
@@ -1183,8 +1324,13 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     check_input(&builder, &args.name, &input)?;
     let out = global.output;
     let show = !args.quiet;
+    // Ctrl-C from here on is ours: the run is named, and told apart by the exit code
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     if args.local {
-        let flock = configure(builder, global, Mode::Local).build().await?;
+        let builder = configure(builder, global, Mode::Local);
+        test_model_notice(&builder);
+        let flock = builder.build().await?;
         let view = progress::View::new(show);
         // the steps as they happen, from the local executor's live feed
         let mut events = flock.step_events()?;
@@ -1196,6 +1342,13 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
             loop {
                 tokio::select! {
                     recorded = &mut running => break recorded,
+                    _ = &mut interrupted => {
+                        view.finish();
+                        eprintln!(
+                            "interrupted: the run was in this process (--local) and stops with it"
+                        );
+                        return Ok(EXIT_INTERRUPTED);
+                    }
                     event = events.recv(), if show => {
                         if let Ok(event) = event {
                             live.apply(event);
@@ -1226,6 +1379,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     let mut builder = configure(builder, global, mode);
     if let Some(server) = &server {
         builder.temporal.server_url = server.address();
+        test_model_notice(&builder);
     }
     let flock = builder.build().await?;
     let started = Instant::now();
@@ -1240,6 +1394,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         eprintln!("run {run_id} started");
     }
     let view = progress::View::new(show);
+    let mut generations = Generations::default();
     let result = {
         let waiting = flock.result_json(&run_id);
         tokio::pin!(waiting);
@@ -1247,16 +1402,43 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         loop {
             tokio::select! {
                 result = &mut waiting => break result,
+                _ = &mut interrupted => {
+                    view.finish();
+                    let program = program();
+                    if server.is_some() {
+                        eprintln!(
+                            "interrupted: run {run_id} was on this process's dev server (--dev) and stops with it"
+                        );
+                    } else {
+                        eprintln!(
+                            "interrupted: run {run_id} goes on. Wait for it again with `{program} result {run_id}`, \
+                             watch it with `{program} history {run_id}`, stop it with `{program} cancel {run_id}`"
+                        );
+                    }
+                    let _ = flock.shutdown().await;
+                    if let Some(server) = server {
+                        server.stop();
+                    }
+                    return Ok(EXIT_INTERRUPTED);
+                }
                 _ = tick.tick(), if show => {
-                    if let Ok(record) = flock.run_record(&run_id).await {
+                    if let Some(line) = generations.poll(&flock, &run_id).await {
+                        view.new_generation(&line);
+                    }
+                    if let Ok(record) = flock.run_steps(&run_id).await {
                         view.show_record(&record);
                     }
                 }
             }
         }
     };
-    if show && let Ok(record) = flock.run_record(&run_id).await {
-        view.show_record(&record);
+    if show {
+        if let Some(line) = generations.poll(&flock, &run_id).await {
+            view.new_generation(&line);
+        }
+        if let Ok(record) = flock.run_steps(&run_id).await {
+            view.show_record(&record);
+        }
     }
     view.finish();
     let code = finish(result, &run_id, started, out);
@@ -1265,6 +1447,66 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         server.stop();
     }
     code
+}
+
+/// The continue-as-new generations of a run `run` shows: each new one is a line (several that
+/// passed between two looks are one line, so the rate is bounded by the polling).
+#[derive(Default)]
+struct Generations {
+    /// The Temporal run id of the generation shown last.
+    current: Option<String>,
+    /// Its number, the first generation being 1.
+    number: u32,
+}
+
+impl Generations {
+    /// How many generations to walk back at most in one look (a run attached to late starts
+    /// counting there).
+    const WALK: u32 = 10_000;
+
+    /// The line to show when the run has moved on to a new generation since the last look.
+    async fn poll(&mut self, flock: &Flock, run_id: &str) -> Option<String> {
+        let (current, new) = flock
+            .run_generations(run_id, self.current.as_deref(), Self::WALK)
+            .await
+            .ok()?;
+        if new == 0 || current.is_empty() {
+            return None;
+        }
+        let first_look = self.current.is_none();
+        self.current = Some(current);
+        self.number += new;
+        if first_look && self.number == 1 {
+            return None;
+        }
+        Some(if new == 1 || first_look {
+            format!("generation {}: run {run_id} continued as new", self.number)
+        } else {
+            format!(
+                "generation {}: run {run_id} continued as new {new} times since the last line",
+                self.number
+            )
+        })
+    }
+}
+
+/// Says so when declarative agents will be answered by the offline TestModel (the model `test`,
+/// forced or the default): on the commands that run agents in this process.
+fn test_model_notice(builder: &FlockBuilder) {
+    let Ok(registry) = &builder.registry else {
+        return;
+    };
+    let offline = registry.agents().any(|agent| {
+        let spec = agent.spec();
+        spec.kind == crate::spec::AgentKind::Declarative
+            && builder.models.name_for(spec.model) == Some("test")
+    });
+    if offline {
+        eprintln!(
+            "notice: declarative agents are answered by the offline TestModel (the model `test`); \
+             give a real one with --model (FLOCK_FORCE_MODEL), e.g. `--model openai/gpt-4o-mini`"
+        );
+    }
 }
 
 /// Prints a run's result (stdout) or its failure; the exit code.

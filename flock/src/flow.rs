@@ -70,7 +70,18 @@ pub struct FlowContext {
     rng: Mutex<SplitMix64>,
     child_ids: Mutex<SplitMix64>,
     payload_limit: PayloadLimit,
+    /// A misuse of the context that fails the run (an invalid patch id): the flow body is
+    /// stopped as soon as it yields, and the run fails with this error.
+    misuse: Mutex<Option<FlowError>>,
 }
+
+/// The longest patch id [`FlowContext::patched`] takes, in bytes. Temporal records the patches a
+/// run took in its `TemporalChangeVersion` search attribute, which its SQL visibility stores
+/// index one id at a time as `CHAR(255)` (temporalio/temporal,
+/// `schema/mysql/v8/visibility/schema.sql`, index `by_temporal_change_version`); the SDK also
+/// leaves the attribute out once the ids together pass 2 KiB (temporalio-sdk-core,
+/// `MAX_SEARCH_ATTR_PAYLOAD_SIZE`), so a run's patches would not be searchable.
+pub const MAX_PATCH_ID_BYTES: usize = 255;
 
 impl FlowContext {
     /// The context of run `run_id` of `flow`, over an executor's runtime. The random streams are
@@ -91,7 +102,37 @@ impl FlowContext {
             child_ids: Mutex::new(SplitMix64(seed ^ 0x6368_696C_645F_6964)),
             runtime,
             payload_limit,
+            misuse: Mutex::new(None),
         }
+    }
+
+    /// Whether `patch_id` is one Temporal can keep (not empty, at most [`MAX_PATCH_ID_BYTES`]);
+    /// if not, the run is failed with [`FlowError::InvalidPatchId`] naming the flow and the id.
+    fn check_patch_id(&self, call: &str, patch_id: &str) -> bool {
+        let problem = if patch_id.is_empty() {
+            format!(
+                "`ctx.{call}(\"\")`: a patch id must not be empty; name the change, e.g. `ctx.{call}(\"review-step\")`"
+            )
+        } else if patch_id.len() > MAX_PATCH_ID_BYTES {
+            let shown: String = patch_id.chars().take(32).collect();
+            format!(
+                "`ctx.{call}(..)`: patch id `{shown}…` is {} bytes long, over the {MAX_PATCH_ID_BYTES} bytes Temporal keeps of one (its visibility store indexes patch ids as `CHAR(255)`); give the change a short name",
+                patch_id.len()
+            )
+        } else {
+            return true;
+        };
+        let mut misuse = self.misuse.lock().unwrap_or_else(|p| p.into_inner());
+        misuse.get_or_insert(FlowError::InvalidPatchId {
+            flow: self.flow.to_owned(),
+            message: problem,
+        });
+        false
+    }
+
+    /// The misuse that fails this run, if any (taken once).
+    fn take_misuse(&self) -> Option<FlowError> {
+        self.misuse.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The id of this run (on Temporal: the workflow id).
@@ -258,15 +299,28 @@ impl FlowContext {
     ///     ctx.call(review, draft.clone()).await?;
     /// }
     /// ```
+    ///
+    /// A patch id is a short name: an empty one, or one over [`MAX_PATCH_ID_BYTES`], fails the run
+    /// with [`FlowError::InvalidPatchId`] naming the flow and the id, on both executors. The call
+    /// still gives a `bool` (`false`), so that the `if` above stays as simple as it is: the flow
+    /// body is stopped when it next yields (it awaits a context operation or returns), before
+    /// anything it started then is awaited, and the run fails with that error whatever the body
+    /// returns.
     pub fn patched(&self, patch_id: &str) -> bool {
+        if !self.check_patch_id("patched", patch_id) {
+            return false;
+        }
         self.runtime.patched(patch_id)
     }
 
     /// Versioning, second step: once no run from before patch `patch_id` is left, replace
     /// `if ctx.patched(id) { new } else { old }` by `ctx.deprecate_patch(id); new`; remove the
-    /// call once no run from before the deprecation is left either.
+    /// call once no run from before the deprecation is left either. An invalid id fails the run
+    /// as in [`patched`](Self::patched).
     pub fn deprecate_patch(&self, patch_id: &str) {
-        self.runtime.deprecate_patch(patch_id);
+        if self.check_patch_id("deprecate_patch", patch_id) {
+            self.runtime.deprecate_patch(patch_id);
+        }
     }
 
     fn check_own(&self, flow: &str, kind: &str, name: &str) -> Result<(), FlowError> {
@@ -590,7 +644,16 @@ impl<F: Flow> DynFlow for F {
                         message: panic_message(&*panic),
                     }),
                 });
-            let output = Guarded::new(F::NAME, body).await?;
+            // a misuse of the context (an invalid patch id) ends the body when it yields
+            let mut guarded = std::pin::pin!(Guarded::new(F::NAME, body));
+            let output = std::future::poll_fn(|cx| {
+                let polled = guarded.as_mut().poll(cx);
+                match ctx.take_misuse() {
+                    Some(misuse) => std::task::Poll::Ready(Err(misuse)),
+                    None => polled,
+                }
+            })
+            .await?;
             encode(
                 "flow",
                 F::NAME,

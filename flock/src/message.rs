@@ -35,16 +35,16 @@ impl FlowSpec {
             .filter(|m| m.kind == kind)
             .map(|m| format!("`{}`", m.name))
             .collect();
+        let kinds = plural(kind);
         let declared = if declared.is_empty() {
-            format!("it declares no {}s", kind.name())
+            format!("it declares no {kinds}")
         } else {
-            format!("its {}s: {}", kind.name(), declared.join(", "))
+            format!("its {kinds}: {}", declared.join(", "))
         };
         Err(format!(
-            "flow `{}` has no {} `{name}` ({declared}; declare one with `#[flow({}s({name}: Type))]`)",
+            "flow `{}` has no {} `{name}` ({declared}; declare one with `#[flow({kinds}({name}: Type))]`)",
             self.name,
             kind.name(),
-            kind.name()
         ))
     }
 
@@ -65,7 +65,32 @@ impl FlowSpec {
                 self.name
             ));
         }
-        (spec.check)(value).map_err(|e| {
+        // The JSON against the type's schema first: the error names the JSON pointer and the
+        // type expected there, as for a run's input. (A query sends nothing to check.)
+        if kind != MessageKind::Query {
+            let schema = schema_of(spec);
+            crate::model::validate::validate(&schema, value).map_err(|violations| {
+                let of = match schema["title"].as_str() {
+                    Some(title) => format!("`{title}`"),
+                    None => "its type".to_owned(),
+                };
+                format!(
+                    "the {} `{name}` of flow `{}` does not fit {of}: {}",
+                    kind.name(),
+                    self.name,
+                    crate::model::validate::describe(&violations)
+                )
+            })?;
+        }
+        // Then the check the macro made (deserialization, and an update's validator): user code,
+        // so a panic in it is an error here, not a crash of the sender or of the worker.
+        let checked = quietly_catching_panics(|| (spec.check)(value)).unwrap_or_else(|panic| {
+            Err(match kind {
+                MessageKind::Update => format!("its validator panicked: {panic}"),
+                _ => format!("checking it panicked: {panic}"),
+            })
+        });
+        checked.map_err(|e| {
             format!(
                 "the {} `{name}` of flow `{}` was rejected: {e}",
                 kind.name(),
@@ -75,6 +100,76 @@ impl FlowSpec {
     }
 }
 
+/// The JSON Schema of what message `spec` carries, made once per message (a worker checks every
+/// signal it takes against it).
+fn schema_of(spec: &'static MessageSpec) -> std::sync::Arc<Value> {
+    type Schemas = std::sync::Mutex<HashMap<usize, std::sync::Arc<Value>>>;
+    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+    let key = spec as *const MessageSpec as usize;
+    let schemas = SCHEMAS.get_or_init(Default::default);
+    if let Some(schema) = schemas.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return schema.clone();
+    }
+    let schema =
+        std::sync::Arc::new(serde_json::to_value((spec.schema)()).unwrap_or(Value::Bool(true)));
+    schemas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, schema.clone());
+    schema
+}
+
+/// `signals`, `queries`, `updates`: as `#[flow(..)]` spells the lists.
+fn plural(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Signal => "signals",
+        MessageKind::Query => "queries",
+        MessageKind::Update => "updates",
+    }
+}
+
+thread_local! {
+    /// Whether this thread is running user code whose panic is caught and reported as an error.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `check`, giving its panic message as `Err` instead of unwinding. The panic hook is not
+/// told about such a panic (its report is the error): the process's hook is wrapped, once, by
+/// one that stays silent on a thread inside this function and hands every other panic on.
+fn quietly_catching_panics<T>(check: impl FnOnce() -> T) -> Result<T, String> {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = CATCHING.with(|catching| catching.replace(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+    CATCHING.with(|catching| catching.set(was));
+    outcome.map_err(|panic| crate::agent::panic_message(&*panic))
+}
+
+/// A type's name without module paths: `Vec<Edit>`, not `alloc::vec::Vec<my_app::Edit>`.
+fn short_type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut short = String::with_capacity(full.len());
+    let mut word = String::new();
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            short.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            short.push(c);
+        }
+    }
+    short.push_str(word.rsplit("::").next().unwrap_or(&word));
+    short
+}
+
 /// The JSON Schema of a message type. Used by `#[flow(..)]`.
 pub fn message_schema<T: schemars::JsonSchema>() -> schemars::Schema {
     schemars::schema_for!(T)
@@ -82,12 +177,9 @@ pub fn message_schema<T: schemars::JsonSchema>() -> schemars::Schema {
 
 /// The check of a signal's or query's JSON: it must fit `T`. Used by `#[flow(..)]`.
 pub fn check_fits<T: DeserializeOwned>(value: &Value) -> Result<(), String> {
-    T::deserialize(value).map(drop).map_err(|e| {
-        format!(
-            "the JSON does not fit `{}`: {e}",
-            std::any::type_name::<T>()
-        )
-    })
+    T::deserialize(value)
+        .map(drop)
+        .map_err(|e| format!("the JSON does not fit `{}`: {e}", short_type_name::<T>()))
 }
 
 /// The check of an update's JSON: it must fit `T`, then pass `validator`. Used by `#[flow(..)]`.
@@ -95,12 +187,8 @@ pub fn check_update<T: DeserializeOwned>(
     value: &Value,
     validator: fn(&T) -> Result<(), String>,
 ) -> Result<(), String> {
-    let input = T::deserialize(value).map_err(|e| {
-        format!(
-            "the JSON does not fit `{}`: {e}",
-            std::any::type_name::<T>()
-        )
-    })?;
+    let input = T::deserialize(value)
+        .map_err(|e| format!("the JSON does not fit `{}`: {e}", short_type_name::<T>()))?;
     validator(&input)
 }
 
@@ -364,6 +452,34 @@ mod tests {
             mailbox.published.is_empty(),
             "the next run publishes its own state"
         );
+    }
+
+    #[test]
+    fn type_names_lose_their_module_paths() {
+        assert_eq!(short_type_name::<String>(), "String");
+        assert_eq!(
+            short_type_name::<Vec<std::collections::HashMap<String, u32>>>(),
+            "Vec<HashMap<String, u32>>"
+        );
+        assert_eq!(
+            short_type_name::<(u8, Option<Mailbox>)>(),
+            "(u8, Option<Mailbox>)"
+        );
+    }
+
+    #[test]
+    fn a_panic_caught_here_is_an_error_with_its_message() {
+        assert_eq!(quietly_catching_panics(|| 7), Ok(7));
+        assert_eq!(
+            quietly_catching_panics(|| -> u8 { panic!("validator bug {}", 42) }),
+            Err("validator bug 42".to_owned())
+        );
+        // nested: the inner call leaves the outer one catching
+        let outer = quietly_catching_panics(|| {
+            let _ = quietly_catching_panics(|| ());
+            panic!("still quiet")
+        });
+        assert_eq!(outer, Err::<(), _>("still quiet".to_owned()));
     }
 
     #[test]

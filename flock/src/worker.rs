@@ -224,6 +224,7 @@ impl FlockWorker {
         // Listen before serving, so that a SIGTERM from now on drains instead of killing.
         let mut signals = Signals::listen()?;
         self.client()?;
+        self.limits.check()?;
         let grace = self.grace_period;
         let address = self.flock.temporal_config().server_url.clone();
         let pool = self.pool()?;
@@ -265,6 +266,7 @@ impl FlockWorker {
     /// Serves until `stop` resolves, then drains as [`run`](Self::run) does (bounded by the
     /// [grace period](Self::grace_period)), silently.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
+        self.limits.check()?;
         let pool = self.pool()?;
         self.serve(pool, async {
             stop.await;

@@ -89,3 +89,60 @@ pub async fn graph_flow(ctx: &FlowContext, input: Steps) -> Result<Done, FlowErr
     done += ctx.call(step, steps()).await?.done;
     Ok(Done { done })
 }
+
+/// An update's validator that panics on `"boom"` (a bug in a validator must be an error to the
+/// sender, not a crash of the sending process).
+pub fn explodes_on_boom(text: &String) -> Result<(), String> {
+    if text == "boom" {
+        panic!("the validator exploded on `{text}`");
+    }
+    Ok(())
+}
+
+/// Answers `echo` updates until signal `stop`.
+#[flow(
+    signals(
+        /// Ends the run.
+        stop: bool
+    ),
+    updates(
+        /// Answered with the text sent.
+        echo: String -> String
+    ),
+    validate(echo = explodes_on_boom)
+)]
+pub async fn echoes(ctx: &FlowContext, _input: Steps) -> Result<Done, FlowError> {
+    let mut done = 0;
+    loop {
+        let stop = ctx.wait(echoes::stop).into_future();
+        let echo = Box::pin(ctx.next_update(echoes::echo));
+        match flock::select(stop, echo).await {
+            flock::Either::Left((stop, _)) => {
+                stop?;
+                return Ok(Done { done });
+            }
+            flock::Either::Right((request, _)) => {
+                let request = request?;
+                let text = request.input().clone();
+                request.reply(&text)?;
+                done += 1;
+            }
+        }
+    }
+}
+
+/// Continues as new `count` times, `ms` milliseconds apart; its output counts the generations.
+#[flow]
+pub async fn continues(ctx: &FlowContext, input: Steps) -> Result<Done, FlowError> {
+    if input.count == 0 {
+        return Ok(Done { done: 0 });
+    }
+    ctx.sleep(Duration::from_millis(input.ms)).await?;
+    ctx.continue_as_new(
+        continues,
+        Steps {
+            count: input.count - 1,
+            ms: input.ms,
+        },
+    )
+}

@@ -12,9 +12,9 @@
 use std::process::ExitCode;
 
 use flock::Flock;
-use flock_examples::example_model;
+use flock_examples::example_model_quiet;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    flock::cli::run(Flock::builder().force_model(example_model())).await
+    flock::cli::run(Flock::builder().force_model(example_model_quiet())).await
 }

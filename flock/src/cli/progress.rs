@@ -33,6 +33,28 @@ impl View {
         }
     }
 
+    /// The run continued as new: `line` says which generation it is in now. The steps shown are
+    /// the last generation's: they stay as they are, and the new generation's start afresh.
+    pub(super) fn new_generation(&self, line: &str) {
+        if !self.shown {
+            return;
+        }
+        let mut steps = self.steps.borrow_mut();
+        for step in steps.iter() {
+            if let Some(bar) = &step.bar
+                && !bar.is_finished()
+            {
+                bar.finish();
+            }
+        }
+        steps.clear();
+        if self.terminal {
+            let _ = self.bars.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
     /// Shows the steps of `record` (the run so far).
     pub(super) fn show_record(&self, record: &RunRecord) {
         self.show_steps(&record.steps);

@@ -47,8 +47,9 @@
 //! ```
 //!
 //! A binary with a `tracing` subscriber of its own adds [`OtelGuard::layer`] to it and calls
-//! [`Otel::install`] instead of [`init`]. The `worker` command of [`crate::cli`] calls
-//! [`init_if_configured`].
+//! [`Otel::install`] instead of [`init`]. The `worker` command of `flock::cli` installs the
+//! export under the conditions of [`init_if_configured`], its layer added to the command line's
+//! log subscriber.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -219,14 +220,21 @@ pub fn init() -> Result<OtelGuard, Error> {
 /// Errors ([`Error::Config`]): those of [`init`], and an `OTEL_TRACES_EXPORTER` other than
 /// `otlp` or `none`.
 pub fn init_if_configured() -> Result<Option<OtelGuard>, Error> {
-    if installed() {
+    if installed() || !wanted(&env)? {
         return Ok(None);
     }
-    if wanted(&env)? {
-        init().map(Some)
-    } else {
-        Ok(None)
+    init().map(Some)
+}
+
+/// [`Otel::install`] under the conditions of [`init_if_configured`], with no subscriber: for a
+/// process that makes its own and adds [`OtelGuard::layer`] to it (the command line does, to its
+/// log on stderr).
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn install_if_configured() -> Result<Option<OtelGuard>, Error> {
+    if installed() || !wanted(&env)? {
+        return Ok(None);
     }
+    Otel::from_env().install().map(Some)
 }
 
 /// How many guards of [`Otel::install`] are alive.

@@ -34,7 +34,8 @@ fn command(queue: &str, args: &[&str]) -> Command {
         .env("TEMPORAL_ADDRESS", super::temporal::server())
         .env("FLOCK_TASK_QUEUE", queue)
         .env_remove("FLOCK_FORCE_MODEL")
-        .env_remove("TEMPORAL_NAMESPACE");
+        .env_remove("TEMPORAL_NAMESPACE")
+        .env_remove("RUST_LOG");
     command
 }
 
@@ -59,9 +60,15 @@ impl Worker {
     }
 
     fn start_with(queue: &str, extra: &[&str]) -> Worker {
+        Worker::start_env(queue, extra, &[])
+    }
+
+    /// A worker with `env` set in its environment.
+    fn start_env(queue: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut args = vec!["worker", "--grace-period", "5s"];
         args.extend_from_slice(extra);
         let child = command(queue, &args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -640,7 +647,7 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
         (
             vec!["schema", "nothing_like_it"],
             3,
-            "error: there is no flow or agent `nothing_like_it` in this binary; known: chain_ten, d_flow, failing_flow, graph_flow, handle_batch, handle_ticket, otel_flow, publish, research_flow, s_flow, s_flow_local, s_two_steps, slow_flow, soak_flow, answer, chain_head, chain_step, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_six_then_wait, k_ten_steps, otel_review, refuse, renamed_step, research_agent, s_slow, s_slow_local, s_step, slow_step, soak_step, summarize_agent, write_post".into(),
+            "error: there is no flow or agent `nothing_like_it` in this binary; known: chain_ten, continues, d_flow, echoes, failing_flow, graph_flow, handle_batch, handle_ticket, otel_flow, publish, research_flow, s_flow, s_flow_local, s_two_steps, slow_flow, soak_flow, answer, chain_head, chain_step, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_six_then_wait, k_ten_steps, otel_review, refuse, renamed_step, research_agent, s_slow, s_slow_local, s_step, slow_step, soak_step, summarize_agent, write_post".into(),
         ),
         (
             vec!["--address", "127.0.0.1:1", "status", "some-run"],
@@ -651,6 +658,21 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             vec!["list", "--since", "3 fortnights"],
             2,
             "error: invalid value '3 fortnights' for '--since <SINCE>': `3 fortnights` is not a duration (unknown time unit \"fortnights\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)): write e.g. `30s`, `500ms`, `5m`, `1h 30m`, `2d`".into(),
+        ),
+        (
+            vec!["list", "--since", "99999999999d"],
+            2,
+            "error: invalid value '99999999999d' for '--since <SINCE>': `99999999999d` reaches back before 1970-01-01, where run times begin: give a shorter duration".into(),
+        ),
+        (
+            vec!["--address", "not a url::", "status", "some-run"],
+            5,
+            "error: flock configuration error: `server_url` \"not a url::\" has the host `not a url:`, which is not a host name or IP address: expected `host:port`, `http://host:port` (plaintext) or `https://host:port` (TLS), e.g. \"localhost:7233\" (7233 is Temporal's default port; flock does not assume it)".into(),
+        ),
+        (
+            vec!["worker", "--max-concurrent-agents", "0"],
+            2,
+            "error: invalid value '0' for '--max-concurrent-agents <MAX_CONCURRENT_AGENTS>': 0 would let nothing run; give at least 1".into(),
         ),
         (
             vec!["list", "--flow", "slow_flwo"],
@@ -1278,4 +1300,498 @@ fn deploy_templates_pass_the_compose_and_kubernetes_validators() {
     );
     assert!(!ok && out.contains("spec.replicas"), "{out}");
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Runs the `temporal` CLI against the tests' dev server.
+fn temporal(args: &[&str]) -> Ran {
+    let cli = flock::dev_server::DevServer::find_cli().expect("the temporal CLI");
+    let output = Command::new(cli)
+        .args(args)
+        .args(["--address", &super::temporal::server()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("the temporal CLI runs");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A `flock_cli` process whose stderr is read line by line as it comes.
+struct Live {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Live {
+    fn start(queue: &str, args: &[&str]) -> Live {
+        let mut child = command(queue, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flock_cli starts");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `within`) for a stderr line containing `text`.
+    fn wait_for(&mut self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits (at most `within`) for the process to end: its exit code (`None`: still running,
+    /// then killed) and all of its stderr.
+    fn end(mut self, within: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + within;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (code, self.seen.join("\n"))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README's promise: what the worker logs at error level reaches its stderr. A signal sent
+/// past flock (`temporal workflow signal`) that the flow does not declare, or whose JSON does
+/// not fit, is logged naming the flow, the run, the signal, and for the JSON the path and the
+/// type expected there; `RUST_LOG=off` silences the log. The query hint names `queries(..)`.
+#[test]
+fn the_worker_logs_signals_it_cannot_deliver_unless_rust_log_is_off() {
+    for (queue, env) in [
+        ("cli-log", &[][..]),
+        ("cli-log-off", &[("RUST_LOG", "off")][..]),
+    ] {
+        let worker = Worker::start_env(queue, &[], env);
+        let id = format!("{queue}-publish");
+        let ran = cli(
+            queue,
+            &[
+                "start",
+                "publish",
+                "--id",
+                &id,
+                "--input",
+                r#"{"topic": "x", "review_seconds": 60}"#,
+            ],
+        );
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        eventually("the review is published", || {
+            cli(queue, &["query", &id, "review"]).code == 0
+        });
+        let sent = temporal(&[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            &id,
+            "--name",
+            "decisoin",
+            "--input",
+            "{}",
+        ]);
+        assert_eq!(sent.code, 0, "{}{}", sent.stdout, sent.stderr);
+        let sent = temporal(&[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            &id,
+            "--name",
+            "decision",
+            "--input",
+            r#"{"approve": "yes", "note": "n"}"#,
+        ]);
+        assert_eq!(sent.code, 0, "{}{}", sent.stdout, sent.stderr);
+        // an update after the signals: answered once the worker has taken them
+        let ran = cli(
+            queue,
+            &["update", &id, "edit", "--input", r#"{"text": "y"}"#],
+        );
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        if env.is_empty() {
+            // the hint of an undeclared query, and a mistyped signal on the client
+            let ran = cli(queue, &["query", &id, "reviews"]);
+            assert_eq!(ran.code, 2, "{}", ran.stderr);
+            assert!(
+                ran.stderr.contains("`#[flow(queries(reviews: Type))]`"),
+                "{}",
+                ran.stderr
+            );
+            let ran = cli(
+                queue,
+                &[
+                    "signal",
+                    &id,
+                    "decision",
+                    "--input",
+                    r#"{"approve": "yes", "note": "n"}"#,
+                ],
+            );
+            assert_eq!(ran.code, 2, "{}", ran.stderr);
+            assert!(
+                ran.stderr
+                    .contains("at `/approve`: expected boolean, found string \"yes\""),
+                "{}",
+                ran.stderr
+            );
+            assert!(!ran.stderr.contains("flock_examples::"), "{}", ran.stderr);
+        }
+        cli(queue, &["terminate", &id, "--reason", "done"]);
+        let (code, log) = worker.stop();
+        assert_eq!(code, 0, "{log}");
+        let undelivered: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("signal not delivered"))
+            .collect();
+        if env.is_empty() {
+            assert_eq!(undelivered.len(), 2, "{log}");
+            assert!(
+                undelivered
+                    .iter()
+                    .all(|l| l.contains("ERROR") && l.contains("publish") && l.contains(&id)),
+                "{log}"
+            );
+            assert!(
+                undelivered[0].contains("decisoin")
+                    && undelivered[0].contains("has no signal `decisoin`"),
+                "{log}"
+            );
+            assert!(
+                undelivered[1]
+                    .contains("at `/approve`: expected boolean, found string \\\"yes\\\"")
+                    || undelivered[1]
+                        .contains("at `/approve`: expected boolean, found string \"yes\""),
+                "{log}"
+            );
+        } else {
+            assert!(undelivered.is_empty(), "RUST_LOG=off, yet:\n{log}");
+        }
+    }
+}
+
+/// `--log-format json` writes JSON lines; `--log-level` sets the level like `RUST_LOG` does.
+#[test]
+fn log_format_json_and_log_level() {
+    let queue = "cli-log-json";
+    let worker = Worker::start_env(
+        queue,
+        &["--log-format", "json", "--log-level", "debug"],
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, log) = worker.stop();
+    assert_eq!(code, 0, "{log}");
+    let events: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "DEBUG"),
+        "no DEBUG event at --log-level debug:\n{log}"
+    );
+    let ran = cli(queue, &["--log-level", "loud", "flows"]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--log-level"), "{}", ran.stderr);
+}
+
+/// `dev --port P` with P held by another server (the tests' own): a clear error naming the port,
+/// at once; not a Web UI that does not exist and a worker on the other server.
+#[test]
+fn dev_refuses_a_port_another_process_holds() {
+    let server = super::temporal::server();
+    let port = server.rsplit(':').next().unwrap().to_owned();
+    let ui_port = free_port().to_string();
+    let live = Live::start(
+        "cli-dev-port",
+        &["dev", "--port", &port, "--ui-port", &ui_port],
+    );
+    let (code, stderr) = live.end(Duration::from_secs(30));
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Web UI"), "{stderr}");
+}
+
+/// A validator that panics is an error naming the flow, the update and the panic, in the
+/// process that sends the update (validators run there first): no crash, no backtrace.
+#[test]
+fn an_update_whose_validator_panics_is_an_error_not_a_crash() {
+    let queue = "cli-validator-panics";
+    let _worker = Worker::start(queue);
+    let id = "cli-echoes-1";
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "echoes",
+            "--id",
+            id,
+            "--input",
+            r#"{"count": 0, "ms": 0}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = cli(queue, &["update", id, "echo", "--input", r#""fine""#]);
+    assert_eq!((ran.code, ran.json()), (0, json!("fine")), "{}", ran.stderr);
+    let ran = cli(queue, &["update", id, "echo", "--input", r#""boom""#]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr.starts_with(&format!(
+            "error: message to run `{id}` of `echoes`: the update `echo` of flow `echoes` was rejected: its validator panicked: the validator exploded on `boom`"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("RUST_BACKTRACE"), "{}", ran.stderr);
+    cli(queue, &["terminate", id, "--reason", "done"]);
+}
+
+/// Messages and cancellation of runs that have ended say so (exit 1: the run is over, nothing to
+/// retry), and a query or an update that no worker can answer says that no worker serves the
+/// run's task queue (exit 4, like an unreachable server: the request itself is fine), within
+/// about 30 s.
+#[test]
+fn ended_runs_and_runs_without_a_worker_are_told_apart() {
+    let queue = "cli-ended";
+    let worker = Worker::start(queue);
+    let id = "cli-ended-echoes";
+    let ran = cli(
+        queue,
+        &[
+            "start",
+            "echoes",
+            "--id",
+            id,
+            "--input",
+            r#"{"count": 0, "ms": 0}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = cli(queue, &["signal", id, "stop", "--input", "true"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = cli(queue, &["result", id]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    drop(worker);
+
+    let ran = cli(queue, &["update", id, "echo", "--input", r#""late""#]);
+    assert_eq!(
+        (ran.code, ran.stderr.lines().next().unwrap_or_default()),
+        (
+            1,
+            "error: message to run `cli-ended-echoes` of `echoes`: update `echo`: the run has completed; updates go to running runs"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli(queue, &["cancel", id]);
+    assert_eq!(
+        (ran.code, ran.stderr.lines().next().unwrap_or_default()),
+        (
+            1,
+            "error: run `cli-ended-echoes` of `echoes` has already completed: there is nothing to cancel"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli(queue, &["signal", id, "stop", "--input", "true"]);
+    assert_eq!(
+        (ran.code, ran.stderr.lines().next().unwrap_or_default()),
+        (
+            1,
+            "error: message to run `cli-ended-echoes` of `echoes`: signal `stop`: the run has completed; signals go to running runs"
+        ),
+        "{}",
+        ran.stderr
+    );
+
+    // no worker polls this queue
+    let lonely = "cli-no-worker";
+    let id = "cli-no-worker-publish";
+    let ran = cli(
+        lonely,
+        &[
+            "start",
+            "publish",
+            "--id",
+            id,
+            "--input",
+            r#"{"topic": "x", "review_seconds": 600}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let started = Instant::now();
+    let query = Live::start(lonely, &["query", id, "review"]);
+    let update = Live::start(
+        lonely,
+        &["update", id, "edit", "--input", r#"{"text": "x"}"#],
+    );
+    let (query_code, query_err) = query.end(Duration::from_secs(60));
+    let (update_code, update_err) = update.end(Duration::from_secs(60));
+    let took = started.elapsed();
+    let no_worker = format!(
+        "no worker is serving task queue `{lonely}` of run `{id}` (start one: `flock_cli worker --task-queue {lonely}`)"
+    );
+    assert_eq!(query_code, Some(4), "{query_err}");
+    assert!(query_err.contains(&no_worker), "{query_err}");
+    assert_eq!(update_code, Some(4), "{update_err}");
+    assert!(update_err.contains(&no_worker), "{update_err}");
+    assert!(took < Duration::from_secs(50), "took {took:?}");
+    cli(lonely, &["terminate", id, "--reason", "done"]);
+}
+
+/// Ctrl-C (SIGINT) during `run` leaves the run going: it says how to re-attach and how to cancel,
+/// and exits 130.
+#[test]
+fn ctrl_c_during_run_says_how_to_reattach_and_exits_130() {
+    let queue = "cli-ctrl-c";
+    let _worker = Worker::start(queue);
+    let id = "cli-ctrl-c-1";
+    let mut live = Live::start(
+        queue,
+        &[
+            "run",
+            "slow_flow",
+            "--id",
+            id,
+            "--input",
+            r#"{"count": 3, "ms": 3000}"#,
+        ],
+    );
+    assert!(
+        live.wait_for(&format!("run {id} started"), Duration::from_secs(20)),
+        "{}",
+        live.seen.join("\n")
+    );
+    let pid = live.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stderr) = live.end(Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("flock_cli result {id}"))
+            && stderr.contains(&format!("flock_cli cancel {id}")),
+        "{stderr}"
+    );
+    let status = cli(queue, &["-o", "json", "status", id]).json();
+    assert_eq!(status["status"], "running", "{status}");
+    let ran = cli(queue, &["cancel", id]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+}
+
+/// A run that continues as new shows each generation (a line each when not a terminal, at a
+/// bounded rate) and counts them exactly.
+#[test]
+fn run_shows_each_continue_as_new_generation() {
+    let queue = "cli-generations";
+    let _worker = Worker::start(queue);
+    let ran = cli(
+        queue,
+        &["run", "continues", "--input", r#"{"count": 12, "ms": 400}"#],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json(), json!({"done": 0}));
+    let generations: Vec<u32> = ran
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("generation ").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(generations.len() >= 6, "{}", ran.stderr);
+    assert_eq!(generations.last(), Some(&13), "{}", ran.stderr);
+    assert!(
+        generations.windows(2).all(|w| w[0] < w[1]),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// The TestModel notice is for commands that run agents, not for those that only read the
+/// registry.
+#[test]
+fn the_test_model_notice_is_printed_only_where_agents_run() {
+    let queue = "cli-notice";
+    for args in [
+        &["agents"][..],
+        &["flows"],
+        &["graph"],
+        &["schema", "research_agent"],
+    ] {
+        let ran = cli(queue, args);
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        assert!(
+            !ran.stderr.contains("TestModel"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
+    let ran = cli(
+        queue,
+        &[
+            "run",
+            "research_agent",
+            "--local",
+            "--input",
+            r#"{"topic": "x"}"#,
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("TestModel"), "{}", ran.stderr);
 }

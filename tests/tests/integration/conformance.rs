@@ -813,3 +813,206 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+// ---------------------------------------------------------------------------------------------
+// An update validator that panics.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_validator_panics_is_an_error_naming_flow_update_and_panic() {
+    use flock_tests::cli::{Steps, echoes};
+    for (executor, flock) in both("conformance-validator-panics").await {
+        let handle = flock
+            .run_flow(echoes, Steps { count: 0, ms: 0 })
+            .id(format!("validator-panics-{executor}"))
+            .id_reuse(flock::IdReuse::Allow)
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        let answer = tokio::time::timeout(BOUND, handle.update(echoes::echo, "fine".into()))
+            .await
+            .expect("answered");
+        assert_eq!(answer.unwrap(), "fine", "{executor}");
+        let error = handle
+            .update(echoes::echo, "boom".into())
+            .await
+            .expect_err("a panicking validator rejects the update");
+        assert!(
+            matches!(&error, flock::Error::Message { flow, .. } if flow == "echoes"),
+            "{executor}: {error:?}"
+        );
+        assert!(
+            error.to_string().ends_with(
+                "the update `echo` of flow `echoes` was rejected: its validator panicked: the validator exploded on `boom`"
+            ),
+            "{executor}: {error}"
+        );
+        // the run goes on
+        let answer = tokio::time::timeout(BOUND, handle.update(echoes::echo, "again".into()))
+            .await
+            .expect("answered");
+        assert_eq!(answer.unwrap(), "again", "{executor}");
+        handle.signal(echoes::stop, true).await.unwrap();
+        assert_eq!(handle.result().await.unwrap().done, 2, "{executor}");
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patch ids Temporal cannot keep.
+
+#[flow]
+async fn c_patch_id(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    if ctx.patched(&input.text) {
+        return ctx.call(c_echo, input).await;
+    }
+    Ok(Text {
+        text: "old path".into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_overlong_patch_id_fails_the_run_naming_the_flow_and_the_id() {
+    for (executor, flock) in both("conformance-patch-id").await {
+        let ok = bounded(executor, &flock, c_patch_id, Text { text: "v2".into() })
+            .await
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        assert_eq!(ok.text, "v2", "{executor}");
+        let long = "p".repeat(10_000);
+        for (id, says) in [
+            ("", "a patch id must not be empty".to_owned()),
+            (
+                long.as_str(),
+                format!("patch id `{}…` is 10000 bytes long", "p".repeat(32)),
+            ),
+        ] {
+            let error = bounded(executor, &flock, c_patch_id, Text { text: id.into() })
+                .await
+                .expect_err("an invalid patch id fails the run");
+            let text = error.to_string();
+            assert!(
+                matches!(&error, flock::Error::Run { name, .. } if name == "c_patch_id"),
+                "{executor}: {error:?}"
+            );
+            assert!(
+                text.contains("flow `c_patch_id`") && text.contains(&says),
+                "{executor}: {text}"
+            );
+            assert!(!text.contains("old path"), "{executor}: {text}");
+        }
+        flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zero worker limits (concurrency: `max_cached_workflows: 0`, no cache, is a working set-up that
+// the otel tests use).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_worker_limits_are_refused_naming_the_field() {
+    use flock::WorkerLimits;
+    let zero_agents = WorkerLimits {
+        max_concurrent_agents: 0,
+        ..Default::default()
+    };
+    for local in [true, false] {
+        let built = Flock::builder()
+            .local_debug(local)
+            .worker_limits(zero_agents)
+            .temporal(config("conformance-zero-limits"))
+            .build()
+            .await;
+        let error = built.expect_err("a zero limit is refused").to_string();
+        assert!(
+            error.contains("`max_concurrent_agents` is 0"),
+            "local={local}: {error}"
+        );
+    }
+    let flock = client_only_flock("conformance-zero-limits").await;
+    for (limits, field) in [
+        (
+            WorkerLimits {
+                max_concurrent_flow_tasks: 0,
+                ..Default::default()
+            },
+            "max_concurrent_flow_tasks",
+        ),
+        (
+            WorkerLimits {
+                max_concurrent_agents: 0,
+                ..Default::default()
+            },
+            "max_concurrent_agents",
+        ),
+    ] {
+        let run = flock.worker().limits(limits).run();
+        let error = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("refused at once, not served")
+            .expect_err("a zero limit is refused");
+        assert!(
+            error.to_string().contains(&format!("`{field}` is 0")),
+            "{error}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attempts started before a schedule-to-close timeout.
+
+static C_TWICE_CALLS: AtomicU32 = AtomicU32::new(0);
+static C_TWICE_LOCAL_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Attempt 1 times out after 1 s; attempt 2 starts ~100 ms later and is cut by the
+/// schedule-to-close timeout.
+#[agent(
+    local = false,
+    timeout = "1s",
+    schedule_to_close = "1800ms",
+    retry(attempts = 2, initial_interval = "100ms")
+)]
+async fn c_times_out_twice(input: Text) -> Text {
+    C_TWICE_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    input
+}
+
+/// The same as a local activity.
+#[agent(
+    timeout = "1s",
+    schedule_to_close = "1800ms",
+    retry(attempts = 2, initial_interval = "100ms")
+)]
+async fn c_times_out_twice_local(input: Text) -> Text {
+    C_TWICE_LOCAL_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    input
+}
+
+#[flow]
+async fn c_calls_twice(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    if input.text == "local" {
+        ctx.call(c_times_out_twice_local, input).await
+    } else {
+        ctx.call(c_times_out_twice, input).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_reports_every_attempt_that_started() {
+    for (executor, flock) in both("conformance-attempts-started").await {
+        for (kind, calls) in [("remote", &C_TWICE_CALLS), ("local", &C_TWICE_LOCAL_CALLS)] {
+            calls.store(0, Ordering::SeqCst);
+            let error = bounded(executor, &flock, c_calls_twice, Text { text: kind.into() })
+                .await
+                .unwrap_err();
+            let (_, attempts, _) = error.agent_error().expect("the agent failed");
+            let made = calls.load(Ordering::SeqCst);
+            assert_eq!(
+                (attempts, made),
+                (2, 2),
+                "{executor}, {kind}: reported {attempts} attempts, {made} made: {error}"
+            );
+        }
+        flock.shutdown().await.unwrap();
+    }
+}

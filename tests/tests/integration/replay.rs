@@ -186,3 +186,102 @@ async fn the_recorded_histories_of_the_example_flows_replay_against_the_current_
         histories_dir().display()
     );
 }
+
+/// `temporal workflow show --output json` (the proto3 JSON every Temporal tool writes) replays
+/// like `Flock::history_json`'s output: the examples' flows (agents, child flows, a signal, a
+/// timer, an update) recorded with the real `temporal` CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_from_temporal_workflow_show_replay() {
+    let [_, (_, flock)] = both("replay-cli-json").await;
+    let reuse = flock::IdReuse::Allow;
+    flock
+        .run_flow(
+            research_flow,
+            Topic {
+                topic: "CLI".into(),
+            },
+        )
+        .id("cli-json-research")
+        .id_reuse(reuse)
+        .await
+        .unwrap();
+    flock
+        .run_flow(handle_batch, sample_batch())
+        .id("cli-json-batch")
+        .id_reuse(reuse)
+        .await
+        .unwrap();
+    let handle = flock
+        .run_flow(
+            publish,
+            Brief {
+                topic: "json".into(),
+                review_seconds: 3600,
+            },
+        )
+        .id("cli-json-approval")
+        .id_reuse(reuse)
+        .start()
+        .await
+        .unwrap();
+    let edit = flock_examples::approval::Edit {
+        text: "edited".into(),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while handle.update(publish::edit, edit.clone()).await.is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the edit was never taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    handle
+        .signal(
+            publish::decision,
+            Decision {
+                approve: true,
+                note: "json".into(),
+            },
+        )
+        .await
+        .unwrap();
+    handle.result().await.unwrap();
+    let cli = flock::dev_server::DevServer::find_cli().expect("the temporal CLI");
+    for run_id in ["cli-json-research", "cli-json-batch", "cli-json-approval"] {
+        let shown = std::process::Command::new(&cli)
+            .args([
+                "workflow",
+                "show",
+                "--workflow-id",
+                run_id,
+                "--output",
+                "json",
+            ])
+            .args(["--address", &super::temporal::server()])
+            .output()
+            .expect("temporal workflow show runs");
+        assert!(
+            shown.status.success(),
+            "{}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        let json: Value = serde_json::from_slice(&shown.stdout).unwrap();
+        assert!(
+            json["events"][0].get("eventId").is_some(),
+            "not proto3 JSON: {json}"
+        );
+        flock
+            .replay(&shown.stdout)
+            .await
+            .unwrap_or_else(|e| panic!("{run_id}: {e}"));
+        // and changed in place it still fails, as from `history_json`
+        let mut changed: Value = json.clone();
+        changed["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] =
+            Value::from("no_such_flow");
+        let error = flock
+            .replay(&serde_json::to_vec(&changed).unwrap())
+            .await
+            .expect_err("unknown flow");
+        assert!(error.to_string().contains("`no_such_flow`"), "{error}");
+    }
+}

@@ -80,12 +80,19 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             let checkpoints = Arc::new(Checkpoints::resuming(resumed.clone()));
             let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
             let cancellation = Cancellation::default();
+            let heartbeats = Arc::new(Heartbeats::new(ctx.clone(), resumed, attempt));
+            if attempt > 1 {
+                // A retry says which attempt it is: a timeout that ends it (schedule-to-close)
+                // carries the last heartbeat's details, from which the flow reports the attempts
+                // that really started.
+                heartbeats.send(|_| {});
+            }
             let agent_ctx = AgentContext::for_attempt(
                 run_id.clone(),
                 attempt,
                 spec,
                 shared.settings.models.clone(),
-                Some(Arc::new(Heartbeats::new(ctx.clone(), resumed))),
+                Some(heartbeats),
                 Some(usage.clone()),
                 cancellation.clone(),
             )
@@ -99,18 +106,44 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             .with_payload_limit(shared.settings.payload_limit);
             let span = observe::attempt_span(A::NAME, &run_id, attempt);
             let started = Instant::now();
+            // A local activity's schedule-to-close is its worker's timer, whose failure tells
+            // nothing of the attempts: an attempt that would run into it ends here just before,
+            // with a failure that says which attempt it was, not retried (no time is left), as
+            // the local executor does.
+            let schedule_to_close_left = spec
+                .schedule_to_close
+                .zip(info.scheduled_time)
+                .filter(|_| info.is_local)
+                .map(|(limit, scheduled)| {
+                    (scheduled + limit)
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                        .saturating_sub(LOCAL_DEADLINE_MARGIN)
+                });
+            let last_before_deadline =
+                schedule_to_close_left.is_some_and(|left| left < start_to_close);
+            let limit =
+                schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
+            let mut timed_out = false;
             let call = DynAgent::call_json(&agent, agent_ctx, input).instrument(span.clone());
             // A timed-out or cancelled attempt stops here, on this worker: the agent sees
             // `is_cancelled`, and its future (with any model request in flight) is dropped, so
             // nothing runs on after the flow has moved on.
             let result = tokio::select! {
                 result = call => Ok(result),
-                () = tokio::time::sleep(start_to_close) => {
+                () = tokio::time::sleep(limit) => {
                     cancellation.cancel();
-                    Ok(Err(AgentError::transient(format!(
-                        "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
-                        A::NAME
-                    ))))
+                    timed_out = true;
+                    Ok(Err(AgentError::transient(match (last_before_deadline, spec.schedule_to_close) {
+                        (true, Some(total)) => format!(
+                            "agent `{}` timed out: its schedule-to-close timeout ({total:?}) passed",
+                            A::NAME
+                        ),
+                        _ => format!(
+                            "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
+                            A::NAME
+                        ),
+                    })))
                 }
                 () = ctx.cancelled() => {
                     cancellation.cancel();
@@ -143,11 +176,22 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                     let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
                     Ok(usage_envelope(output, usage))
                 }
+                Err(error) if timed_out && last_before_deadline => Err(ActivityError::from(
+                    ApplicationFailure::builder(error.message().to_owned())
+                        .type_name(error.class().name().to_owned())
+                        .non_retryable(true)
+                        .details(json!({ "attempt": attempt }))
+                        .build(),
+                )),
                 Err(error) => Err(to_activity_error(&error, attempt, &policy)),
             }
         })
     }
 }
+
+/// How long before its schedule-to-close deadline a local activity's attempt is ended by flock,
+/// so that its failure (naming the attempt) comes before the worker's own timer's.
+const LOCAL_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// An agent's activity result: its output and the model tokens it used, so that the history (and
 /// the run record read from it) carries the usage. Every agent's result has this shape, so it
@@ -172,8 +216,10 @@ pub(crate) fn open_envelope(result: Value) -> (Value, Usage) {
 
 /// Progress reports and checkpoints of an activity become Temporal heartbeats (which also satisfy
 /// a heartbeat timeout), whose details carry both: `{"progress": .., "checkpoint": ..}`, each
-/// the last one reported. The server gives the last details to the next attempt, so the
-/// checkpoint an attempt resumed from travels on in its heartbeats until it makes its own.
+/// the last one reported, and from the second attempt on the attempt's number (`"attempt"`). The
+/// server gives the last details to the next attempt, so the checkpoint an attempt resumed from
+/// travels on in its heartbeats until it makes its own; and a timeout failure carries them, so
+/// the flow learns which attempt the timeout cut.
 struct Heartbeats {
     ctx: ActivityContext,
     details: std::sync::Mutex<HeartbeatDetails>,
@@ -183,6 +229,9 @@ struct Heartbeats {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HeartbeatDetails {
+    /// The attempt that heartbeats, from the second on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     progress: Option<Value>,
     /// Present (even as `null`, the checkpoint of `()` or `None`) when a checkpoint was made.
@@ -199,10 +248,11 @@ fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, 
 }
 
 impl Heartbeats {
-    fn new(ctx: ActivityContext, resumed: Option<Value>) -> Self {
+    fn new(ctx: ActivityContext, resumed: Option<Value>, attempt: u32) -> Self {
         Heartbeats {
             ctx,
             details: std::sync::Mutex::new(HeartbeatDetails {
+                attempt: (attempt > 1).then_some(attempt),
                 progress: None,
                 checkpoint: resumed,
             }),

@@ -168,19 +168,34 @@ fn parse_address(server_url: &str) -> Result<Address, String> {
             None => return Err(bad(format!("has `{after}` after `{host}`"), &host)),
         }
     } else {
+        let ipv6 = |text: &str| text.parse::<std::net::Ipv6Addr>().is_ok();
         match rest.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => {
+            // `::1:7233` or `::1`: an IPv6 address, whose colons hide the port's
+            Some((host, _)) if ipv6(host) || ipv6(rest) => {
+                let written = if ipv6(host) { host } else { rest };
                 return Err(bad(
-                    "looks like an IPv6 address without brackets; write it as `[::1]:7233`".into(),
+                    format!(
+                        "looks like an IPv6 address without brackets; write it as `[{written}]:7233`"
+                    ),
                     "",
                 ));
             }
+            // more than one `:` and no IPv6 address: the host's syntax check below says so
             Some((host, port)) => (host.to_owned(), Some(port)),
             None => (rest.to_owned(), None),
         }
     };
     if host.is_empty() || host == "[]" {
         return Err(bad("has no host".into(), ""));
+    }
+    // The host's syntax, before the port's (`not a url::` is no address at all, not one with a
+    // bad port): the URL parser knows host names, IPv4 and IPv6.
+    let parsed = Url::parse(&format!("http://{host}:1"));
+    if !parsed.is_ok_and(|url| url.host_str().is_some()) {
+        return Err(bad(
+            format!("has the host `{host}`, which is not a host name or IP address"),
+            "",
+        ));
     }
     let Some(port) = port else {
         return Err(bad("has no port".into(), &host));
@@ -194,14 +209,6 @@ fn parse_address(server_url: &str) -> Result<Address, String> {
             ));
         }
     };
-    // The host's syntax: the URL parser knows host names, IPv4 and IPv6.
-    let parsed = Url::parse(&format!("http://{host}:{port}"));
-    if !parsed.is_ok_and(|url| url.host_str().is_some()) {
-        return Err(bad(
-            format!("has the host `{host}`, which is not a host name or IP address"),
-            "",
-        ));
-    }
     Ok(Address { scheme, host, port })
 }
 
@@ -622,7 +629,22 @@ mod tests {
             (":7233", "has no host"),
             ("http://", "has no host"),
             ("local host:7233", "not a host name or IP address"),
-            ("::1:7233", "IPv6 address without brackets"),
+            (
+                "::1:7233",
+                "IPv6 address without brackets; write it as `[::1]:7233`",
+            ),
+            (
+                "fe80::1",
+                "IPv6 address without brackets; write it as `[fe80::1]:7233`",
+            ),
+            (
+                "not a url::",
+                "has the host `not a url:`, which is not a host name or IP address",
+            ),
+            (
+                "host:name:7233",
+                "has the host `host:name`, which is not a host name",
+            ),
             ("[::1:7233", "without its `]`"),
             ("grpc://localhost:7233", "has the scheme `grpc://`"),
             ("localhost:7233/api", "has a path (`/api`)"),

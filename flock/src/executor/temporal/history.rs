@@ -13,10 +13,14 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::activity::open_envelope;
+
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::record::{AttemptRecord, RunRecord, RunStatus, StepRecord, UndeliveredMessage};
 use crate::registry::Registry;
 use crate::spec::{FlowSpec, MessageKind};
+
+mod proto_json;
+pub(crate) use proto_json::history_from_json;
 
 /// How deep child flows are followed.
 const MAX_DEPTH: usize = 8;
@@ -40,6 +44,20 @@ pub(crate) async fn fill_from_history(
     record: &mut RunRecord,
 ) -> Result<(), String> {
     fill(client, registry, record, 0, None, true).await?;
+    add_pending(client, record).await;
+    Ok(())
+}
+
+/// Like [`fill_from_history`] for the current generation of the run alone, without its child
+/// flows: what the command line's progress shows, read again every moment (a run that
+/// continued as new many times would otherwise have dozens of histories read each time).
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) async fn fill_current_steps(
+    client: &Client,
+    record: &mut RunRecord,
+) -> Result<(), String> {
+    // past both limits: neither earlier generations nor child flows are followed
+    fill(client, record, MAX_DEPTH.max(MAX_GENERATIONS), None, true).await?;
     add_pending(client, record).await;
     Ok(())
 }

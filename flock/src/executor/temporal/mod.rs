@@ -294,20 +294,14 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
     use temporalio_sdk::workflow_replayer::{
         WorkflowReplayError, WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions,
     };
-    let history = temporalio_client::WorkflowHistory::from_json(&history_json).map_err(|e| {
+    // flock's own JSON (`history_json`) or proto3 JSON (`temporal workflow show -o json`)
+    let history = history::history_from_json(&history_json).map_err(|e| {
         Error::Config(format!(
-            "the workflow history is not valid JSON history: {e}"
+            "the workflow history is not valid JSON history (neither `Flock::history_json`'s nor `temporal workflow show --output json`'s): {e}"
         ))
     })?;
-    let events = temporalio_client::WorkflowHistory::from_json(&history_json)
-        .map_err(|e| {
-            Error::Config(format!(
-                "the workflow history is not valid JSON history: {e}"
-            ))
-        })?
-        .into_events()
-        .await
-        .map_err(|e| Error::Config(format!("the workflow history cannot be read: {e}")))?;
+    let events = history.events.clone();
+    let history = temporalio_client::WorkflowHistory::from(history);
     let workflow_type = events
         .first()
         .and_then(|event| match &event.attributes {
@@ -819,7 +813,7 @@ impl TemporalExecutor {
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .maybe_search_attributes(search_attributes(attributes))
         .build();
-        let handle = self
+        let handle = match self
             .client
             .start_update_with_start_workflow(
                 workflow::ByName(spec.name),
@@ -829,19 +823,22 @@ impl TemporalExecutor {
                 options,
             )
             .await
-            .map_err(|e| match e {
-                WorkflowUpdateWithStartError::Update(e) => {
-                    self.update_error(spec.name, run_id, name, e)
-                }
-                other => Error::Executor(format!(
+        {
+            Ok(handle) => handle,
+            Err(WorkflowUpdateWithStartError::Update(e)) => {
+                return Err(self.update_error(spec.name, run_id, name, e).await);
+            }
+            Err(other) => {
+                return Err(Error::Executor(format!(
                     "cannot start `{}` as workflow `{run_id}` with update `{name}`: {other}",
                     spec.name
-                )),
-            })?;
+                )));
+            }
+        };
         handle
             .get_result(Default::default())
             .await
-            .map_err(|e| self.update_error(spec.name, run_id, name, e))
+            .map_err(|e| self.answer_error(spec.name, run_id, name, e))
     }
 
     /// The runs of flow `flow` with these keyword search attributes, newest first.
@@ -882,7 +879,8 @@ impl TemporalExecutor {
         name: &str,
         value: Value,
     ) -> Result<(), Error> {
-        self.client
+        match self
+            .client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
             .signal(
                 workflow::MessageByName(name.to_owned()),
@@ -890,21 +888,31 @@ impl TemporalExecutor {
                 Default::default(),
             )
             .await
-            .map_err(|e| self.interaction_error(flow, run_id, &format!("signal `{name}`"), e))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .interaction_error(flow, run_id, &format!("signal `{name}`"), e)
+                .await),
+        }
     }
 
-    /// Asks workflow `run_id` query `name`.
+    /// Asks workflow `run_id` query `name`. A worker answers queries, of closed runs too: when
+    /// the server gives up waiting for one and none polls the run's task queue, the error says
+    /// so ([`Error::NoWorker`]).
     pub(crate) async fn query(&self, flow: &str, run_id: &str, name: &str) -> Result<Value, Error> {
         use temporalio_client::errors::WorkflowQueryError;
-        self.client
+        let asked = self
+            .client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
             .query(
                 workflow::MessageByName(name.to_owned()),
                 Value::Null,
                 Default::default(),
             )
-            .await
-            .map_err(|e| {
+            .await;
+        let value = match asked {
+            Ok(value) => value,
+            Err(e) => {
                 let message = match e {
                     WorkflowQueryError::NotFound(_) => {
                         format!(
@@ -912,25 +920,37 @@ impl TemporalExecutor {
                             self.config.namespace
                         )
                     }
-                    WorkflowQueryError::Rpc(status) => status.message().to_owned(),
+                    WorkflowQueryError::Rpc(status) => {
+                        let what = format!("query `{name}`");
+                        if let Some(no_worker) = self.no_worker(flow, run_id, &what).await {
+                            return Err(no_worker);
+                        }
+                        status.message().to_owned()
+                    }
                     other => other.to_string(),
                 };
-                Error::Message {
+                return Err(Error::Message {
                     flow: flow.to_owned(),
                     run_id: run_id.to_owned(),
                     message: format!("query `{name}`: {message}"),
-                }
+                });
+            }
+        };
+        Ok(value).and_then(|value| {
+            undecodable_check(value).map_err(|reason| Error::Message {
+                flow: flow.to_owned(),
+                run_id: run_id.to_owned(),
+                message: format!("query `{name}`: the answer cannot be decoded: {reason}"),
             })
-            .and_then(|value| {
-                undecodable_check(value).map_err(|reason| Error::Message {
-                    flow: flow.to_owned(),
-                    run_id: run_id.to_owned(),
-                    message: format!("query `{name}`: the answer cannot be decoded: {reason}"),
-                })
-            })
+        })
     }
 
-    /// Sends workflow `run_id` update `name` and waits for the answer.
+    /// Sends workflow `run_id` update `name` and waits for the answer. Until a worker has
+    /// accepted the update (its validator ran there), the wait is bounded: every
+    /// [`UPDATE_ACCEPT_WAIT`] without acceptance the run's task queue is checked, and with no
+    /// worker polling it the update fails ([`Error::NoWorker`]; the update, never accepted, is
+    /// not in the run). Once accepted, the sender waits for the flow's answer as long as the
+    /// flow takes.
     pub(crate) async fn update(
         &self,
         flow: &str,
@@ -938,15 +958,40 @@ impl TemporalExecutor {
         name: &str,
         value: Value,
     ) -> Result<Value, Error> {
-        self.client
-            .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
-            .execute_update(
+        use temporalio_client::{RpcOptions, WorkflowStartUpdateOptions};
+        let handle = self
+            .client
+            .get_workflow_handle::<workflow::ByName>(run_id.to_owned());
+        // one id for every attempt to send it: the server takes it once
+        let update_id = uuid::Uuid::new_v4().to_string();
+        let accepted = loop {
+            let options = WorkflowStartUpdateOptions::builder()
+                .update_id(update_id.clone())
+                .build();
+            let start = handle.start_update(
                 workflow::MessageByName(name.to_owned()),
-                value,
-                Default::default(),
-            )
+                value.clone(),
+                options,
+            );
+            match tokio::time::timeout(UPDATE_ACCEPT_WAIT, start).await {
+                Ok(started) => break started,
+                Err(_) => {
+                    let what = format!("update `{name}`");
+                    if let Some(no_worker) = self.no_worker(flow, run_id, &what).await {
+                        return Err(no_worker);
+                    }
+                    // a worker polls: the run is busy; keep waiting for it to accept
+                }
+            }
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => return Err(self.update_error(flow, run_id, name, e).await),
+        };
+        accepted
+            .get_result(RpcOptions::default())
             .await
-            .map_err(|e| self.update_error(flow, run_id, name, e))
+            .map_err(|e| self.answer_error(flow, run_id, name, e))
             .and_then(|value| {
                 undecodable_check(value).map_err(|reason| Error::Message {
                     flow: flow.to_owned(),
@@ -965,8 +1010,18 @@ fn undecodable_check(value: Value) -> Result<Value, String> {
     }
 }
 
+/// How long an update waits to be accepted before the run's task queue is checked for a worker
+/// (queries give up after about as long, on the server).
+pub(crate) const UPDATE_ACCEPT_WAIT: Duration = Duration::from_secs(30);
+
+/// How recently a worker must have polled a task queue to count as serving it: an idle worker's
+/// long poll lasts about a minute, and the server lists pollers for minutes after they stopped.
+const POLLED_WITHIN: Duration = Duration::from_secs(90);
+
 impl TemporalExecutor {
-    fn update_error(
+    /// An update that was not accepted: rejected by its validator, sent to a run that does not
+    /// exist or has ended.
+    async fn update_error(
         &self,
         flow: &str,
         run_id: &str,
@@ -976,10 +1031,15 @@ impl TemporalExecutor {
         use temporalio_client::errors::WorkflowUpdateError;
         let message = match error {
             WorkflowUpdateError::Failed(failure) => history::message_of(&failure),
-            WorkflowUpdateError::NotFound(_) => format!(
-                "there is no run `{run_id}` in namespace `{}`",
-                self.config.namespace
-            ),
+            WorkflowUpdateError::NotFound(_) => {
+                if let Some(ended) = self.ended(flow, run_id, &format!("update `{name}`")).await {
+                    return ended;
+                }
+                format!(
+                    "there is no run `{run_id}` in namespace `{}`",
+                    self.config.namespace
+                )
+            }
             WorkflowUpdateError::Rpc(status) => status.message().to_owned(),
             other => other.to_string(),
         };
@@ -990,7 +1050,31 @@ impl TemporalExecutor {
         }
     }
 
-    fn interaction_error(
+    /// An accepted update that got no answer: the flow failed it, or the run ended first.
+    fn answer_error(
+        &self,
+        flow: &str,
+        run_id: &str,
+        name: &str,
+        error: temporalio_client::errors::WorkflowUpdateError,
+    ) -> Error {
+        use temporalio_client::errors::WorkflowUpdateError;
+        let message = match error {
+            WorkflowUpdateError::Failed(failure) => history::message_of(&failure),
+            WorkflowUpdateError::NotFound(_) => {
+                format!("flow `{flow}` ended before it answered the update")
+            }
+            WorkflowUpdateError::Rpc(status) => status.message().to_owned(),
+            other => other.to_string(),
+        };
+        Error::Message {
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            message: format!("update `{name}`: {message}"),
+        }
+    }
+
+    async fn interaction_error(
         &self,
         flow: &str,
         run_id: &str,
@@ -999,10 +1083,15 @@ impl TemporalExecutor {
     ) -> Error {
         use temporalio_client::errors::WorkflowInteractionError;
         let message = match error {
-            WorkflowInteractionError::NotFound(_) => format!(
-                "there is no running run `{run_id}` in namespace `{}`",
-                self.config.namespace
-            ),
+            WorkflowInteractionError::NotFound(_) => {
+                if let Some(ended) = self.ended(flow, run_id, what).await {
+                    return ended;
+                }
+                format!(
+                    "there is no running run `{run_id}` in namespace `{}`",
+                    self.config.namespace
+                )
+            }
             WorkflowInteractionError::Rpc(status) => status.message().to_owned(),
             other => other.to_string(),
         };
@@ -1011,6 +1100,78 @@ impl TemporalExecutor {
             run_id: run_id.to_owned(),
             message: format!("{what}: {message}"),
         }
+    }
+
+    /// [`Error::RunEnded`] for message `what` (`update `edit``) when run `run_id` exists and has
+    /// ended; `None` when it is running or unknown.
+    async fn ended(&self, flow: &str, run_id: &str, what: &str) -> Option<Error> {
+        let status = self.closed_status(run_id).await?;
+        let kinds = if what.starts_with("signal") {
+            "signals"
+        } else {
+            "updates"
+        };
+        Some(Error::RunEnded {
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            status: status.to_owned(),
+            message: format!(
+                "message to run `{run_id}` of `{flow}`: {what}: the run has {}; {kinds} go to running runs",
+                ended_words(status)
+            ),
+        })
+    }
+
+    /// How run `run_id` ended; `None` while it runs, or when it is unknown.
+    async fn closed_status(&self, run_id: &str) -> Option<&'static str> {
+        let description = self.description(run_id).await.ok()?;
+        let status = status_name(description.status());
+        (status != "running").then_some(status)
+    }
+
+    /// [`Error::NoWorker`] for `what` (`query `status``) when no worker has polled the task
+    /// queue of run `run_id` lately (Temporal's DescribeTaskQueue); `None` when one has, or when
+    /// it cannot be told.
+    async fn no_worker(&self, flow: &str, run_id: &str, what: &str) -> Option<Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
+        use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+        let task_queue = self.description(run_id).await.ok()?.task_queue().to_owned();
+        let request = DescribeTaskQueueRequest {
+            namespace: self.config.namespace.clone(),
+            task_queue: Some(TaskQueue {
+                name: task_queue.clone(),
+                kind: TaskQueueKind::Normal as i32,
+                ..Default::default()
+            }),
+            task_queue_type: TaskQueueType::Workflow as i32,
+            ..Default::default()
+        };
+        let mut client = self.client.clone();
+        let pollers = client
+            .describe_task_queue(Request::new(request))
+            .await
+            .ok()?
+            .into_inner()
+            .pollers;
+        let now = std::time::SystemTime::now();
+        let serving = pollers.iter().any(|poller| {
+            poller
+                .last_access_time
+                .as_ref()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .is_none_or(|at| now.duration_since(at).unwrap_or_default() < POLLED_WITHIN)
+        });
+        (!serving).then(|| Error::NoWorker {
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            task_queue: task_queue.clone(),
+            message: format!(
+                "message to run `{run_id}` of `{flow}`: {what}: no worker is serving task queue `{task_queue}` of run `{run_id}`"
+            ),
+        })
     }
 
     /// Waits for the result of workflow `run_id`. Transport errors while waiting (a server that
@@ -1306,17 +1467,47 @@ impl TemporalExecutor {
         Ok(found)
     }
 
-    /// Terminates workflow `run_id`: it stops at once, without running any more flow code.
+    /// Terminates workflow `run_id`: it stops at once, without running any more flow code. A
+    /// run that has ended is [`Error::RunEnded`].
     pub(crate) async fn terminate(&self, run_id: &str, reason: &str) -> Result<(), Error> {
-        self.client
+        let terminated = self
+            .client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
             .terminate(
                 temporalio_client::WorkflowTerminateOptions::builder()
                     .reason(reason.to_owned())
                     .build(),
             )
-            .await
-            .map_err(|e| Error::Executor(format!("cannot terminate workflow `{run_id}`: {e}")))
+            .await;
+        match terminated {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .closed_run_error(run_id, "terminate")
+                .await
+                .unwrap_or_else(|| {
+                    Error::Executor(format!("cannot terminate workflow `{run_id}`: {e}"))
+                })),
+        }
+    }
+
+    /// [`Error::RunEnded`] for a cancellation or termination (`verb`) of run `run_id`, when it
+    /// has ended; `None` when it is running or unknown.
+    async fn closed_run_error(&self, run_id: &str, verb: &str) -> Option<Error> {
+        let description = self.description(run_id).await.ok()?;
+        let status = status_name(description.status());
+        if status == "running" {
+            return None;
+        }
+        let flow = description.workflow_type().to_owned();
+        Some(Error::RunEnded {
+            message: format!(
+                "run `{run_id}` of `{flow}` has already {}: there is nothing to {verb}",
+                ended_words(status)
+            ),
+            flow,
+            run_id: run_id.to_owned(),
+            status: status.to_owned(),
+        })
     }
 
     /// Fills a record of a run started elsewhere from its history: steps, children, and (when
@@ -1331,13 +1522,115 @@ impl TemporalExecutor {
             .map_err(Error::Executor)
     }
 
-    /// Requests cancellation of workflow `run_id`.
+    /// [`record_from_history`](Self::record_from_history) for the current generation's steps
+    /// alone (the command line's progress).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn current_steps(
+        &self,
+        record: &mut crate::record::RunRecord,
+    ) -> Result<(), Error> {
+        history::fill_current_steps(&self.client, record)
+            .await
+            .map_err(Error::Executor)
+    }
+
+    /// Requests cancellation of workflow `run_id`. A run that has ended is [`Error::RunEnded`]
+    /// (the server would take the request and do nothing).
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), Error> {
-        self.client
+        if let Some(ended) = self.closed_run_error(run_id, "cancel").await {
+            return Err(ended);
+        }
+        let cancelled = self
+            .client
             .get_workflow_handle::<workflow::ByName>(run_id.to_owned())
             .cancel(WorkflowCancelOptions::default())
-            .await
-            .map_err(|e| Error::Executor(format!("cannot cancel workflow `{run_id}`: {e}")))
+            .await;
+        match cancelled {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .closed_run_error(run_id, "cancel")
+                .await
+                .unwrap_or_else(|| {
+                    Error::Executor(format!("cannot cancel workflow `{run_id}`: {e}"))
+                })),
+        }
+    }
+}
+
+impl TemporalExecutor {
+    /// The generations (runs linked by continue-as-new) of workflow `run_id`: the current one's
+    /// Temporal run id, and how many generations started after `known` (a Temporal run id seen
+    /// before; `None`: count them all, the first included). Walks back from the current run
+    /// through each history's first event, at most `limit` steps.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) async fn generations_since(
+        &self,
+        run_id: &str,
+        known: Option<&str>,
+        limit: u32,
+    ) -> Result<(String, u32), Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+        let description = self.description(run_id).await?;
+        let current = description
+            .raw_description
+            .workflow_execution_info
+            .as_ref()
+            .and_then(|info| info.execution.as_ref())
+            .map(|execution| execution.run_id.clone())
+            .unwrap_or_default();
+        let mut walked = current.clone();
+        let mut count = 0;
+        while Some(walked.as_str()) != known && count < limit && !walked.is_empty() {
+            count += 1;
+            let request = GetWorkflowExecutionHistoryRequest {
+                namespace: self.config.namespace.clone(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: run_id.to_owned(),
+                    run_id: walked.clone(),
+                }),
+                maximum_page_size: 1,
+                ..Default::default()
+            };
+            let mut client = self.client.clone();
+            let history = client
+                .get_workflow_execution_history(Request::new(request))
+                .await
+                .map_err(|e| {
+                    Error::Executor(format!(
+                        "cannot read the history of `{run_id}`: {}",
+                        e.message()
+                    ))
+                })?
+                .into_inner();
+            walked = history
+                .history
+                .and_then(|h| h.events.into_iter().next())
+                .and_then(|event| match event.attributes {
+                    Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                        Some(a.continued_execution_run_id)
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+        }
+        Ok((current, count))
+    }
+}
+
+/// How a run ended, as the rest of a sentence: "has completed", "has been cancelled", ...
+fn ended_words(status: &str) -> &'static str {
+    match status {
+        "completed" => "completed",
+        "failed" => "failed",
+        "cancelled" => "been cancelled",
+        "terminated" => "been terminated",
+        "timed_out" => "timed out",
+        "continued_as_new" => "continued as a new run",
+        _ => "ended",
     }
 }
 

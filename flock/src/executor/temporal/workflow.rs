@@ -701,9 +701,10 @@ fn application_failure(error: &ActivityExecutionError) -> Option<(ErrorClass, St
     None
 }
 
-/// The attempts an activity made when its failure does not carry flock's attempt number (a
-/// timeout): all of them when Temporal says it ran out of attempts; otherwise the last attempt
-/// the failure chain records, plus the one that timed out.
+/// The attempts an activity started when its failure does not carry flock's attempt number (a
+/// timeout): all of them when Temporal says it ran out of attempts; otherwise the latest attempt
+/// the failure chain tells of: the number a retry put in its heartbeat details (which a timeout
+/// failure carries), or an earlier attempt's own failure plus the one that timed out.
 fn attempts_made(error: &ActivityExecutionError, max_attempts: u32) -> u32 {
     use temporalio_common::protos::temporal::api::enums::v1::RetryState;
     use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
@@ -716,21 +717,37 @@ fn attempts_made(error: &ActivityExecutionError, max_attempts: u32) -> u32 {
     {
         return max_attempts;
     }
-    let mut cause = failure.cause.as_deref();
-    while let Some(failure) = cause {
-        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &failure.failure_info
-            && let Some(attempt) = info
-                .details
-                .as_ref()
+    let attempt_in =
+        |payloads: Option<&temporalio_common::protos::temporal::api::common::v1::Payloads>| {
+            payloads
                 .and_then(|d| d.payloads.first())
                 .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
                 .and_then(|d| d["attempt"].as_u64())
-        {
-            return attempt as u32 + 1;
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+    let mut made = 1;
+    let mut cause = failure.cause.as_deref();
+    while let Some(failure) = cause {
+        match &failure.failure_info {
+            Some(FailureInfo::TimeoutFailureInfo(info)) => {
+                if let Some(attempt) = attempt_in(info.last_heartbeat_details.as_ref()) {
+                    made = made.max(attempt);
+                }
+            }
+            Some(FailureInfo::ApplicationFailureInfo(info)) => {
+                if let Some(attempt) = attempt_in(info.details.as_ref()) {
+                    made = made.max(attempt.saturating_add(1));
+                }
+            }
+            _ => {}
         }
         cause = failure.cause.as_deref();
     }
-    1
+    if max_attempts > 0 {
+        made.min(max_attempts)
+    } else {
+        made
+    }
 }
 
 fn child_failure(
@@ -1070,6 +1087,7 @@ fn is_bug(error: &FlowError) -> bool {
     match error {
         FlowError::Panicked { .. }
         | FlowError::NonDeterminism { .. }
+        | FlowError::InvalidPatchId { .. }
         | FlowError::Serialization { .. }
         | FlowError::PayloadTooLarge { .. }
         | FlowError::NotRegistered { .. } => true,
