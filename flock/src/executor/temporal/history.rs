@@ -54,10 +54,19 @@ pub(crate) async fn fill_from_history(
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) async fn fill_current_steps(
     client: &Client,
+    registry: &Registry,
     record: &mut RunRecord,
 ) -> Result<(), String> {
     // past both limits: neither earlier generations nor child flows are followed
-    fill(client, record, MAX_DEPTH.max(MAX_GENERATIONS), None, true).await?;
+    fill(
+        client,
+        registry,
+        record,
+        MAX_DEPTH.max(MAX_GENERATIONS),
+        None,
+        true,
+    )
+    .await?;
     add_pending(client, record).await;
     Ok(())
 }

@@ -1529,7 +1529,7 @@ impl TemporalExecutor {
         &self,
         record: &mut crate::record::RunRecord,
     ) -> Result<(), Error> {
-        history::fill_current_steps(&self.client, record)
+        history::fill_current_steps(&self.client, &self.settings.registry, record)
             .await
             .map_err(Error::Executor)
     }
