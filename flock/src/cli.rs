@@ -40,8 +40,9 @@ use serde_json::{Value, json};
 use crate::config::WorkerLimits;
 use crate::dev_server::{DevServer, DevServerOptions};
 use crate::error::Error;
-use crate::flock::{Flock, FlockBuilder, RunInfo};
+use crate::flock::{Flock, FlockBuilder};
 use crate::record::{RunRecord, RunStatus, StepRecord};
+use crate::run::RunInfo;
 
 mod deploy;
 mod progress;
@@ -475,9 +476,7 @@ impl From<Error> for Failure {
             Error::Input(_) => EXIT_USAGE,
             // the request is fine, what serves it is missing: try again once it is there
             Error::WaitGaveUp { .. } | Error::NoWorker { .. } => EXIT_UNREACHABLE,
-            Error::Executor(m) if m.starts_with("cannot reach the Temporal server") => {
-                EXIT_UNREACHABLE
-            }
+            Error::Unreachable { .. } => EXIT_UNREACHABLE,
             Error::Message { message, .. } if message.contains("there is no") => EXIT_NOT_FOUND,
             Error::Message { .. } => EXIT_USAGE,
             _ => EXIT_ERROR,
@@ -646,7 +645,7 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
                 let from = SystemTime::now()
                     .checked_sub(since)
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                clauses.push(format!("StartTime > '{}'", crate::flock::rfc3339(from)));
+                clauses.push(format!("StartTime > '{}'", crate::run::rfc3339(from)));
             }
             let runs = flock.list_runs(&clauses.join(" AND "), args.limit).await?;
             print_runs(&runs, out, false);

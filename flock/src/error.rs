@@ -486,6 +486,46 @@ pub enum Error {
         /// What was asked and why it was not done.
         message: String,
     },
+    /// A run could not start under its id: a run with that id is running, or has closed and the
+    /// run's [`IdReuse`](crate::IdReuse) rule forbids taking its id.
+    IdTaken {
+        /// The flow (or hand-off chain).
+        flow: String,
+        /// The run id asked for.
+        run_id: String,
+        /// How the run with that id stands, and what to do.
+        message: String,
+    },
+    /// What was asked for needs the Temporal executor (`local_debug(false)`): histories,
+    /// replay, worker deployments, visibility queries, runs of another process.
+    NeedsTemporal {
+        /// What was asked for.
+        what: String,
+    },
+    /// A handle of one flow was used on a run of another.
+    WrongFlow {
+        /// The run.
+        run_id: String,
+        /// The flow the handle is of.
+        expected: String,
+        /// The flow the run is of.
+        actual: String,
+    },
+    /// A process that runs work was refused: definitions name task queues no worker serves, so
+    /// their runs would wait forever.
+    UnservedQueues {
+        /// Each unserved queue, with the definitions on it.
+        queues: Vec<(String, Vec<String>)>,
+        /// The queue this process's worker serves.
+        served: String,
+    },
+    /// The Temporal server cannot be reached at `address`.
+    Unreachable {
+        /// The address tried.
+        address: String,
+        /// Why, and how to start one.
+        message: String,
+    },
     /// No worker is serving the run's task queue, so nothing answers a query or accepts an
     /// update. The request is fine: it works once a worker serves that queue. (An update given up
     /// on this way was never accepted, but the server keeps it for a while: a worker that starts
@@ -545,6 +585,31 @@ impl fmt::Display for Error {
             Error::RunEnded { message, .. } | Error::NoWorker { message, .. } => {
                 f.write_str(message)
             }
+            Error::IdTaken { message, .. } => write!(f, "flock configuration error: {message}"),
+            Error::NeedsTemporal { what } => write!(
+                f,
+                "flock configuration error: {what} needs the Temporal executor (`local_debug(false)`): local runs live in the process that started them"
+            ),
+            Error::WrongFlow {
+                run_id,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "flock configuration error: run `{run_id}` is a run of `{actual}`, not of `{expected}`: re-attach with `flock.flow_handle({actual}, ..)`"
+            ),
+            Error::UnservedQueues { queues, served } => {
+                let list = queues
+                    .iter()
+                    .map(|(queue, defs)| format!("task queue `{queue}`: {}", defs.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                write!(
+                    f,
+                    "flock configuration error: no worker serves these task queues, so their runs would wait forever: {list}. This process's worker serves `{served}`; run a worker for the others (`TemporalExecutorConfig {{ task_queue, .. }}`) and declare them with `Flock::builder().queue_served_elsewhere(\"..\")`"
+                )
+            }
+            Error::Unreachable { message, .. } => write!(f, "flock executor error: {message}"),
         }
     }
 }

@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::agent::{Agent, AgentIo, json_size, panic_message};
 use crate::error::FlowError;
@@ -662,6 +663,51 @@ impl<F: Flow> DynFlow for F {
                 ctx.payload_limit,
             )
         })
+    }
+}
+
+/// Runs the body of `flow` as run `run_id` over an executor's `runtime`, the same way on both
+/// executors: the `Flock`'s step `layers` around the runtime, the run's [`FlowContext`] (sends
+/// checked against `payload_limit`), its span and its metrics. `input` is the run's input, or
+/// why it could not be read (the run fails with that, and is counted). `replaying` tells, at
+/// the start and at the end, whether the executor is replaying what was reported before (a
+/// Temporal worker catching up on a run's history): what a replay would report again is not.
+pub(crate) async fn run_body(
+    flow: &dyn DynFlow,
+    run_id: Arc<str>,
+    runtime: Arc<dyn FlowRuntime>,
+    layers: &[Arc<dyn crate::runtime::StepLayer>],
+    payload_limit: PayloadLimit,
+    input: Result<Value, FlowError>,
+    replaying: impl Fn() -> bool,
+) -> Result<Value, FlowError> {
+    let name = flow.spec().name;
+    let runtime = crate::runtime::Layered::wrap(runtime, layers);
+    let ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
+    let span = if replaying() {
+        tracing::Span::none()
+    } else {
+        crate::observe::flow_started(name);
+        crate::observe::flow_span(name, &run_id)
+    };
+    match input {
+        // Pinned here so that the span is still ours after the run: a clone would cost two
+        // more calls into the subscriber per run.
+        Ok(input) => {
+            let mut running = std::pin::pin!(flow.run_json(&ctx, input).instrument(span));
+            let result = running.as_mut().await;
+            if !replaying() {
+                crate::observe::flow_finished(running.span(), name, &result);
+            }
+            result
+        }
+        Err(error) => {
+            let result = Err(error);
+            if !replaying() {
+                crate::observe::flow_finished(&span, name, &result);
+            }
+            result
+        }
     }
 }
 

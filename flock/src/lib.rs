@@ -78,6 +78,7 @@ pub mod observe;
 pub mod record;
 pub mod registry;
 pub mod retry;
+mod run;
 pub mod runtime;
 pub mod spec;
 pub mod tool;
@@ -89,15 +90,13 @@ pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
 pub use crate::config::{Deployment, TemporalExecutorConfig, VersioningBehavior, WorkerLimits};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
-pub use crate::flock::{
-    Flock, FlockBuilder, FlowHandle, FoundRun, IdReuse, Recorded, RunInfo, RunOutput, RunRequest,
-    rfc3339,
-};
+pub use crate::flock::{Flock, FlockBuilder, FlowHandle, RunOutput, RunRequest};
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
 pub use crate::message::{Query, Signal, Update};
 pub use crate::record::{RunRecord, StepEvent, StepEventKind};
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
+pub use crate::run::{FoundRun, IdReuse, Recorded, RunInfo, rfc3339};
 pub use crate::spec::{AgentKind, AgentSpec, CallKind, CallSite, FlowSpec};
 #[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;
@@ -166,6 +165,9 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private;
+
+#[cfg(test)]
+mod module_graph;
 
 /// The README's tour, compiled as a doc test so it cannot rot.
 #[cfg(doctest)]

@@ -2,7 +2,7 @@
 //! defaults into a [`RetryPolicy`] that both executors obey.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -201,6 +201,66 @@ impl RetryPolicy {
             None => spread,
         }
     }
+
+    /// The attempts of one call under this policy, when they run in-process (the local
+    /// executor; on Temporal the server applies the policy): see [`Retrying`].
+    pub fn retrying(&self, deadline: Option<Instant>) -> Retrying<'_> {
+        Retrying {
+            policy: self,
+            deadline,
+            attempt: 0,
+        }
+    }
+}
+
+/// The attempts of one call, driven in-process: which attempt runs now, and after a failure
+/// whether (and after what delay) the next one does. The policy's rules are applied here once;
+/// the driver around it runs each attempt and sleeps the delays.
+///
+/// ```
+/// use std::time::Duration;
+/// use flock::{AgentError, RetryPolicy};
+///
+/// let policy = RetryPolicy { max_attempts: 2, initial_interval: Duration::from_millis(10), ..RetryPolicy::default() };
+/// let mut attempts = policy.retrying(None);
+/// assert_eq!(attempts.start(), 1);
+/// assert_eq!(attempts.failed(&AgentError::transient("flaky"), 0.5), Some(Duration::from_millis(10)));
+/// assert_eq!(attempts.start(), 2);
+/// assert_eq!(attempts.failed(&AgentError::transient("flaky"), 0.5), None); // the last one
+/// ```
+#[derive(Debug)]
+pub struct Retrying<'a> {
+    policy: &'a RetryPolicy,
+    deadline: Option<Instant>,
+    attempt: u32,
+}
+
+impl Retrying<'_> {
+    /// Starts the next attempt; gives its number, from 1.
+    pub fn start(&mut self) -> u32 {
+        self.attempt += 1;
+        self.attempt
+    }
+
+    /// The attempt that ran last.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The current attempt failed with `error`: the delay before the next one (`unit`, a random
+    /// number in `[0, 1)`, spreads it by the jitter), or `None` when there is none: the class is
+    /// not retried, the attempts are used up, or the next attempt could not start before the
+    /// deadline (`schedule_to_close`).
+    pub fn failed(&self, error: &AgentError, unit: f64) -> Option<Duration> {
+        if self.policy.gives_up(error, self.attempt) {
+            return None;
+        }
+        let delay = self.policy.delay(self.attempt, error, unit);
+        match self.deadline {
+            Some(deadline) if Instant::now() + delay >= deadline => None,
+            _ => Some(delay),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +323,27 @@ mod tests {
         assert!(
             p.with_spec(&spec)
                 .gives_up(&AgentError::invalid_output("x"), 1)
+        );
+    }
+
+    #[test]
+    fn the_attempts_of_a_call_stop_at_the_deadline() {
+        let p = policy();
+        let soon = Instant::now() + Duration::from_millis(150);
+        let mut attempts = p.retrying(Some(soon));
+        assert_eq!(attempts.start(), 1);
+        let transient = AgentError::transient("x");
+        assert_eq!(
+            attempts.failed(&transient, 0.5),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(attempts.start(), 2);
+        // 200 ms more would pass the deadline
+        assert_eq!(attempts.failed(&transient, 0.5), None);
+        assert_eq!(attempts.attempt(), 2);
+        assert_eq!(
+            p.retrying(None).failed(&AgentError::permanent("x"), 0.5),
+            None
         );
     }
 

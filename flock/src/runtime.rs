@@ -13,8 +13,11 @@
 //! [`FlowError::ContinueAsNew`](crate::FlowError::ContinueAsNew) and the executor starts the next
 //! run.
 //!
-//! It is object-safe; an agent pool or a step-by-step agent loop is a new implementation of the
-//! same trait, or a wrapper around one.
+//! It is object-safe, and behaviour is added by wrapping it (object_store's `LimitStore<T>`,
+//! tower's layers): a [`StepLayer`] sees every agent call of a flow and decides how it reaches
+//! the executor — concurrency limits, budgets, the step-by-step agent loop — written once, above
+//! both executors. [`run_body`](crate::flow::run_body) puts the layers of a `Flock` around its
+//! executor's runtime for every run.
 
 use std::time::{Duration, SystemTime};
 
@@ -118,4 +121,133 @@ pub struct SignalCall {
     pub name: &'static str,
     /// Its JSON, already checked against the signal's type.
     pub value: Value,
+}
+
+/// Behaviour around a flow's agent calls, above both executors: a layer gets each call and the
+/// runtime below it (the next layer, and at the bottom the executor), and decides how the call
+/// reaches it: as it is, after waiting, refused, or as several calls. Install layers with
+/// [`FlockBuilder::step_layer`](crate::FlockBuilder::step_layer); the first installed is the
+/// outermost.
+///
+/// A layer runs inside the flow: on Temporal it is workflow code, so it must be deterministic
+/// like a flow body (no clocks, randomness or I/O of its own; what it needs goes through the
+/// runtime it is given).
+///
+/// ```
+/// use flock::runtime::{AgentCall, FlowRuntime, StepLayer};
+/// use flock::FlowError;
+/// use futures::future::BoxFuture;
+/// use serde_json::Value;
+///
+/// /// Refuses calls to agents whose name starts with `admin_`.
+/// struct NoAdmin;
+///
+/// impl StepLayer for NoAdmin {
+///     fn call_agent<'a>(
+///         &'a self,
+///         call: AgentCall,
+///         next: &'a dyn FlowRuntime,
+///     ) -> BoxFuture<'a, Result<Value, FlowError>> {
+///         if call.spec.name.starts_with("admin_") {
+///             return Box::pin(async move {
+///                 Err(FlowError::msg(format!("agent `{}` is not allowed here", call.spec.name)))
+///             });
+///         }
+///         next.call_agent(call)
+///     }
+/// }
+/// let _ = flock::Flock::builder().step_layer(NoAdmin);
+/// ```
+pub trait StepLayer: Send + Sync + 'static {
+    /// One agent call of a flow; `next` runs it (or the next layer does).
+    fn call_agent<'a>(
+        &'a self,
+        call: AgentCall,
+        next: &'a dyn FlowRuntime,
+    ) -> BoxFuture<'a, Result<Value, FlowError>>;
+}
+
+/// The step layers of a `Flock`, the first outermost.
+#[derive(Clone, Default)]
+pub(crate) struct StepLayers(pub(crate) Vec<std::sync::Arc<dyn StepLayer>>);
+
+impl std::fmt::Debug for StepLayers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StepLayers({})", self.0.len())
+    }
+}
+
+/// A runtime with a layer around its agent calls; everything else goes to the runtime below.
+pub(crate) struct Layered {
+    layer: std::sync::Arc<dyn StepLayer>,
+    inner: std::sync::Arc<dyn FlowRuntime>,
+}
+
+impl Layered {
+    /// `runtime` with `layers` around it, the first outermost.
+    pub(crate) fn wrap(
+        runtime: std::sync::Arc<dyn FlowRuntime>,
+        layers: &[std::sync::Arc<dyn StepLayer>],
+    ) -> std::sync::Arc<dyn FlowRuntime> {
+        layers.iter().rev().fold(runtime, |inner, layer| {
+            std::sync::Arc::new(Layered {
+                layer: layer.clone(),
+                inner,
+            })
+        })
+    }
+}
+
+impl FlowRuntime for Layered {
+    fn call_agent(&self, call: AgentCall) -> BoxFuture<'_, Result<Value, FlowError>> {
+        self.layer.call_agent(call, &*self.inner)
+    }
+
+    fn call_flow(&self, call: ChildCall) -> BoxFuture<'_, Result<Value, FlowError>> {
+        self.inner.call_flow(call)
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'_, Result<(), FlowError>> {
+        self.inner.sleep(duration)
+    }
+
+    fn now(&self) -> SystemTime {
+        self.inner.now()
+    }
+
+    fn random_seed(&self) -> u64 {
+        self.inner.random_seed()
+    }
+
+    fn patched(&self, patch_id: &str) -> bool {
+        self.inner.patched(patch_id)
+    }
+
+    fn deprecate_patch(&self, patch_id: &str) -> bool {
+        self.inner.deprecate_patch(patch_id)
+    }
+
+    fn continue_as_new_suggested(&self) -> bool {
+        self.inner.continue_as_new_suggested()
+    }
+
+    fn next_signal(&self, name: &'static str) -> BoxFuture<'_, Result<Value, FlowError>> {
+        self.inner.next_signal(name)
+    }
+
+    fn publish(&self, name: &'static str, value: Value) {
+        self.inner.publish(name, value)
+    }
+
+    fn next_update(&self, name: &'static str) -> BoxFuture<'_, Result<(u64, Value), FlowError>> {
+        self.inner.next_update(name)
+    }
+
+    fn answer_update(&self, id: u64, answer: Result<Value, String>) {
+        self.inner.answer_update(id, answer)
+    }
+
+    fn signal_flow(&self, call: SignalCall) -> BoxFuture<'_, Result<(), FlowError>> {
+        self.inner.signal_flow(call)
+    }
 }

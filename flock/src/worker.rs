@@ -7,16 +7,15 @@
 //! when it elapses. The SDK itself waits without bound after that, so the worker adds the bound:
 //! after the grace period it stops waiting and reports the attempts abandoned.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::WorkerLimits;
 use crate::error::Error;
-use crate::executor::temporal::{self, WorkerShared};
+use crate::executor::temporal::worker::{self as temporal, AgentPool};
+use crate::executor::temporal::{TemporalBackend, WorkerShared};
 use crate::flock::Flock;
-use crate::registry::Registry;
 
 pub use crate::executor::temporal::CHECKPOINT_FLUSH;
 
@@ -58,82 +57,6 @@ pub struct FlockWorker {
     limits: WorkerLimits,
     grace_period: Duration,
     agents: Option<Vec<String>>,
-}
-
-/// What an agent-pool worker ([`FlockWorker::agents`]) serves: the agents of one task queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AgentPool {
-    /// The task queue the agents declare.
-    pub(crate) queue: &'static str,
-    /// The agents' names.
-    pub(crate) agents: BTreeSet<&'static str>,
-}
-
-impl AgentPool {
-    /// The pool of agents `names`. Temporal gives a task to any worker polling its queue, so
-    /// every worker on a queue must serve everything that runs there: the agents must declare
-    /// their own task queue (`#[agent(task_queue = "..")]`), one and the same, and name every
-    /// agent declared on it; no flow may be declared on it.
-    pub(crate) fn of(registry: &Registry, names: &[String]) -> Result<AgentPool, Error> {
-        let mut queues: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
-        let mut agents = BTreeSet::new();
-        for name in names {
-            let spec = registry.agent_named(name)?.spec();
-            let Some(queue) = spec.task_queue else {
-                return Err(Error::Config(format!(
-                    "agent `{}` ({}) runs on the task queue of the flows that call it, where every \
-                     worker serves every flow and agent; to serve it in a pool of its own, give it \
-                     a queue: `#[agent(task_queue = \"..\")]`",
-                    spec.name, spec.location
-                )));
-            };
-            queues.entry(queue).or_default().push(spec.name);
-            agents.insert(spec.name);
-        }
-        if queues.len() > 1 {
-            let list = queues
-                .iter()
-                .map(|(queue, names)| format!("`{queue}`: {}", names.join(", ")))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::Config(format!(
-                "the agents of one pool worker must share a task queue, these are on several \
-                 ({list}): run one worker per queue"
-            )));
-        }
-        let Some((&queue, _)) = queues.first_key_value() else {
-            return Err(Error::Config(
-                "an agent pool needs at least one agent name".into(),
-            ));
-        };
-        let left_out: Vec<String> = registry
-            .agents()
-            .map(|a| a.spec())
-            .filter(|spec| spec.task_queue == Some(queue) && !agents.contains(spec.name))
-            .map(|spec| format!("agent `{}`", spec.name))
-            .chain(
-                registry
-                    .flows()
-                    .map(|f| f.spec())
-                    .filter(|spec| spec.task_queue == Some(queue))
-                    .map(|spec| format!("flow `{}`", spec.name)),
-            )
-            .collect();
-        if !left_out.is_empty() {
-            let (runs, them) = if left_out.len() == 1 {
-                ("runs", "it")
-            } else {
-                ("run", "them")
-            };
-            return Err(Error::Config(format!(
-                "{} also {runs} on task queue `{queue}`, and Temporal gives a queue's tasks to any \
-                 worker polling it: a pool worker on `{queue}` must serve {them} too (name every \
-                 agent of the queue; a flow declared on it needs a full worker there)",
-                left_out.join(", ")
-            )));
-        }
-        Ok(AgentPool { queue, agents })
-    }
 }
 
 /// What a first request to stop resolves to: a future that resolves at a second request, to stop
@@ -276,7 +199,11 @@ impl FlockWorker {
     }
 
     fn client(&self) -> Result<&temporalio_client::Client, Error> {
-        self.flock.temporal_client().ok_or_else(|| {
+        self.temporal().map(|temporal| &temporal.client)
+    }
+
+    fn temporal(&self) -> Result<&TemporalBackend, Error> {
+        self.flock.backend().temporal().ok_or_else(|| {
             Error::Config(
                 "a worker needs the Temporal executor: build the Flock with `local_debug(false)`"
                     .into(),

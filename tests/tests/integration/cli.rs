@@ -1486,7 +1486,7 @@ fn the_worker_logs_signals_it_cannot_deliver_unless_rust_log_is_off() {
         assert_eq!(code, 0, "{log}");
         let undelivered: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("signal not delivered"))
+            .filter(|l| l.contains("not delivered to run"))
             .collect();
         if env.is_empty() {
             assert_eq!(undelivered.len(), 2, "{log}");

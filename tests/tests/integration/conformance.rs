@@ -408,30 +408,155 @@ async fn a_run_started_without_input_fails_naming_the_expected_type() {
 // ---------------------------------------------------------------------------------------------
 // Re-attaching with the wrong flow.
 
+/// A run found by id, on both executors: its result through a handle of its flow (the local
+/// executor keeps it while a handle lives), by name and id, its description; a handle of
+/// another flow is `Error::WrongFlow` naming both; an unknown id `Error::NotFound`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reattaching_with_the_wrong_flow_is_an_error_naming_both() {
-    let flock = temporal_flock("conformance-reattach").await;
-    flock
-        .run_flow(
-            c_panics,
+async fn runs_are_found_by_id_and_a_handle_of_another_flow_is_refused() {
+    for (executor, flock) in both("conformance-reattach").await {
+        let id = format!("reattach-typed-{executor}");
+        let started = flock
+            .run_flow(
+                c_panics,
+                Text {
+                    text: "fine".into(),
+                },
+            )
+            .id(&id)
+            .start()
+            .await
+            .unwrap();
+        let again = flock.flow_handle(c_panics, &id).unwrap();
+        assert_eq!(
+            bounded_result(executor, again.result()).await.unwrap().text,
+            "fine",
+            "{executor}"
+        );
+        assert_eq!(
+            flock.result_json(&id).await.unwrap()["text"],
+            "fine",
+            "{executor}"
+        );
+        let info = flock.describe_run(&id).await.unwrap();
+        assert_eq!(
+            (info.flow.as_str(), info.status.as_str()),
+            ("c_panics", "completed"),
+            "{executor}"
+        );
+        // `c_naps` has the same input and output types: decoding alone would not notice.
+        let wrong = flock.flow_handle(c_naps, &id).unwrap();
+        let error = wrong.result().await.unwrap_err();
+        assert!(
+            matches!(&error, flock::Error::WrongFlow { expected, actual, .. } if expected == "c_naps" && actual == "c_panics"),
+            "{executor}: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("is a run of `c_panics`, not of `c_naps`"),
+            "{executor}: {error}"
+        );
+        let error = flock
+            .flow_handle(c_panics, "no-such-run")
+            .unwrap()
+            .result()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, flock::Error::NotFound(_)),
+            "{executor}: {error:?}"
+        );
+        drop(started);
+        flock.shutdown().await.unwrap();
+    }
+}
+
+async fn bounded_result<T>(
+    executor: &str,
+    future: impl std::future::Future<Output = Result<T, flock::Error>>,
+) -> Result<T, flock::Error> {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .unwrap_or_else(|_| panic!("{executor}: no result within {BOUND:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step layers: one wrapper point around every agent call, on both executors.
+
+/// Refuses calls to `c_blowup`, counts the calls it lets through.
+struct Gate(std::sync::Arc<AtomicU32>);
+
+impl flock::runtime::StepLayer for Gate {
+    fn call_agent<'a>(
+        &'a self,
+        call: flock::runtime::AgentCall,
+        next: &'a dyn flock::runtime::FlowRuntime,
+    ) -> futures::future::BoxFuture<'a, Result<serde_json::Value, FlowError>> {
+        if call.spec.name == "c_blowup" {
+            return Box::pin(std::future::ready(Err(FlowError::msg(
+                "the gate refuses `c_blowup`",
+            ))));
+        }
+        self.0.fetch_add(1, Ordering::SeqCst);
+        next.call_agent(call)
+    }
+}
+
+#[flow]
+async fn c_gated(ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+    let echoed = ctx.call(c_echo, input).await?;
+    if echoed.text.contains("blow") {
+        return ctx.call(c_blowup, echoed).await;
+    }
+    ctx.call(c_echo, echoed).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_layer_sees_every_agent_call_on_both_executors() {
+    let counted = std::sync::Arc::new(AtomicU32::new(0));
+    let local = Flock::builder()
+        .model("test")
+        .step_layer(Gate(counted.clone()))
+        .build()
+        .await
+        .unwrap();
+    let temporal = Flock::builder()
+        .model("test")
+        .local_debug(false)
+        .queue_served_elsewhere(POOL_QUEUE)
+        .step_layer(Gate(counted.clone()))
+        .temporal(config("conformance-layer"))
+        .build()
+        .await
+        .unwrap();
+    for (executor, flock) in [("local", local), ("temporal", temporal)] {
+        counted.store(0, Ordering::SeqCst);
+        let passed = bounded(executor, &flock, c_gated, Text { text: "a".into() })
+            .await
+            .unwrap();
+        assert_eq!(passed.text, "a", "{executor}");
+        assert_eq!(
+            counted.load(Ordering::SeqCst),
+            2,
+            "{executor}: both calls went through it"
+        );
+        let refused = bounded(
+            executor,
+            &flock,
+            c_gated,
             Text {
-                text: "fine".into(),
+                text: "blow".into(),
             },
         )
-        .id("reattach-typed")
         .await
-        .unwrap();
-    // `c_naps` has the same input and output types: decoding alone would not notice.
-    let wrong = client_only_flock("conformance-reattach")
-        .await
-        .flow_handle(c_naps, "reattach-typed")
-        .unwrap();
-    let error = wrong.result().await.unwrap_err().to_string();
-    assert!(
-        error.contains("is a run of `c_panics`, not of `c_naps`"),
-        "{error}"
-    );
-    flock.shutdown().await.unwrap();
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("the gate refuses `c_blowup`"),
+            "{executor}: {refused}"
+        );
+        flock.shutdown().await.unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,6 +721,11 @@ async fn a_completed_runs_id_is_not_reused_silently() {
             error.contains(&format!("run `{id}`: a run with that id completed"))
                 && error.contains("IdReuse::Allow"),
             "{executor}: {error}"
+        );
+        let typed = flock.run_flow(c_fails_on_odd, ok.clone()).id(&id).await;
+        assert!(
+            matches!(typed, Err(flock::Error::IdTaken { .. })),
+            "{executor}: {typed:?}"
         );
         flock
             .run_flow(c_fails_on_odd, ok.clone())
@@ -963,11 +1093,11 @@ static C_TWICE_CALLS: AtomicU32 = AtomicU32::new(0);
 static C_TWICE_LOCAL_CALLS: AtomicU32 = AtomicU32::new(0);
 
 /// Attempt 1 times out after 1 s; attempt 2 starts ~100 ms later and is cut by the
-/// schedule-to-close timeout.
+/// schedule-to-close timeout (2.5 s: room for the server to start attempt 2 on a busy machine).
 #[agent(
     local = false,
     timeout = "1s",
-    schedule_to_close = "1800ms",
+    schedule_to_close = "2500ms",
     retry(attempts = 2, initial_interval = "100ms")
 )]
 async fn c_times_out_twice(input: Text) -> Text {
@@ -978,8 +1108,9 @@ async fn c_times_out_twice(input: Text) -> Text {
 
 /// The same as a local activity.
 #[agent(
+    local,
     timeout = "1s",
-    schedule_to_close = "1800ms",
+    schedule_to_close = "2500ms",
     retry(attempts = 2, initial_interval = "100ms")
 )]
 async fn c_times_out_twice_local(input: Text) -> Text {

@@ -190,8 +190,10 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
 }
 
 /// How long before its schedule-to-close deadline a local activity's attempt is ended by flock,
-/// so that its failure (naming the attempt) comes before the worker's own timer's.
-const LOCAL_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+/// so that its failure (naming the attempt) comes before the worker's own timer's; and how much
+/// later than flock's timer the worker's start-to-close timer of a local activity is set, for
+/// the same reason (its failure names no attempt either).
+pub(super) const LOCAL_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// An agent's activity result: its output and the model tokens it used, so that the history (and
 /// the run record read from it) carries the usage. Every agent's result has this shape, so it

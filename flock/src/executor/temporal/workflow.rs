@@ -23,13 +23,12 @@ use temporalio_sdk::{
     ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
     LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowTermination,
 };
-use tracing::Instrument;
 
 use super::WorkerShared;
 use super::activity::open_envelope;
 use crate::agent::json_size;
 use crate::error::{AgentError, ErrorClass, FlowError};
-use crate::flow::{DynFlow, Flow, FlowContext};
+use crate::flow::{Flow, run_body};
 use crate::message::{CarriedSignals, Mailbox};
 use crate::observe;
 use crate::registry::Registry;
@@ -886,34 +885,28 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
             let ops: Rc<dyn WorkflowOps> = Rc::new(ctx);
             let payload_limit = shared.settings.payload_limit;
+            let settings = shared.settings.clone();
             let runtime = Arc::new(TemporalRun {
                 seed: ops.random_u64(),
                 ops: SendWrapper::new(ops.clone()),
                 shared,
                 durable_steps: std::sync::OnceLock::new(),
             });
-            let flow_ctx = FlowContext::new(run_id.clone(), F::NAME, runtime, payload_limit);
             let flow = F::default();
             // Replay-safe: a run's span and its `started` count come from the task that really
             // starts it; a worker that replays the run (after a restart, or a cache eviction)
             // reports only what happens after the replay.
-            let span = if ops.replaying() {
-                tracing::Span::none()
-            } else {
-                observe::flow_started(F::NAME);
-                observe::flow_span(F::NAME, &run_id)
-            };
-            let result = match input {
-                Ok(input) => {
-                    DynFlow::run_json(&flow, &flow_ctx, input)
-                        .instrument(span.clone())
-                        .await
-                }
-                Err(error) => Err(error),
-            };
-            if !ops.replaying() {
-                observe::flow_finished(&span, F::NAME, &result);
-            }
+            let replaying = || ops.replaying();
+            let result = run_body(
+                &flow,
+                run_id.clone(),
+                runtime,
+                &settings.layers.0,
+                payload_limit,
+                input,
+                replaying,
+            )
+            .await;
             match result {
                 Ok(output) => Ok(Box::new(output) as Box<dyn WorkflowOutputValue>),
                 Err(error) if error.is_cancellation() && ops.cancel_requested() => {

@@ -1,6 +1,6 @@
-//! The local executor: flows and agents run in-process, with the retry, timeout and error-class
-//! semantics of the Temporal executor, and a run record the caller can inspect. It implements
-//! [`FlowRuntime`]; what both executors share is above it, in `flow` and `agent`.
+//! The local executor's runtime: what a running flow asks of it ([`FlowRuntime`]): agent calls
+//! with their attempts under the retry policy and timeouts, child flows, timers and messages,
+//! and the record of the run. What both executors share is above it, in `flow` and `agent`.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -11,18 +11,18 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::Settings;
+use super::{Closing, LocalMailbox, LocalRuns};
 use crate::agent::{AgentContext, Cancellation, Checkpoints, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
-use crate::flow::{DynFlow, FlowContext};
-use crate::message::Mailbox;
+use crate::executor::Settings;
+use crate::flow::{DynFlow, run_body};
 use crate::observe::{self, AttemptOutcome};
 use crate::record::{
     AttemptRecord, ProgressEvent, RunRecord, RunStatus, StepEvent, StepEventKind, StepRecord,
 };
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
-use crate::spec::{AgentKind, FlowSpec, MessageKind};
+use crate::spec::AgentKind;
 use crate::usage::Usage;
 
 /// One local run: the executor's settings and the record being written.
@@ -84,110 +84,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The mailbox of one local run: the shared [`Mailbox`] behind a lock, and a notification for
-/// the flow (waiting for a message) and for update senders (waiting for an answer).
-pub(crate) struct LocalMailbox {
-    flow: &'static FlowSpec,
-    state: Mutex<Mailbox>,
-    changed: tokio::sync::Notify,
-}
-
-impl LocalMailbox {
-    fn new(flow: &'static FlowSpec) -> Self {
-        LocalMailbox {
-            flow,
-            state: Mutex::new(Mailbox::default()),
-            changed: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// The flow whose run this is.
-    pub(crate) fn flow_name(&self) -> &'static str {
-        self.flow.name
-    }
-
-    /// Delivers signal `name`, checked first (declared, fitting its type).
-    pub(crate) fn signal(&self, name: &str, value: Value) -> Result<(), String> {
-        self.flow.check_message(MessageKind::Signal, name, &value)?;
-        lock(&self.state).push_signal(name, value);
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
-    /// Answers query `name` from the state the flow published.
-    pub(crate) fn query(&self, name: &str) -> Result<Value, String> {
-        lock(&self.state).query(self.flow, name)
-    }
-
-    /// Delivers update `name` once its validator accepts it, and waits for the flow's answer.
-    pub(crate) async fn update(&self, name: &str, value: Value) -> Result<Value, String> {
-        self.flow.check_message(MessageKind::Update, name, &value)?;
-        let id = lock(&self.state).push_update(name, value);
-        self.changed.notify_waiters();
-        self.until(|mailbox| mailbox.take_answer(id)).await
-    }
-
-    /// Waits until `take` gives something.
-    async fn until<T>(&self, mut take: impl FnMut(&mut Mailbox) -> Option<T>) -> T {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(value) = take(&mut lock(&self.state)) {
-                return value;
-            }
-            notified.await;
-        }
-    }
-
-    /// The run ended: waiting update senders get an error.
-    fn close(&self) {
-        lock(&self.state).close(self.flow.name);
-        self.changed.notify_waiters();
-    }
-
-    /// The run continues as new: its untaken signals stay for the next run, its untaken
-    /// updates are answered (see [`Mailbox::continue_as_new`]).
-    fn continue_as_new(&self) {
-        lock(&self.state).continue_as_new(self.flow.name);
-        self.changed.notify_waiters();
-    }
-}
-
-/// The local runs in progress, by run id: where their messages are delivered.
-#[derive(Default)]
-pub(crate) struct LocalRuns(Mutex<std::collections::HashMap<String, Arc<LocalMailbox>>>);
-
-impl LocalRuns {
-    /// The mailbox of a run about to start.
-    pub(crate) fn open(&self, run_id: &str, flow: &'static FlowSpec) -> Arc<LocalMailbox> {
-        let mailbox = Arc::new(LocalMailbox::new(flow));
-        lock(&self.0).insert(run_id.to_owned(), mailbox.clone());
-        mailbox
-    }
-
-    /// The mailbox of running run `run_id`.
-    pub(crate) fn get(&self, run_id: &str) -> Option<Arc<LocalMailbox>> {
-        lock(&self.0).get(run_id).cloned()
-    }
-
-    fn close(&self, run_id: &str, mailbox: &Arc<LocalMailbox>) {
-        let mut runs = lock(&self.0);
-        if runs.get(run_id).is_some_and(|m| Arc::ptr_eq(m, mailbox)) {
-            runs.remove(run_id);
-        }
-    }
-}
-
-impl std::fmt::Debug for LocalRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalRuns").finish_non_exhaustive()
-    }
-}
-
 /// Runs `flow` on JSON `input` locally as run `run_id`, taking messages from `mailbox`; gives
 /// its result and its record. A run that continues as new runs again on its next input, under
-/// the same id; its record links the runs.
+/// the same id; its record links the runs. The caller claimed the run's id and closes it.
 pub(crate) async fn run_flow(
     settings: Arc<Settings>,
     runs: Arc<LocalRuns>,
@@ -216,11 +115,7 @@ pub(crate) async fn run_flow(
                 mailbox.continue_as_new();
                 input = next;
             }
-            result => {
-                runs.close(&run_id, &mailbox);
-                mailbox.close();
-                return (result, record);
-            }
+            result => return (result, record),
         }
     }
 }
@@ -251,20 +146,17 @@ async fn run_once(
         mailbox,
         calls: std::sync::atomic::AtomicU64::new(0),
     });
-    let ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
-    observe::flow_started(name);
-    let result = {
-        // Pinned here so that the span is still ours after the run: a clone would cost two more
-        // calls into the subscriber per run.
-        let mut running = std::pin::pin!(
-            flow.run_json(&ctx, input.clone())
-                .instrument(observe::flow_span(name, &run_id))
-        );
-        let result = running.as_mut().await;
-        observe::flow_finished(running.span(), name, &result);
-        result
-    };
-    drop(ctx);
+    let settings = runtime.settings.clone();
+    let result = run_body(
+        flow,
+        run_id.clone(),
+        runtime,
+        &settings.layers.0,
+        payload_limit,
+        Ok(input.clone()),
+        || false,
+    )
+    .await;
     let mut steps = std::mem::take(&mut *lock(&record.steps));
     steps.sort_by_key(|s| s.started);
     let mut children = std::mem::take(&mut *lock(&record.children));
@@ -303,25 +195,18 @@ impl FlowRuntime for LocalRun {
                 return Err(Registry::not_registered("flow", name));
             };
             let run_id: Arc<str> = Arc::from(call.run_id);
-            if self.runs.get(&run_id).is_some() {
-                return Err(FlowError::ChildFlow {
-                    flow: name.to_owned(),
-                    run_id: run_id.to_string(),
-                    cause: Box::new(FlowError::msg(format!(
-                        "a run with id `{run_id}` is running already"
-                    ))),
-                });
-            }
-            let mailbox = self.runs.open(&run_id, call.spec);
+            let cell = self.runs.claim_child(&run_id, call.spec)?;
+            let mut closing = Closing::new(&self.runs, &run_id, &cell);
             let (result, record) = run_flow(
                 self.settings.clone(),
                 self.runs.clone(),
-                mailbox,
+                cell.mailbox.clone(),
                 flow,
                 run_id.clone(),
                 call.input,
             )
             .await;
+            closing.close(result.clone(), Some(record.clone()));
             lock(&self.record.children).push(record);
             result.map_err(|cause| FlowError::ChildFlow {
                 flow: name.to_owned(),
@@ -364,7 +249,7 @@ impl FlowRuntime for LocalRun {
     }
 
     fn signal_flow(&self, call: SignalCall) -> BoxFuture<'_, Result<(), FlowError>> {
-        let result = match self.runs.get(&call.run_id) {
+        let result = match self.runs.running_mailbox(&call.run_id) {
             Some(mailbox) if mailbox.flow.name == call.flow.name => mailbox
                 .signal(call.name, call.value)
                 .map_err(|message| FlowError::Message {
@@ -407,11 +292,11 @@ impl LocalRun {
         let usage =
             (spec.kind == AgentKind::Declarative).then(|| Arc::new(Mutex::new(Usage::default())));
         let mut attempts = Vec::new();
-        let mut attempt = 0;
+        let mut retrying = policy.retrying(deadline);
         // The last checkpoint of the attempts so far: what the next one resumes from.
         let mut checkpoint = None;
         let outcome = loop {
-            attempt += 1;
+            let attempt = retrying.start();
             let heartbeat = spec.heartbeat.map(|_| {
                 Arc::new(HeartbeatSink {
                     run: self.record.clone(),
@@ -480,9 +365,7 @@ impl LocalRun {
                 observe::attempt_finished(span, name, attempt, AttemptOutcome::Completed, duration);
                 break result;
             };
-            let delay = (!policy.gives_up(&error, attempt))
-                .then(|| policy.delay(attempt, &error, unit_random()))
-                .filter(|delay| deadline.is_none_or(|deadline| Instant::now() + *delay < deadline));
+            let delay = retrying.failed(&error, unit_random());
             observe::attempt_finished(
                 span,
                 name,
@@ -505,6 +388,7 @@ impl LocalRun {
         };
         let usage = usage.map(|u| *lock(&u)).unwrap_or_default();
         let duration = step_start.elapsed();
+        let attempt = retrying.attempt();
         self.settings.step_events.emit(|| {
             let kind = match &outcome {
                 Ok(_) => StepEventKind::Completed { duration, usage },
