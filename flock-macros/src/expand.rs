@@ -610,11 +610,10 @@ fn expand_flow(flow: &FlowFn, attrs: &FlowAttrs) -> TokenStream {
                     self,
                     #ctx: &#fp::FlowContext,
                     #input: <Self as #fp::Flow>::Input,
-                ) -> #fp::futures::future::BoxFuture<
-                    '_,
-                    #fp::core::result::Result<#self_output, #fp::FlowError>,
-                > {
-                    #fp::std::boxed::Box::pin(async move { #run })
+                ) -> impl #fp::core::future::Future<
+                    Output = #fp::core::result::Result<#self_output, #fp::FlowError>,
+                > + #fp::core::marker::Send + '_ {
+                    async move { #run }
                 }
             }
             #input_checks

@@ -13,9 +13,7 @@ pub use ::std;
 /// Removes the item copy the prelude's derives give serde's and schemars' derives.
 pub use ::flock_macros::erase_shadow;
 
-pub use crate::agent::{
-    Agent, AgentContext, AgentIo, FallibleReturn, IntoAgentResult, run_declarative,
-};
+pub use crate::agent::{Agent, AgentContext, AgentIo, run_declarative};
 pub use crate::chain::{Chain, End, HandOff};
 pub use crate::error::{AgentError, FlowError};
 pub use crate::flow::{Flow, FlowContext};
@@ -72,8 +70,10 @@ const fn flow_adapters<F: Flow>() -> Adapters {
 }
 
 /// What a code agent's body returns: its output `T`, or `Result<T, E>` with `E` converting into
-/// [`AgentError`]. Like [`IntoAgentResult`] but without restating the output's requirements,
-/// which the output checks report once, at the output type.
+/// [`AgentError`]. It does not restate the output's requirements: the output checks report a
+/// missing derive once, at the output type.
+///
+/// Generic over `T` (as pyo3's `OkWrap` is), so the two impls cannot overlap.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid agent return type for output `{T}`",
     label = "return the output type or `Result<Output, AgentError>`",
@@ -104,9 +104,13 @@ pub fn into_agent_result<T, R: AgentBodyResult<T>>(value: R) -> Result<T, AgentE
     value.into_body_result()
 }
 
-/// The output of an agent that returns `Result<Out, E>`: `Out`. [`FallibleReturn`] without its
-/// bounds, so that a missing derive is reported once, by the output checks, and a wrong error
-/// type once, by [`into_agent_result`] (or, without a body, [`assert_agent_error`]).
+/// The output of an agent that returns `Result<Out, E>`: `Out`. Without bounds, so that a missing
+/// derive is reported once, by the output checks, and a wrong error type once, by
+/// [`into_agent_result`] (or, without a body, [`assert_agent_error`]).
+///
+/// Rust's coherence rules do not let one trait map both `T` and `Result<T, E>` to `T`, so
+/// `#[agent]` picks between `Out` and `<Ret as AgentResultOk>::Ok` by the return type's form
+/// (`Result<..>` or [`AgentResult<..>`](crate::AgentResult)).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not `Result<Output, E>` with `E: Into<AgentError>`",
     label = "an agent that can fail returns `Result<Output, AgentError>`",

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::AgentError;
@@ -126,11 +126,36 @@ pub struct AgentContext {
     pub(crate) progress: Option<Arc<dyn ProgressSink>>,
     pub(crate) models: Arc<Models>,
     pub(crate) usage: Option<Arc<std::sync::Mutex<Usage>>>,
-    pub(crate) cancellation: Cancellation,
-    pub(crate) checkpoints: Arc<Checkpoints>,
-    pub(crate) idempotency_key: Arc<str>,
+    /// Cancellation and checkpoints, shared with the executor.
+    pub(crate) attempt_state: Attempt,
+    pub(crate) idempotency_key: CallKey,
     /// The limit of the agent's output (the executor's settings).
     pub(crate) payload_limit: PayloadLimit,
+}
+
+/// What a call's idempotency key is made of, written out when an agent first asks for it (most
+/// never do: a hop of the local executor formats nothing).
+#[derive(Clone, Debug)]
+pub(crate) enum CallKey {
+    /// A local call: the run id, the run's random id and the call's sequence number.
+    Local {
+        seed: u64,
+        call: u64,
+        text: std::sync::OnceLock<String>,
+    },
+    /// A key given whole (on Temporal: the workflow id, its run id and the activity id).
+    Given(Arc<str>),
+}
+
+impl CallKey {
+    /// The key of local call number `call` of a run whose random id is `seed`.
+    pub(crate) fn local(seed: u64, call: u64) -> Self {
+        CallKey::Local {
+            seed,
+            call,
+            text: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// The checkpoints of one attempt: the last one the attempts before it made (what
@@ -169,18 +194,54 @@ impl Checkpoints {
     }
 }
 
-/// Whether an attempt is cancelled: its timeout passed, its run was cancelled, or (on Temporal)
-/// the server says so. Shared by the executor (which cancels) and the attempt (which looks).
+/// What an attempt shares with its executor, in one allocation: whether it is cancelled (its
+/// timeout passed, its run was cancelled, or on Temporal the server says so: the executor
+/// cancels, the attempt looks), and its [`Checkpoints`] (the attempt makes them, the executor
+/// carries the last one over to the next attempt).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Cancellation(Arc<CancellationState>);
+pub(crate) struct Attempt(Arc<AttemptState>);
 
-#[derive(Debug, Default)]
-struct CancellationState {
-    cancelled: std::sync::atomic::AtomicBool,
-    notify: tokio::sync::Notify,
+thread_local! {
+    static FREE_ATTEMPTS: crate::recycle::FreeList<AttemptState> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Cancellation {
+#[derive(Debug, Default)]
+struct AttemptState {
+    cancelled: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+    checkpoints: Checkpoints,
+}
+
+impl Attempt {
+    /// An attempt that resumes from checkpoint `previous` (`None`: from the start). Its state
+    /// is a finished attempt's when this thread has one (see [`recycle`](Self::recycle)).
+    pub(crate) fn resuming(previous: Option<Value>) -> Self {
+        let checkpoints = Checkpoints::resuming(previous);
+        if let Some(mut state) = crate::recycle::take(&FREE_ATTEMPTS)
+            && let Some(inner) = Arc::get_mut(&mut state)
+        {
+            *inner.cancelled.get_mut() = false;
+            inner.checkpoints = checkpoints;
+            return Attempt(state);
+        }
+        Attempt(Arc::new(AttemptState {
+            checkpoints,
+            ..AttemptState::default()
+        }))
+    }
+
+    /// Ends the attempt: its state is reused by a later one if nobody else holds it any more
+    /// (its context was dropped).
+    pub(crate) fn recycle(self) {
+        crate::recycle::give(&FREE_ATTEMPTS, self.0);
+    }
+
+    /// The attempt's checkpoints.
+    pub(crate) fn checkpoints(&self) -> &Checkpoints {
+        &self.0.checkpoints
+    }
+
     pub(crate) fn cancel(&self) {
         self.0
             .cancelled
@@ -204,7 +265,10 @@ impl Cancellation {
 }
 
 impl AgentContext {
-    /// The context of one attempt, as an executor makes it.
+    /// The context of one attempt, as an executor makes it: the attempt of call `key` of run
+    /// `run_id`, sharing its cancellation and checkpoints with the executor through `shared`,
+    /// its output checked against `payload_limit`.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the attempt, set by the executor
     pub(crate) fn for_attempt(
         run_id: Arc<str>,
         attempt: u32,
@@ -212,7 +276,9 @@ impl AgentContext {
         models: Arc<Models>,
         progress: Option<Arc<dyn ProgressSink>>,
         usage: Option<Arc<std::sync::Mutex<Usage>>>,
-        cancellation: Cancellation,
+        shared: Attempt,
+        key: CallKey,
+        payload_limit: PayloadLimit,
     ) -> Self {
         AgentContext {
             run_id,
@@ -221,29 +287,10 @@ impl AgentContext {
             progress,
             models,
             usage,
-            cancellation,
-            checkpoints: Arc::default(),
-            idempotency_key: Arc::from("detached"),
-            payload_limit: PayloadLimit::TEMPORAL,
+            attempt_state: shared,
+            idempotency_key: key,
+            payload_limit,
         }
-    }
-
-    /// This context, with the idempotency key of its call.
-    pub(crate) fn with_idempotency_key(mut self, key: String) -> Self {
-        self.idempotency_key = Arc::from(key);
-        self
-    }
-
-    /// This context, with the output checked against `limit`.
-    pub(crate) fn with_payload_limit(mut self, limit: PayloadLimit) -> Self {
-        self.payload_limit = limit;
-        self
-    }
-
-    /// This context, resuming from (and keeping its checkpoints in) `checkpoints`.
-    pub(crate) fn with_checkpoints(mut self, checkpoints: Arc<Checkpoints>) -> Self {
-        self.checkpoints = checkpoints;
-        self
     }
 
     /// A context outside any executor, e.g. to call an agent directly in a unit test.
@@ -273,9 +320,8 @@ impl AgentContext {
             progress: None,
             models: Arc::new(Models::default()),
             usage: None,
-            cancellation: Cancellation::default(),
-            checkpoints: Arc::default(),
-            idempotency_key: Arc::from("detached"),
+            attempt_state: Attempt::default(),
+            idempotency_key: CallKey::Given(Arc::from("detached")),
             payload_limit: PayloadLimit::TEMPORAL,
         }
     }
@@ -286,7 +332,12 @@ impl AgentContext {
     /// call is retried. On Temporal: the workflow id, its run id and the activity id; on the
     /// local executor: the run id, a per-run random id and the call's sequence number.
     pub fn idempotency_key(&self) -> &str {
-        &self.idempotency_key
+        match &self.idempotency_key {
+            CallKey::Local { seed, call, text } => {
+                text.get_or_init(|| format!("{}/{seed:016x}/{call}", self.run_id))
+            }
+            CallKey::Given(key) => key,
+        }
     }
 
     /// Whether this attempt is cancelled: its timeout passed, or its run was cancelled. The
@@ -299,12 +350,12 @@ impl AgentContext {
     /// sends heartbeats at most once a second), and a declarative agent heartbeats by itself while
     /// its model request is in flight, so a cancelled run ends that request too.
     pub fn is_cancelled(&self) -> bool {
-        self.cancellation.is_cancelled()
+        self.attempt_state.is_cancelled()
     }
 
     /// Resolves when this attempt is cancelled (see [`is_cancelled`](Self::is_cancelled)).
     pub async fn cancelled(&self) {
-        self.cancellation.cancelled().await
+        self.attempt_state.cancelled().await
     }
 
     /// The id of the run (on Temporal: the workflow id).
@@ -426,7 +477,7 @@ impl AgentContext {
         if let Some(sink) = &self.progress {
             sink.checkpoint(name, self.attempt, &state);
         }
-        self.checkpoints.keep(state);
+        self.attempt_state.checkpoints().keep(state);
         Ok(())
     }
 
@@ -441,7 +492,7 @@ impl AgentContext {
     /// never a silent `None`; an agent that would rather start over writes
     /// `ctx.resume::<S>().ok().flatten()`.
     pub fn resume<S: DeserializeOwned>(&self) -> Result<Option<S>, AgentError> {
-        let Some(state) = self.checkpoints.resumed() else {
+        let Some(state) = self.attempt_state.checkpoints().resumed() else {
             return Ok(None);
         };
         S::deserialize(state).map(Some).map_err(|e| {
@@ -496,11 +547,12 @@ pub trait DynAgent: Send + Sync {
     fn input_schema(&self) -> schemars::Schema;
     /// The output JSON Schema.
     fn output_schema(&self) -> schemars::Schema;
-    /// Runs one attempt on JSON input, giving JSON output.
+    /// Runs one attempt on JSON input, giving JSON output. The input is read here (into the
+    /// agent's input type) and not kept: the caller keeps its JSON for the next attempt.
     fn call_json(
         &self,
         ctx: AgentContext,
-        input: Value,
+        input: &Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>>;
 }
 
@@ -520,21 +572,22 @@ impl<A: Agent> DynAgent for A {
     fn call_json(
         &self,
         ctx: AgentContext,
-        input: Value,
+        input: &Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>> {
         let agent = *self;
         let limit = ctx.payload_limit;
         // On Temporal a local step's input and output share one history record: the sum counts
         let local_input_bytes = (limit.counts_local_records() && Agent::spec(self).runs_locally())
-            .then(|| json_size(&input));
+            .then(|| json_size(input));
+        let input = A::Input::deserialize(input).map_err(|e| {
+            AgentError::invalid_input(format!(
+                "agent `{}`: the input does not fit `{}`: {e}",
+                A::NAME,
+                std::any::type_name::<A::Input>()
+            ))
+        });
         Box::pin(async move {
-            let input = serde_json::from_value::<A::Input>(input).map_err(|e| {
-                AgentError::invalid_input(format!(
-                    "agent `{}`: the input does not fit `{}`: {e}",
-                    A::NAME,
-                    std::any::type_name::<A::Input>()
-                ))
-            })?;
+            let input = input?;
             let output = match AssertUnwindSafe(agent.call(ctx, input))
                 .catch_unwind()
                 .await
@@ -554,12 +607,16 @@ impl<A: Agent> DynAgent for A {
                     A::NAME
                 ))
             })?;
-            let output_bytes = json_size(&output);
-            check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
-                .map_err(AgentError::permanent)?;
-            if let Some(input_bytes) = local_input_bytes {
-                check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
+            // An upper bound first (no encoding): the exact size only when it may be over.
+            let bound = json_size_bound(&output);
+            if bound + local_input_bytes.unwrap_or(0) > limit.bytes() {
+                let output_bytes = json_size(&output);
+                check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
                     .map_err(AgentError::permanent)?;
+                if let Some(input_bytes) = local_input_bytes {
+                    check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
+                        .map_err(AgentError::permanent)?;
+                }
             }
             Ok(output)
         })
@@ -581,6 +638,44 @@ pub(crate) fn json_size(value: &Value) -> usize {
     let mut count = Count(0);
     let _ = serde_json::to_writer(&mut count, value);
     count.0
+}
+
+/// An upper bound of [`json_size`], without encoding: every character of a string counted as if
+/// escaped (`\uXXXX`, six bytes); numbers exactly.
+pub(crate) fn json_size_bound(value: &Value) -> usize {
+    fn string(s: &str) -> usize {
+        2 + 6 * s.len()
+    }
+    fn digits(n: u64) -> usize {
+        n.checked_ilog10().map_or(1, |log| log as usize + 1)
+    }
+    match value {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(n) if n.is_u64() => n.as_u64().map_or(20, digits),
+        Value::Number(n) if n.is_i64() => n.as_i64().map_or(20, |i| 1 + digits(i.unsigned_abs())),
+        Value::Number(n) => {
+            struct Count(usize);
+            impl std::fmt::Write for Count {
+                fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                    self.0 += s.len();
+                    Ok(())
+                }
+            }
+            let mut count = Count(0);
+            let _ = std::fmt::Write::write_fmt(&mut count, format_args!("{n}"));
+            count.0
+        }
+        Value::String(s) => string(s),
+        Value::Array(items) => 2 + items.len() + items.iter().map(json_size_bound).sum::<usize>(),
+        Value::Object(fields) => {
+            2 + fields.len() * 2
+                + fields
+                    .iter()
+                    .map(|(k, v)| string(k) + json_size_bound(v))
+                    .sum::<usize>()
+        }
+    }
 }
 
 /// The message of a caught panic.
@@ -644,53 +739,39 @@ pub async fn run_declarative<A: Agent>(
 /// (the worker sends at most one heartbeat a second, keeping the latest).
 const DECLARATIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Converts what an agent body returns (its output `T`, or `Result<T, E>` where `E` converts into
-/// [`AgentError`]) into the result the executors work with.
-///
-/// The trait is generic over `T` (as pyo3's `OkWrap` is), so the two impls cannot overlap.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a valid agent return type for output `{T}`",
-    label = "return the output type or `Result<Output, AgentError>`",
-    note = "an `#[agent]` fn returns `Out` or `Result<Out, E>` where `E: Into<flock::AgentError>`, and `Out` derives `Serialize`, `Deserialize` and `JsonSchema`"
-)]
-pub trait IntoAgentResult<T> {
-    /// Converts into the executors' result.
-    fn into_agent_result(self) -> Result<T, AgentError>;
-}
-
-impl<T: AgentIo> IntoAgentResult<T> for T {
-    #[inline]
-    fn into_agent_result(self) -> Result<T, AgentError> {
-        Ok(self)
-    }
-}
-
-impl<T: AgentIo, E: Into<AgentError>> IntoAgentResult<T> for Result<T, E> {
-    #[inline]
-    fn into_agent_result(self) -> Result<T, AgentError> {
-        self.map_err(Into::into)
-    }
-}
-
-/// The output type of an agent that returns a `Result`: its `Ok` type.
-///
-/// Rust's coherence rules do not let one trait map both `T` and `Result<T, E>` to `T` (the crate
-/// defining `Result`'s impls could add `impl JsonSchema for Result<T, E>` for any `E`), so
-/// `#[agent]` picks between `Out` and `<Ret as FallibleReturn>::Ok` by the return type's form
-/// (`Result<..>` or [`AgentResult<..>`](crate::AgentResult)); the traits then check it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not `Result<Output, E>` with `E: Into<AgentError>`",
-    label = "an agent that can fail returns `Result<Output, AgentError>`",
-    note = "an `#[agent]` fn returns `Out` or `Result<Out, E>` where `E: Into<flock::AgentError>`"
-)]
-pub trait FallibleReturn {
-    /// The output type.
-    type Ok: AgentIo;
-}
-
-impl<T: AgentIo, E: Into<AgentError>> FallibleReturn for Result<T, E> {
-    type Ok = T;
-}
-
 /// `Result<T, AgentError>`, the return type of an agent that can fail.
 pub type AgentResult<T> = Result<T, AgentError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from), // NaN and infinities become null
+            any::<String>().prop_map(Value::String),
+            "[\\x00-\\x1f\"\\\\]{0,8}".prop_map(Value::String), // all escaped
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The payload check skips encoding when the bound fits: the bound must never be lower.
+        #[test]
+        fn the_size_bound_is_never_below_the_encoded_size(value in any_json()) {
+            prop_assert!(json_size_bound(&value) >= json_size(&value));
+            prop_assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len());
+        }
+    }
+}

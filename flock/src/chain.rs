@@ -1,8 +1,6 @@
 //! Static hand-off chains: `#[agent(hand_off = next)]` links agents at compile time; [`HandOff`]
 //! computes the chain's result type, and [`Chain`] runs a chain as a flow (`flock.run(a, ..)`).
 
-use futures::future::BoxFuture;
-
 use crate::agent::{Agent, AgentIo};
 use crate::error::FlowError;
 use crate::flow::{Flow, FlowContext};
@@ -25,14 +23,17 @@ pub trait HandOff<In>: Send + Sync + 'static {
     fn continue_chain(
         ctx: &FlowContext,
         input: In,
-    ) -> BoxFuture<'_, Result<Self::Final, FlowError>>;
+    ) -> impl Future<Output = Result<Self::Final, FlowError>> + Send + '_;
 }
 
 impl<In: AgentIo> HandOff<In> for End {
     type Final = In;
 
-    fn continue_chain(_ctx: &FlowContext, input: In) -> BoxFuture<'_, Result<In, FlowError>> {
-        Box::pin(std::future::ready(Ok(input)))
+    fn continue_chain(
+        _ctx: &FlowContext,
+        input: In,
+    ) -> impl Future<Output = Result<In, FlowError>> + Send + '_ {
+        std::future::ready(Ok(input))
     }
 }
 
@@ -43,14 +44,9 @@ where
 {
     type Final = <B::Next as HandOff<B::Output>>::Final;
 
-    fn continue_chain(
-        ctx: &FlowContext,
-        input: In,
-    ) -> BoxFuture<'_, Result<Self::Final, FlowError>> {
-        Box::pin(async move {
-            let output = ctx.call(B::default(), input.into()).await?;
-            <B::Next as HandOff<B::Output>>::continue_chain(ctx, output).await
-        })
+    async fn continue_chain(ctx: &FlowContext, input: In) -> Result<Self::Final, FlowError> {
+        let output = ctx.call(B::default(), input.into()).await?;
+        <B::Next as HandOff<B::Output>>::continue_chain(ctx, output).await
     }
 }
 
@@ -70,15 +66,9 @@ impl<A: Agent<Next: HandOff<<A as Agent>::Output>>> Flow for Chain<A> {
         A::CHAIN
     }
 
-    fn run(
-        self,
-        ctx: &FlowContext,
-        input: A::Input,
-    ) -> BoxFuture<'_, Result<Self::Output, FlowError>> {
-        Box::pin(async move {
-            let output = ctx.call(self.0, input).await?;
-            <A::Next as HandOff<A::Output>>::continue_chain(ctx, output).await
-        })
+    async fn run(self, ctx: &FlowContext, input: A::Input) -> Result<Self::Output, FlowError> {
+        let output = ctx.call(self.0, input).await?;
+        <A::Next as HandOff<A::Output>>::continue_chain(ctx, output).await
     }
 }
 

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+
+use futures::future::BoxFuture;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,7 +23,7 @@ use crate::message::{Query, Signal, Update};
 use crate::model::{Model, Models, Provider};
 use crate::record::RunRecord;
 use crate::registry::Registry;
-use crate::run::{FoundRun, IdReuse, Recorded, RunInfo, RunStart};
+use crate::run::{FoundRun, IdReuse, Recorded, RunInfo, RunStart, fresh_run_id};
 use crate::spec::{Direction, MessageKind, PayloadLimit};
 
 /// Runs agents and flows: in-process (`local_debug(true)`) or on Temporal.
@@ -144,7 +146,7 @@ impl Flock {
         let _ = flow;
         Ok(FlowHandle {
             flock: self.clone(),
-            run_id: run_id.into(),
+            run_id: Arc::from(run_id.into()),
             started: Started::default(),
             found_by_id: true,
             flow: std::marker::PhantomData,
@@ -499,9 +501,10 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// What the run starts with, at the JSON level, checked: the input within the payload limit,
     /// the flow registered, the signal declared and fitting.
     fn into_start(self) -> Result<RunStart, Error> {
-        let run_id = self
-            .id
-            .unwrap_or_else(|| format!("{}-{}", F::NAME, uuid::Uuid::new_v4()));
+        let run_id = match self.id {
+            Some(id) => Arc::from(id),
+            None => fresh_run_id(F::NAME),
+        };
         let limit = self.flock.inner.settings.payload_limit;
         let input = encode("flow", F::NAME, Direction::Input, &self.input, limit)
             .map_err(|cause| run_failed::<F>(&run_id, cause))?;
@@ -608,17 +611,64 @@ impl<'a, F: Flow> RunRequest<'a, F> {
 
 impl<'a, F: Flow> IntoFuture for RunRequest<'a, F> {
     type Output = Result<F::Output, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = RunFuture<'a, F>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let flock = self.flock;
-            let start = self.into_start()?;
-            let run_id = start.run_id.clone();
-            // no record wanted: on Temporal the history is not read back
-            let value = flock.backend().run(start, false).await.result?;
-            decode_output::<F>(&run_id, value)
-        })
+    fn into_future(self) -> RunFuture<'a, F> {
+        let flock = self.flock;
+        let running = match self.into_start() {
+            Ok(start) => {
+                let run_id = start.run_id.clone();
+                // no record wanted: on Temporal the history is not read back
+                Ok((flock.backend().run_result(start), run_id))
+            }
+            Err(error) => Err(Some(error)),
+        };
+        RunFuture {
+            running,
+            flow: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A backend's run, for its JSON result alone.
+type RunResult<'a> = BoxFuture<'a, Result<Value, Error>>;
+
+/// An awaited [`RunRequest`]: the run's typed result.
+#[must_use = "a run does nothing until it is awaited"]
+pub struct RunFuture<'a, F: Flow> {
+    /// The backend's run and the run id, or the error that kept the run from starting (taken
+    /// when it is given).
+    running: Result<(RunResult<'a>, Arc<str>), Option<Error>>,
+    flow: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<F: Flow> std::fmt::Debug for RunFuture<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("flow", &F::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Flow> Future for RunFuture<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.get_mut().running {
+            Ok((run, run_id)) => run
+                .as_mut()
+                .poll(cx)
+                .map(|result| result.and_then(|value| decode_output::<F>(run_id, value))),
+            Err(error) => std::task::Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                Error::Executor(format!(
+                    "the run of `{}` was awaited again after it ended",
+                    F::NAME
+                ))
+            }))),
+        }
     }
 }
 
@@ -659,7 +709,7 @@ fn decode_output<F: Flow>(run_id: &str, value: Value) -> Result<F::Output, Error
 #[derive(Debug)]
 pub struct FlowHandle<F: Flow> {
     flock: Flock,
-    run_id: String,
+    run_id: Arc<str>,
     /// What the backend keeps for the handle that started the run (its result, locally).
     started: Started,
     /// Found by id: the run's flow is checked before the handle is used.
@@ -827,7 +877,10 @@ impl Flock {
         id: Option<String>,
     ) -> Result<RunStart, Error> {
         let flow = self.check_input_json(name, &input)?;
-        let run_id = id.unwrap_or_else(|| format!("{}-{}", run_name(name), uuid::Uuid::new_v4()));
+        let run_id = match id {
+            Some(id) => Arc::from(id),
+            None => fresh_run_id(run_name(name)),
+        };
         Ok(RunStart::new(flow.spec(), run_id, input))
     }
 
@@ -855,7 +908,7 @@ impl Flock {
         let start = self.start_by_name(name, input, id)?;
         let run_id = start.run_id.clone();
         self.backend().start(start).await?;
-        Ok(run_id)
+        Ok(run_id.to_string())
     }
 
     /// Run `run_id` as its executor describes it; an unknown id is [`Error::NotFound`].

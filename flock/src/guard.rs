@@ -46,24 +46,48 @@ impl<F: Future> Future for ContextOp<F> {
 pub(crate) struct Guarded<F> {
     inner: F,
     flow: &'static str,
-    state: Arc<GuardState>,
+    /// Given back for reuse when the guard is dropped.
+    state: std::mem::ManuallyDrop<Arc<GuardState>>,
 }
 
+#[derive(Default)]
 struct GuardState {
     waker: std::sync::Mutex<Option<Waker>>,
     kept_outside: AtomicBool,
 }
 
+thread_local! {
+    static FREE_STATES: crate::recycle::FreeList<GuardState> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl<F> Guarded<F> {
     pub(crate) fn new(flow: &'static str, inner: F) -> Self {
+        let state = match crate::recycle::take(&FREE_STATES) {
+            Some(mut state) => match Arc::get_mut(&mut state) {
+                Some(fresh) => {
+                    *fresh.waker.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+                    *fresh.kept_outside.get_mut() = false;
+                    state
+                }
+                None => Arc::new(GuardState::default()),
+            },
+            None => Arc::new(GuardState::default()),
+        };
         Guarded {
             inner,
             flow,
-            state: Arc::new(GuardState {
-                waker: std::sync::Mutex::new(None),
-                kept_outside: AtomicBool::new(false),
-            }),
+            state: std::mem::ManuallyDrop::new(state),
         }
+    }
+}
+
+impl<F> Drop for Guarded<F> {
+    fn drop(&mut self) {
+        // SAFETY: `state` is never used again: this is the end of the guard.
+        let state = unsafe { std::mem::ManuallyDrop::take(&mut self.state) };
+        // kept by nobody (no waker of it survives): the next flow on this thread reuses it
+        crate::recycle::give(&FREE_STATES, state);
     }
 }
 
@@ -80,7 +104,7 @@ impl<T, F: Future<Output = Result<T, FlowError>>> Future for Guarded<F> {
                 *slot = Some(cx.waker().clone());
             }
         }
-        let waker = guard_waker(this.state.clone());
+        let waker = guard_waker(Arc::clone(&this.state));
         let mut guarded_cx = Context::from_waker(&waker);
         // A nested flow (a local child run) starts its own count: its context operations are
         // not the parent's.

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::agent::json_size;
+use crate::agent::{json_size, json_size_bound};
 use crate::spec::{FlowSpec, MAX_PAYLOAD_BYTES};
 pub use crate::spec::{MessageKind, MessageSpec};
 
@@ -57,8 +57,9 @@ impl FlowSpec {
         value: &Value,
     ) -> Result<(), String> {
         let spec = self.message(kind, name)?;
-        let size = json_size(value);
-        if size > MAX_PAYLOAD_BYTES {
+        // An upper bound first (no encoding): the exact size only when it may be over.
+        if json_size_bound(value) > MAX_PAYLOAD_BYTES && json_size(value) > MAX_PAYLOAD_BYTES {
+            let size = json_size(value);
             return Err(format!(
                 "the {} `{name}` of flow `{}` is {size} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit of messages (Temporal rejects payloads over 2 MiB, and messages are never offloaded)",
                 kind.name(),
@@ -261,7 +262,8 @@ pub(crate) struct Mailbox {
     updates: HashMap<String, VecDeque<(u64, Value)>>,
     answers: HashMap<u64, Result<Value, String>>,
     next_update: u64,
-    closed: Option<String>,
+    /// Once the run has ended: its flow, for the error of updates it did not answer.
+    closed: Option<&'static str>,
 }
 
 impl Mailbox {
@@ -337,9 +339,10 @@ impl Mailbox {
     /// Takes the answer to update `id`; once the run has ended, an unanswered update's answer is
     /// the error saying so.
     pub(crate) fn take_answer(&mut self, id: u64) -> Option<Result<Value, String>> {
-        self.answers
-            .remove(&id)
-            .or_else(|| self.closed.clone().map(Err))
+        self.answers.remove(&id).or_else(|| {
+            self.closed
+                .map(|flow| Err(format!("flow `{flow}` ended before it answered the update")))
+        })
     }
 
     /// The signals not taken yet, by name in arrival order (names sorted, so that the list is
@@ -391,8 +394,8 @@ impl Mailbox {
     /// The run ended: updates not answered by then get an error naming `flow` (their senders
     /// must not wait forever).
     #[cfg_attr(feature = "temporal", allow(dead_code))]
-    pub(crate) fn close(&mut self, flow: &str) {
-        self.closed = Some(format!("flow `{flow}` ended before it answered the update"));
+    pub(crate) fn close(&mut self, flow: &'static str) {
+        self.closed = Some(flow);
     }
 }
 

@@ -106,6 +106,34 @@ impl RunRecord {
         }
     }
 
+    /// The record of a run whose caller asked for its result alone: its status, timing and
+    /// error; no names, no payloads, no steps (nothing allocated on the fast path).
+    pub(crate) fn bare<E>(
+        started_at: SystemTime,
+        duration: Duration,
+        result: &Result<Value, E>,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: String::new(),
+            name: String::new(),
+            status: if result.is_ok() {
+                RunStatus::Completed
+            } else {
+                RunStatus::Failed
+            },
+            started_at,
+            duration,
+            input: Value::Null,
+            output: None,
+            error: None,
+            steps: Vec::new(),
+            children: Vec::new(),
+            progress: Vec::new(),
+            previous: None,
+            undelivered: Vec::new(),
+        }
+    }
+
     /// Model token usage of every step of this run and its children.
     pub fn usage(&self) -> Usage {
         let mut total = Usage::default();

@@ -3,6 +3,7 @@
 //! [`FoundRun`]), and a result with its record ([`Recorded`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -35,8 +36,9 @@ pub enum IdReuse {
 pub(crate) struct RunStart {
     /// The flow (or hand-off chain).
     pub(crate) flow: &'static FlowSpec,
-    /// The run id (on Temporal: the workflow id).
-    pub(crate) run_id: String,
+    /// The run id (on Temporal: the workflow id), shared: the local executor keys its table of
+    /// runs with it, and the caller keeps it for its errors.
+    pub(crate) run_id: Arc<str>,
     /// The input, checked against the payload limit.
     pub(crate) input: Value,
     /// Whether the id of an earlier, closed run may be taken.
@@ -50,16 +52,33 @@ pub(crate) struct RunStart {
 
 impl RunStart {
     /// A start of `flow` as run `run_id` on `input`, with the default id reuse rule.
-    pub(crate) fn new(flow: &'static FlowSpec, run_id: String, input: Value) -> Self {
+    pub(crate) fn new(flow: &'static FlowSpec, run_id: impl Into<Arc<str>>, input: Value) -> Self {
         RunStart {
             flow,
-            run_id,
+            run_id: run_id.into(),
             input,
             id_reuse: IdReuse::default(),
             attributes: BTreeMap::new(),
             signal: None,
         }
     }
+}
+
+/// A fresh run id for flow `name`: `<name>-<uuid v4>`, made in one allocation.
+pub(crate) fn fresh_run_id(name: &str) -> Arc<str> {
+    let mut uuid = uuid::Uuid::encode_buffer();
+    let uuid = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid);
+    let mut buffer = [0u8; 160];
+    let len = name.len() + 1 + uuid.len();
+    if let Some(id) = buffer.get_mut(..len) {
+        id[..name.len()].copy_from_slice(name.as_bytes());
+        id[name.len()] = b'-';
+        id[name.len() + 1..].copy_from_slice(uuid.as_bytes());
+        if let Ok(id) = std::str::from_utf8(id) {
+            return Arc::from(id);
+        }
+    }
+    Arc::from(format!("{name}-{uuid}"))
 }
 
 /// A refused run id, the same on both executors: `state` is how the run with that id stands

@@ -320,6 +320,11 @@ impl PayloadLimit {
         }
     }
 
+    /// The limit, in bytes of JSON.
+    pub(crate) const fn bytes(self) -> usize {
+        self.bytes
+    }
+
     fn why(self) -> &'static str {
         if self.offloaded {
             "the claim-check offload's `Offload::max_payload`; raise it, or pass a reference (a path, URL or id) instead of the data"

@@ -105,6 +105,11 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// record may be a summary: on Temporal the history is not read back).
     fn run(&self, start: RunStart, record: bool) -> BoxFuture<'_, Recorded<Value>>;
 
+    /// Runs `start` to its end for its result alone (no record is made).
+    fn run_result(&self, start: RunStart) -> BoxFuture<'_, Result<Value, Error>> {
+        Box::pin(async move { self.run(start, false).await.result })
+    }
+
     /// Update-with-start: starts `start` unless a run with its id is running, sends it update
     /// `name` and waits for the answer.
     fn update_with_start<'a>(

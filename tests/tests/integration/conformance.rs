@@ -673,12 +673,8 @@ fn a_flow_named_like_a_chain_is_refused() {
         fn spec(&self) -> &'static flock::FlowSpec {
             &SPEC
         }
-        fn run(
-            self,
-            _ctx: &FlowContext,
-            input: Text,
-        ) -> futures::future::BoxFuture<'_, Result<Text, FlowError>> {
-            Box::pin(async move { Ok(input) })
+        async fn run(self, _ctx: &FlowContext, input: Text) -> Result<Text, FlowError> {
+            Ok(input)
         }
     }
     let error = registry

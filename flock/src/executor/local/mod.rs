@@ -8,7 +8,7 @@
 
 mod run;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque, hash_map};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 
@@ -59,54 +59,91 @@ impl LocalBackend {
     }
 
     /// Claims `start`'s id, opens its mailbox and delivers its signal: the run is ready to go.
-    fn open(&self, start: &RunStart) -> Result<Arc<Cell>, Error> {
-        let cell = self.runs.claim(start)?;
+    fn open(
+        &self,
+        start: &RunStart,
+        started_at: SystemTime,
+    ) -> Result<(Arc<str>, Arc<Cell>), Error> {
+        let (id, cell) = self.runs.claim(start, started_at)?;
         if let Some((name, value)) = &start.signal
             && let Err(message) = cell.mailbox.signal(name, value.clone())
         {
-            self.runs.close(
-                &start.run_id,
-                &cell,
-                Err(FlowError::msg(message.clone())),
-                None,
-            );
+            self.runs
+                .close(&id, &cell, &Err(FlowError::msg(message.clone())), None);
             return Err(message_error(start.flow.name, &start.run_id, message));
         }
-        Ok(cell)
+        Ok((id, cell))
     }
 
-    /// Runs an opened run to its end (or its cancellation) and closes it.
+    /// Runs an opened run to its end (or its cancellation) and closes it; with `recording`, its
+    /// record is complete.
+    #[allow(clippy::too_many_arguments)] // as `run::run_flow`'s
     async fn drive(
         settings: Arc<Settings>,
         runs: Arc<LocalRuns>,
         flow: &'static dyn crate::flow::DynFlow,
         cell: Arc<Cell>,
-        run_id: String,
+        run_id: Arc<str>,
         input: Value,
+        recording: bool,
+        started: Option<(Instant, SystemTime)>,
     ) -> (Result<Value, FlowError>, Option<RunRecord>) {
         let mut closing = Closing::new(&runs, &run_id, &cell);
         let running = run::run_flow(
             settings,
             runs.clone(),
-            cell.mailbox.clone(),
+            cell.clone(),
             flow,
-            Arc::from(run_id.as_str()),
+            run_id.clone(),
             input,
+            recording,
+            started,
         );
         let (result, record) = tokio::select! {
-            (result, record) = running => (result, Some(record)),
+            (result, record) = running => (result, record),
             () = cell.cancelled() => (
                 Err(FlowError::Cancelled { message: "the run was cancelled".into() }),
                 None,
             ),
         };
-        closing.close(result.clone(), record.clone());
+        closing.close(&result, record.as_ref());
         (result, record)
     }
 
-    /// The mailbox of running run `run_id` of `flow`; a run that has ended is
+    /// Runs `start` to its end: its result, and with `recording` its record (`None` when it
+    /// never started, or was cancelled).
+    async fn run_to_end(
+        &self,
+        start: RunStart,
+        recording: bool,
+        (started, started_at): (Instant, SystemTime),
+    ) -> (Result<Value, Error>, Option<RunRecord>) {
+        let flow = match self.flow(start.flow) {
+            Ok(flow) => flow,
+            Err(error) => return (Err(error), None),
+        };
+        let (id, cell) = match self.open(&start, started_at) {
+            Ok(opened) => opened,
+            Err(error) => return (Err(error), None),
+        };
+        let name = start.flow.name;
+        let (result, record) = Self::drive(
+            self.settings.clone(),
+            self.runs.clone(),
+            flow,
+            cell,
+            id.clone(),
+            start.input,
+            recording,
+            Some((started, started_at)),
+        )
+        .await;
+        (result.map_err(|cause| run_failed(name, &id, cause)), record)
+    }
+
+    /// The cell of running run `run_id` of `flow`, for its mailbox; a run that has ended is
     /// [`Error::RunEnded`], one of another flow [`Error::Message`].
-    fn mailbox(&self, flow: &str, run_id: &str, what: &str) -> Result<Arc<LocalMailbox>, Error> {
+    fn mailbox(&self, flow: &str, run_id: &str, what: &str) -> Result<Arc<Cell>, Error> {
         let (state, actual, cell) = self
             .runs
             .entry(run_id)
@@ -119,7 +156,7 @@ impl LocalBackend {
             ));
         }
         match (state, cell) {
-            (RunState::Running, Some(cell)) => Ok(cell.mailbox.clone()),
+            (RunState::Running, Some(cell)) => Ok(cell),
             (state, _) => Err(Error::RunEnded {
                 flow: flow.to_owned(),
                 run_id: run_id.to_owned(),
@@ -154,55 +191,46 @@ impl Backend for LocalBackend {
                     .map_err(|message| message_error(start.flow.name, &start.run_id, message))?;
                 return Ok(Started(Some(cell)));
             }
-            let cell = self.open(&start)?;
+            let (id, cell) = self.open(&start, SystemTime::now())?;
             tokio::spawn(Self::drive(
                 self.settings.clone(),
                 self.runs.clone(),
                 flow,
                 cell.clone(),
-                start.run_id,
+                id,
                 start.input,
+                true,
+                None,
             ));
             Ok(Started(Some(cell)))
         })
     }
 
-    fn run(&self, start: RunStart, _record: bool) -> BoxFuture<'_, Recorded<Value>> {
+    fn run(&self, start: RunStart, record: bool) -> BoxFuture<'_, Recorded<Value>> {
         Box::pin(async move {
             let (started, started_at) = (Instant::now(), SystemTime::now());
-            let failed = |error| {
-                Recorded::failed(&start.run_id, start.flow.name, started_at, started, error)
-            };
-            let flow = match self.flow(start.flow) {
-                Ok(flow) => flow,
-                Err(error) => return failed(error),
-            };
-            let cell = match self.open(&start) {
-                Ok(cell) => cell,
-                Err(error) => return failed(error),
-            };
             let (name, run_id) = (start.flow.name, start.run_id.clone());
-            let (result, record) = Self::drive(
-                self.settings.clone(),
-                self.runs.clone(),
-                flow,
-                cell,
-                start.run_id,
-                start.input.clone(),
-            )
-            .await;
-            let result = result.map_err(|cause| run_failed(name, &run_id, cause));
-            let record = record.unwrap_or_else(|| {
-                RunRecord::summary(
-                    &run_id,
-                    name,
-                    started_at,
-                    started.elapsed(),
-                    start.input,
-                    &result,
-                )
-            });
+            let input = if record {
+                start.input.clone()
+            } else {
+                Value::Null
+            };
+            let (result, kept) = self.run_to_end(start, record, (started, started_at)).await;
+            let record = match kept {
+                Some(kept) => kept,
+                None if record => {
+                    RunRecord::summary(&run_id, name, started_at, started.elapsed(), input, &result)
+                }
+                None => RunRecord::bare(started_at, started.elapsed(), &result),
+            };
             Recorded { result, record }
+        })
+    }
+
+    fn run_result(&self, start: RunStart) -> BoxFuture<'_, Result<Value, Error>> {
+        Box::pin(async move {
+            let started = (Instant::now(), SystemTime::now());
+            self.run_to_end(start, false, started).await.0
         })
     }
 
@@ -283,8 +311,8 @@ impl Backend for LocalBackend {
         name: &'a str,
         value: Value,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        let sent = self.mailbox(flow, run_id, "a signal").and_then(|mailbox| {
-            mailbox
+        let sent = self.mailbox(flow, run_id, "a signal").and_then(|cell| {
+            cell.mailbox
                 .signal(name, value)
                 .map_err(|message| message_error(flow, run_id, message))
         });
@@ -332,8 +360,8 @@ impl Backend for LocalBackend {
         value: Value,
     ) -> BoxFuture<'a, Result<Value, Error>> {
         Box::pin(async move {
-            let mailbox = self.mailbox(flow, run_id, "an update")?;
-            mailbox
+            let cell = self.mailbox(flow, run_id, "an update")?;
+            cell.mailbox
                 .update(name, value)
                 .await
                 .map_err(|message| message_error(flow, run_id, message))
@@ -431,10 +459,11 @@ impl RunState {
 
 /// One run's mailbox and outcome: shared by the run (while it runs) and by the handles that
 /// started or found it; the table keeps it only weakly once the run has closed, so a result
-/// nobody can ask for any more is freed.
+/// nobody can ask for any more is freed. One allocation per run.
 pub(crate) struct Cell {
-    mailbox: Arc<LocalMailbox>,
-    outcome: tokio::sync::watch::Sender<Option<Outcome>>,
+    pub(crate) mailbox: LocalMailbox,
+    outcome: Mutex<Option<Outcome>>,
+    done: tokio::sync::Notify,
     cancel: tokio::sync::Notify,
 }
 
@@ -444,8 +473,9 @@ type Outcome = (Result<Value, FlowError>, Option<RunRecord>);
 impl Cell {
     fn new(flow: &'static FlowSpec) -> Self {
         Cell {
-            mailbox: Arc::new(LocalMailbox::new(flow)),
-            outcome: tokio::sync::watch::Sender::new(None),
+            mailbox: LocalMailbox::new(flow),
+            outcome: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
             cancel: tokio::sync::Notify::new(),
         }
     }
@@ -460,24 +490,25 @@ impl Cell {
 
     /// The outcome, once the run has one.
     async fn finished(&self) -> Outcome {
-        let mut outcome = self.outcome.subscribe();
-        match outcome.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or_else(unreachable_outcome),
-            Err(_) => unreachable_outcome(),
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(outcome) = self.finished_now() {
+                return outcome;
+            }
+            notified.await;
         }
     }
 
     fn finished_now(&self) -> Option<Outcome> {
-        self.outcome.borrow().clone()
+        lock(&self.outcome).clone()
     }
-}
 
-/// The sender lives in the cell the waiter holds: it never closes while anyone waits.
-fn unreachable_outcome() -> Outcome {
-    (
-        Err(FlowError::msg("the local run ended without an outcome")),
-        None,
-    )
+    fn finish(&self, outcome: Outcome) {
+        *lock(&self.outcome) = Some(outcome);
+        self.done.notify_waiters();
+    }
 }
 
 #[derive(Default)]
@@ -491,10 +522,10 @@ impl std::fmt::Debug for LocalRuns {
 
 #[derive(Default)]
 struct Table {
-    runs: HashMap<String, Entry>,
+    runs: HashMap<Arc<str>, Entry>,
     /// Closed runs, oldest first, with the generation they closed in (a run id started again
     /// under `IdReuse::Allow` closes again in a later generation).
-    closed: VecDeque<(String, u64)>,
+    closed: VecDeque<(Arc<str>, u64)>,
     generation: u64,
 }
 
@@ -518,104 +549,150 @@ impl Entry {
 
 impl LocalRuns {
     /// Claims `start`'s run id for a new run under its id reuse rule (the same rule Temporal
-    /// applies to workflow ids), and gives the new run's cell.
-    fn claim(&self, start: &RunStart) -> Result<Arc<Cell>, Error> {
+    /// applies to workflow ids); gives the run's id, shared, and its cell.
+    fn claim(
+        &self,
+        start: &RunStart,
+        started_at: SystemTime,
+    ) -> Result<(Arc<str>, Arc<Cell>), Error> {
+        let id = start.run_id.clone();
+        let cell = self.claim_id(
+            &id,
+            start.flow,
+            start.id_reuse,
+            &start.attributes,
+            started_at,
+        )?;
+        Ok((id, cell))
+    }
+
+    fn claim_id(
+        &self,
+        id: &Arc<str>,
+        flow: &'static FlowSpec,
+        policy: IdReuse,
+        attributes: &BTreeMap<String, String>,
+        started_at: SystemTime,
+    ) -> Result<Arc<Cell>, Error> {
         let mut table = lock(&self.0);
-        let policy = start.id_reuse;
-        let refused = match table.runs.get(&start.run_id).map(|run| run.state) {
-            None => None,
-            Some(RunState::Running) => Some("is still running"),
-            Some(RunState::Completed) if policy != IdReuse::Allow => Some("completed"),
-            Some(RunState::Failed | RunState::Cancelled) if policy == IdReuse::Reject => {
-                Some("failed")
-            }
-            Some(_) => None,
+        let slot = table.runs.entry(id.clone());
+        let refused = match &slot {
+            hash_map::Entry::Vacant(_) => None,
+            hash_map::Entry::Occupied(run) => match run.get().state {
+                RunState::Running => Some("is still running"),
+                RunState::Completed if policy != IdReuse::Allow => Some("completed"),
+                RunState::Failed | RunState::Cancelled if policy == IdReuse::Reject => {
+                    Some("failed")
+                }
+                _ => None,
+            },
         };
         if let Some(state) = refused {
-            return Err(id_taken(&start.run_id, start.flow.name, state, policy));
+            return Err(id_taken(id, flow.name, state, policy));
         }
-        let cell = Arc::new(Cell::new(start.flow));
-        table.runs.insert(
-            start.run_id.clone(),
-            Entry {
-                flow: start.flow.name,
-                state: RunState::Running,
-                attributes: start.attributes.clone(),
-                generation: 0,
-                started_at: SystemTime::now(),
-                closed_at: None,
-                running: Some(cell.clone()),
-                cell: Arc::downgrade(&cell),
-            },
-        );
+        let cell = Arc::new(Cell::new(flow));
+        let entry = Entry {
+            flow: flow.name,
+            state: RunState::Running,
+            attributes: attributes.clone(),
+            generation: 0,
+            started_at,
+            closed_at: None,
+            running: Some(cell.clone()),
+            cell: Arc::downgrade(&cell),
+        };
+        match slot {
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+            hash_map::Entry::Occupied(mut slot) => {
+                slot.insert(entry);
+            }
+        }
         Ok(cell)
     }
 
     /// A child flow's run: refused while a run with its id is running.
-    fn claim_child(&self, run_id: &str, flow: &'static FlowSpec) -> Result<Arc<Cell>, FlowError> {
-        self.claim(&RunStart {
-            id_reuse: IdReuse::Allow,
-            ..RunStart::new(flow, run_id.to_owned(), Value::Null)
-        })
+    pub(crate) fn claim_child(
+        &self,
+        run_id: &Arc<str>,
+        flow: &'static FlowSpec,
+    ) -> Result<Arc<Cell>, FlowError> {
+        self.claim_id(
+            run_id,
+            flow,
+            IdReuse::Allow,
+            &BTreeMap::new(),
+            SystemTime::now(),
+        )
         .map_err(|_| FlowError::ChildFlow {
             flow: flow.name.to_owned(),
-            run_id: run_id.to_owned(),
+            run_id: run_id.to_string(),
             cause: Box::new(FlowError::msg(format!(
                 "a run with id `{run_id}` is running already"
             ))),
         })
     }
 
-    /// The run ended: its outcome goes to the handles, its id stays taken (for the last
-    /// [`LOCAL_RETENTION`] closed runs).
+    /// The run ended: its outcome goes to the handles that hold its cell (none: nothing is kept,
+    /// nothing copied), its id stays taken (for the last [`LOCAL_RETENTION`] closed runs).
     fn close(
         &self,
-        run_id: &str,
+        run_id: &Arc<str>,
         cell: &Arc<Cell>,
-        result: Result<Value, FlowError>,
-        record: Option<RunRecord>,
+        result: &Result<Value, FlowError>,
+        record: Option<&RunRecord>,
     ) {
-        let state = match &result {
+        let state = match result {
             Ok(_) => RunState::Completed,
             Err(error) if error.is_cancellation() => RunState::Cancelled,
             Err(_) => RunState::Failed,
         };
         // the table first: whoever the outcome wakes finds the run closed
-        self.close_entry(run_id, cell, state);
+        let shared = self.close_entry(run_id, cell, state);
         cell.mailbox.close();
-        cell.outcome.send_replace(Some((result, record)));
+        if shared {
+            cell.finish((result.clone(), record.cloned()));
+        }
     }
 
-    fn close_entry(&self, run_id: &str, cell: &Arc<Cell>, state: RunState) {
+    /// Closes the table's entry of the run whose cell is `cell`; gives whether anyone but the
+    /// caller holds the cell (a handle, a waiter), who then needs the outcome. When nobody does,
+    /// the entry forgets the cell, so that nobody can take it up later and wait for an outcome
+    /// that was never kept.
+    fn close_entry(&self, run_id: &Arc<str>, cell: &Arc<Cell>, state: RunState) -> bool {
         let mut guard = lock(&self.0);
         let table = &mut *guard;
         let Some(run) = table.runs.get_mut(run_id) else {
-            return;
+            return Arc::strong_count(cell) > 1;
         };
         if !run.running.as_ref().is_some_and(|c| Arc::ptr_eq(c, cell)) {
-            return; // another run took the id since (not while this one ran: closed before)
+            // another run took the id since (not while this one ran: closed before)
+            return Arc::strong_count(cell) > 1;
+        }
+        run.running = None;
+        let shared = Arc::strong_count(cell) > 1;
+        if !shared {
+            run.cell = Weak::new();
         }
         table.generation += 1;
         run.state = state;
         run.generation = table.generation;
         run.closed_at = Some(SystemTime::now());
-        run.running = None;
-        table
-            .closed
-            .push_back((run_id.to_owned(), table.generation));
+        table.closed.push_back((run_id.clone(), table.generation));
         while table.closed.len() > LOCAL_RETENTION {
             let Some((old, generation)) = table.closed.pop_front() else {
                 break;
             };
             // only if it has not been started again (and maybe closed again) since
-            if table
-                .runs
-                .get(&old)
-                .is_some_and(|run| run.generation == generation && run.state != RunState::Running)
+            if let hash_map::Entry::Occupied(run) = table.runs.entry(old)
+                && run.get().generation == generation
+                && run.get().state != RunState::Running
             {
-                table.runs.remove(&old);
+                run.remove();
             }
         }
+        shared
     }
 
     /// Run `run_id`: how it stands, its flow, and its cell while anyone holds it.
@@ -625,11 +702,10 @@ impl LocalRuns {
         Some((run.state, run.flow, run.cell()))
     }
 
-    /// The mailbox of running run `run_id` (for a flow signalling another).
-    fn running_mailbox(&self, run_id: &str) -> Option<Arc<LocalMailbox>> {
+    /// The cell of running run `run_id` (for a flow signalling another).
+    pub(crate) fn running(&self, run_id: &str) -> Option<Arc<Cell>> {
         let table = lock(&self.0);
-        let run = table.runs.get(run_id)?;
-        run.running.as_ref().map(|cell| cell.mailbox.clone())
+        table.runs.get(run_id)?.running.clone()
     }
 
     /// The cell of run `run_id` of `flow`, for its result or record.
@@ -672,7 +748,7 @@ impl LocalRuns {
                         .iter()
                         .all(|(k, v)| run.attributes.get(k) == Some(v))
             })
-            .map(|(run_id, run)| FoundRun::new(run_id.clone(), run.state == RunState::Running))
+            .map(|(run_id, run)| FoundRun::new(run_id.to_string(), run.state == RunState::Running))
             .collect();
         found.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         found
@@ -683,13 +759,13 @@ impl LocalRuns {
 /// stopped waiting, its parent was cancelled): a run never stays "running" in the table.
 pub(crate) struct Closing<'a> {
     runs: &'a LocalRuns,
-    run_id: &'a str,
+    run_id: &'a Arc<str>,
     cell: &'a Arc<Cell>,
     open: bool,
 }
 
 impl<'a> Closing<'a> {
-    pub(crate) fn new(runs: &'a LocalRuns, run_id: &'a str, cell: &'a Arc<Cell>) -> Self {
+    pub(crate) fn new(runs: &'a LocalRuns, run_id: &'a Arc<str>, cell: &'a Arc<Cell>) -> Self {
         Closing {
             runs,
             run_id,
@@ -699,7 +775,7 @@ impl<'a> Closing<'a> {
     }
 
     /// The run ended with `result`.
-    pub(crate) fn close(&mut self, result: Result<Value, FlowError>, record: Option<RunRecord>) {
+    pub(crate) fn close(&mut self, result: &Result<Value, FlowError>, record: Option<&RunRecord>) {
         self.open = false;
         self.runs.close(self.run_id, self.cell, result, record);
     }
@@ -711,7 +787,7 @@ impl Drop for Closing<'_> {
             let stopped = FlowError::Cancelled {
                 message: "the run stopped: what was running it was dropped".into(),
             };
-            self.runs.close(self.run_id, self.cell, Err(stopped), None);
+            self.runs.close(self.run_id, self.cell, &Err(stopped), None);
         }
     }
 }
@@ -722,9 +798,9 @@ impl Drop for Closing<'_> {
 /// The mailbox of one local run: the shared [`Mailbox`] behind a lock, and a notification for
 /// the flow (waiting for a message) and for update senders (waiting for an answer).
 pub(crate) struct LocalMailbox {
-    flow: &'static FlowSpec,
-    state: Mutex<Mailbox>,
-    changed: tokio::sync::Notify,
+    pub(crate) flow: &'static FlowSpec,
+    pub(crate) state: Mutex<Mailbox>,
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl LocalMailbox {
@@ -737,7 +813,7 @@ impl LocalMailbox {
     }
 
     /// Delivers signal `name`, checked first (declared, fitting its type).
-    fn signal(&self, name: &str, value: Value) -> Result<(), String> {
+    pub(crate) fn signal(&self, name: &str, value: Value) -> Result<(), String> {
         self.flow.check_message(MessageKind::Signal, name, &value)?;
         lock(&self.state).push_signal(name, value);
         self.changed.notify_waiters();
@@ -758,7 +834,7 @@ impl LocalMailbox {
     }
 
     /// Waits until `take` gives something.
-    async fn until<T>(&self, mut take: impl FnMut(&mut Mailbox) -> Option<T>) -> T {
+    pub(crate) async fn until<T>(&self, mut take: impl FnMut(&mut Mailbox) -> Option<T>) -> T {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -800,8 +876,12 @@ mod tests {
     #[test]
     fn run_ids_are_remembered_while_running_and_for_the_last_closed_runs() {
         let runs = LocalRuns::default();
-        let claim = |id: &str, policy| runs.claim(&start(id, policy));
-        let close = |id: &str, cell: &Arc<Cell>| runs.close(id, cell, Ok(Value::Null), None);
+        let claim = |id: &str, policy| {
+            runs.claim(&start(id, policy), SystemTime::now())
+                .map(|(_, cell)| cell)
+        };
+        let close =
+            |id: &str, cell: &Arc<Cell>| runs.close(&Arc::from(id), cell, &Ok(Value::Null), None);
         let _running = claim("running", IdReuse::FailedOnly).unwrap();
         let again = claim("again", IdReuse::FailedOnly).unwrap();
         close("again", &again);
@@ -833,15 +913,26 @@ mod tests {
     #[tokio::test]
     async fn a_result_lives_as_long_as_a_handle_to_it() {
         let runs = LocalRuns::default();
-        let cell = runs.claim(&start("r", IdReuse::FailedOnly)).unwrap();
-        runs.close("r", &cell, Ok(Value::from(7)), None);
+        let (_, cell) = runs
+            .claim(&start("r", IdReuse::FailedOnly), SystemTime::now())
+            .unwrap();
+        let handle = cell.clone(); // what `start` gives a handle
+        runs.close(&Arc::from("r"), &cell, &Ok(Value::from(7)), None);
+        drop(cell);
         assert_eq!(
             runs.cell("f", "r").unwrap().finished().await.0,
             Ok(Value::from(7))
         );
-        drop(cell);
+        drop(handle);
         let gone = runs.cell("f", "r").err().unwrap().to_string();
         assert!(gone.contains("no longer kept"), "{gone}");
         assert_eq!(runs.info("r").unwrap().status, "completed");
+        // a run nobody holds a handle to keeps nothing, and nobody waits for it
+        let (_, alone) = runs
+            .claim(&start("alone", IdReuse::FailedOnly), SystemTime::now())
+            .unwrap();
+        runs.close(&Arc::from("alone"), &alone, &Ok(Value::from(1)), None);
+        assert!(alone.finished_now().is_none());
+        assert!(runs.cell("f", "alone").is_err());
     }
 }

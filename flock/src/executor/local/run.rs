@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{Closing, LocalMailbox, LocalRuns};
-use crate::agent::{AgentContext, Cancellation, Checkpoints, ProgressSink, panic_message};
+use super::{Cell, Closing, LocalRuns};
+use crate::agent::{AgentContext, Attempt, CallKey, ProgressSink, panic_message};
 use crate::error::{AgentError, FlowError};
 use crate::executor::Settings;
 use crate::flow::{DynFlow, run_body};
@@ -25,20 +25,21 @@ use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 use crate::spec::AgentKind;
 use crate::usage::Usage;
 
-/// One local run: the executor's settings and the record being written.
+/// One local run (one continuation of it, when it continues as new): the executor's settings,
+/// the run's cell, and the record being written.
 struct LocalRun {
     settings: Arc<Settings>,
     run_id: Arc<str>,
     seed: u64,
-    record: Arc<RunShared>,
     runs: Arc<LocalRuns>,
-    mailbox: Arc<LocalMailbox>,
+    /// The run's cell: its mailbox.
+    cell: Arc<Cell>,
+    /// This run, for the agents' progress reports (no allocation per call).
+    me: std::sync::Weak<LocalRun>,
     /// Agent calls made so far (each call's idempotency key has its number).
     calls: std::sync::atomic::AtomicU64,
-}
-
-/// The record of a run while it is written.
-struct RunShared {
+    /// Whether the run's record is wanted: its steps, with their inputs and outputs.
+    recording: bool,
     started: Instant,
     started_at: SystemTime,
     steps: Mutex<Vec<StepRecord>>,
@@ -46,7 +47,7 @@ struct RunShared {
     progress: Mutex<Vec<ProgressEvent>>,
 }
 
-impl ProgressSink for RunShared {
+impl ProgressSink for LocalRun {
     fn report(&self, agent: &'static str, attempt: u32, details: Value) {
         lock(&self.progress).push(ProgressEvent {
             agent: agent.to_owned(),
@@ -59,7 +60,7 @@ impl ProgressSink for RunShared {
 
 /// Progress of one attempt of an agent with a heartbeat timeout: also notes the time.
 struct HeartbeatSink {
-    run: Arc<RunShared>,
+    run: Arc<LocalRun>,
     last: Mutex<Instant>,
 }
 
@@ -85,34 +86,49 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs `flow` on JSON `input` locally as run `run_id`, taking messages from `mailbox`; gives
-/// its result and its record. A run that continues as new runs again on its next input, under
-/// the same id; its record links the runs. The caller claimed the run's id and closes it.
+/// its result and its record (with `recording` false, only the run's outcome: no steps, no
+/// copies of inputs and outputs, for a caller that asked for the result alone). A run that
+/// continues as new runs again on its next input, under the same id; its record links the runs.
+/// The caller claimed the run's id and closes it.
+#[allow(clippy::too_many_arguments)] // each is one fact of the run, passed down once
 pub(crate) async fn run_flow(
     settings: Arc<Settings>,
     runs: Arc<LocalRuns>,
-    mailbox: Arc<LocalMailbox>,
+    cell: Arc<Cell>,
     flow: &'static dyn DynFlow,
     run_id: Arc<str>,
     mut input: Value,
-) -> (Result<Value, FlowError>, RunRecord) {
+    recording: bool,
+    mut started: Option<(Instant, SystemTime)>,
+) -> (Result<Value, FlowError>, Option<RunRecord>) {
     let mut previous: Option<Box<RunRecord>> = None;
     loop {
-        let (result, mut record) = run_once(
+        let started = started
+            .take()
+            .unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+        let (result, record) = run_once(
             settings.clone(),
             runs.clone(),
-            mailbox.clone(),
+            cell.clone(),
             flow,
             run_id.clone(),
             input,
+            recording,
+            started,
         )
         .await;
-        record.previous = previous.take();
+        let record = record.map(|mut record| {
+            record.previous = previous.take();
+            record
+        });
         match result {
             Err(FlowError::ContinueAsNew { input: next, .. }) => {
-                record.status = RunStatus::ContinuedAsNew;
-                record.error = None;
-                previous = Some(Box::new(record));
-                mailbox.continue_as_new();
+                previous = record.map(|mut record| {
+                    record.status = RunStatus::ContinuedAsNew;
+                    record.error = None;
+                    Box::new(record)
+                });
+                cell.mailbox.continue_as_new();
                 input = next;
             }
             result => return (result, record),
@@ -120,46 +136,56 @@ pub(crate) async fn run_flow(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // as `run_flow`'s
 async fn run_once(
     settings: Arc<Settings>,
     runs: Arc<LocalRuns>,
-    mailbox: Arc<LocalMailbox>,
+    cell: Arc<Cell>,
     flow: &'static dyn DynFlow,
     run_id: Arc<str>,
     input: Value,
-) -> (Result<Value, FlowError>, RunRecord) {
+    recording: bool,
+    (started, started_at): (Instant, SystemTime),
+) -> (Result<Value, FlowError>, Option<RunRecord>) {
     let name = flow.spec().name;
-    let record = Arc::new(RunShared {
-        started: Instant::now(),
-        started_at: SystemTime::now(),
+    let payload_limit = settings.payload_limit;
+    let run = Arc::new_cyclic(|me| LocalRun {
+        settings,
+        run_id: run_id.clone(),
+        seed: rand_u64(),
+        runs,
+        cell,
+        me: me.clone(),
+        calls: std::sync::atomic::AtomicU64::new(0),
+        recording,
+        started,
+        started_at,
         steps: Mutex::new(Vec::new()),
         children: Mutex::new(Vec::new()),
         progress: Mutex::new(Vec::new()),
     });
-    let payload_limit = settings.payload_limit;
-    let runtime = Arc::new(LocalRun {
-        settings,
-        run_id: run_id.clone(),
-        seed: rand_u64(),
-        record: record.clone(),
-        runs,
-        mailbox,
-        calls: std::sync::atomic::AtomicU64::new(0),
-    });
-    let settings = runtime.settings.clone();
+    let settings = run.settings.clone();
+    let (input, kept) = if recording {
+        (input.clone(), input)
+    } else {
+        (input, Value::Null)
+    };
     let result = run_body(
         flow,
         run_id.clone(),
-        runtime,
+        run.clone(),
         &settings.layers.0,
         payload_limit,
-        Ok(input.clone()),
+        Ok(input),
         || false,
     )
     .await;
-    let mut steps = std::mem::take(&mut *lock(&record.steps));
+    if !recording {
+        return (result, None);
+    }
+    let mut steps = std::mem::take(&mut *lock(&run.steps));
     steps.sort_by_key(|s| s.started);
-    let mut children = std::mem::take(&mut *lock(&record.children));
+    let mut children = std::mem::take(&mut *lock(&run.children));
     children.sort_by_key(|c| c.started_at);
     let record = RunRecord {
         run_id: run_id.to_string(),
@@ -169,18 +195,18 @@ async fn run_once(
         } else {
             RunStatus::Failed
         },
-        started_at: record.started_at,
-        duration: record.started.elapsed(),
-        input,
+        started_at: run.started_at,
+        duration: run.started.elapsed(),
+        input: kept,
         output: result.as_ref().ok().cloned(),
         error: result.as_ref().err().cloned(),
         steps,
         children,
-        progress: std::mem::take(&mut *lock(&record.progress)),
+        progress: std::mem::take(&mut *lock(&run.progress)),
         previous: None,
         undelivered: Vec::new(),
     };
-    (result, record)
+    (result, Some(record))
 }
 
 impl FlowRuntime for LocalRun {
@@ -200,14 +226,18 @@ impl FlowRuntime for LocalRun {
             let (result, record) = run_flow(
                 self.settings.clone(),
                 self.runs.clone(),
-                cell.mailbox.clone(),
+                cell.clone(),
                 flow,
                 run_id.clone(),
                 call.input,
+                self.recording,
+                None,
             )
             .await;
-            closing.close(result.clone(), Some(record.clone()));
-            lock(&self.record.children).push(record);
+            closing.close(&result, record.as_ref());
+            if let Some(record) = record {
+                lock(&self.children).push(record);
+            }
             result.map_err(|cause| FlowError::ChildFlow {
                 flow: name.to_owned(),
                 run_id: run_id.to_string(),
@@ -232,35 +262,36 @@ impl FlowRuntime for LocalRun {
     }
 
     fn next_signal(&self, name: &'static str) -> BoxFuture<'_, Result<Value, FlowError>> {
-        Box::pin(async move { Ok(self.mailbox.until(|m| m.take_signal(name)).await) })
+        Box::pin(async move { Ok(self.cell.mailbox.until(|m| m.take_signal(name)).await) })
     }
 
     fn publish(&self, name: &'static str, value: Value) {
-        lock(&self.mailbox.state).publish(name, value);
+        lock(&self.cell.mailbox.state).publish(name, value);
     }
 
     fn next_update(&self, name: &'static str) -> BoxFuture<'_, Result<(u64, Value), FlowError>> {
-        Box::pin(async move { Ok(self.mailbox.until(|m| m.take_update(name)).await) })
+        Box::pin(async move { Ok(self.cell.mailbox.until(|m| m.take_update(name)).await) })
     }
 
     fn answer_update(&self, id: u64, answer: Result<Value, String>) {
-        lock(&self.mailbox.state).answer(id, answer);
-        self.mailbox.changed.notify_waiters();
+        lock(&self.cell.mailbox.state).answer(id, answer);
+        self.cell.mailbox.changed.notify_waiters();
     }
 
     fn signal_flow(&self, call: SignalCall) -> BoxFuture<'_, Result<(), FlowError>> {
-        let result = match self.runs.running_mailbox(&call.run_id) {
-            Some(mailbox) if mailbox.flow.name == call.flow.name => mailbox
+        let result = match self.runs.running(&call.run_id) {
+            Some(cell) if cell.mailbox.flow.name == call.flow.name => cell
+                .mailbox
                 .signal(call.name, call.value)
                 .map_err(|message| FlowError::Message {
                     flow: call.flow.name.to_owned(),
                     message,
                 }),
-            Some(mailbox) => Err(FlowError::Message {
+            Some(cell) => Err(FlowError::Message {
                 flow: call.flow.name.to_owned(),
                 message: format!(
                     "run `{}` is a run of `{}`, not of `{}`",
-                    call.run_id, mailbox.flow.name, call.flow.name
+                    call.run_id, cell.mailbox.flow.name, call.flow.name
                 ),
             }),
             None => Err(FlowError::Message {
@@ -286,7 +317,6 @@ impl LocalRun {
         let policy = self.settings.retry_policy(spec);
         let start_to_close = spec.timeout.unwrap_or(self.settings.start_to_close);
         let call_number = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let idempotency_key = format!("{}/{:016x}/{call_number}", self.run_id, self.seed);
         let step_start = Instant::now();
         let deadline = spec.schedule_to_close.map(|limit| step_start + limit);
         let usage =
@@ -295,39 +325,45 @@ impl LocalRun {
         let mut retrying = policy.retrying(deadline);
         // The last checkpoint of the attempts so far: what the next one resumes from.
         let mut checkpoint = None;
+        // Two clock reads per attempt: its start (the step's, for the first) and its end.
+        let mut ended;
         let outcome = loop {
             let attempt = retrying.start();
-            let heartbeat = spec.heartbeat.map(|_| {
+            // alive: the flow's context holds the run
+            let run = self.me.upgrade();
+            let heartbeat = spec.heartbeat.zip(run.clone()).map(|(_, run)| {
                 Arc::new(HeartbeatSink {
-                    run: self.record.clone(),
+                    run,
                     last: Mutex::new(Instant::now()),
                 })
             });
-            let progress: Arc<dyn ProgressSink> = match &heartbeat {
-                Some(sink) => sink.clone(),
-                None => self.record.clone(),
+            let progress: Option<Arc<dyn ProgressSink>> = match &heartbeat {
+                Some(sink) => Some(sink.clone()),
+                None => run.map(|run| run as Arc<dyn ProgressSink>),
             };
-            let cancellation = Cancellation::default();
-            let checkpoints = Arc::new(Checkpoints::resuming(checkpoint.take()));
+            let cancellation = Attempt::resuming(checkpoint.take());
             let ctx = AgentContext::for_attempt(
                 self.run_id.clone(),
                 attempt,
                 spec,
                 self.settings.models.clone(),
-                Some(progress),
+                progress,
                 usage.clone(),
                 cancellation.clone(),
-            )
-            .with_checkpoints(checkpoints.clone())
-            .with_idempotency_key(idempotency_key.clone())
-            .with_payload_limit(self.settings.payload_limit);
-            let attempt_start = Instant::now();
+                CallKey::local(self.seed, call_number),
+                self.settings.payload_limit,
+            );
+            let attempt_start = if attempt == 1 {
+                step_start
+            } else {
+                Instant::now()
+            };
             let event = |at: Instant, kind| StepEvent {
                 run_id: self.run_id.clone(),
                 step: call_number,
                 agent: name,
                 attempt,
-                at: at.duration_since(self.record.started),
+                at: at.duration_since(self.started),
                 kind,
             };
             self.settings
@@ -339,35 +375,51 @@ impl LocalRun {
                 }
                 None => start_to_close,
             };
-            let mut running = std::pin::pin!(
-                run_attempt(
-                    agent.call_json(ctx, call.input.clone()),
-                    limit,
-                    heartbeat,
-                    spec.heartbeat,
-                    &cancellation,
-                    name,
-                )
-                .instrument(observe::attempt_span(name, &self.run_id, attempt))
-            );
-            let result = running.as_mut().await;
-            let span = running.span();
-            checkpoint = checkpoints.last();
-            let error = result.as_ref().err().cloned();
-            attempts.push(AttemptRecord {
-                attempt,
-                started: attempt_start.duration_since(self.record.started),
-                duration: attempt_start.elapsed(),
-                error: error.clone(),
-            });
-            let duration = attempt_start.elapsed();
+            let (result, span) = {
+                let mut running = std::pin::pin!(
+                    run_attempt(
+                        agent.call_json(ctx, &call.input),
+                        limit,
+                        heartbeat,
+                        spec.heartbeat,
+                        &cancellation,
+                        name,
+                    )
+                    .instrument(observe::attempt_span(
+                        name,
+                        &self.run_id,
+                        attempt
+                    ))
+                );
+                let result = running.as_mut().await;
+                (result, running.span().clone())
+            };
+            ended = Instant::now();
+            checkpoint = cancellation.checkpoints().last();
+            // the attempt is over: its context is gone, a later one can reuse its state
+            cancellation.recycle();
+            if self.recording {
+                attempts.push(AttemptRecord {
+                    attempt,
+                    started: attempt_start.duration_since(self.started),
+                    duration: ended.duration_since(attempt_start),
+                    error: result.as_ref().err().cloned(),
+                });
+            }
+            let duration = ended.duration_since(attempt_start);
             let Err(error) = result else {
-                observe::attempt_finished(span, name, attempt, AttemptOutcome::Completed, duration);
+                observe::attempt_finished(
+                    &span,
+                    name,
+                    attempt,
+                    AttemptOutcome::Completed,
+                    duration,
+                );
                 break result;
             };
             let delay = retrying.failed(&error, unit_random());
             observe::attempt_finished(
-                span,
+                &span,
                 name,
                 attempt,
                 AttemptOutcome::Failed(&error, delay),
@@ -387,7 +439,7 @@ impl LocalRun {
             tokio::time::sleep(delay).await;
         };
         let usage = usage.map(|u| *lock(&u)).unwrap_or_default();
-        let duration = step_start.elapsed();
+        let duration = ended.duration_since(step_start);
         let attempt = retrying.attempt();
         self.settings.step_events.emit(|| {
             let kind = match &outcome {
@@ -403,20 +455,22 @@ impl LocalRun {
                 step: call_number,
                 agent: name,
                 attempt,
-                at: step_start.duration_since(self.record.started) + duration,
+                at: step_start.duration_since(self.started) + duration,
                 kind,
             }
         });
-        lock(&self.record.steps).push(StepRecord {
-            agent: name.to_owned(),
-            started: step_start.duration_since(self.record.started),
-            duration,
-            input: call.input,
-            output: outcome.as_ref().ok().cloned(),
-            error: outcome.as_ref().err().cloned(),
-            attempts,
-            usage,
-        });
+        if self.recording {
+            lock(&self.steps).push(StepRecord {
+                agent: name.to_owned(),
+                started: step_start.duration_since(self.started),
+                duration,
+                input: call.input,
+                output: outcome.as_ref().ok().cloned(),
+                error: outcome.as_ref().err().cloned(),
+                attempts,
+                usage,
+            });
+        }
         outcome.map_err(|cause| FlowError::Agent {
             agent: name.to_owned(),
             attempts: attempt,
@@ -432,7 +486,7 @@ async fn run_attempt(
     limit: Duration,
     heartbeat: Option<Arc<HeartbeatSink>>,
     heartbeat_timeout: Option<Duration>,
-    cancellation: &Cancellation,
+    cancellation: &Attempt,
     agent: &'static str,
 ) -> Result<Value, AgentError> {
     // `call_json` catches the agent's own panics; this catches what escapes it.

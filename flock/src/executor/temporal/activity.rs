@@ -19,9 +19,7 @@ use temporalio_sdk::activities::{
 use tracing::Instrument;
 
 use super::WorkerShared;
-use crate::agent::{
-    Agent, AgentContext, Cancellation, Checkpoints, DynAgent, ProgressSink, json_size,
-};
+use crate::agent::{Agent, AgentContext, Attempt, CallKey, DynAgent, ProgressSink, json_size};
 use crate::error::AgentError;
 use crate::observe::{self, AttemptOutcome};
 use crate::retry::RetryPolicy;
@@ -77,9 +75,8 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 Some(call) => call.resume(),
                 None => previous_checkpoint::<A>(&ctx),
             };
-            let checkpoints = Arc::new(Checkpoints::resuming(resumed.clone()));
             let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
-            let cancellation = Cancellation::default();
+            let cancellation = Attempt::resuming(resumed.clone());
             let heartbeats = Arc::new(Heartbeats::new(ctx.clone(), resumed, attempt));
             if attempt > 1 {
                 // A retry says which attempt it is: a timeout that ends it (schedule-to-close)
@@ -87,6 +84,12 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 // that really started.
                 heartbeats.send(|_| {});
             }
+            let key = format!(
+                "{}/{}/{}",
+                info.workflow_id.as_deref().unwrap_or_default(),
+                info.workflow_run_id.as_deref().unwrap_or_default(),
+                info.activity_id
+            );
             let agent_ctx = AgentContext::for_attempt(
                 run_id.clone(),
                 attempt,
@@ -95,15 +98,9 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                 Some(heartbeats),
                 Some(usage.clone()),
                 cancellation.clone(),
-            )
-            .with_checkpoints(checkpoints.clone())
-            .with_idempotency_key(format!(
-                "{}/{}/{}",
-                info.workflow_id.as_deref().unwrap_or_default(),
-                info.workflow_run_id.as_deref().unwrap_or_default(),
-                info.activity_id
-            ))
-            .with_payload_limit(shared.settings.payload_limit);
+                CallKey::Given(Arc::from(key)),
+                shared.settings.payload_limit,
+            );
             let span = observe::attempt_span(A::NAME, &run_id, attempt);
             let started = Instant::now();
             // A local activity's schedule-to-close is its worker's timer, whose failure tells
@@ -125,7 +122,7 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
             let limit =
                 schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
             let mut timed_out = false;
-            let call = DynAgent::call_json(&agent, agent_ctx, input).instrument(span.clone());
+            let call = DynAgent::call_json(&agent, agent_ctx, &input).instrument(span.clone());
             // A timed-out or cancelled attempt stops here, on this worker: the agent sees
             // `is_cancelled`, and its future (with any model request in flight) is dropped, so
             // nothing runs on after the flow has moved on.
@@ -158,7 +155,7 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
                     Ok(Err(error)) => policy.gives_up(error, attempt),
                     Err(_) => false,
                 };
-                call.keep(checkpoints.last(), finished);
+                call.keep(cancellation.checkpoints().last(), finished);
             }
             let outcome = match &result {
                 Ok(Ok(_)) => AttemptOutcome::Completed,

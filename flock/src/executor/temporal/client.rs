@@ -234,7 +234,7 @@ impl TemporalBackend {
             attributes,
             signal,
         } = start;
-        let run_id = run_id.as_str();
+        let run_id = &*run_id;
         let options = self.start_options(spec, run_id, id_reuse, signal.is_some(), &attributes);
         let started = match signal {
             None => self
@@ -292,7 +292,7 @@ impl TemporalBackend {
             attributes,
             ..
         } = start;
-        let (run_id, attributes) = (run_id.as_str(), &attributes);
+        let (run_id, attributes) = (&*run_id, &attributes);
         use temporalio_client::errors::WorkflowUpdateWithStartError;
         use temporalio_client::{WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
         let options = WorkflowUpdateWithStartOptions::new(
