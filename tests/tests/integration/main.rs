@@ -9,6 +9,7 @@ mod conformance;
 mod connect;
 mod deployment;
 mod fresh_crate;
+mod hop;
 mod idempotency;
 mod local;
 mod messages;
