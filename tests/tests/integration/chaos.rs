@@ -8,17 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flock::dev_server::{DevServer, DevServerOptions};
 use flock::model::{OpenAi, OpenAiConfig};
 use flock::prelude::*;
-use flock_tests::durability::{self, Leg, ledger_line, soak_flow};
+use flock_tests::durability::{Leg, ledger_line, soak_flow};
 use serde_json::json;
 
 use super::model::server::{FakeOpenAi, Reply, answer, failure, truncated};
-use super::temporal::{client_only_flock, history, server};
+use super::support::{free_port, unique};
+use super::temporal::{client_only_flock, history};
 
 /// A small random number generator (xorshift), seeded so a failing soak can be replayed.
 struct Rng(u64);
@@ -62,27 +63,8 @@ fn env_count(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-fn unique() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        .to_string()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Workers SIGKILLed at random moments.
-
-fn spawn_worker(task_queue: &str, ledger: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_durability_worker"))
-        .env("TEMPORAL_ADDRESS", server())
-        .env("FLOCK_TASK_QUEUE", task_queue)
-        .env("FLOCK_MAX_AGENTS", "3")
-        .env(durability::FILE_VAR, ledger)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the durability worker starts")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_at_random_lose_and_repeat_no_completed_agent() {
@@ -92,7 +74,8 @@ async fn workers_killed_at_random_lose_and_repeat_no_completed_agent() {
     let task_queue = format!("chaos-kill-{}", unique());
     let ledger: PathBuf = std::env::temp_dir().join(format!("flock-soak-{}", unique()));
     let client = client_only_flock(&task_queue).await;
-    let mut worker = spawn_worker(&task_queue, &ledger);
+    let mut worker =
+        super::support::spawn_worker(&task_queue, &ledger, &[("FLOCK_MAX_AGENTS", "3")]);
     let mut handles = Vec::new();
     for flow in 0..flows {
         let leg = Leg {
@@ -119,7 +102,7 @@ async fn workers_killed_at_random_lose_and_repeat_no_completed_agent() {
         worker.kill().unwrap(); // SIGKILL
         worker.wait().unwrap();
         eprintln!("kill {kill} at {:?}, {done} steps done", started.elapsed());
-        worker = spawn_worker(&task_queue, &ledger);
+        worker = super::support::spawn_worker(&task_queue, &ledger, &[("FLOCK_MAX_AGENTS", "3")]);
     }
     let results = tokio::time::timeout(
         Duration::from_secs(60 + u64::from(flows)),
@@ -215,14 +198,6 @@ async fn r_flow(ctx: &FlowContext, n: u64) -> Result<u64, FlowError> {
     let n = ctx.call(r_double, n).await?;
     ctx.sleep(Duration::from_secs(2)).await?;
     ctx.call(r_double, n).await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

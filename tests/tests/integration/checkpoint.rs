@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,8 @@ use flock_tests::durability::{self, Steps, StepsDone, k_ten_steps};
 use temporalio_client::WorkflowDescribeOptions;
 use temporalio_common::UntypedWorkflow;
 
-use super::temporal::{client_only_flock, sdk_client, server, temporal_flock};
+use super::support::spawn_worker;
+use super::temporal::{client_only_flock, sdk_client, temporal_flock};
 
 /// How long a Temporal run may take before it counts as hung.
 const BOUND: Duration = Duration::from_secs(45);
@@ -331,16 +331,6 @@ async fn bad_checkpoints_are_clear_errors_naming_the_agent() {
 // ---------------------------------------------------------------------------------------------
 // A worker killed at step 7 of 10: the next attempt, on another worker, resumes at 7.
 
-fn spawn_worker(task_queue: &str, file: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_durability_worker"))
-        .env("TEMPORAL_ADDRESS", server())
-        .env("FLOCK_TASK_QUEUE", task_queue)
-        .env(durability::FILE_VAR, file)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the durability worker starts")
-}
-
 /// The checkpoint the server holds for the run's pending activity (its last heartbeat details).
 async fn server_checkpoint(run_id: &str) -> Option<serde_json::Value> {
     let description = sdk_client()
@@ -362,7 +352,7 @@ async fn an_agent_killed_at_step_7_resumes_at_step_7() {
         std::env::temp_dir().join(format!("flock-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let client = client_only_flock(task_queue).await;
-    let mut first_worker = spawn_worker(task_queue, &file);
+    let mut first_worker = spawn_worker(task_queue, &file, &[]);
     let handle = client
         .run(
             k_ten_steps,
@@ -391,7 +381,7 @@ async fn an_agent_killed_at_step_7_resumes_at_step_7() {
     first_worker.kill().unwrap(); // SIGKILL
     first_worker.wait().unwrap();
     let killed = Instant::now();
-    let mut second_worker = spawn_worker(task_queue, &file);
+    let mut second_worker = spawn_worker(task_queue, &file, &[]);
     let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();
@@ -430,7 +420,7 @@ async fn checkpoints_reach_the_server_within_a_second_of_being_made() {
         std::env::temp_dir().join(format!("flock-checkpoint-flush-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let client = client_only_flock(task_queue).await;
-    let mut first_worker = spawn_worker(task_queue, &file);
+    let mut first_worker = spawn_worker(task_queue, &file, &[]);
     let handle = client
         .run(
             durability::k_six_then_wait,
@@ -453,7 +443,7 @@ async fn checkpoints_reach_the_server_within_a_second_of_being_made() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     first_worker.kill().unwrap(); // SIGKILL
     first_worker.wait().unwrap();
-    let mut second_worker = spawn_worker(task_queue, &file);
+    let mut second_worker = spawn_worker(task_queue, &file, &[]);
     let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();

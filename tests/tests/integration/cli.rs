@@ -6,6 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::support::free_port;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flock_cli");
@@ -400,14 +401,6 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
         log.contains(&format!("metrics on http://{metrics}/metrics")),
         "{log}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `GET /metrics` from `address`, the body.

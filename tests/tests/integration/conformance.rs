@@ -8,6 +8,7 @@ use std::time::Duration;
 use flock::prelude::*;
 use serde::Serializer;
 
+use super::support::free_port;
 use super::temporal::{client_only_flock, config, server, temporal_flock};
 
 /// A task queue that no full worker of this test binary serves (see
@@ -930,14 +931,6 @@ async fn waiting_rides_out_a_server_restart_and_gives_up_distinctly() {
     );
     let _ = flock.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------

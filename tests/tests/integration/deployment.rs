@@ -6,6 +6,7 @@ use flock::prelude::*;
 use flock::{Deployment, Error};
 
 use super::conformance::POOL_QUEUE;
+use super::support::unique;
 use super::temporal::config;
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -14,14 +15,6 @@ const BOUND: Duration = Duration::from_secs(60);
 #[flow(signals(go: u32))]
 async fn versioned(ctx: &FlowContext, _input: ()) -> Result<u32, FlowError> {
     ctx.wait(versioned::go).await
-}
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos}")
 }
 
 /// A Flock whose in-process worker is build `build` of deployment `name`.

@@ -19,4 +19,5 @@ mod otel;
 mod payloads;
 mod replay;
 mod shutdown;
+mod support;
 mod temporal;

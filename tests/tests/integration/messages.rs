@@ -11,6 +11,7 @@ use futures::future::Either;
 use serde_json::json;
 
 use super::conformance::{both, worker_log};
+use super::support::unique;
 use super::temporal::{client_only_flock, sdk_client};
 
 /// How long any one case may take before it counts as hung.
@@ -142,16 +143,6 @@ fn brief(wait: Duration) -> Brief {
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// A suffix for run ids, unique across test runs on one server.
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 async fn bounded<T>(what: &str, future: impl std::future::IntoFuture<Output = T>) -> T {
     tokio::time::timeout(BOUND, future.into_future())
         .await

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use flock::prelude::*;
 use flock_tests::shutdown::{self, Job, s_flow, s_flow_local, s_two_steps};
 
+use super::support::wait_for;
 use crate::temporal::server;
 
 /// A worker process of this test; SIGKILLed (by its PID) if the test ends with it still running.
@@ -92,14 +93,6 @@ fn count(file: &Path, event: &str) -> usize {
     std::fs::read_to_string(file)
         .map(|text| text.lines().filter(|line| *line == event).count())
         .unwrap_or(0)
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn client(task_queue: &str) -> Flock {

@@ -4,11 +4,12 @@
 
 use std::future::IntoFuture;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::support::spawn_worker;
+use super::support::wait_for;
 use flock::dev_server::{DevServer, DevServerOptions};
 use flock::prelude::*;
 use flock::{ErrorClass, WorkerLimits};
@@ -406,24 +407,6 @@ async fn handles_start_reattach_and_cancel() {
 // ---------------------------------------------------------------------------------------------
 // Durability: a worker killed in the middle of a flow.
 
-fn spawn_worker(task_queue: &str, file: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_durability_worker"))
-        .env("TEMPORAL_ADDRESS", server())
-        .env("FLOCK_TASK_QUEUE", task_queue)
-        .env(durability::FILE_VAR, file)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the durability worker starts")
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_survives_a_killed_worker() {
     let task_queue = "durability";
@@ -431,7 +414,7 @@ async fn flow_survives_a_killed_worker() {
         std::env::temp_dir().join(format!("flock-durability-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let client = client_only_flock(task_queue).await;
-    let mut first_worker = spawn_worker(task_queue, &file);
+    let mut first_worker = spawn_worker(task_queue, &file, &[]);
     let handle = client
         .run_flow(d_flow, Work { trail: vec![] })
         .start()
@@ -443,7 +426,7 @@ async fn flow_survives_a_killed_worker() {
     .await;
     first_worker.kill().unwrap(); // SIGKILL
     first_worker.wait().unwrap();
-    let mut second_worker = spawn_worker(task_queue, &file);
+    let mut second_worker = spawn_worker(task_queue, &file, &[]);
     let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();
@@ -477,7 +460,7 @@ async fn a_finished_code_agent_never_runs_again_after_its_worker_is_killed() {
         std::env::temp_dir().join(format!("flock-durability-chain-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let client = client_only_flock(task_queue).await;
-    let mut first_worker = spawn_worker(task_queue, &file);
+    let mut first_worker = spawn_worker(task_queue, &file, &[]);
     let handle = client
         .run_flow(durability::chain_ten, durability::Chain { done: vec![] })
         .start()
@@ -489,7 +472,7 @@ async fn a_finished_code_agent_never_runs_again_after_its_worker_is_killed() {
     .await;
     first_worker.kill().unwrap(); // SIGKILL
     first_worker.wait().unwrap();
-    let mut second_worker = spawn_worker(task_queue, &file);
+    let mut second_worker = spawn_worker(task_queue, &file, &[]);
     let result = tokio::time::timeout(Duration::from_secs(90), handle.result()).await;
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();
