@@ -79,6 +79,7 @@ pub struct FlockBuilder {
     in_process_worker: bool,
     worker_limits: WorkerLimits,
     served_elsewhere: BTreeSet<String>,
+    serve_only: Option<Vec<String>>,
     metrics: Option<String>,
     layers: crate::runtime::StepLayers,
 }
@@ -95,6 +96,7 @@ impl Flock {
             in_process_worker: true,
             worker_limits: WorkerLimits::default(),
             served_elsewhere: BTreeSet::new(),
+            serve_only: None,
             metrics: None,
             layers: Default::default(),
         }
@@ -259,7 +261,8 @@ impl Flock {
     fn definition<F: Flow>(&self) -> Result<&'static dyn DynFlow, Error> {
         self.registry().flow(F::NAME).ok_or_else(|| {
             Error::Registry(format!(
-                "flow `{}` is not registered: register it with `Flock::builder().flow(..)`",
+                "flow `{}` is not registered: register it with `Flock::builder().flow(..)` (or, \
+                 with `serve_only`, name it or a flow that calls it there)",
                 F::NAME
             ))
         })
@@ -340,6 +343,38 @@ impl FlockBuilder {
         self
     }
 
+    /// Serves only the flows, agents and hand-off chains named here (by their names, e.g.
+    /// `MyFlow::NAME`) and what they call (see [`Registry::only`]), instead of every one linked
+    /// into the binary: a worker for part of an application, or a test that should not see the
+    /// definitions of other tests (their task queues included). Calling it again adds names. A
+    /// name that is not registered makes [`build`](Self::build) fail with [`Error::NotFound`].
+    ///
+    /// ```rust,standalone_crate
+    /// use flock::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct N { pub n: u32 }
+    ///
+    /// #[agent]
+    /// async fn double(input: N) -> N { N { n: input.n * 2 } }
+    ///
+    /// #[agent]
+    /// async fn square(input: N) -> N { N { n: input.n * input.n } }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = Flock::builder().serve_only(["double"]).build().await.unwrap();
+    /// assert!(flock.registry().agent("double").is_some());
+    /// assert!(flock.registry().agent("square").is_none());
+    /// assert!(Flock::builder().serve_only(["dubble"]).build().await.is_err());
+    /// # });
+    /// ```
+    pub fn serve_only<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.serve_only
+            .get_or_insert_with(Vec::new)
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
     /// Concurrency limits of the in-process worker.
     pub fn worker_limits(mut self, limits: WorkerLimits) -> Self {
         self.worker_limits = limits;
@@ -396,7 +431,10 @@ impl FlockBuilder {
     /// [`queue_served_elsewhere`](Self::queue_served_elsewhere) declares: runs there would wait
     /// forever ([`Error::UnservedQueues`]).
     pub async fn build(mut self) -> Result<Flock, Error> {
-        let registry = self.registry?;
+        let mut registry = self.registry?;
+        if let Some(names) = &self.serve_only {
+            registry = registry.only(names.iter().map(String::as_str))?;
+        }
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check()?;

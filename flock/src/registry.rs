@@ -14,6 +14,7 @@ use std::fmt;
 use crate::agent::DynAgent;
 use crate::error::Error;
 use crate::flow::DynFlow;
+use crate::spec::CallSite;
 
 /// Executor-specific glue for one definition, opaque to the registry: each executor reads its
 /// own entry. Not a public API.
@@ -166,6 +167,63 @@ impl Registry {
             },
         );
         Ok(())
+    }
+
+    /// This registry cut down to `roots` (flows, agents or hand-off chains, by name) and what
+    /// they call: the agents, child flows and chains of each flow's call sites, each agent's
+    /// hand-off chain and the agents it hands off to. What a `Flock` built with
+    /// [`FlockBuilder::serve_only`](crate::FlockBuilder::serve_only) serves.
+    ///
+    /// A call the macro could not resolve to a name (an agent passed in a variable) is not
+    /// followed: name its callee among the roots too. An unknown root is [`Error::NotFound`]
+    /// with the closest known name.
+    pub fn only<'a>(&self, roots: impl IntoIterator<Item = &'a str>) -> Result<Registry, Error> {
+        let mut todo: Vec<&'static str> = Vec::new();
+        for root in roots {
+            match (
+                self.agents.get_key_value(root),
+                self.flows.get_key_value(root),
+            ) {
+                (Some((name, _)), _) | (None, Some((name, _))) => todo.push(name),
+                (None, None) => {
+                    let known: Vec<&str> = self
+                        .flows()
+                        .map(|f| f.spec().name)
+                        .chain(self.agents().map(|a| a.spec().name))
+                        .collect();
+                    return Err(not_found("flow or agent", root, &known));
+                }
+            }
+        }
+        let mut kept = Registry::default();
+        while let Some(name) = todo.pop() {
+            if let Some((&key, &entry)) = self.agents.get_key_value(name)
+                && kept.agents.insert(key, entry).is_none()
+            {
+                let spec = entry.agent.spec();
+                if let Some((&chain, _)) =
+                    self.flows.get_key_value(format!("{name}.chain").as_str())
+                {
+                    todo.push(chain);
+                }
+                todo.extend(spec.hand_off);
+            }
+            if let Some((&key, &entry)) = self.flows.get_key_value(name)
+                && kept.flows.insert(key, entry).is_none()
+            {
+                if entry.chain {
+                    // the chain of agent `x` is `x.chain`: it runs `x` and its hand-offs
+                    if let Some((&agent, _)) = name
+                        .strip_suffix(".chain")
+                        .and_then(|agent| self.agents.get_key_value(agent))
+                    {
+                        todo.push(agent);
+                    }
+                }
+                todo.extend(entry.flow.spec().calls.iter().filter_map(CallSite::callee));
+            }
+        }
+        Ok(kept)
     }
 
     /// The agents, by name.

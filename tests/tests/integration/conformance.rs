@@ -524,7 +524,7 @@ async fn a_step_layer_sees_every_agent_call_on_both_executors() {
     let temporal = Flock::builder()
         .model("test")
         .local_debug(false)
-        .queue_served_elsewhere(POOL_QUEUE)
+        .serve_only([c_gated::NAME])
         .step_layer(Gate(counted.clone()))
         .temporal(config("conformance-layer"))
         .build()
@@ -651,6 +651,91 @@ async fn child_runs_are_recorded_in_call_order_with_their_durations() {
             children[0].duration
         );
         flock.shutdown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Flock that serves part of the binary (`serve_only`).
+
+/// A scoped Flock on each executor: on Temporal it builds without declaring this module's pool
+/// queue served elsewhere (the pool's agents are outside its scope), runs the flow it serves with
+/// the child flows and agents that flow calls, and refuses one outside its scope by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_flock_serves_its_flows_and_what_they_call_and_nothing_else() {
+    let scoped = || {
+        Flock::builder()
+            .model("test")
+            .serve_only([c_two_children::NAME])
+    };
+    let local = scoped().build().await.expect("a scoped local Flock");
+    let temporal = scoped()
+        .local_debug(false)
+        .temporal(config("conformance-scoped"))
+        .build()
+        .await
+        .expect("a scoped Temporal Flock builds with no queue_served_elsewhere");
+    for (executor, flock) in [("local", local), ("temporal", temporal)] {
+        let registry = flock.registry();
+        for served in [c_two_children::NAME, c_child::NAME] {
+            assert!(registry.flow(served).is_some(), "{executor}: {served}");
+        }
+        assert!(
+            registry.agent("c_wait").is_some(),
+            "{executor}: the agent c_child calls"
+        );
+        assert!(
+            registry.agent("c_pooled").is_none(),
+            "{executor}: outside the scope"
+        );
+        let done = bounded(
+            executor,
+            &flock,
+            c_two_children,
+            Text {
+                text: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.text, "300+10", "{executor}");
+        let refused = bounded(executor, &flock, c_gated, Text { text: "a".into() })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("`c_gated`") && refused.contains("serve_only"),
+            "{executor}: {refused}"
+        );
+        flock.shutdown().await.unwrap();
+    }
+}
+
+/// An unknown name in `serve_only` fails `build` on each executor, naming it and the closest
+/// known name; nothing is started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_only_with_an_unknown_name_is_a_clear_error_on_both_executors() {
+    let local = Flock::builder()
+        .serve_only(["c_two_childen"])
+        .build()
+        .await
+        .unwrap_err();
+    let temporal = Flock::builder()
+        .local_debug(false)
+        .serve_only(["c_two_childen"])
+        .temporal(config("conformance-scoped-bad"))
+        .build()
+        .await
+        .unwrap_err();
+    for (executor, error) in [("local", local), ("temporal", temporal)] {
+        assert!(
+            matches!(error, flock::Error::NotFound(_)),
+            "{executor}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("`c_two_childen`") && message.contains("`c_two_children`"),
+            "{executor}: {message}"
+        );
     }
 }
 

@@ -443,7 +443,7 @@ async fn temporal_runs_show_in_metrics_and_spans() {
         .prices(prices())
         .metrics("127.0.0.1:0")
         .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .serve_only([obs_t_flow::NAME])
         .temporal(config("observe-metrics"))
         .build()
         .await

@@ -52,7 +52,7 @@ impl LocalBackend {
     fn flow(&self, flow: &FlowSpec) -> Result<&'static dyn crate::flow::DynFlow, Error> {
         self.settings.registry.flow(flow.name).ok_or_else(|| {
             Error::Registry(format!(
-                "flow `{}` is not registered: register it with `Flock::builder().flow(..)`",
+                "flow `{}` is not registered: register it with `Flock::builder().flow(..)` (or, with `serve_only`, name it or a flow that calls it there)",
                 flow.name
             ))
         })
