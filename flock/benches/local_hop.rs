@@ -9,17 +9,14 @@
 //! * fmt: the registry with a `fmt` layer at INFO writing to a sink (formats every span's fields);
 //! * metrics: flock's Prometheus metrics (process-wide, so measured after the rounds without them).
 //!
-//! First, with everything off, the heap allocations per hop: a counting global allocator counts
-//! every allocation of 2,000 runs (after 12,000 warm-up runs, so that the local executor's table
-//! of the last 10,000 closed runs is full); the number is deterministic, unlike the time.
+//! Allocations per hop, and the same-run comparison with an earlier commit, are `hop_ab`'s
+//! (`scripts/hop-ab`); `tests/tests/integration/hop.rs` checks them in CI.
 //!
 //! ```text
 //! cargo bench -p flock --bench local_hop
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use flock::prelude::*;
@@ -27,54 +24,6 @@ use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-
-/// Counts heap allocations (and reallocations) of the whole process.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call goes to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Heap allocations per run of `run`, over 2,000 runs after 12,000 warm-up runs.
-fn allocations<F: std::future::Future<Output = ()>>(
-    rt: &tokio::runtime::Runtime,
-    run: &mut impl FnMut() -> F,
-) -> f64 {
-    let (warmup, runs) = (12_000, 2_000);
-    rt.block_on(async {
-        for _ in 0..warmup {
-            run().await;
-        }
-    });
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    rt.block_on(async {
-        for _ in 0..runs {
-            run().await;
-        }
-    });
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / runs as f64
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Value {
@@ -242,20 +191,6 @@ fn main() {
         .build()
         .unwrap();
     let flock = rt.block_on(Flock::builder().build()).unwrap();
-    let direct_allocs = allocations(&rt, &mut || async {
-        black_box(direct(input()).await);
-    });
-    let chain_allocs = allocations(&rt, &mut || async {
-        black_box(flock.run(first, input()).await.unwrap());
-    });
-    let flow_allocs = allocations(&rt, &mut || async {
-        black_box(flock.run_flow(three, input()).await.unwrap());
-    });
-    println!(
-        "heap allocations: direct calls {direct_allocs:.1} per run; flock.run(first, ..) chain {chain_allocs:.1} per run ({:.1} per hop); flock.run_flow(three, ..) {flow_allocs:.1} per run ({:.1} per hop)",
-        (chain_allocs - direct_allocs) / 3.0,
-        (flow_allocs - direct_allocs) / 3.0
-    );
     let modes = [
         Tracing::Off,
         Tracing::Registry,

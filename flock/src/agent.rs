@@ -607,16 +607,13 @@ impl<A: Agent> DynAgent for A {
                     A::NAME
                 ))
             })?;
-            // An upper bound first (no encoding): the exact size only when it may be over.
-            let bound = json_size_bound(&output);
-            if bound + local_input_bytes.unwrap_or(0) > limit.bytes() {
-                let output_bytes = json_size(&output);
-                check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
+            let budget = limit.bytes().saturating_sub(local_input_bytes.unwrap_or(0));
+            let output_bytes = json_size_within(&output, budget);
+            check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
+                .map_err(AgentError::permanent)?;
+            if let Some(input_bytes) = local_input_bytes {
+                check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
                     .map_err(AgentError::permanent)?;
-                if let Some(input_bytes) = local_input_bytes {
-                    check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
-                        .map_err(AgentError::permanent)?;
-                }
             }
             Ok(output)
         })
@@ -638,6 +635,17 @@ pub(crate) fn json_size(value: &Value) -> usize {
     let mut count = Count(0);
     let _ = serde_json::to_writer(&mut count, value);
     count.0
+}
+
+/// The size of `value` as JSON where it matters: exact when it may be over `budget`, else an
+/// upper bound (no encoding). What the payload checks take: a size over `budget` is exact.
+pub(crate) fn json_size_within(value: &Value, budget: usize) -> usize {
+    let bound = json_size_bound(value);
+    if bound <= budget {
+        bound
+    } else {
+        json_size(value)
+    }
 }
 
 /// An upper bound of [`json_size`], without encoding: every character of a string counted as if
@@ -772,6 +780,16 @@ mod tests {
         fn the_size_bound_is_never_below_the_encoded_size(value in any_json()) {
             prop_assert!(json_size_bound(&value) >= json_size(&value));
             prop_assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len());
+        }
+
+        /// What the payload checks take: never below the size, and exact whenever over budget.
+        #[test]
+        fn the_size_within_a_budget_is_exact_when_over_it(value in any_json(), budget in 0usize..64) {
+            let within = json_size_within(&value, budget);
+            prop_assert!(within >= json_size(&value));
+            if within > budget {
+                prop_assert_eq!(within, json_size(&value));
+            }
         }
     }
 }

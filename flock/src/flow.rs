@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::agent::{Agent, AgentIo, json_size, json_size_bound, panic_message};
+use crate::agent::{Agent, AgentIo, json_size_within, panic_message};
 use crate::error::FlowError;
 use crate::guard::{ContextOp, Guarded};
 use crate::message::{Query, Signal, Update};
@@ -494,15 +494,13 @@ pub(crate) fn encode<T: Serialize>(
         at: name.to_owned(),
         message: format!("{}: {e}", direction.name()),
     })?;
-    // An upper bound first (no encoding): the exact size only when it may be over.
-    if json_size_bound(&json) > limit.bytes() {
-        check_payload_size(kind, name, direction, json_size(&json), limit).map_err(|message| {
-            FlowError::PayloadTooLarge {
-                at: name.to_owned(),
-                message,
-            }
-        })?;
-    }
+    let bytes = json_size_within(&json, limit.bytes());
+    check_payload_size(kind, name, direction, bytes, limit).map_err(|message| {
+        FlowError::PayloadTooLarge {
+            at: name.to_owned(),
+            message,
+        }
+    })?;
     Ok(json)
 }
 

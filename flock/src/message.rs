@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::agent::{json_size, json_size_bound};
+use crate::agent::json_size_within;
 use crate::spec::{FlowSpec, MAX_PAYLOAD_BYTES};
 pub use crate::spec::{MessageKind, MessageSpec};
 
@@ -57,9 +57,8 @@ impl FlowSpec {
         value: &Value,
     ) -> Result<(), String> {
         let spec = self.message(kind, name)?;
-        // An upper bound first (no encoding): the exact size only when it may be over.
-        if json_size_bound(value) > MAX_PAYLOAD_BYTES && json_size(value) > MAX_PAYLOAD_BYTES {
-            let size = json_size(value);
+        let size = json_size_within(value, MAX_PAYLOAD_BYTES);
+        if size > MAX_PAYLOAD_BYTES {
             return Err(format!(
                 "the {} `{name}` of flow `{}` is {size} bytes as JSON, over the {MAX_PAYLOAD_BYTES}-byte payload limit of messages (Temporal rejects payloads over 2 MiB, and messages are never offloaded)",
                 kind.name(),
