@@ -75,30 +75,34 @@ impl LocalBackend {
         Ok((id, cell))
     }
 
-    /// Runs an opened run to its end (or its cancellation) and closes it; with `recording`, its
-    /// record is complete.
-    #[allow(clippy::too_many_arguments)] // as `run::run_flow`'s
-    async fn drive(
-        settings: Arc<Settings>,
-        runs: Arc<LocalRuns>,
+    /// Run `run_id` of `flow`, claimed with `cell`, as it is driven.
+    fn claimed(
+        &self,
         flow: &'static dyn crate::flow::DynFlow,
         cell: Arc<Cell>,
         run_id: Arc<str>,
-        input: Value,
         recording: bool,
+    ) -> run::Claimed {
+        run::Claimed {
+            settings: self.settings.clone(),
+            runs: self.runs.clone(),
+            cell,
+            flow,
+            run_id,
+            recording,
+        }
+    }
+
+    /// Runs an opened run to its end (or its cancellation) and closes it; with `recording`, its
+    /// record is complete.
+    async fn drive(
+        run: run::Claimed,
+        input: Value,
         started: Option<(Instant, SystemTime)>,
     ) -> (Result<Value, FlowError>, Option<RunRecord>) {
+        let (runs, run_id, cell) = (run.runs.clone(), run.run_id.clone(), run.cell.clone());
         let mut closing = Closing::new(&runs, &run_id, &cell);
-        let running = run::run_flow(
-            settings,
-            runs.clone(),
-            cell.clone(),
-            flow,
-            run_id.clone(),
-            input,
-            recording,
-            started,
-        );
+        let running = run::run_flow(run, input, started);
         let (result, record) = tokio::select! {
             (result, record) = running => (result, record),
             () = cell.cancelled() => (
@@ -128,13 +132,8 @@ impl LocalBackend {
         };
         let name = start.flow.name;
         let (result, record) = Self::drive(
-            self.settings.clone(),
-            self.runs.clone(),
-            flow,
-            cell,
-            id.clone(),
+            self.claimed(flow, cell, id.clone(), recording),
             start.input,
-            recording,
             Some((started, started_at)),
         )
         .await;
@@ -193,13 +192,8 @@ impl Backend for LocalBackend {
             }
             let (id, cell) = self.open(&start, SystemTime::now())?;
             tokio::spawn(Self::drive(
-                self.settings.clone(),
-                self.runs.clone(),
-                flow,
-                cell.clone(),
-                id,
+                self.claimed(flow, cell.clone(), id, true),
                 start.input,
-                true,
                 None,
             ));
             Ok(Started(Some(cell)))

@@ -90,15 +90,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// copies of inputs and outputs, for a caller that asked for the result alone). A run that
 /// continues as new runs again on its next input, under the same id; its record links the runs.
 /// The caller claimed the run's id and closes it.
-#[allow(clippy::too_many_arguments)] // each is one fact of the run, passed down once
 pub(crate) async fn run_flow(
-    settings: Arc<Settings>,
-    runs: Arc<LocalRuns>,
-    cell: Arc<Cell>,
-    flow: &'static dyn DynFlow,
-    run_id: Arc<str>,
+    run: Claimed,
     mut input: Value,
-    recording: bool,
     mut started: Option<(Instant, SystemTime)>,
 ) -> (Result<Value, FlowError>, Option<RunRecord>) {
     let mut previous: Option<Box<RunRecord>> = None;
@@ -106,17 +100,7 @@ pub(crate) async fn run_flow(
         let started = started
             .take()
             .unwrap_or_else(|| (Instant::now(), SystemTime::now()));
-        let (result, record) = run_once(
-            settings.clone(),
-            runs.clone(),
-            cell.clone(),
-            flow,
-            run_id.clone(),
-            input,
-            recording,
-            started,
-        )
-        .await;
+        let (result, record) = run_once(run.clone(), input, started).await;
         let record = record.map(|mut record| {
             record.previous = previous.take();
             record
@@ -128,7 +112,7 @@ pub(crate) async fn run_flow(
                     record.error = None;
                     Box::new(record)
                 });
-                cell.mailbox.continue_as_new();
+                run.cell.mailbox.continue_as_new();
                 input = next;
             }
             result => return (result, record),
@@ -136,15 +120,29 @@ pub(crate) async fn run_flow(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // as `run_flow`'s
+/// A claimed local run, as it is driven: what stays the same across its continue-as-new
+/// iterations.
+#[derive(Clone)]
+pub(crate) struct Claimed {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) runs: Arc<LocalRuns>,
+    pub(crate) cell: Arc<Cell>,
+    pub(crate) flow: &'static dyn DynFlow,
+    pub(crate) run_id: Arc<str>,
+    /// Whether its record is wanted (see [`run_flow`]).
+    pub(crate) recording: bool,
+}
+
 async fn run_once(
-    settings: Arc<Settings>,
-    runs: Arc<LocalRuns>,
-    cell: Arc<Cell>,
-    flow: &'static dyn DynFlow,
-    run_id: Arc<str>,
+    Claimed {
+        settings,
+        runs,
+        cell,
+        flow,
+        run_id,
+        recording,
+    }: Claimed,
     input: Value,
-    recording: bool,
     (started, started_at): (Instant, SystemTime),
 ) -> (Result<Value, FlowError>, Option<RunRecord>) {
     let name = flow.spec().name;
@@ -223,17 +221,15 @@ impl FlowRuntime for LocalRun {
             let run_id: Arc<str> = Arc::from(call.run_id);
             let cell = self.runs.claim_child(&run_id, call.spec)?;
             let mut closing = Closing::new(&self.runs, &run_id, &cell);
-            let (result, record) = run_flow(
-                self.settings.clone(),
-                self.runs.clone(),
-                cell.clone(),
+            let child = Claimed {
+                settings: self.settings.clone(),
+                runs: self.runs.clone(),
+                cell: cell.clone(),
                 flow,
-                run_id.clone(),
-                call.input,
-                self.recording,
-                None,
-            )
-            .await;
+                run_id: run_id.clone(),
+                recording: self.recording,
+            };
+            let (result, record) = run_flow(child, call.input, None).await;
             closing.close(&result, record.as_ref());
             if let Some(record) = record {
                 lock(&self.children).push(record);
