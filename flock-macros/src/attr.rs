@@ -98,6 +98,12 @@ pub struct MessageDecl {
 pub struct ToolAttrs {
     pub name: Option<LitStr>,
     pub description: Option<LitStr>,
+    pub timeout: Option<Millis>,
+    pub schedule_to_close: Option<Millis>,
+    pub heartbeat: Option<Millis>,
+    pub task_queue: Option<LitStr>,
+    pub local: Option<Spanned<bool>>,
+    pub retry: RetryAttrs,
 }
 
 /// The keys one attribute (or `retry(..)`) accepts, for unknown-key messages.
@@ -187,8 +193,26 @@ const FLOW: Keys = Keys {
 
 const TOOL: Keys = Keys {
     what: "`#[tool(..)]`",
-    keys: &["name", "description"],
-    aliases: &[],
+    keys: &[
+        "name",
+        "description",
+        "timeout",
+        "schedule_to_close",
+        "heartbeat",
+        "task_queue",
+        "local",
+        "retry",
+    ],
+    aliases: &[
+        ("start_to_close", "timeout"),
+        ("start_to_close_timeout", "timeout"),
+        ("schedule_to_close_timeout", "schedule_to_close"),
+        ("heartbeat_timeout", "heartbeat"),
+        ("queue", "task_queue"),
+        ("retries", "retry"),
+        ("retry_policy", "retry"),
+        ("doc", "description"),
+    ],
 };
 
 /// The error classes `non_retryable` accepts (flock's `ErrorClass` names).
@@ -220,7 +244,17 @@ pub fn parse_tool(cx: &Ctxt, args: TokenStream) -> ToolAttrs {
     parse_keys(cx, args, &TOOL, |key, meta| {
         match key {
             "name" => attrs.name = lit_str(cx, meta, "name = \"search\"")?,
-            _ => attrs.description = lit_str(cx, meta, "description = \"What the tool does.\"")?,
+            "description" => {
+                attrs.description = lit_str(cx, meta, "description = \"What the tool does.\"")?
+            }
+            "timeout" => attrs.timeout = millis(cx, meta, "timeout = \"30s\"")?,
+            "schedule_to_close" => {
+                attrs.schedule_to_close = millis(cx, meta, "schedule_to_close = \"5m\"")?
+            }
+            "heartbeat" => attrs.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
+            "task_queue" => attrs.task_queue = lit_str(cx, meta, "task_queue = \"tools\"")?,
+            "local" => attrs.local = flag(cx, meta, "local = true")?,
+            _ => attrs.retry = retry(cx, meta)?,
         }
         Ok(())
     });

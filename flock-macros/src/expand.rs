@@ -382,55 +382,16 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         // When the output type is wrong, `End`'s bound fails too: point that at the output.
         None => quote_spanned!(checked_span=> type Next = #fp::End;),
     };
-    for (field, value) in [
-        ("timeout", &attrs.timeout),
-        ("schedule_to_close", &attrs.schedule_to_close),
-        ("heartbeat", &attrs.heartbeat),
-    ] {
-        if let Some(value) = value {
-            let field = Ident::new(field, Span::call_site());
-            let value = duration(value);
-            settings.push(quote!(#spec.#field = #value;));
-        }
-    }
-    if let Some(queue) = &attrs.task_queue {
-        let value = some(quote!(#queue));
-        settings.push(quote!(#spec.task_queue = #value;));
-    }
-    let retry = &attrs.retry;
-    if let Some(attempts) = &retry.attempts {
-        let value = some(match attempts.value {
-            attr::Attempts::AtMost(n) => {
-                let n = Literal::u32_suffixed(n.get());
-                quote_spanned!(attempts.span=> #fp::attempts_at_most(#n))
-            }
-            attr::Attempts::Unlimited => {
-                quote_spanned!(attempts.span=> #fp::Attempts::Unlimited)
-            }
-        });
-        settings.push(quote!(#spec.retry.attempts = #value;));
-    }
-    for (field, value) in [
-        ("initial_interval", &retry.initial_interval),
-        ("max_interval", &retry.max_interval),
-    ] {
-        if let Some(value) = value {
-            let field = Ident::new(field, Span::call_site());
-            let value = duration(value);
-            settings.push(quote!(#spec.retry.#field = #value;));
-        }
-    }
-    for (field, value) in [("backoff", &retry.backoff), ("jitter", &retry.jitter)] {
-        if let Some(value) = value {
-            let field = Ident::new(field, Span::call_site());
-            let value = some(Literal::f64_suffixed(value.value).into_token_stream());
-            settings.push(quote!(#spec.retry.#field = #value;));
-        }
-    }
-    if !retry.non_retryable.is_empty() {
-        let classes = retry.non_retryable.iter().map(|class| &class.value);
-        settings.push(quote!(#spec.retry.non_retryable = &[#(#classes),*];));
-    }
+    settings.extend(step_settings(
+        &spec,
+        [
+            ("timeout", &attrs.timeout),
+            ("schedule_to_close", &attrs.schedule_to_close),
+            ("heartbeat", &attrs.heartbeat),
+        ],
+        attrs.task_queue.as_ref(),
+        &attrs.retry,
+    ));
     if let Some(retries) = &attrs.output_retries {
         let value = some(Literal::u32_suffixed(retries.value).into_token_stream());
         settings.push(quote!(#spec.output_retries = #value;));
@@ -765,6 +726,63 @@ fn messages(
     (specs, consts)
 }
 
+/// The settings an agent and a tool share (a step's): its timeouts, task queue and retry policy,
+/// as assignments to the spec being built in `spec`.
+fn step_settings(
+    spec: &Ident,
+    durations: [(&str, &Option<attr::Millis>); 3],
+    task_queue: Option<&LitStr>,
+    retry: &attr::RetryAttrs,
+) -> Vec<TokenStream> {
+    let fp = fp();
+    let mut settings = Vec::new();
+    for (field, value) in durations {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = duration(value);
+            settings.push(quote!(#spec.#field = #value;));
+        }
+    }
+    if let Some(queue) = task_queue {
+        let value = some(quote!(#queue));
+        settings.push(quote!(#spec.task_queue = #value;));
+    }
+    if let Some(attempts) = &retry.attempts {
+        let value = some(match attempts.value {
+            attr::Attempts::AtMost(n) => {
+                let n = Literal::u32_suffixed(n.get());
+                quote_spanned!(attempts.span=> #fp::attempts_at_most(#n))
+            }
+            attr::Attempts::Unlimited => {
+                quote_spanned!(attempts.span=> #fp::Attempts::Unlimited)
+            }
+        });
+        settings.push(quote!(#spec.retry.attempts = #value;));
+    }
+    for (field, value) in [
+        ("initial_interval", &retry.initial_interval),
+        ("max_interval", &retry.max_interval),
+    ] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = duration(value);
+            settings.push(quote!(#spec.retry.#field = #value;));
+        }
+    }
+    for (field, value) in [("backoff", &retry.backoff), ("jitter", &retry.jitter)] {
+        if let Some(value) = value {
+            let field = Ident::new(field, Span::call_site());
+            let value = some(Literal::f64_suffixed(value.value).into_token_stream());
+            settings.push(quote!(#spec.retry.#field = #value;));
+        }
+    }
+    if !retry.non_retryable.is_empty() {
+        let classes = retry.non_retryable.iter().map(|class| &class.value);
+        settings.push(quote!(#spec.retry.non_retryable = &[#(#classes),*];));
+    }
+    settings
+}
+
 fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let fp = fp();
     let func = &tool.func;
@@ -787,6 +805,26 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let call = quote_spanned!(args_span=>
         #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
     );
+
+    let (spec, spec_static) = (local("__flock_spec"), local("__FLOCK_SPEC"));
+    let step_name = LitStr::new(&format!("{}.tool", name.value()), name.span());
+    let location = location(ident);
+    let mut settings = vec![quote!(#spec.description = #description;)];
+    settings.extend(step_settings(
+        &spec,
+        [
+            ("timeout", &attrs.timeout),
+            ("schedule_to_close", &attrs.schedule_to_close),
+            ("heartbeat", &attrs.heartbeat),
+        ],
+        attrs.task_queue.as_ref(),
+        &attrs.retry,
+    ));
+    if let Some(local) = &attrs.local {
+        let value = some(syn::LitBool::new(local.value, local.span).into_token_stream());
+        settings.push(quote!(#spec.local = #value;));
+    }
+    settings.push(quote!(#spec.location = #location;));
 
     let unit = unit_type(ident, &func.vis, &func.attrs, &[]);
     let derives = derives(ident, &name);
@@ -812,6 +850,17 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
 
                 fn parameters_schema(&self) -> #fp::serde_json::Value {
                     #schema
+                }
+
+                fn step_spec(
+                    &self,
+                ) -> #fp::core::option::Option<&'static #fp::AgentSpec> {
+                    static #spec_static: #fp::AgentSpec = {
+                        let mut #spec = #fp::AgentSpec::new(#step_name, #fp::AgentKind::Code);
+                        #(#settings)*
+                        #spec
+                    };
+                    #fp::core::option::Option::Some(&#spec_static)
                 }
 
                 fn call_json(
@@ -1126,6 +1175,30 @@ mod tests {
                 quote!(name = "find"),
                 quote!(
                     async fn lookup(args: Query) -> Result<Answer, Error> {
+                        todo!()
+                    }
+                ),
+            )
+        );
+        // The settings of its calls' steps, like an agent's.
+        assert_expansion!(
+            "tool_with_step_settings",
+            tool(
+                quote!(
+                    timeout = "30s",
+                    schedule_to_close = "5m",
+                    heartbeat = "10s",
+                    task_queue = "tools",
+                    local,
+                    retry(
+                        attempts = 3,
+                        initial_interval = "1s",
+                        non_retryable = ["Permanent"]
+                    )
+                ),
+                quote!(
+                    /// Charges the card.
+                    async fn charge(args: Payment) -> Result<Receipt, Error> {
                         todo!()
                     }
                 ),

@@ -50,7 +50,7 @@ pub struct AgentSpec {
     /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
     pub local: Option<bool>,
     /// The tools a declarative agent offers the model.
-    pub tools: &'static [&'static dyn crate::tool::DynTool],
+    pub tools: &'static [&'static dyn DynTool],
     /// The source location of the definition.
     pub location: &'static str,
 }
@@ -267,6 +267,22 @@ impl AgentSpec {
     pub const fn runs_locally(&self) -> bool {
         matches!(self.local, Some(true))
     }
+
+    /// Whether the agent runs step by step: a declarative agent with tools runs its loop in the
+    /// flow that calls it, each model request a durable step (`<agent>.model`, with the agent's
+    /// settings) and each tool call one (`<tool>.tool`), so that a crash re-runs nothing that
+    /// finished. Decided by the code (the agent has no body and offers tools), never by a
+    /// worker's configuration. See [`step`](crate::step).
+    ///
+    /// ```
+    /// use flock::{AgentKind, AgentSpec};
+    ///
+    /// assert!(!AgentSpec::new("summarize", AgentKind::Declarative).runs_step_by_step());
+    /// assert!(!AgentSpec::new("count", AgentKind::Code).runs_step_by_step());
+    /// ```
+    pub const fn runs_step_by_step(&self) -> bool {
+        matches!(self.kind, AgentKind::Declarative) && !self.tools.is_empty()
+    }
 }
 
 /// The largest payload (an agent's or flow's input or output, as JSON) flock sends: Temporal
@@ -381,5 +397,61 @@ pub(crate) fn check_payload_size(
         ))
     } else {
         Ok(())
+    }
+}
+
+/// A tool as the model layer sees it: a name, a description, a JSON Schema of its arguments,
+/// and a call from JSON arguments to a JSON result.
+///
+/// `#[tool]` implements it on a zero-sized type named after the function:
+///
+/// ```rust,standalone_crate
+/// use flock::prelude::*;
+/// use flock::tool::DynTool;
+///
+/// #[derive(Deserialize, JsonSchema)]
+/// pub struct Query {
+///     /// What to look up
+///     pub q: String,
+/// }
+///
+/// /// Looks a word up.
+/// #[tool]
+/// async fn lookup(args: Query) -> Result<String, std::fmt::Error> {
+///     Ok(format!("{} is a word", args.q))
+/// }
+///
+/// assert_eq!(lookup.name(), "lookup");
+/// assert_eq!(lookup.description(), "Looks a word up.");
+/// assert_eq!(lookup.parameters_schema()["properties"]["q"]["description"], "What to look up");
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let answer = lookup.call_json(serde_json::json!({ "q": "flock" })).await;
+/// assert_eq!(answer, Ok(serde_json::json!("flock is a word")));
+/// # });
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tool",
+    label = "not a `#[tool]`",
+    note = "`#[agent(tools = [..])]` lists `async fn`s marked `#[tool]`"
+)]
+pub trait DynTool: Send + Sync + std::fmt::Debug {
+    /// The tool's name, as offered to the model.
+    fn name(&self) -> &'static str;
+    /// What the tool does (its doc comment).
+    fn description(&self) -> &'static str;
+    /// The JSON Schema of its arguments.
+    fn parameters_schema(&self) -> serde_json::Value;
+    /// Calls the tool; an error is fed back to the model as the tool's answer.
+    fn call_json(
+        &self,
+        arguments: serde_json::Value,
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>;
+
+    /// The settings of the tool's calls when an agent runs step by step (each call a durable
+    /// step named `<tool>.tool`, see [`step`](crate::step)): what `#[tool(timeout = "30s",
+    /// retry(attempts = 3), heartbeat = "10s", task_queue = "tools", local)]` says. `None` (the
+    /// default of a tool written by hand): the executor's defaults.
+    fn step_spec(&self) -> Option<&'static AgentSpec> {
+        None
     }
 }
