@@ -723,20 +723,31 @@ pub async fn run_declarative<A: Agent>(
         &input,
         &add_usage,
     );
+    heartbeating(&ctx, evaluation, "its model request").await
+}
+
+/// Runs `work` of an attempt (a model request in flight) heartbeating meanwhile (every quarter of
+/// the agent's `heartbeat` timeout, else every second), and ends it when the attempt is
+/// cancelled: `what` says what was in flight.
+pub(crate) async fn heartbeating<T>(
+    ctx: &AgentContext,
+    work: impl Future<Output = Result<T, AgentError>>,
+    what: &str,
+) -> Result<T, AgentError> {
     let every = ctx
         .spec()
         .heartbeat
         .map_or(DECLARATIVE_HEARTBEAT, |timeout| timeout / 4)
         .clamp(std::time::Duration::from_millis(10), DECLARATIVE_HEARTBEAT);
-    tokio::pin!(evaluation);
+    let mut work = std::pin::pin!(work);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            result = &mut evaluation => break result,
+            result = &mut work => break result,
             () = ctx.cancelled() => break Err(AgentError::transient(format!(
-                "agent `{}` was cancelled while its model request was in flight",
-                A::NAME
+                "agent `{}` was cancelled while {what} was in flight",
+                ctx.spec().name
             ))),
             _ = ticks.tick() => ctx.heartbeat(),
         }

@@ -386,7 +386,7 @@ impl FlockBuilder {
     /// executors. The first added is the outermost. On Temporal it runs in workflow code: the
     /// workers' `Flock` must have the same layers, deterministic ones.
     pub fn step_layer(mut self, layer: impl crate::runtime::StepLayer) -> Self {
-        self.layers.0.push(Arc::new(layer));
+        self.layers.layers.push(Arc::new(layer));
         self
     }
 
@@ -457,14 +457,22 @@ impl FlockBuilder {
                 )));
             }
         }
+        let payload_limit = crate::spec::PayloadLimit::of(self.temporal.codec.as_ref());
+        let mut layers = self.layers;
+        if registry.has_steps() {
+            layers.agent_loop = Some(Arc::new(crate::durable_loop::DurableLoop::new(
+                registry.clone(),
+                payload_limit,
+            )));
+        }
         let settings = Arc::new(Settings {
             retry: self.temporal.retry_policy(),
             start_to_close: self.temporal.activity_start_to_close,
             models: Arc::new(self.models),
             registry,
             step_events: Default::default(),
-            payload_limit: crate::spec::PayloadLimit::of(self.temporal.codec.as_ref()),
-            layers: self.layers,
+            payload_limit,
+            layers,
         });
         let backend = crate::executor::backend(
             self.local_debug,

@@ -71,6 +71,10 @@ pub struct FlowContext {
     rng: Mutex<SplitMix64>,
     child_ids: Mutex<SplitMix64>,
     payload_limit: PayloadLimit,
+    /// The step-by-step loop of agents that run so
+    /// ([`AgentSpec::runs_step_by_step`](crate::AgentSpec::runs_step_by_step)), above the step
+    /// layers: they and the executor see its steps.
+    agent_loop: Option<Arc<dyn crate::runtime::StepLayer>>,
     /// A misuse of the context that fails the run (an invalid patch id): the flow body is
     /// stopped as soon as it yields, and the run fails with this error.
     misuse: Mutex<Option<FlowError>>,
@@ -103,6 +107,7 @@ impl FlowContext {
             child_ids: Mutex::new(SplitMix64(seed ^ 0x6368_696C_645F_6964)),
             runtime,
             payload_limit,
+            agent_loop: None,
             misuse: Mutex::new(None),
         }
     }
@@ -159,7 +164,14 @@ impl FlowContext {
             &input,
             self.payload_limit,
         )?;
-        let output = ContextOp(self.runtime.call_agent(AgentCall { spec, input })).await?;
+        let call = AgentCall { spec, input };
+        let future = match &self.agent_loop {
+            Some(agent_loop) if spec.runs_step_by_step() => {
+                agent_loop.call_agent(call, &*self.runtime)
+            }
+            _ => self.runtime.call_agent(call),
+        };
+        let output = ContextOp(future).await?;
         decode(A::NAME, Direction::Output, output)
     }
 
@@ -677,14 +689,15 @@ pub(crate) async fn run_body(
     flow: &dyn DynFlow,
     run_id: Arc<str>,
     runtime: Arc<dyn FlowRuntime>,
-    layers: &[Arc<dyn crate::runtime::StepLayer>],
+    layers: &crate::runtime::StepLayers,
     payload_limit: PayloadLimit,
     input: Result<Value, FlowError>,
     replaying: impl Fn() -> bool,
 ) -> Result<Value, FlowError> {
     let name = flow.spec().name;
-    let runtime = crate::runtime::Layered::wrap(runtime, layers);
-    let ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
+    let runtime = crate::runtime::Layered::wrap(runtime, &layers.layers);
+    let mut ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
+    ctx.agent_loop = layers.agent_loop.clone();
     let span = if replaying() {
         tracing::Span::none()
     } else {

@@ -66,6 +66,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod dev_server;
+mod durable_loop;
 pub mod error;
 mod executor;
 mod flock;
@@ -82,6 +83,7 @@ pub mod retry;
 mod run;
 pub mod runtime;
 pub mod spec;
+pub mod step;
 pub mod tool;
 pub mod usage;
 #[cfg(feature = "temporal")]

@@ -79,6 +79,9 @@ pub struct Registry {
     agents: BTreeMap<&'static str, AgentEntry>,
     /// Flows and hand-off chains share one namespace: on Temporal both are workflow types.
     flows: BTreeMap<&'static str, FlowEntry>,
+    /// The steps of the agents that run step by step (their model requests and tool calls),
+    /// run by name like agents.
+    steps: BTreeMap<&'static str, &'static dyn DynAgent>,
 }
 
 impl fmt::Debug for Registry {
@@ -120,7 +123,14 @@ impl Registry {
                 spec.location,
             );
         }
+        if self.steps.contains_key(spec.name) {
+            return Err(Error::Registry(format!(
+                "agent `{}` ({}) has the name of a step of an agent that runs step by step; rename the agent (`#[agent(name = \"..\")]`)",
+                spec.name, spec.location
+            )));
+        }
         self.insert_flow(&registration.chain, true)?;
+        self.insert_steps(registration.agent)?;
         self.agents.insert(
             spec.name,
             AgentEntry {
@@ -128,6 +138,48 @@ impl Registry {
                 adapters: registration.adapters,
             },
         );
+        Ok(())
+    }
+
+    /// The steps of `agent` when it runs step by step: its model requests, and a call of each of
+    /// its tools. Two different tools of one name are an error (their steps would share an
+    /// activity type on Temporal).
+    fn insert_steps(&mut self, agent: &'static dyn DynAgent) -> Result<(), Error> {
+        let spec = agent.spec();
+        if !spec.runs_step_by_step() {
+            return Ok(());
+        }
+        let model = crate::step::ModelStep::of(agent);
+        self.insert_step(model.spec().name, model, spec.location)?;
+        for &tool in spec.tools {
+            let step = crate::step::ToolStep::of(tool);
+            if !step.same_tool(tool) {
+                return Err(Error::Registry(format!(
+                    "two different tools are named `{}` (one is offered by agent `{}`, {}); their calls would share the step `{}`: rename one (`#[tool(name = \"..\")]`)",
+                    tool.name(),
+                    spec.name,
+                    spec.location,
+                    step.spec().name
+                )));
+            }
+            self.insert_step(step.spec().name, step, spec.location)?;
+        }
+        Ok(())
+    }
+
+    fn insert_step(
+        &mut self,
+        name: &'static str,
+        step: &'static dyn DynAgent,
+        location: &'static str,
+    ) -> Result<(), Error> {
+        if let Some(agent) = self.agents.get(name) {
+            return Err(Error::Registry(format!(
+                "agent `{name}` ({}) has the name of a step of the agent defined at {location}; rename the agent (`#[agent(name = \"..\")]`)",
+                agent.agent.spec().location
+            )));
+        }
+        self.steps.insert(name, step);
         Ok(())
     }
 
@@ -200,6 +252,7 @@ impl Registry {
             if let Some((&key, &entry)) = self.agents.get_key_value(name)
                 && kept.agents.insert(key, entry).is_none()
             {
+                kept.insert_steps(entry.agent)?;
                 let spec = entry.agent.spec();
                 if let Some((&chain, _)) =
                     self.flows.get_key_value(format!("{name}.chain").as_str())
@@ -249,7 +302,22 @@ impl Registry {
 
     /// The agent called `name`.
     pub fn agent(&self, name: &str) -> Option<&'static dyn DynAgent> {
-        self.agents.get(name).map(|entry| entry.agent)
+        match self.agents.get(name) {
+            Some(entry) => Some(entry.agent),
+            None => self.steps.get(name).copied(),
+        }
+    }
+
+    /// The steps of the agents that run step by step
+    /// ([`AgentSpec::runs_step_by_step`](crate::AgentSpec::runs_step_by_step)), by name: what
+    /// [`agent`](Self::agent) finds besides the agents.
+    pub fn steps(&self) -> impl Iterator<Item = &'static dyn DynAgent> + '_ {
+        self.steps.values().copied()
+    }
+
+    /// Whether an agent here runs step by step.
+    pub(crate) fn has_steps(&self) -> bool {
+        !self.steps.is_empty()
     }
 
     /// The flow or chain called `name`.

@@ -167,13 +167,24 @@ pub trait StepLayer: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Value, FlowError>>;
 }
 
-/// The step layers of a `Flock`, the first outermost.
+/// The step layers of a `Flock`, the first outermost, and above them the step-by-step agent
+/// loop when an agent of the `Flock` runs so (see [`step`](crate::step)): the run's
+/// [`FlowContext`](crate::FlowContext) hands it the calls of such agents, so a run pays for it
+/// only when it calls one.
 #[derive(Clone, Default)]
-pub(crate) struct StepLayers(pub(crate) Vec<std::sync::Arc<dyn StepLayer>>);
+pub(crate) struct StepLayers {
+    pub(crate) layers: Vec<std::sync::Arc<dyn StepLayer>>,
+    pub(crate) agent_loop: Option<std::sync::Arc<dyn StepLayer>>,
+}
 
 impl std::fmt::Debug for StepLayers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StepLayers({})", self.0.len())
+        write!(
+            f,
+            "StepLayers({}, agent loop: {})",
+            self.layers.len(),
+            self.agent_loop.is_some()
+        )
     }
 }
 

@@ -236,3 +236,86 @@ pub async fn soak_flow(ctx: &FlowContext, leg: Leg) -> Result<Leg, FlowError> {
     let leg = ctx.call(soak_step, leg).await?;
     ctx.call(soak_step, leg).await
 }
+
+// ---------------------------------------------------------------------------------------------
+// A declarative agent of four tools, run step by step: each model request and each tool call a
+// durable step. The ledger is a tool argument (the scripted model writes it), so the same tools
+// note their calls on both executors without an environment variable.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Trip {
+    /// Where to
+    pub city: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Plan {
+    /// The plan in one line
+    pub summary: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Booking {
+    /// Which leg of the trip
+    pub leg: u32,
+    /// The file the booking is noted in
+    pub ledger: String,
+}
+
+fn note_in(ledger: &str, event: &str) -> Result<usize, String> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ledger)
+        .map_err(|e| e.to_string())?;
+    file.write_all(format!("{event}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(ledger).map_err(|e| e.to_string())?;
+    Ok(text.lines().filter(|line| *line == event).count())
+}
+
+/// Books the flight.
+#[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn t_flight(args: Booking) -> Result<String, String> {
+    note_in(&args.ledger, "t_flight")?;
+    Ok(format!("flight booked (leg {})", args.leg))
+}
+
+/// Books the hotel.
+#[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn t_hotel(args: Booking) -> Result<String, String> {
+    note_in(&args.ledger, "t_hotel")?;
+    Ok(format!("hotel booked (leg {})", args.leg))
+}
+
+/// Books the car. Its first run notes `t_car start` and waits (2 s, under its timeout) for its
+/// worker to be killed; the timeout is what a killed worker's call is retried after.
+#[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn t_car(args: Booking) -> Result<String, String> {
+    if note_in(&args.ledger, "t_car start")? == 1 {
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+    }
+    note_in(&args.ledger, "t_car")?;
+    Ok(format!("car booked (leg {})", args.leg))
+}
+
+/// Books dinner.
+#[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn t_dinner(args: Booking) -> Result<String, String> {
+    note_in(&args.ledger, "t_dinner")?;
+    Ok(format!("dinner booked (leg {})", args.leg))
+}
+
+/// Plan the trip: book what it needs with the tools, then say what was booked.
+#[agent(
+    tools = [t_flight, t_hotel, t_car, t_dinner],
+    timeout = "10s",
+    retry(attempts = 3, initial_interval = "100ms")
+)]
+pub async fn trip_planner(input: Trip) -> Plan;
+
+#[flow]
+pub async fn trip_flow(ctx: &FlowContext, trip: Trip) -> Result<Plan, FlowError> {
+    ctx.call(trip_planner, trip).await
+}

@@ -302,7 +302,7 @@ pub(crate) fn check_queues(
     served_elsewhere: &std::collections::BTreeSet<String>,
 ) -> Result<(), Error> {
     let mut unserved: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    let agents = registry.agents().map(|a| {
+    let agents = registry.agents().chain(registry.steps()).map(|a| {
         let spec = a.spec();
         (
             spec.task_queue,

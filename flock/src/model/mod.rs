@@ -441,35 +441,15 @@ pub async fn evaluate<T: DeserializeOwned>(
     input: &Value,
     add_usage: &(dyn Fn(Usage) + Sync),
 ) -> Result<T, AgentError> {
-    let name = models.name_for(spec.model).ok_or_else(|| {
-        AgentError::permanent(format!(
-            "agent `{}` has no body and no model: set `Flock::builder().model(\"provider/model\")` or `#[agent(model = \"..\")]`",
-            spec.name
-        ))
-    })?;
-    let (model, model_name) = models
-        .resolve(name)
-        .map_err(|e| AgentError::permanent(format!("agent `{}`: {e}", spec.name)))?;
-    let output = {
-        let schema = output_schema.clone().to_value();
-        let name = schema_title(&schema);
-        OutputFormat::new(name, schema)
-    };
+    let (name, model, model_name) = resolve(spec, models)?;
+    let output = output_format(output_schema);
     let messages = build_messages(
         spec,
         &input_schema.clone().to_value(),
         &output.schema,
         input,
     );
-    let tools = spec
-        .tools
-        .iter()
-        .map(|tool| ToolDefinition {
-            name: tool.name().to_owned(),
-            description: tool.description().to_owned(),
-            parameters: tool.parameters_schema(),
-        })
-        .collect();
+    let tools = tool_definitions(spec);
     let mut turn = AgentLoop::new(spec, model_name, messages, output, tools);
     loop {
         let response = request(spec.name, name, models, model.as_ref(), turn.request()).await?;
@@ -488,14 +468,52 @@ pub async fn evaluate<T: DeserializeOwned>(
     }
 }
 
+/// The model agent `spec` is answered by: its configured name, the model, and the model part of
+/// the name. No model configured, or a name that does not resolve, is
+/// [`AgentError::Permanent`] naming the agent.
+pub(crate) fn resolve<'m>(
+    spec: &AgentSpec,
+    models: &'m Models,
+) -> Result<(&'m str, Arc<dyn Model>, String), AgentError> {
+    let name = models.name_for(spec.model).ok_or_else(|| {
+        AgentError::permanent(format!(
+            "agent `{}` has no body and no model: set `Flock::builder().model(\"provider/model\")` or `#[agent(model = \"..\")]`",
+            spec.name
+        ))
+    })?;
+    let (model, model_name) = models
+        .resolve(name)
+        .map_err(|e| AgentError::permanent(format!("agent `{}`: {e}", spec.name)))?;
+    Ok((name, model, model_name))
+}
+
+/// The output format of an agent whose output schema is `schema`.
+pub(crate) fn output_format(schema: &schemars::Schema) -> OutputFormat {
+    let schema = schema.clone().to_value();
+    let name = schema_title(&schema);
+    OutputFormat::new(name, schema)
+}
+
+/// The tools agent `spec` offers the model.
+pub(crate) fn tool_definitions(spec: &AgentSpec) -> Vec<ToolDefinition> {
+    spec.tools
+        .iter()
+        .map(|tool| ToolDefinition {
+            name: tool.name().to_owned(),
+            description: tool.description().to_owned(),
+            parameters: tool.parameters_schema(),
+        })
+        .collect()
+}
+
 /// A model's answer with the usage it cost (the price table applied).
-struct Answer {
-    response: ModelResponse,
-    usage_with_cost: Usage,
+pub(crate) struct Answer {
+    pub(crate) response: ModelResponse,
+    pub(crate) usage_with_cost: Usage,
 }
 
 /// One model request of agent `agent` to model `name`, in its span, with its metrics.
-async fn request(
+pub(crate) async fn request(
     agent: &str,
     name: &str,
     models: &Models,

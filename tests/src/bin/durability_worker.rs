@@ -5,7 +5,7 @@ use flock::prelude::*;
 
 use flock_tests::durability::{
     chain_step, chain_ten, d_first, d_flow, d_second, d_third, k_six_then_wait, k_ten_steps,
-    soak_flow, soak_step,
+    soak_flow, soak_step, trip_flow, trip_planner,
 };
 
 #[tokio::main]
@@ -14,7 +14,18 @@ async fn main() -> Result<(), flock::Error> {
         .map_err(|_| flock::Error::Config("TEMPORAL_ADDRESS is not set".into()))?;
     let task_queue = std::env::var("FLOCK_TASK_QUEUE")
         .map_err(|_| flock::Error::Config("FLOCK_TASK_QUEUE is not set".into()))?;
-    let flock = Flock::builder()
+    let mut builder = Flock::builder();
+    // FLOCK_MODEL_URL: an OpenAI-protocol server answering the declarative agents
+    if let Ok(base_url) = std::env::var("FLOCK_MODEL_URL") {
+        builder = builder
+            .provider(flock::model::OpenAi::new(flock::model::OpenAiConfig {
+                base_url: Some(base_url),
+                api_key: Some("sk-durability".into()),
+                ..Default::default()
+            }))
+            .model("openai/gpt-4o-mini");
+    }
+    let flock = builder
         .local_debug(false)
         .in_process_worker(false)
         // explicit, so the linker cannot drop the library's registrations
@@ -28,6 +39,8 @@ async fn main() -> Result<(), flock::Error> {
         .agent(k_six_then_wait)
         .flow(soak_flow)
         .agent(soak_step)
+        .flow(trip_flow)
+        .agent(trip_planner)
         .temporal(TemporalExecutorConfig {
             server_url,
             task_queue,

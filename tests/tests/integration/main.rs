@@ -1,6 +1,7 @@
 //! The integration tests: one binary (the workspace builds the Temporal SDK once), one module per
 //! area.
 
+mod agent_loop;
 mod chaos;
 mod checkpoint;
 mod cli;

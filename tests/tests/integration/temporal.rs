@@ -99,7 +99,7 @@ pub(super) async fn sdk_client() -> Client {
 #[derive(Debug, Default)]
 pub(super) struct History {
     workflow_type: String,
-    activities: Vec<String>,
+    pub(super) activities: Vec<String>,
     /// (activity type, attempt) of each activity's last started attempt, in order.
     pub(super) attempts: Vec<(String, u32)>,
     children: Vec<String>,

@@ -172,7 +172,7 @@ async fn run_once(
         flow,
         run_id.clone(),
         run.clone(),
-        &settings.layers.0,
+        &settings.layers,
         payload_limit,
         Ok(input),
         || false,

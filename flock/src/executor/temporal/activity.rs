@@ -56,134 +56,215 @@ impl<A: Agent> ExecutableActivity for AgentActivity<A> {
         ctx: ActivityContext,
         input: Value,
     ) -> BoxFuture<'static, Result<Value, ActivityError>> {
-        Box::pin(async move {
-            let Some(shared) = receiver else {
-                return Err(ActivityError::from(ApplicationFailure::non_retryable(
-                    format!("agent `{}` registered without its worker state", A::NAME),
-                )));
-            };
-            let agent = A::default();
-            let spec = Agent::spec(&agent);
-            let info = ctx.info();
-            let attempt = info.attempt.max(1);
-            let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
-            let start_to_close = spec.timeout.unwrap_or(shared.settings.start_to_close);
-            let policy = shared.settings.retry_policy(spec);
-            // A local activity cannot heartbeat: its checkpoints stay on this worker.
-            let local_call = info.is_local.then(|| LocalCall::of(info));
-            let resumed = match &local_call {
-                Some(call) => call.resume(),
-                None => previous_checkpoint::<A>(&ctx),
-            };
-            let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
-            let cancellation = Attempt::resuming(resumed.clone());
-            let heartbeats = Arc::new(Heartbeats::new(ctx.clone(), resumed, attempt));
-            if attempt > 1 {
-                // A retry says which attempt it is: a timeout that ends it (schedule-to-close)
-                // carries the last heartbeat's details, from which the flow reports the attempts
-                // that really started.
-                heartbeats.send(|_| {});
-            }
-            let key = format!(
-                "{}/{}/{}",
-                info.workflow_id.as_deref().unwrap_or_default(),
-                info.workflow_run_id.as_deref().unwrap_or_default(),
-                info.activity_id
-            );
-            let agent_ctx = AgentContext::for_attempt(
-                run_id.clone(),
-                attempt,
-                spec,
-                shared.settings.models.clone(),
-                Some(heartbeats),
-                Some(usage.clone()),
-                cancellation.clone(),
-                CallKey::Given(Arc::from(key)),
-                shared.settings.payload_limit,
-            );
-            let span = observe::attempt_span(A::NAME, &run_id, attempt);
-            let started = Instant::now();
-            // A local activity's schedule-to-close is its worker's timer, whose failure tells
-            // nothing of the attempts: an attempt that would run into it ends here just before,
-            // with a failure that says which attempt it was, not retried (no time is left), as
-            // the local executor does.
-            let schedule_to_close_left = spec
-                .schedule_to_close
-                .zip(info.scheduled_time)
-                .filter(|_| info.is_local)
-                .map(|(limit, scheduled)| {
-                    (scheduled + limit)
-                        .duration_since(std::time::SystemTime::now())
-                        .unwrap_or_default()
-                        .saturating_sub(LOCAL_DEADLINE_MARGIN)
-                });
-            let last_before_deadline =
-                schedule_to_close_left.is_some_and(|left| left < start_to_close);
-            let limit =
-                schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
-            let mut timed_out = false;
-            let call = DynAgent::call_json(&agent, agent_ctx, &input).instrument(span.clone());
-            // A timed-out or cancelled attempt stops here, on this worker: the agent sees
-            // `is_cancelled`, and its future (with any model request in flight) is dropped, so
-            // nothing runs on after the flow has moved on.
-            let result = tokio::select! {
-                result = call => Ok(result),
-                () = tokio::time::sleep(limit) => {
-                    cancellation.cancel();
-                    timed_out = true;
-                    Ok(Err(AgentError::transient(match (last_before_deadline, spec.schedule_to_close) {
-                        (true, Some(total)) => format!(
-                            "agent `{}` timed out: its schedule-to-close timeout ({total:?}) passed",
-                            A::NAME
-                        ),
-                        _ => format!(
-                            "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
-                            A::NAME
-                        ),
-                    })))
-                }
-                () = ctx.cancelled() => {
-                    cancellation.cancel();
-                    Err(ActivityError::cancelled())
-                }
-            };
-            if let Some(call) = local_call {
-                // A cancellation may be the worker timing the local activity out, which is
-                // retried: keep the checkpoint then (unclaimed ones expire).
-                let finished = match &result {
-                    Ok(Ok(_)) => true,
-                    Ok(Err(error)) => policy.gives_up(error, attempt),
-                    Err(_) => false,
-                };
-                call.keep(cancellation.checkpoints().last(), finished);
-            }
-            let outcome = match &result {
-                Ok(Ok(_)) => AttemptOutcome::Completed,
-                // The server decides the delay; this is the policy's, as the server computes it
-                // (without jitter), or a rate limit's `next_retry_delay`.
-                Ok(Err(error)) => AttemptOutcome::Failed(
-                    error,
-                    (!policy.gives_up(error, attempt)).then(|| policy.delay(attempt, error, 0.5)),
-                ),
-                Err(_) => AttemptOutcome::Cancelled,
-            };
-            observe::attempt_finished(&span, A::NAME, attempt, outcome, started.elapsed());
-            match result? {
-                Ok(output) => {
-                    let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
-                    Ok(usage_envelope(output, usage))
-                }
-                Err(error) if timed_out && last_before_deadline => Err(ActivityError::from(
-                    ApplicationFailure::builder(error.message().to_owned())
-                        .type_name(error.class().name().to_owned())
-                        .non_retryable(true)
-                        .details(json!({ "attempt": attempt }))
-                        .build(),
-                )),
-                Err(error) => Err(to_activity_error(&error, attempt, &policy)),
-            }
-        })
+        // `A` is a unit type: leaking one allocates nothing
+        let agent: &'static A = Box::leak(Box::new(A::default()));
+        execute(receiver, agent, ctx, input)
     }
+}
+
+/// The activity of a step of an agent that runs step by step (see [`crate::step`]): one type for
+/// every step, registered once per step name, the step carried by its instance.
+pub(crate) struct StepActivity {
+    name: &'static str,
+}
+
+thread_local! {
+    /// The name of the step being registered: the SDK names an activity type by its definition
+    /// (`ExecutableActivity::definition`, which takes nothing), read once, when it is registered.
+    static REGISTERING: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
+}
+
+/// What a step's activity runs: the worker's state and the step.
+pub(crate) struct StepWorker {
+    shared: Arc<WorkerShared>,
+    step: &'static dyn DynAgent,
+}
+
+impl ActivityImplementer for StepWorker {
+    fn register_all(self: Arc<Self>, _definitions: &mut ActivityDefinitions) {}
+}
+
+impl ActivityDefinition for StepActivity {
+    type Input = Value;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+impl ExecutableActivity for StepActivity {
+    type Implementer = StepWorker;
+    const REQUIRES_INSTANCE: bool = true;
+
+    fn definition() -> Self {
+        StepActivity {
+            name: REGISTERING.get(),
+        }
+    }
+
+    fn execute(
+        receiver: Option<Arc<StepWorker>>,
+        ctx: ActivityContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, ActivityError>> {
+        match receiver {
+            Some(worker) => execute(Some(worker.shared.clone()), worker.step, ctx, input),
+            None => Box::pin(std::future::ready(Err(ActivityError::from(
+                ApplicationFailure::non_retryable("a step registered without its worker state"),
+            )))),
+        }
+    }
+}
+
+/// Registers the activity of `step` on `options`.
+pub(crate) fn register_step(
+    options: &mut temporalio_sdk::WorkerOptions,
+    shared: &Arc<WorkerShared>,
+    step: &'static dyn DynAgent,
+) {
+    REGISTERING.set(step.spec().name);
+    options.register_activity::<StepActivity>(Arc::new(StepWorker {
+        shared: shared.clone(),
+        step,
+    }));
+    REGISTERING.set("");
+}
+
+/// One attempt of `agent`'s activity (an agent's or a step's).
+fn execute(
+    receiver: Option<Arc<WorkerShared>>,
+    agent: &'static dyn DynAgent,
+    ctx: ActivityContext,
+    input: Value,
+) -> BoxFuture<'static, Result<Value, ActivityError>> {
+    Box::pin(async move {
+        let Some(shared) = receiver else {
+            return Err(ActivityError::from(ApplicationFailure::non_retryable(
+                format!(
+                    "agent `{}` registered without its worker state",
+                    agent.spec().name
+                ),
+            )));
+        };
+        let spec = agent.spec();
+        let info = ctx.info();
+        let attempt = info.attempt.max(1);
+        let run_id: Arc<str> = Arc::from(info.workflow_id.clone().unwrap_or_default());
+        let start_to_close = spec.timeout.unwrap_or(shared.settings.start_to_close);
+        let policy = shared.settings.retry_policy(spec);
+        // A local activity cannot heartbeat: its checkpoints stay on this worker.
+        let local_call = info.is_local.then(|| LocalCall::of(info));
+        let resumed = match &local_call {
+            Some(call) => call.resume(),
+            None => previous_checkpoint(spec.name, &ctx),
+        };
+        let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+        let cancellation = Attempt::resuming(resumed.clone());
+        let heartbeats = Arc::new(Heartbeats::new(ctx.clone(), resumed, attempt));
+        if attempt > 1 {
+            // A retry says which attempt it is: a timeout that ends it (schedule-to-close)
+            // carries the last heartbeat's details, from which the flow reports the attempts
+            // that really started.
+            heartbeats.send(|_| {});
+        }
+        let key = format!(
+            "{}/{}/{}",
+            info.workflow_id.as_deref().unwrap_or_default(),
+            info.workflow_run_id.as_deref().unwrap_or_default(),
+            info.activity_id
+        );
+        let agent_ctx = AgentContext::for_attempt(
+            run_id.clone(),
+            attempt,
+            spec,
+            shared.settings.models.clone(),
+            Some(heartbeats),
+            Some(usage.clone()),
+            cancellation.clone(),
+            CallKey::Given(Arc::from(key)),
+            shared.settings.payload_limit,
+        );
+        let span = observe::attempt_span(spec.name, &run_id, attempt);
+        let started = Instant::now();
+        // A local activity's schedule-to-close is its worker's timer, whose failure tells
+        // nothing of the attempts: an attempt that would run into it ends here just before,
+        // with a failure that says which attempt it was, not retried (no time is left), as
+        // the local executor does.
+        let schedule_to_close_left = spec
+            .schedule_to_close
+            .zip(info.scheduled_time)
+            .filter(|_| info.is_local)
+            .map(|(limit, scheduled)| {
+                (scheduled + limit)
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .saturating_sub(LOCAL_DEADLINE_MARGIN)
+            });
+        let last_before_deadline = schedule_to_close_left.is_some_and(|left| left < start_to_close);
+        let limit = schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
+        let mut timed_out = false;
+        let call = agent.call_json(agent_ctx, &input).instrument(span.clone());
+        // A timed-out or cancelled attempt stops here, on this worker: the agent sees
+        // `is_cancelled`, and its future (with any model request in flight) is dropped, so
+        // nothing runs on after the flow has moved on.
+        let result = tokio::select! {
+            result = call => Ok(result),
+            () = tokio::time::sleep(limit) => {
+                cancellation.cancel();
+                timed_out = true;
+                Ok(Err(AgentError::transient(match (last_before_deadline, spec.schedule_to_close) {
+                    (true, Some(total)) => format!(
+                        "agent `{}` timed out: its schedule-to-close timeout ({total:?}) passed",
+                        spec.name
+                    ),
+                    _ => format!(
+                        "agent `{}` timed out after {start_to_close:?} (start-to-close timeout)",
+                        spec.name
+                    ),
+                })))
+            }
+            () = ctx.cancelled() => {
+                cancellation.cancel();
+                Err(ActivityError::cancelled())
+            }
+        };
+        if let Some(call) = local_call {
+            // A cancellation may be the worker timing the local activity out, which is
+            // retried: keep the checkpoint then (unclaimed ones expire).
+            let finished = match &result {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => policy.gives_up(error, attempt),
+                Err(_) => false,
+            };
+            call.keep(cancellation.checkpoints().last(), finished);
+        }
+        let outcome = match &result {
+            Ok(Ok(_)) => AttemptOutcome::Completed,
+            // The server decides the delay; this is the policy's, as the server computes it
+            // (without jitter), or a rate limit's `next_retry_delay`.
+            Ok(Err(error)) => AttemptOutcome::Failed(
+                error,
+                (!policy.gives_up(error, attempt)).then(|| policy.delay(attempt, error, 0.5)),
+            ),
+            Err(_) => AttemptOutcome::Cancelled,
+        };
+        observe::attempt_finished(&span, spec.name, attempt, outcome, started.elapsed());
+        match result? {
+            Ok(output) => {
+                let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(usage_envelope(output, usage))
+            }
+            Err(error) if timed_out && last_before_deadline => Err(ActivityError::from(
+                ApplicationFailure::builder(error.message().to_owned())
+                    .type_name(error.class().name().to_owned())
+                    .non_retryable(true)
+                    .details(json!({ "attempt": attempt }))
+                    .build(),
+            )),
+            Err(error) => Err(to_activity_error(&error, attempt, &policy)),
+        }
+    })
 }
 
 /// How long before its schedule-to-close deadline a local activity's attempt is ended by flock,
@@ -300,21 +381,18 @@ impl ProgressSink for Heartbeats {
 
 /// The checkpoint the earlier attempts of this activity left in its heartbeat details. Details
 /// that are not flock's (another program heartbeating for this activity type) are no checkpoint.
-fn previous_checkpoint<A: Agent>(ctx: &ActivityContext) -> Option<Value> {
+fn previous_checkpoint(agent: &str, ctx: &ActivityContext) -> Option<Value> {
     let details = match ctx.heartbeat_details().deserialize::<Value>() {
         Ok(details) => details?,
         Err(e) => {
-            tracing::debug!(agent = A::NAME, "heartbeat details that are not JSON: {e}");
+            tracing::debug!(agent, "heartbeat details that are not JSON: {e}");
             return None;
         }
     };
     match serde_json::from_value::<HeartbeatDetails>(details) {
         Ok(details) => details.checkpoint,
         Err(e) => {
-            tracing::debug!(
-                agent = A::NAME,
-                "heartbeat details that are not flock's: {e}"
-            );
+            tracing::debug!(agent, "heartbeat details that are not flock's: {e}");
             None
         }
     }

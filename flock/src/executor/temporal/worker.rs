@@ -67,6 +67,13 @@ pub(crate) fn worker_options(
         };
         register(&mut registrar);
     }
+    // The steps of the agents that run step by step: a pool serves the model requests of its
+    // agents (they have the agent's task queue) and the tool calls it names.
+    for step in registry.steps() {
+        if pool.is_none_or(|pool| pool.agents.contains(step.spec().name)) {
+            super::activity::register_step(&mut registrar.options, shared, step);
+        }
+    }
     match registrar.error {
         Some(error) => Err(error),
         None => Ok(registrar.options),
@@ -411,6 +418,13 @@ impl AgentPool {
             };
             queues.entry(queue).or_default().push(spec.name);
             agents.insert(spec.name);
+            // an agent that runs step by step makes its model requests on its queue
+            if spec.runs_step_by_step()
+                && let Some(step) =
+                    registry.agent(&format!("{}{}", spec.name, crate::step::MODEL_STEP))
+            {
+                agents.insert(step.spec().name);
+            }
         }
         if queues.len() > 1 {
             let list = queues
@@ -430,6 +444,7 @@ impl AgentPool {
         };
         let left_out: Vec<String> = registry
             .agents()
+            .chain(registry.steps())
             .map(|a| a.spec())
             .filter(|spec| spec.task_queue == Some(queue) && !agents.contains(spec.name))
             .map(|spec| format!("agent `{}`", spec.name))

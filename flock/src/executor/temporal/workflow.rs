@@ -901,7 +901,7 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                 &flow,
                 run_id.clone(),
                 runtime,
-                &settings.layers.0,
+                &settings.layers,
                 payload_limit,
                 input,
                 replaying,

@@ -1,0 +1,257 @@
+//! The durable steps of an agent that runs step by step
+//! ([`AgentSpec::runs_step_by_step`]: a declarative agent with tools). Its loop runs in the flow
+//! that calls it (written once, above both executors, as the innermost built-in layer around a
+//! run's agent calls); what the loop does with the world is a step of its own, run and recorded
+//! like an agent call:
+//!
+//! * **`<agent>.model`**: one model request. Input `{"messages": [..]}` (the conversation so
+//!   far); output the [`ModelResponse`] (text, tool calls, usage, the model that answered).
+//!   The worker resolves the model (its configuration answers, not the client's), so a retry
+//!   may reach another model only if the worker's configuration changed. It has the agent's
+//!   settings: `timeout`, `heartbeat`, `retry`, `task_queue`, `local`.
+//! * **`<tool>.tool`**: one tool call. Input `{"call_id": "..", "arguments": {..}}`; output the
+//!   answer the model gets (a tool's `Err` is an answer too, `"error: …"`, so the model can
+//!   correct itself). The executor's default settings (a normal, durable activity on the flow's
+//!   task queue, the default timeout and retry policy): a tool is code with side effects, so it
+//!   is never a local step that a crash could run again.
+//!
+//! On Temporal each step is an activity of that name; on the local executor a step of the run
+//! record. A step that finished is never run again: a worker killed during tool call 3 re-runs
+//! only tool call 3.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::agent::{AgentContext, DynAgent, json_size_within, panic_message};
+use crate::error::AgentError;
+use crate::model::{Message, ModelRequest, ModelResponse};
+use crate::spec::{AgentKind, AgentSpec, Direction, check_payload_size};
+use crate::tool::DynTool;
+
+/// The suffix of a model-request step's name: agent `research`'s are `research.model`.
+pub const MODEL_STEP: &str = ".model";
+/// The suffix of a tool-call step's name: tool `search`'s are `search.tool`.
+pub const TOOL_STEP: &str = ".tool";
+
+/// The input of a model-request step.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub(crate) struct ModelStepInput {
+    /// The conversation so far.
+    pub(crate) messages: Vec<Message>,
+}
+
+/// The input of a tool-call step.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub(crate) struct ToolStepInput {
+    /// The id of the call the model asked for.
+    pub(crate) call_id: String,
+    /// The arguments, checked to be JSON.
+    pub(crate) arguments: Value,
+}
+
+/// The model requests of one agent.
+pub(crate) struct ModelStep {
+    agent: &'static dyn DynAgent,
+    spec: &'static AgentSpec,
+}
+
+/// The calls of one tool.
+pub(crate) struct ToolStep {
+    tool: &'static dyn DynTool,
+    spec: &'static AgentSpec,
+}
+
+/// Steps are made once per process and name: their specs must be `'static` (what executors run
+/// by), and a process builds its registry again for every `Flock`.
+static MODEL_STEPS: Mutex<BTreeMap<&'static str, &'static ModelStep>> = Mutex::new(BTreeMap::new());
+static TOOL_STEPS: Mutex<BTreeMap<&'static str, &'static ToolStep>> = Mutex::new(BTreeMap::new());
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+impl ModelStep {
+    /// The model-request step of `agent` (made on first use).
+    pub(crate) fn of(agent: &'static dyn DynAgent) -> &'static ModelStep {
+        let parent = agent.spec();
+        let mut steps = MODEL_STEPS.lock().unwrap_or_else(|p| p.into_inner());
+        steps.entry(parent.name).or_insert_with(|| {
+            let spec = Box::leak(Box::new(AgentSpec {
+                name: leak(format!("{}{MODEL_STEP}", parent.name)),
+                description: leak(format!("A model request of agent `{}`.", parent.name)),
+                // a model answers it (its usage is counted), and it offers no tools itself
+                kind: AgentKind::Declarative,
+                hand_off: None,
+                output_retries: None,
+                tools: &[],
+                ..*parent
+            }));
+            Box::leak(Box::new(ModelStep { agent, spec }))
+        })
+    }
+
+    /// The step's settings (the agent's, under the step's name).
+    pub(crate) fn spec(&self) -> &'static AgentSpec {
+        self.spec
+    }
+}
+
+impl ToolStep {
+    /// The tool-call step of `tool` (made on first use). Two different tools of one name share
+    /// it: [`same_tool`](Self::same_tool) tells them apart, for the registry's error.
+    pub(crate) fn of(tool: &'static dyn DynTool) -> &'static ToolStep {
+        let mut steps = TOOL_STEPS.lock().unwrap_or_else(|p| p.into_inner());
+        steps.entry(tool.name()).or_insert_with(|| {
+            let spec = tool.step_spec().unwrap_or_else(|| {
+                let mut spec =
+                    AgentSpec::new(leak(format!("{}{TOOL_STEP}", tool.name())), AgentKind::Code);
+                spec.description = tool.description();
+                Box::leak(Box::new(spec))
+            });
+            Box::leak(Box::new(ToolStep { tool, spec }))
+        })
+    }
+
+    /// The step's settings.
+    pub(crate) fn spec(&self) -> &'static AgentSpec {
+        self.spec
+    }
+
+    /// Whether `tool` is the tool this step calls (the same name, description and schema).
+    pub(crate) fn same_tool(&self, tool: &dyn DynTool) -> bool {
+        self.tool.name() == tool.name()
+            && self.tool.description() == tool.description()
+            && self.tool.parameters_schema() == tool.parameters_schema()
+    }
+}
+
+impl DynAgent for ModelStep {
+    fn spec(&self) -> &'static AgentSpec {
+        self.spec
+    }
+
+    fn input_schema(&self) -> schemars::Schema {
+        schemars::Schema::default()
+    }
+
+    fn output_schema(&self) -> schemars::Schema {
+        schemars::Schema::default()
+    }
+
+    fn call_json(
+        &self,
+        ctx: AgentContext,
+        input: &Value,
+    ) -> BoxFuture<'static, Result<Value, AgentError>> {
+        let (agent, name) = (self.agent, self.spec.name);
+        let input = ModelStepInput::deserialize(input).map_err(|e| {
+            AgentError::invalid_input(format!(
+                "step `{name}`: the input is not a conversation: {e}"
+            ))
+        });
+        Box::pin(async move {
+            let messages = input?.messages;
+            let parent = agent.spec();
+            let models = ctx.models();
+            let (model_name, model, model_part) = crate::model::resolve(parent, models)?;
+            let request = ModelRequest {
+                model: model_part,
+                agent: parent.name.to_owned(),
+                messages,
+                output: crate::model::output_format(&agent.output_schema()),
+                tools: crate::model::tool_definitions(parent),
+            };
+            let answer = crate::agent::heartbeating(
+                &ctx,
+                crate::model::request(parent.name, model_name, models, model.as_ref(), &request),
+                "its model request",
+            )
+            .await?;
+            ctx.add_usage(answer.usage_with_cost);
+            let output = serde_json::to_value(&answer.response).map_err(|e| {
+                AgentError::permanent(format!("step `{name}`: the answer is not JSON: {e}"))
+            })?;
+            let limit = ctx.payload_limit;
+            check_payload_size(
+                "step",
+                name,
+                Direction::Output,
+                json_size_within(&output, limit.bytes()),
+                limit,
+            )
+            .map_err(AgentError::permanent)?;
+            Ok(output)
+        })
+    }
+}
+
+impl DynAgent for ToolStep {
+    fn spec(&self) -> &'static AgentSpec {
+        self.spec
+    }
+
+    fn input_schema(&self) -> schemars::Schema {
+        schemars::Schema::default()
+    }
+
+    fn output_schema(&self) -> schemars::Schema {
+        schemars::Schema::default()
+    }
+
+    fn call_json(
+        &self,
+        ctx: AgentContext,
+        input: &Value,
+    ) -> BoxFuture<'static, Result<Value, AgentError>> {
+        let (tool, name) = (self.tool, self.spec.name);
+        let input = ToolStepInput::deserialize(input).map_err(|e| {
+            AgentError::invalid_input(format!("step `{name}`: the input is not a tool call: {e}"))
+        });
+        Box::pin(async move {
+            let input = input?;
+            let span = crate::observe::tool_span(tool.name(), &input.call_id);
+            let call = async move { tool.call_json(input.arguments).await };
+            let answer = match AssertUnwindSafe(tracing::Instrument::instrument(call, span.clone()))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(Value::String(text))) => text,
+                Ok(Ok(value)) => value.to_string(),
+                Ok(Err(e)) => {
+                    span.record("error.type", "ToolError");
+                    format!("error: {e}")
+                }
+                Err(panic) => {
+                    return Err(AgentError::permanent(format!(
+                        "tool `{}` panicked: {}",
+                        tool.name(),
+                        panic_message(&*panic)
+                    )));
+                }
+            };
+            let answer = Value::String(answer);
+            let limit = ctx.payload_limit;
+            check_payload_size(
+                "tool",
+                tool.name(),
+                Direction::Output,
+                json_size_within(&answer, limit.bytes()),
+                limit,
+            )
+            .map_err(AgentError::permanent)?;
+            Ok(answer)
+        })
+    }
+}
+
+/// A model step's output read back.
+pub(crate) fn read_response(step: &str, output: Value) -> Result<ModelResponse, String> {
+    ModelResponse::deserialize(output)
+        .map_err(|e| format!("step `{step}`: the answer is not a model response: {e}"))
+}

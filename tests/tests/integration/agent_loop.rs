@@ -1,0 +1,334 @@
+//! The agent loop, durable step by step: a declarative agent with tools runs its loop in the flow,
+//! each model request (`<agent>.model`) and each tool call (`<tool>.tool`) a step of its own, on
+//! both executors, against the OpenAI-protocol stand-in (`model/server.rs`). A worker killed
+//! during tool call 3 re-runs nothing that finished; bad tools and bad models end the run with
+//! an error that names them.
+
+use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use flock::model::{OpenAi, OpenAiConfig};
+use flock::prelude::*;
+use flock_tests::durability::{self, Trip, trip_flow};
+use serde_json::json;
+
+use super::model::server::{FakeOpenAi, Reply, answer, tool_calls};
+use super::support::{spawn_worker, wait_for};
+use super::temporal::{client_only_flock, config, history};
+
+/// How long a Temporal run may take before it counts as hung.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn provider(server: &FakeOpenAi) -> OpenAi {
+    OpenAi::new(OpenAiConfig {
+        api_key: Some("sk-loop".into()),
+        base_url: Some(server.base_url()),
+        timeout: Duration::from_secs(10),
+        ..OpenAiConfig::default()
+    })
+}
+
+/// A local `Flock` and one on the test server (with its own worker on `queue`), each answered by
+/// its own stand-in scripted with `replies`.
+async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOpenAi); 2] {
+    let local_model = FakeOpenAi::start(replies.clone()).await;
+    let local = Flock::builder()
+        .provider(provider(&local_model))
+        .model("openai/gpt-4o-mini")
+        .temporal(TemporalExecutorConfig {
+            retry_interval: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("a local Flock");
+    let temporal_model = FakeOpenAi::start(replies).await;
+    let temporal = Flock::builder()
+        .provider(provider(&temporal_model))
+        .model("openai/gpt-4o-mini")
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .temporal(config(queue))
+        .build()
+        .await
+        .expect("a Flock on the test dev server");
+    [
+        ("local", local, local_model),
+        ("temporal", temporal, temporal_model),
+    ]
+}
+
+/// The script of [`durability::trip_planner`]: one tool per model request, then the plan.
+fn trip_script(ledger: &str) -> Vec<Reply> {
+    let mut replies: Vec<Reply> = ["t_flight", "t_hotel", "t_car", "t_dinner"]
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            let arguments = json!({ "leg": i + 1, "ledger": ledger }).to_string();
+            tool_calls(&[(&format!("call_{}", i + 1), tool, &arguments)], 10)
+        })
+        .collect();
+    replies.push(answer(r#"{"summary": "all four booked"}"#, 10, 5));
+    replies
+}
+
+/// The steps of the trip, in order: a model request before each tool call and one after.
+const TRIP_STEPS: [&str; 9] = [
+    "trip_planner.model",
+    "t_flight.tool",
+    "trip_planner.model",
+    "t_hotel.tool",
+    "trip_planner.model",
+    "t_car.tool",
+    "trip_planner.model",
+    "t_dinner.tool",
+    "trip_planner.model",
+];
+
+fn ledger(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "flock-loop-{name}-{}-{}",
+        std::process::id(),
+        super::support::unique()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The test's acceptance case: a 4-tool agent whose worker is SIGKILLed during tool call 3. The
+/// run completes; the model requests and tool calls that had finished ran exactly once (the
+/// stand-in counts the requests, the tools note their calls in a ledger); the history lists
+/// each step as its own activity. The same flow on the local executor: same result, same steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
+    let task_queue = "agent-loop-durability";
+    let file = ledger("kill");
+    let path = file.to_string_lossy().into_owned();
+    let model = FakeOpenAi::start(trip_script(&path)).await;
+    let client = client_only_flock(task_queue).await;
+    let env = [("FLOCK_MODEL_URL", model.base_url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first_worker = spawn_worker(task_queue, &file, &env);
+    let handle = client
+        .run_flow(
+            trip_flow,
+            Trip {
+                city: "Oslo".into(),
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    wait_for("tool call 3 to start", BOUND, || {
+        durability::count(&file, "t_car start") == 1
+    })
+    .await;
+    first_worker.kill().unwrap(); // SIGKILL
+    first_worker.wait().unwrap();
+    let mut second_worker = spawn_worker(task_queue, &file, &env);
+    let result = tokio::time::timeout(BOUND, handle.result()).await;
+    second_worker.kill().unwrap();
+    second_worker.wait().unwrap();
+    let plan = result
+        .expect("the run completes after the worker is replaced")
+        .unwrap();
+    assert_eq!(plan.summary, "all four booked");
+    assert_eq!(model.received().len(), 5, "each model request ran once");
+    assert_eq!(model.unused_replies(), 0);
+    for (event, times) in [
+        ("t_flight", 1),
+        ("t_hotel", 1),
+        ("t_car start", 2), // the killed call, then its retry
+        ("t_car", 1),
+        ("t_dinner", 1),
+    ] {
+        assert_eq!(
+            durability::count(&file, event),
+            times,
+            "`{event}` in the ledger"
+        );
+    }
+    let history = history(handle.id()).await;
+    assert_eq!(history.activities, TRIP_STEPS);
+    // the conversation grows by one exchange per request: request N carries 2N + 1 messages
+    let sizes: Vec<usize> = model
+        .received()
+        .iter()
+        .map(|r| r.messages().len())
+        .collect();
+    assert_eq!(sizes, [2, 4, 6, 8, 10]);
+
+    // The same flow on the local executor: the same result and the same steps.
+    let local_file = ledger("kill-local");
+    let local_model = FakeOpenAi::start(trip_script(&local_file.to_string_lossy())).await;
+    let local = Flock::builder()
+        .provider(provider(&local_model))
+        .model("openai/gpt-4o-mini")
+        .build()
+        .await
+        .unwrap();
+    let recorded = local
+        .run_flow(
+            trip_flow,
+            Trip {
+                city: "Oslo".into(),
+            },
+        )
+        .recorded()
+        .await;
+    assert_eq!(recorded.result.unwrap(), plan);
+    let steps: Vec<&str> = recorded
+        .record
+        .steps
+        .iter()
+        .map(|s| s.agent.as_str())
+        .collect();
+    assert_eq!(steps, TRIP_STEPS);
+    let usage = recorded.record.usage();
+    assert_eq!((usage.requests, usage.prompt_tokens), (5, 50));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&local_file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: tools and models that misbehave, on both executors.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Question {
+    /// What to answer
+    pub question: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reply2 {
+    /// The answer
+    pub answer: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Count {
+    /// How many
+    pub n: u32,
+}
+
+static EXPLODED: AtomicU32 = AtomicU32::new(0);
+
+/// Panics.
+#[tool(retry(attempts = 3, initial_interval = "10ms"))]
+async fn explode(args: Count) -> String {
+    EXPLODED.fetch_add(1, Ordering::SeqCst);
+    panic!("the tool broke on {}", args.n)
+}
+
+/// Answers with `n` bytes.
+#[tool]
+async fn flood(args: Count) -> String {
+    "x".repeat(args.n as usize)
+}
+
+/// Doubles a number.
+#[tool]
+async fn double(args: Count) -> u32 {
+    args.n * 2
+}
+
+/// Answer the question, using the tools where they help.
+#[agent(tools = [explode, flood, double], retry(attempts = 1))]
+async fn tool_user(input: Question) -> Reply2;
+
+fn question() -> Question {
+    Question {
+        question: "what is twice 21?".into(),
+    }
+}
+
+/// How a run of `tool_user` ended, within [`BOUND`].
+async fn run_tool_user(flock: &Flock) -> Result<Reply2, flock::Error> {
+    tokio::time::timeout(BOUND, flock.run(tool_user, question()).into_future())
+        .await
+        .expect("the run ends")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_panics_fails_the_run_naming_the_tool_on_both_executors() {
+    let script = vec![tool_calls(&[("c1", "explode", r#"{"n": 7}"#)], 5)];
+    for (executor, flock, model) in both("agent-loop-panic", script).await {
+        EXPLODED.store(0, Ordering::SeqCst);
+        let error = run_tool_user(&flock).await.unwrap_err().to_string();
+        assert!(
+            error.contains("tool `explode` panicked: the tool broke on 7")
+                && error.contains("explode.tool"),
+            "{executor}: {error}"
+        );
+        // a panic is a bug: permanent, not retried, and the model is not asked again
+        assert_eq!(EXPLODED.load(Ordering::SeqCst), 1, "{executor}");
+        assert_eq!(model.received().len(), 1, "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tool_calls_are_answered_to_the_model_on_both_executors() {
+    let script = vec![
+        tool_calls(
+            &[
+                ("c1", "double", r#"{"n": "twenty-one"}"#), // does not fit the schema
+                ("c2", "no_such_tool", "{}"),
+                ("c3", "double", "{not json"),
+                ("c4", "double", r#"{"n": 21}"#),
+            ],
+            5,
+        ),
+        answer(r#"{"answer": "42"}"#, 5, 5),
+    ];
+    for (executor, flock, model) in both("agent-loop-bad-calls", script).await {
+        let reply = run_tool_user(&flock).await.unwrap();
+        assert_eq!(reply.answer, "42", "{executor}");
+        let received = model.received();
+        assert_eq!(received.len(), 2, "{executor}");
+        let answers: Vec<String> = received[1].messages()[3..]
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert!(
+            answers[0].starts_with("error: the arguments of tool `double` do not match its schema"),
+            "{executor}: {answers:?}"
+        );
+        assert_eq!(answers[1], "error: there is no tool named `no_such_tool`");
+        assert!(
+            answers[2].starts_with("error: the arguments are not valid JSON"),
+            "{executor}: {answers:?}"
+        );
+        assert_eq!(answers[3], "42", "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_answer_over_the_payload_limit_fails_the_run_on_both_executors() {
+    let script = vec![tool_calls(&[("c1", "flood", r#"{"n": 3000000}"#)], 5)];
+    for (executor, flock, model) in both("agent-loop-flood", script).await {
+        let error = run_tool_user(&flock).await.unwrap_err().to_string();
+        assert!(
+            error.contains("the output of tool `flood` is 3000002 bytes as JSON, over the"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 1, "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_never_stops_calling_tools_fails_after_the_bound_on_both_executors() {
+    let script: Vec<Reply> = (0..20)
+        .map(|i| tool_calls(&[(&format!("c{i}"), "double", r#"{"n": 1}"#)], 1))
+        .collect();
+    for (executor, flock, model) in both("agent-loop-endless", script).await {
+        let error = run_tool_user(&flock).await.unwrap_err().to_string();
+        assert!(
+            error.contains("agent `tool_user`")
+                && error.contains("kept calling tools after 8 rounds"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 9, "{executor}");
+    }
+}
