@@ -107,6 +107,19 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
             );
         }
     }
+    if let Some(rounds) = &attrs.max_tool_rounds {
+        if attrs.tools.is_none() {
+            cx.error_at(
+                rounds.span,
+                "`max_tool_rounds` bounds the rounds of tool calls of an agent with `tools = [..]`; this agent offers none",
+            );
+        } else if rounds.value == 0 {
+            cx.error_at(
+                rounds.span,
+                "`max_tool_rounds` must be at least 1 (an agent with tools whose model may call none should offer none)",
+            );
+        }
+    }
     let retry = &attrs.retry;
     if let Some(backoff) = &retry.backoff
         && backoff.value < 1.0
@@ -314,13 +327,38 @@ mod tests {
         );
         assert!(
             agent_errors(
-                quote!(hand_off = g, tools = [t], output_retries = 2),
+                quote!(
+                    hand_off = g,
+                    tools = [t],
+                    output_retries = 2,
+                    max_tool_rounds = 3
+                ),
                 parse_quote!(
                     async fn f(input: In) -> Out;
                 ),
             )
             .is_empty()
         );
+        for (attrs, error) in [
+            (
+                quote!(tools = [t], max_tool_rounds = 0),
+                "`max_tool_rounds` must be at least 1 (an agent with tools whose model may call none should offer none)",
+            ),
+            (
+                quote!(max_tool_rounds = 3),
+                "`max_tool_rounds` bounds the rounds of tool calls of an agent with `tools = [..]`; this agent offers none",
+            ),
+        ] {
+            assert_eq!(
+                agent_errors(
+                    attrs,
+                    parse_quote!(
+                        async fn f(input: In) -> Out;
+                    ),
+                ),
+                [error]
+            );
+        }
     }
 
     #[test]

@@ -396,6 +396,10 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         let value = some(Literal::u32_suffixed(retries.value).into_token_stream());
         settings.push(quote!(#spec.output_retries = #value;));
     }
+    if let Some(rounds) = &attrs.max_tool_rounds {
+        let value = some(Literal::u32_suffixed(rounds.value).into_token_stream());
+        settings.push(quote!(#spec.max_tool_rounds = #value;));
+    }
     if let Some(local) = &attrs.local {
         let value = some(syn::LitBool::new(local.value, local.span).into_token_stream());
         settings.push(quote!(#spec.local = #value;));
@@ -903,6 +907,7 @@ mod tests {
                     heartbeat = "10s",
                     task_queue = "agents",
                     output_retries = 2,
+                    max_tool_rounds = 20,
                     local = false,
                     tools = [search, fetch],
                     retry(

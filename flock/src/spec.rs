@@ -45,6 +45,10 @@ pub struct AgentSpec {
     pub retry: RetrySpec,
     /// How often a declarative agent re-asks the model after an answer that does not fit.
     pub output_retries: Option<u32>,
+    /// The most rounds of tool calls before an answer (`max_tool_rounds = N`; default
+    /// [`MAX_TOOL_ROUNDS`](crate::model::MAX_TOOL_ROUNDS)): a model still calling tools after
+    /// them fails the call `InvalidOutput`.
+    pub max_tool_rounds: Option<u32>,
     /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
     /// no task-queue round trip, but it may run again after a crash: see
     /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
@@ -70,6 +74,7 @@ impl AgentSpec {
             task_queue: None,
             retry: RetrySpec::EMPTY,
             output_retries: None,
+            max_tool_rounds: None,
             local: None,
             tools: &[],
             location: "",

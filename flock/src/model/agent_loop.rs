@@ -93,7 +93,7 @@ impl AgentLoop {
             },
             output_retries: spec.output_retries.unwrap_or(DEFAULT_OUTPUT_RETRIES),
             repairs: 0,
-            max_tool_rounds: MAX_TOOL_ROUNDS,
+            max_tool_rounds: spec.max_tool_rounds.unwrap_or(MAX_TOOL_ROUNDS),
             tool_rounds: 0,
         }
     }
