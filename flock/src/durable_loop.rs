@@ -18,7 +18,7 @@ use crate::model::{ToolCall, build_messages};
 use crate::registry::Registry;
 use crate::runtime::{AgentCall, FlowRuntime, StepLayer};
 use crate::spec::{AgentSpec, Direction, PayloadLimit, check_payload_size};
-use crate::step::{ModelStep, ModelStepInput, ToolStep, ToolStepInput, read_response};
+use crate::step::{ModelStep, ModelStepInput, ToolStep, ToolStepInput, read_output};
 
 /// The step-by-step loop of the agents that run so.
 pub(crate) struct DurableLoop {
@@ -49,10 +49,17 @@ impl DurableLoop {
         );
         let tools = crate::model::tool_definitions(spec);
         let mut turn = AgentLoop::new(spec, String::new(), messages, output, tools);
+        // The transcript that holds the first `sent` messages of the conversation, on the
+        // worker that answered the last request: the next request sends only the messages after.
+        let mut transcript: Option<String> = None;
+        let mut sent = 0;
         loop {
+            let messages = &turn.request().messages;
             let input = json!(ModelStepInput {
-                messages: turn.request().messages.clone(),
+                transcript: transcript.clone(),
+                messages: messages[sent..].to_vec(),
             });
+            let sending = messages.len();
             let bytes = json_size_within(&input, self.payload_limit.bytes());
             check_payload_size(
                 "agent",
@@ -75,8 +82,23 @@ impl DurableLoop {
                     input,
                 })
                 .await?;
-            let response = read_response(model_step.name, answer)
+            let answer = read_output(model_step.name, answer)
                 .map_err(|message| fail(spec, AgentError::permanent(message)))?;
+            let Some(response) = answer.response else {
+                if transcript.is_none() {
+                    return Err(fail(
+                        spec,
+                        AgentError::permanent(format!(
+                            "step `{}` answered a whole conversation with nothing",
+                            model_step.name
+                        )),
+                    ));
+                }
+                // the transcript is not on the worker that took the request: send it whole
+                (transcript, sent) = (None, 0);
+                continue;
+            };
+            (transcript, sent) = (answer.transcript, sending);
             match turn.answered::<Value>(response) {
                 Next::Request => {}
                 Next::CallTools(calls) => {

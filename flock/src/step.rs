@@ -4,8 +4,10 @@
 //! run's agent calls); what the loop does with the world is a step of its own, run and recorded
 //! like an agent call:
 //!
-//! * **`<agent>.model`**: one model request. Input `{"messages": [..]}` (the conversation so
-//!   far); output the [`ModelResponse`] (text, tool calls, usage, the model that answered).
+//! * **`<agent>.model`**: one model request. Input `{"transcript": .., "messages": [..]}`: the
+//!   messages added since the last request, after the transcript of the conversation before
+//!   them; output `{"response": .., "transcript": ..}`, the [`ModelResponse`] (text, tool calls,
+//!   usage, the model that answered) and the transcript that now holds the conversation.
 //!   The worker resolves the model (its configuration answers, not the client's), so a retry
 //!   may reach another model only if the worker's configuration changed. It has the agent's
 //!   settings: `timeout`, `heartbeat`, `retry`, `task_queue`, `local`.
@@ -21,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -42,8 +44,85 @@ pub const TOOL_STEP: &str = ".tool";
 /// The input of a model-request step.
 #[derive(Debug, Deserialize, serde::Serialize)]
 pub(crate) struct ModelStepInput {
-    /// The conversation so far.
+    /// The transcript that holds the conversation before `messages` (`None`: `messages` is the
+    /// whole conversation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) transcript: Option<String>,
+    /// The messages after it.
     pub(crate) messages: Vec<Message>,
+}
+
+/// The output of a model-request step.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub(crate) struct ModelStepOutput {
+    /// The model's answer; `None` when the input's transcript is not on this worker (nothing was
+    /// asked: the loop sends the whole conversation again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) response: Option<ModelResponse>,
+    /// The transcript that now holds the conversation this step sent (the next request names
+    /// it and sends only what came after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) transcript: Option<String>,
+}
+
+/// The conversations of recent model requests, kept in this process so that the next request of
+/// a conversation carries only its new messages through the run's history (which otherwise
+/// holds the whole conversation once per request, and outgrows Temporal's limits in a long
+/// session). A transcript is named by its request's idempotency key (unique per call, the same
+/// across its retries). Bounded: least recently used ones go beyond [`TRANSCRIPT_BYTES`]; a
+/// request naming one that is gone (another worker, a restart) gets no answer, and the loop
+/// sends the whole conversation instead. Correct either way: only the history's size depends
+/// on it.
+struct Transcripts {
+    entries: BTreeMap<String, (u64, usize, Arc<Vec<Message>>)>,
+    bytes: usize,
+    tick: u64,
+}
+
+/// How many bytes of conversation the transcripts of one process hold at most.
+pub const TRANSCRIPT_BYTES: usize = 64 * 1024 * 1024;
+
+static TRANSCRIPTS: Mutex<Transcripts> = Mutex::new(Transcripts {
+    entries: BTreeMap::new(),
+    bytes: 0,
+    tick: 0,
+});
+
+impl Transcripts {
+    fn lock() -> std::sync::MutexGuard<'static, Transcripts> {
+        TRANSCRIPTS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&mut self, name: &str) -> Option<Arc<Vec<Message>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(name).map(|(used, _, messages)| {
+            *used = tick;
+            messages.clone()
+        })
+    }
+
+    fn insert(&mut self, name: String, messages: Arc<Vec<Message>>) {
+        let size = messages.iter().map(|m| m.content.len() + 64).sum::<usize>();
+        self.tick += 1;
+        if let Some((_, old, _)) = self.entries.insert(name, (self.tick, size, messages)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > TRANSCRIPT_BYTES && self.entries.len() > 1 {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (used, _, _))| *used)
+                .map(|(name, _)| name.clone())
+            else {
+                break;
+            };
+            if let Some((_, size, _)) = self.entries.remove(&oldest) {
+                self.bytes -= size;
+            }
+        }
+    }
 }
 
 /// The input of a tool-call step.
@@ -89,6 +168,7 @@ impl ModelStep {
                 kind: AgentKind::Declarative,
                 hand_off: None,
                 output_retries: None,
+                max_tool_rounds: None,
                 tools: &[],
                 ..*parent
             }));
@@ -156,7 +236,23 @@ impl DynAgent for ModelStep {
             ))
         });
         Box::pin(async move {
-            let messages = input?.messages;
+            let input = input?;
+            let messages = match &input.transcript {
+                None => input.messages,
+                Some(name) => {
+                    let Some(before) = Transcripts::lock().get(name) else {
+                        return Ok(serde_json::to_value(ModelStepOutput {
+                            response: None,
+                            transcript: None,
+                        })
+                        .unwrap_or_default());
+                    };
+                    let mut messages = Vec::with_capacity(before.len() + input.messages.len());
+                    messages.extend(before.iter().cloned());
+                    messages.extend(input.messages);
+                    messages
+                }
+            };
             let parent = agent.spec();
             let models = ctx.models();
             let (model_name, model, model_part) = crate::model::resolve(parent, models)?;
@@ -174,7 +270,13 @@ impl DynAgent for ModelStep {
             )
             .await?;
             ctx.add_usage(answer.usage_with_cost);
-            let output = serde_json::to_value(&answer.response).map_err(|e| {
+            let transcript = ctx.idempotency_key().to_owned();
+            Transcripts::lock().insert(transcript.clone(), Arc::new(request.messages));
+            let output = serde_json::to_value(ModelStepOutput {
+                response: Some(answer.response),
+                transcript: Some(transcript),
+            })
+            .map_err(|e| {
                 AgentError::permanent(format!("step `{name}`: the answer is not JSON: {e}"))
             })?;
             let limit = ctx.payload_limit;
@@ -251,7 +353,7 @@ impl DynAgent for ToolStep {
 }
 
 /// A model step's output read back.
-pub(crate) fn read_response(step: &str, output: Value) -> Result<ModelResponse, String> {
-    ModelResponse::deserialize(output)
+pub(crate) fn read_output(step: &str, output: Value) -> Result<ModelStepOutput, String> {
+    ModelStepOutput::deserialize(output)
         .map_err(|e| format!("step `{step}`: the answer is not a model response: {e}"))
 }

@@ -150,8 +150,12 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
             "`{event}` in the ledger"
         );
     }
+    // the new worker does not hold the conversation the killed one kept: its first request
+    // finds no transcript, asks nothing, and the loop sends the conversation whole
+    let mut expected = TRIP_STEPS.to_vec();
+    expected.insert(6, "trip_planner.model");
     let history = history(handle.id()).await;
-    assert_eq!(history.activities, TRIP_STEPS);
+    assert_eq!(history.activities, expected);
     // the conversation grows by one exchange per request: request N carries 2N + 1 messages
     let sizes: Vec<usize> = model
         .received()
@@ -330,5 +334,139 @@ async fn a_model_that_never_stops_calling_tools_fails_after_the_bound_on_both_ex
             "{executor}: {error}"
         );
         assert_eq!(model.received().len(), 9, "{executor}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History that stays small: a long session's model requests carry only their new messages.
+
+/// Reads a page of the report: `~3 KB` of text, so the conversation grows by that per round.
+#[tool]
+async fn read_page(args: Count) -> String {
+    format!(
+        "page {}: {}",
+        args.n,
+        "lorem ipsum dolor sit amet ".repeat(110)
+    )
+}
+
+/// Read the pages the report needs, then answer.
+#[agent(tools = [read_page], max_tool_rounds = 1000, retry(attempts = 1))]
+async fn long_reader(input: Question) -> Reply2;
+
+/// The history of run `run_id`: its size (every event, as stored), its events, and the bytes of
+/// each activity's input and result, by activity type.
+async fn history_bytes(run_id: &str) -> (usize, usize, Vec<(String, usize, usize)>) {
+    use prost::Message;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let client = super::temporal::sdk_client().await;
+    let events = client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(run_id.to_owned())
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("history");
+    let payloads = |p: &Option<temporalio_common::protos::temporal::api::common::v1::Payloads>| {
+        p.as_ref().map_or(0, |p| {
+            p.payloads.iter().map(|p| p.data.len()).sum::<usize>()
+        })
+    };
+    let (mut total, count) = (0, events.len());
+    let mut steps: Vec<(String, usize, usize)> = Vec::new();
+    let mut by_event = std::collections::HashMap::new();
+    for event in events {
+        total += event.encoded_len();
+        match &event.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                let name = a
+                    .activity_type
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                by_event.insert(event.event_id, steps.len());
+                steps.push((name, payloads(&a.input), 0));
+            }
+            Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+                if let Some(&i) = by_event.get(&a.scheduled_event_id) {
+                    steps[i].2 = payloads(&a.result);
+                }
+            }
+            _ => {}
+        }
+    }
+    (total, count, steps)
+}
+
+/// The number of model requests of the long session (each after one tool call, the last one
+/// answering): the conversation grows to ~3 KB × this. `FLOCK_LONG_SESSION=200` is the
+/// measured session of BENCHMARKS.md (~600 KB of conversation); CI runs 60.
+fn long_session_requests() -> usize {
+    std::env::var("FLOCK_LONG_SESSION")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60)
+}
+
+/// A long session on both executors: the same answer; on Temporal each model request's input
+/// in the history holds only the messages added since the last (a tool call and its ~3 KB
+/// answer), however long the conversation has grown, where sending the whole conversation
+/// would grow the history with the square of its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sessions_history_grows_with_its_new_messages_only() {
+    let requests = long_session_requests();
+    let mut script: Vec<Reply> = (1..requests)
+        .map(|n| {
+            let arguments = format!(r#"{{"n": {n}}}"#);
+            tool_calls(&[(&format!("page_{n}"), "read_page", &arguments)], 1)
+        })
+        .collect();
+    script.push(answer(r#"{"answer": "read them all"}"#, 1, 1));
+    for (executor, flock, model) in both("agent-loop-long", script).await {
+        let handle = flock
+            .run(long_reader, question())
+            .start()
+            .await
+            .expect("the session starts");
+        let run_id = handle.id().to_owned();
+        let reply = tokio::time::timeout(Duration::from_secs(300), handle.result())
+            .await
+            .expect("the session ends")
+            .unwrap();
+        assert_eq!(reply.answer, "read them all", "{executor}");
+        let received = model.received();
+        assert_eq!(received.len(), requests, "{executor}");
+        let last = serde_json::to_vec(received[requests - 1].messages())
+            .unwrap()
+            .len();
+        assert!(
+            last > requests * 3000,
+            "{executor}: the conversation grew to {last} bytes"
+        );
+        if executor == "local" {
+            continue;
+        }
+        let (total, events, steps) = history_bytes(&run_id).await;
+        let model_inputs: Vec<usize> = steps
+            .iter()
+            .filter(|(name, _, _)| name == "long_reader.model")
+            .map(|(_, input, _)| *input)
+            .collect();
+        assert_eq!(model_inputs.len(), requests, "one step per model request");
+        // after the first, each request sends one tool call's exchange: never the conversation
+        let largest = model_inputs[1..].iter().max().copied().unwrap_or(0);
+        assert!(
+            largest < 8 * 1024,
+            "a model request's input grew with the conversation: {model_inputs:?}"
+        );
+        let whole = requests * requests * 3000 / 2;
+        println!(
+            "long session: {requests} model requests, conversation {last} bytes; history {total} bytes in {events} events ({} bytes and {:.1} events per step); re-sending the conversation: ~{whole} bytes",
+            total / steps.len(),
+            events as f64 / steps.len() as f64
+        );
+        assert!(
+            total < requests * 12 * 1024,
+            "the history ({total} bytes) is not linear in the session"
+        );
     }
 }

@@ -87,7 +87,7 @@ pub(super) async fn client_only_flock(task_queue: &str) -> Flock {
         .expect("a client-only Flock on the test dev server")
 }
 
-pub(super) async fn sdk_client() -> Client {
+pub(crate) async fn sdk_client() -> Client {
     let options =
         ConnectionOptions::new(Url::parse(&format!("http://{}", server())).unwrap()).build();
     let connection = Connection::connect(options).await.unwrap();
