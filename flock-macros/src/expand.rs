@@ -806,9 +806,32 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     };
     let return_check = return_spelled_out("tool", &tool.ret);
     let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#args_ty>());
-    let call = quote_spanned!(args_span=>
-        #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
-    );
+    let tool_ctx = local("__flock_tool_ctx");
+    let call = match &tool.ctx {
+        None => quote_spanned!(args_span=>
+            let _ = #tool_ctx;
+            #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
+        ),
+        Some(ctx) => {
+            let (ctx_ty, ctx_span) = param_type(ctx);
+            let pass = quote_spanned!(ctx_span=> #fp::tool_context::<#ctx_ty>(&#tool_ctx));
+            let error = local("__flock_error");
+            quote_spanned!(args_span=>
+                match #fp::tool_arguments::<#args_ty>(#name, #arguments) {
+                    #fp::core::result::Result::Ok(#arguments) => {
+                        #fp::std::boxed::Box::pin(async move {
+                            #finish(#name, Self::__flock_body(#pass, #arguments).await)
+                        })
+                    }
+                    #fp::core::result::Result::Err(#error) => {
+                        #fp::std::boxed::Box::pin(#fp::core::future::ready(
+                            #fp::core::result::Result::Err(#error),
+                        ))
+                    }
+                }
+            )
+        }
+    };
 
     let (spec, spec_static) = (local("__flock_spec"), local("__FLOCK_SPEC"));
     let step_name = LitStr::new(&format!("{}.tool", name.value()), name.span());
@@ -867,8 +890,9 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                     #fp::core::option::Option::Some(&#spec_static)
                 }
 
-                fn call_json(
+                fn call_with(
                     &self,
+                    #tool_ctx: #fp::ToolContext,
                     #arguments: #fp::serde_json::Value,
                 ) -> #fp::futures::future::BoxFuture<
                     'static,
@@ -1203,7 +1227,7 @@ mod tests {
                 ),
                 quote!(
                     /// Charges the card.
-                    async fn charge(args: Payment) -> Result<Receipt, Error> {
+                    async fn charge(ctx: &ToolContext, args: Payment) -> Result<Receipt, Error> {
                         todo!()
                     }
                 ),

@@ -225,9 +225,10 @@ pub struct FlowFn {
     pub ok: Option<Type>,
 }
 
-/// `#[tool] async fn name(args: Args) -> Out|Result<Out, E> { .. }`.
+/// `#[tool] async fn name([ctx: &ToolContext,] args: Args) -> Out|Result<Out, E> { .. }`.
 pub struct ToolFn {
     pub func: Func,
+    pub ctx: Option<PatType>,
     pub args: PatType,
     pub ret: Return,
 }
@@ -376,15 +377,16 @@ impl ToolFn {
             cx.error_spanned_by(sig, "a tool needs a body");
         }
         let params = params?;
-        let args = match params.as_slice() {
-            [args] => args.clone(),
+        let (ctx, args) = match params.as_slice() {
+            [args] => (None, args.clone()),
             [] => {
                 cx.error_at(
                     sig.paren_token.span.join(),
-                    "a tool takes one argument struct: `async fn name(args: Args) -> Out` (for no arguments, use an empty struct)",
+                    "a tool takes one argument struct: `async fn name(args: Args) -> Out` (for no arguments, use an empty struct), optionally after a context `ctx: &ToolContext`",
                 );
                 return None;
             }
+            [ctx, args] if is_tool_context(&ctx.ty) => (Some(ctx.clone()), args.clone()),
             [_, extra @ ..] => {
                 cx.error_spanned_by(
                     quote::quote!(#(#extra),*),
@@ -397,9 +399,26 @@ impl ToolFn {
         item.body.as_ref()?;
         Some(ToolFn {
             func: Func::new(item),
+            ctx,
             args,
             ret,
         })
+    }
+}
+
+/// Whether a parameter's type is a reference to something named `ToolContext` (the tool's
+/// context; rustc checks that it is flock's, through `tool_context::<T>(..)`).
+fn is_tool_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) => match &*reference.elem {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "ToolContext"),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -672,10 +691,21 @@ mod tests {
             )
             .is_none()
         );
+        // a context first, then the arguments
+        let with_context = ToolFn::new(
+            &cx,
+            &parse_quote!(
+                async fn t(ctx: &ToolContext, a: A) -> String {
+                    todo!()
+                }
+            ),
+        )
+        .expect("a tool with a context");
+        assert!(with_context.ctx.is_some());
         assert_eq!(
             errors(cx),
             [
-                "a tool takes one argument struct: `async fn name(args: Args) -> Out` (for no arguments, use an empty struct)",
+                "a tool takes one argument struct: `async fn name(args: Args) -> Out` (for no arguments, use an empty struct), optionally after a context `ctx: &ToolContext`",
                 "a tool takes one argument struct: put these values into it (the model fills its fields)",
             ]
         );

@@ -23,7 +23,7 @@ pub use crate::retry::RetrySpec;
 pub use crate::spec::{
     AgentKind, AgentSpec, CallKind, CallSite, FlowSpec, MessageKind, MessageSpec,
 };
-pub use crate::tool::DynTool;
+pub use crate::tool::{DynTool, ToolContext};
 
 // ---------------------------------------------------------------------------------------------
 // Registration. The registry knows no executor; what each executor needs per definition type is
@@ -150,6 +150,30 @@ impl<'a> AgentContextParam<'a> for &'a AgentContext {
     fn from_context(ctx: &'a AgentContext) -> Self {
         ctx
     }
+}
+
+/// The type of a tool fn's context parameter: `&ToolContext`.
+#[diagnostic::on_unimplemented(
+    message = "the first parameter of a tool with two parameters must be `&ToolContext`, not `{Self}`",
+    label = "expected `&ToolContext`",
+    note = "a `#[tool]` fn is `async fn name(args: Args) -> Out` or `async fn name(ctx: &ToolContext, args: Args) -> Out`"
+)]
+pub trait ToolContextParam<'a> {
+    /// Borrows the context as the parameter's type.
+    fn from_context(ctx: &'a ToolContext) -> Self;
+}
+
+impl<'a> ToolContextParam<'a> for &'a ToolContext {
+    #[inline]
+    fn from_context(ctx: &'a ToolContext) -> Self {
+        ctx
+    }
+}
+
+/// Passes the context to a tool body as the type of its context parameter.
+#[inline]
+pub fn tool_context<'a, C: ToolContextParam<'a>>(ctx: &'a ToolContext) -> C {
+    C::from_context(ctx)
 }
 
 /// Passes the context to an agent body as the type of its context parameter.

@@ -149,6 +149,7 @@ pub use futures::{join, try_join};
 /// assert_eq!(page.next, None);
 /// ```
 pub mod prelude {
+    pub use crate::tool::ToolContext;
     pub use crate::{
         Agent, AgentContext, AgentError, Error, Flock, Flow, FlowContext, FlowError,
         TemporalExecutorConfig, agent, flow, tool,

@@ -446,11 +446,23 @@ pub trait DynTool: Send + Sync + std::fmt::Debug {
     fn description(&self) -> &'static str;
     /// The JSON Schema of its arguments.
     fn parameters_schema(&self) -> serde_json::Value;
-    /// Calls the tool; an error is fed back to the model as the tool's answer.
+    /// Calls the tool in the context of one call (`#[tool]` passes it to a tool fn whose first
+    /// parameter is `ctx: &ToolContext`); an error is fed back to the model as the tool's
+    /// answer.
+    fn call_with(
+        &self,
+        ctx: ToolContext,
+        arguments: serde_json::Value,
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>;
+
+    /// Calls the tool outside any run (a [detached](ToolContext::detached) context), e.g. in a
+    /// unit test.
     fn call_json(
         &self,
         arguments: serde_json::Value,
-    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>;
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>> {
+        self.call_with(ToolContext::detached(self.name()), arguments)
+    }
 
     /// The settings of the tool's calls when an agent runs step by step (each call a durable
     /// step named `<tool>.tool`, see [`step`](crate::step)): what `#[tool(timeout = "30s",
@@ -458,5 +470,91 @@ pub trait DynTool: Send + Sync + std::fmt::Debug {
     /// default of a tool written by hand): the executor's defaults.
     fn step_spec(&self) -> Option<&'static AgentSpec> {
         None
+    }
+}
+
+/// What one call of a tool runs with: which call it is, and a key for its side effects.
+///
+/// ```rust,standalone_crate
+/// use flock::prelude::*;
+/// use flock::tool::{DynTool, ToolContext};
+///
+/// #[derive(Deserialize, JsonSchema)]
+/// pub struct Payment {
+///     /// Cents to charge
+///     pub cents: u64,
+/// }
+///
+/// /// Charges the card once, however often the call is retried.
+/// #[tool(retry(attempts = 5))]
+/// async fn charge(ctx: &ToolContext, args: Payment) -> String {
+///     // a payment API deduplicates on its `Idempotency-Key` header
+///     format!("charged {} cents with key {}", args.cents, ctx.idempotency_key())
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let ctx = ToolContext::detached("call_1");
+/// let answer = charge.call_with(ctx, serde_json::json!({ "cents": 500 })).await.unwrap();
+/// assert_eq!(answer, "charged 500 cents with key detached/call_1");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    run_id: std::sync::Arc<str>,
+    call_id: String,
+    attempt: u32,
+    key: String,
+}
+
+impl ToolContext {
+    /// The context of attempt `attempt` of call `call_id` (the id the model gave it) in run
+    /// `run_id`, whose idempotency key is `key`.
+    pub(crate) fn new(
+        run_id: std::sync::Arc<str>,
+        call_id: String,
+        attempt: u32,
+        key: String,
+    ) -> Self {
+        ToolContext {
+            run_id,
+            call_id,
+            attempt,
+            key,
+        }
+    }
+
+    /// A context outside any run: run id `detached`, first attempt, key `detached/<call_id>`.
+    pub fn detached(call_id: &str) -> Self {
+        ToolContext {
+            run_id: std::sync::Arc::from("detached"),
+            call_id: call_id.to_owned(),
+            attempt: 1,
+            key: format!("detached/{call_id}"),
+        }
+    }
+
+    /// A key that is the same for every attempt (retry) of this tool call and different for
+    /// every other call, also of the same tool with the same arguments: pass it to the target of
+    /// a side effect (a payment API's `Idempotency-Key` header, a unique column) so the effect
+    /// happens once however often the call is retried. When an agent runs step by step it is
+    /// the key of the call's step (on Temporal: the workflow id, its run id and the activity id;
+    /// on the local executor: the run id, a per-run random id and the step's sequence number).
+    pub fn idempotency_key(&self) -> &str {
+        &self.key
+    }
+
+    /// The attempt of this call, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The id of the run (on Temporal: the workflow id).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The id the model gave this call.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
     }
 }

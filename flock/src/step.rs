@@ -318,7 +318,13 @@ impl DynAgent for ToolStep {
         Box::pin(async move {
             let input = input?;
             let span = crate::observe::tool_span(tool.name(), &input.call_id);
-            let call = async move { tool.call_json(input.arguments).await };
+            let tool_ctx = crate::spec::ToolContext::new(
+                ctx.run_id.clone(),
+                input.call_id.clone(),
+                ctx.attempt(),
+                ctx.idempotency_key().to_owned(),
+            );
+            let call = async move { tool.call_with(tool_ctx, input.arguments).await };
             let answer = match AssertUnwindSafe(tracing::Instrument::instrument(call, span.clone()))
                 .catch_unwind()
                 .await

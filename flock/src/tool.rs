@@ -1,3 +1,3 @@
 //! Tools a declarative agent offers the model (`#[agent(tools = [..])]`).
 
-pub use crate::spec::DynTool;
+pub use crate::spec::{DynTool, ToolContext};

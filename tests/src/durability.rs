@@ -277,7 +277,11 @@ fn note_in(ledger: &str, event: &str) -> Result<usize, String> {
 
 /// Books the flight.
 #[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
-pub async fn t_flight(args: Booking) -> Result<String, String> {
+pub async fn t_flight(ctx: &ToolContext, args: Booking) -> Result<String, String> {
+    note_in(
+        &args.ledger,
+        &format!("t_flight key {}", ctx.idempotency_key()),
+    )?;
     note_in(&args.ledger, "t_flight")?;
     Ok(format!("flight booked (leg {})", args.leg))
 }
@@ -292,7 +296,12 @@ pub async fn t_hotel(args: Booking) -> Result<String, String> {
 /// Books the car. Its first run notes `t_car start` and waits (2 s, under its timeout) for its
 /// worker to be killed; the timeout is what a killed worker's call is retried after.
 #[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
-pub async fn t_car(args: Booking) -> Result<String, String> {
+pub async fn t_car(ctx: &ToolContext, args: Booking) -> Result<String, String> {
+    // what a payment API would deduplicate on: the same for the killed attempt and its retry
+    note_in(
+        &args.ledger,
+        &format!("t_car key {}", ctx.idempotency_key()),
+    )?;
     if note_in(&args.ledger, "t_car start")? == 1 {
         tokio::time::sleep(Duration::from_millis(2_000)).await;
     }

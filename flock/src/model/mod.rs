@@ -561,7 +561,17 @@ async fn run_tool(spec: &AgentSpec, turn: &AgentLoop, call: &ToolCall) -> (Strin
             None => format!("error: there is no tool named `{name}`"),
             Some(tool) => {
                 let span = crate::observe::tool_span(&call.name, &call.id);
-                match tool.call_json(arguments).instrument(span.clone()).await {
+                let ctx = crate::spec::ToolContext::new(
+                    std::sync::Arc::from("detached"),
+                    call.id.clone(),
+                    1,
+                    format!("{}/{}", spec.name, call.id),
+                );
+                match tool
+                    .call_with(ctx, arguments)
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(Value::String(text)) => text,
                     Ok(value) => value.to_string(),
                     Err(e) => {

@@ -150,6 +150,23 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
             "`{event}` in the ledger"
         );
     }
+    // the killed call and its retry had one idempotency key, another call another
+    let keys = |tool: &str| -> Vec<String> {
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix(&format!("{tool} key "))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let (car, flight) = (keys("t_car"), keys("t_flight"));
+    assert_eq!(car.len(), 2, "{car:?}");
+    assert_eq!(car[0], car[1], "a retry keeps its call's key");
+    assert_eq!(flight.len(), 1);
+    assert_ne!(car[0], flight[0], "each call has its own key");
+    assert!(car[0].starts_with(handle.id()), "{car:?}");
     // the new worker does not hold the conversation the killed one kept: its first request
     // finds no transcript, asks nothing, and the loop sends the conversation whole
     let mut expected = TRIP_STEPS.to_vec();
@@ -192,6 +209,22 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
     assert_eq!(steps, TRIP_STEPS);
     let usage = recorded.record.usage();
     assert_eq!((usage.requests, usage.prompt_tokens), (5, 50));
+    // the same key shape on the local executor: the run, then two parts naming the call
+    let local_key = std::fs::read_to_string(&local_file)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("t_car key ").map(str::to_owned))
+        .unwrap();
+    assert_eq!(
+        local_key.split('/').count(),
+        car[0].split('/').count(),
+        "{local_key} / {}",
+        car[0]
+    );
+    assert!(
+        local_key.starts_with(recorded.record.run_id.as_str()),
+        "{local_key}"
+    );
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_file(&local_file);
 }
