@@ -82,6 +82,7 @@ pub struct FlockBuilder {
     serve_only: Option<Vec<String>>,
     metrics: Option<String>,
     layers: crate::runtime::StepLayers,
+    transcript_store: Option<Arc<dyn crate::codec::BlobStore>>,
 }
 
 impl Flock {
@@ -99,6 +100,7 @@ impl Flock {
             serve_only: None,
             metrics: None,
             layers: Default::default(),
+            transcript_store: None,
         }
     }
 
@@ -390,6 +392,18 @@ impl FlockBuilder {
         self
     }
 
+    /// Keeps the transcripts of agents that run step by step in `store` too, so that the next
+    /// model request of a conversation finds it on any worker: a directory every worker reaches
+    /// ([`FsBlobStore`](crate::codec::FsBlobStore)) or an S3-compatible bucket
+    /// (`ObjectStoreBlobStore`, feature `s3`). Without it a transcript lives in the memory of the
+    /// worker that made it, and a request that reaches another worker sends its conversation
+    /// whole (a larger history, the same result). Transcripts are encrypted with the codec's
+    /// keys when it has some. See [`model::transcript`](crate::model::transcript).
+    pub fn transcript_store(mut self, store: impl crate::codec::BlobStore) -> Self {
+        self.transcript_store = Some(Arc::new(store));
+        self
+    }
+
     /// Executor settings. Their retry and timeout defaults apply to the local executor too.
     pub fn temporal(mut self, config: TemporalExecutorConfig) -> Self {
         self.temporal = config;
@@ -468,7 +482,13 @@ impl FlockBuilder {
         let settings = Arc::new(Settings {
             retry: self.temporal.retry_policy(),
             start_to_close: self.temporal.activity_start_to_close,
-            models: Arc::new(self.models),
+            models: Arc::new({
+                let mut models = self.models;
+                if let Some(store) = self.transcript_store {
+                    models.set_transcript_store(store, self.temporal.codec.clone());
+                }
+                models
+            }),
             registry,
             step_events: Default::default(),
             payload_limit,

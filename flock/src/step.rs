@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -63,66 +63,6 @@ pub(crate) struct ModelStepOutput {
     /// it and sends only what came after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) transcript: Option<String>,
-}
-
-/// The conversations of recent model requests, kept in this process so that the next request of
-/// a conversation carries only its new messages through the run's history (which otherwise
-/// holds the whole conversation once per request, and outgrows Temporal's limits in a long
-/// session). A transcript is named by its request's idempotency key (unique per call, the same
-/// across its retries). Bounded: least recently used ones go beyond [`TRANSCRIPT_BYTES`]; a
-/// request naming one that is gone (another worker, a restart) gets no answer, and the loop
-/// sends the whole conversation instead. Correct either way: only the history's size depends
-/// on it.
-struct Transcripts {
-    entries: BTreeMap<String, (u64, usize, Arc<Vec<Message>>)>,
-    bytes: usize,
-    tick: u64,
-}
-
-/// How many bytes of conversation the transcripts of one process hold at most.
-pub const TRANSCRIPT_BYTES: usize = 64 * 1024 * 1024;
-
-static TRANSCRIPTS: Mutex<Transcripts> = Mutex::new(Transcripts {
-    entries: BTreeMap::new(),
-    bytes: 0,
-    tick: 0,
-});
-
-impl Transcripts {
-    fn lock() -> std::sync::MutexGuard<'static, Transcripts> {
-        TRANSCRIPTS.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&mut self, name: &str) -> Option<Arc<Vec<Message>>> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.entries.get_mut(name).map(|(used, _, messages)| {
-            *used = tick;
-            messages.clone()
-        })
-    }
-
-    fn insert(&mut self, name: String, messages: Arc<Vec<Message>>) {
-        let size = messages.iter().map(|m| m.content.len() + 64).sum::<usize>();
-        self.tick += 1;
-        if let Some((_, old, _)) = self.entries.insert(name, (self.tick, size, messages)) {
-            self.bytes -= old;
-        }
-        self.bytes += size;
-        while self.bytes > TRANSCRIPT_BYTES && self.entries.len() > 1 {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (used, _, _))| *used)
-                .map(|(name, _)| name.clone())
-            else {
-                break;
-            };
-            if let Some((_, size, _)) = self.entries.remove(&oldest) {
-                self.bytes -= size;
-            }
-        }
-    }
 }
 
 /// The input of a tool-call step.
@@ -240,7 +180,8 @@ impl DynAgent for ModelStep {
             let messages = match &input.transcript {
                 None => input.messages,
                 Some(name) => {
-                    let Some(before) = Transcripts::lock().get(name) else {
+                    let store = ctx.models().transcript_store();
+                    let Some(before) = crate::model::transcript::load(store, name).await else {
                         return Ok(serde_json::to_value(ModelStepOutput {
                             response: None,
                             transcript: None,
@@ -271,7 +212,12 @@ impl DynAgent for ModelStep {
             .await?;
             ctx.add_usage(answer.usage_with_cost);
             let transcript = ctx.idempotency_key().to_owned();
-            Transcripts::lock().insert(transcript.clone(), Arc::new(request.messages));
+            crate::model::transcript::keep(
+                ctx.models().transcript_store(),
+                transcript.clone(),
+                request.messages,
+            )
+            .await;
             let output = serde_json::to_value(ModelStepOutput {
                 response: Some(answer.response),
                 transcript: Some(transcript),

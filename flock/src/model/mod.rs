@@ -20,6 +20,7 @@ pub mod openai;
 mod prompt;
 pub mod schema;
 mod test_model;
+pub mod transcript;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -300,6 +301,7 @@ pub struct Models {
     cache: Mutex<BTreeMap<String, Arc<dyn Model>>>,
     prices: crate::usage::PriceTable,
     record_contents: bool,
+    transcripts: Option<transcript::TranscriptStore>,
 }
 
 impl Default for Models {
@@ -312,6 +314,7 @@ impl Default for Models {
             cache: Mutex::new(BTreeMap::new()),
             prices: crate::usage::PriceTable::default(),
             record_contents: false,
+            transcripts: None,
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
@@ -368,6 +371,21 @@ impl Models {
     /// `gen_ai.output.messages`). Off by default: prompts hold user data.
     pub fn set_record_contents(&mut self, on: bool) {
         self.record_contents = on;
+    }
+
+    /// Keeps the transcripts of model requests in `store` too (see [`transcript`]), encrypted
+    /// with `codec`'s keys when it has some.
+    pub(crate) fn set_transcript_store(
+        &mut self,
+        store: std::sync::Arc<dyn crate::codec::BlobStore>,
+        codec: Option<crate::codec::Codec>,
+    ) {
+        self.transcripts = Some(transcript::TranscriptStore { store, codec });
+    }
+
+    /// Where transcripts are kept besides memory.
+    pub(crate) fn transcript_store(&self) -> Option<&transcript::TranscriptStore> {
+        self.transcripts.as_ref()
     }
 
     /// The price table.

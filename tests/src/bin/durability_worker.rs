@@ -25,6 +25,10 @@ async fn main() -> Result<(), flock::Error> {
             }))
             .model("openai/gpt-4o-mini");
     }
+    // FLOCK_TRANSCRIPT_DIR: a transcript store the workers share
+    if let Ok(dir) = std::env::var("FLOCK_TRANSCRIPT_DIR") {
+        builder = builder.transcript_store(flock::codec::FsBlobStore::new(dir));
+    }
     let flock = builder
         .local_debug(false)
         .in_process_worker(false)

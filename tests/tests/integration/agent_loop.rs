@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use flock::model::{OpenAi, OpenAiConfig};
 use flock::prelude::*;
-use flock_tests::durability::{self, Trip, trip_flow};
+use flock_tests::durability::{self, Plan, Trip, trip_flow};
 use serde_json::json;
 
 use super::model::server::{FakeOpenAi, Reply, answer, tool_calls};
@@ -103,12 +103,83 @@ fn ledger(name: &str) -> PathBuf {
 /// each step as its own activity. The same flow on the local executor: same result, same steps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
-    let task_queue = "agent-loop-durability";
-    let file = ledger("kill");
+    let (plan, key) = kill_during_tool_call_3("agent-loop-durability", None).await;
+
+    // The same flow on the local executor: the same result and the same steps.
+    let local_file = ledger("kill-local");
+    let local_model = FakeOpenAi::start(trip_script(&local_file.to_string_lossy())).await;
+    let local = Flock::builder()
+        .provider(provider(&local_model))
+        .model("openai/gpt-4o-mini")
+        .build()
+        .await
+        .unwrap();
+    let recorded = local
+        .run_flow(
+            trip_flow,
+            Trip {
+                city: "Oslo".into(),
+            },
+        )
+        .recorded()
+        .await;
+    assert_eq!(recorded.result.unwrap(), plan);
+    let steps: Vec<&str> = recorded
+        .record
+        .steps
+        .iter()
+        .map(|s| s.agent.as_str())
+        .collect();
+    assert_eq!(steps, TRIP_STEPS);
+    let usage = recorded.record.usage();
+    assert_eq!((usage.requests, usage.prompt_tokens), (5, 50));
+    // the same key shape on the local executor: the run, then two parts naming the call
+    let local_key = std::fs::read_to_string(&local_file)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("t_car key ").map(str::to_owned))
+        .unwrap();
+    assert_eq!(
+        local_key.split('/').count(),
+        key.split('/').count(),
+        "{local_key} / {key}"
+    );
+    assert!(
+        local_key.starts_with(recorded.record.run_id.as_str()),
+        "{local_key}"
+    );
+    let _ = std::fs::remove_file(&local_file);
+}
+
+/// The kill of [`a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3`] with workers that
+/// share a transcript store (a directory both worker processes reach): the new worker finds the
+/// conversation the killed one kept, so no request is sent again whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_a_transcript_store_continue_each_others_conversations() {
+    let dir = ledger("transcripts");
+    kill_during_tool_call_3("agent-loop-shared-transcripts", Some(&dir)).await;
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() >= 3,
+        "the workers kept the transcripts in the store"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The trip flow on a worker process SIGKILLed during tool call 3, then a new worker (both with
+/// the transcript store `transcripts`, if any). Checks what ran how often; gives the plan and
+/// tool call 3's idempotency key.
+async fn kill_during_tool_call_3(
+    task_queue: &str,
+    transcripts: Option<&std::path::Path>,
+) -> (Plan, String) {
+    let file = ledger(task_queue);
     let path = file.to_string_lossy().into_owned();
     let model = FakeOpenAi::start(trip_script(&path)).await;
     let client = client_only_flock(task_queue).await;
-    let env = [("FLOCK_MODEL_URL", model.base_url())];
+    let mut env = vec![("FLOCK_MODEL_URL", model.base_url())];
+    if let Some(dir) = transcripts {
+        env.push(("FLOCK_TRANSCRIPT_DIR", dir.to_string_lossy().into_owned()));
+    }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut first_worker = spawn_worker(task_queue, &file, &env);
     let handle = client
@@ -167,10 +238,13 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
     assert_eq!(flight.len(), 1);
     assert_ne!(car[0], flight[0], "each call has its own key");
     assert!(car[0].starts_with(handle.id()), "{car:?}");
-    // the new worker does not hold the conversation the killed one kept: its first request
-    // finds no transcript, asks nothing, and the loop sends the conversation whole
+    // without a shared store the new worker does not hold the conversation the killed one
+    // kept: its first request finds no transcript, asks nothing, and the loop sends the
+    // conversation whole; with one, it finds it
     let mut expected = TRIP_STEPS.to_vec();
-    expected.insert(6, "trip_planner.model");
+    if transcripts.is_none() {
+        expected.insert(6, "trip_planner.model");
+    }
     let history = history(handle.id()).await;
     assert_eq!(history.activities, expected);
     // the conversation grows by one exchange per request: request N carries 2N + 1 messages
@@ -181,52 +255,8 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
         .collect();
     assert_eq!(sizes, [2, 4, 6, 8, 10]);
 
-    // The same flow on the local executor: the same result and the same steps.
-    let local_file = ledger("kill-local");
-    let local_model = FakeOpenAi::start(trip_script(&local_file.to_string_lossy())).await;
-    let local = Flock::builder()
-        .provider(provider(&local_model))
-        .model("openai/gpt-4o-mini")
-        .build()
-        .await
-        .unwrap();
-    let recorded = local
-        .run_flow(
-            trip_flow,
-            Trip {
-                city: "Oslo".into(),
-            },
-        )
-        .recorded()
-        .await;
-    assert_eq!(recorded.result.unwrap(), plan);
-    let steps: Vec<&str> = recorded
-        .record
-        .steps
-        .iter()
-        .map(|s| s.agent.as_str())
-        .collect();
-    assert_eq!(steps, TRIP_STEPS);
-    let usage = recorded.record.usage();
-    assert_eq!((usage.requests, usage.prompt_tokens), (5, 50));
-    // the same key shape on the local executor: the run, then two parts naming the call
-    let local_key = std::fs::read_to_string(&local_file)
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("t_car key ").map(str::to_owned))
-        .unwrap();
-    assert_eq!(
-        local_key.split('/').count(),
-        car[0].split('/').count(),
-        "{local_key} / {}",
-        car[0]
-    );
-    assert!(
-        local_key.starts_with(recorded.record.run_id.as_str()),
-        "{local_key}"
-    );
     let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(&local_file);
+    (plan, car[0].clone())
 }
 
 // ---------------------------------------------------------------------------------------------
