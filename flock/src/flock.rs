@@ -459,16 +459,34 @@ impl FlockBuilder {
             .as_deref()
             .map(crate::observe::serve_metrics)
             .transpose()?;
+        // A Flock that runs agents (the local executor, or a Temporal worker in this process)
+        // refuses a model that cannot answer (no key, a malformed URL) now, not at the first
+        // call; a client of a Temporal server does not call models.
+        let runs_agents = self.local_debug || self.in_process_worker;
         for agent in registry.agents() {
             let spec = agent.spec();
-            if spec.kind == crate::spec::AgentKind::Declarative
-                && let Some(name) = self.models.name_for(spec.model)
-                && let Err(e) = self.models.resolve(name)
-            {
-                return Err(Error::Config(format!(
-                    "agent `{}` ({}): {e}",
-                    spec.name, spec.location
-                )));
+            if spec.kind != crate::spec::AgentKind::Declarative {
+                continue;
+            }
+            let Some(name) = self.models.name_for(spec.model) else {
+                continue;
+            };
+            match self.models.resolve(name) {
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "agent `{}` ({}): {e}",
+                        spec.name, spec.location
+                    )));
+                }
+                Ok((model, _)) if runs_agents => {
+                    if let Some(problem) = model.unusable() {
+                        return Err(Error::Config(format!(
+                            "agent `{}` ({}) cannot be answered by model `{name}`: {problem}",
+                            spec.name, spec.location
+                        )));
+                    }
+                }
+                Ok(_) => {}
             }
         }
         let payload_limit = crate::spec::PayloadLimit::of(self.temporal.codec.as_ref());

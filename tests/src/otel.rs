@@ -18,7 +18,7 @@ pub struct OtelVerdict {
 }
 
 /// Review the topic.
-#[agent(model = "openai/gpt-4o-mini")]
+#[agent]
 pub async fn otel_review(input: OtelTopic) -> OtelVerdict;
 
 /// Reviews the topic.

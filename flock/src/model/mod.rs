@@ -57,6 +57,13 @@ pub trait Model: fmt::Debug + Send + Sync + 'static {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelResponse, AgentError>>;
+
+    /// Why no request can succeed, known before any is sent (no API key, a malformed base URL):
+    /// a `Flock` that runs agents refuses to build with such a model for one of its agents,
+    /// instead of failing their first call. `None` (the default): nothing known.
+    fn unusable(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Resolves model names (`"provider/model"`) for one provider.

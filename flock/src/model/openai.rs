@@ -345,7 +345,8 @@ impl OpenAi {
     }
 
     /// The URL, where the key came from, and the key, for the OpenAI-protocol flavors; adds the
-    /// auth and organization headers. `Err`: what is missing, reported when the model is called.
+    /// auth and organization headers. `Err`: what is missing: the model's [`unusable`](Model::unusable) reason (a `Flock` that
+    /// runs agents refuses it at `build()`), and its requests' permanent error.
     fn openai_target(
         &self,
         config: &OpenAiConfig,
@@ -573,6 +574,10 @@ impl fmt::Debug for ChatModel {
 }
 
 impl Model for ChatModel {
+    fn unusable(&self) -> Option<&str> {
+        self.target.as_ref().err().map(String::as_str)
+    }
+
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,

@@ -43,10 +43,11 @@ pub struct Verdict {
     pub verdict: String,
 }
 
-// A model name of this module's own: the metrics are process-wide, and other tests' requests
-// must not count in its assertions.
+// A model name of this module's own (its Flocks' default: an agent's own `model = ".."` would
+// need an OpenAI key in every Flock of this test binary): the metrics are process-wide, and
+// other tests' requests must not count in its assertions.
 /// Review the topic.
-#[agent(model = "openai/gpt-4o-mini-observe")]
+#[agent]
 async fn obs_review(input: Topic) -> Verdict;
 
 /// Fails twice (transient, then rate limited), then passes the verdict on.
@@ -77,7 +78,7 @@ async fn obs_flow(ctx: &FlowContext, input: Topic) -> Result<Verdict, FlowError>
 // The same on Temporal, under names of their own.
 
 /// Review the topic.
-#[agent(model = "openai/gpt-4.1-mini")]
+#[agent]
 async fn obs_t_review(input: Topic) -> Verdict;
 
 /// Fails twice (transient, then rate limited), then passes the verdict on.
@@ -156,6 +157,7 @@ async fn local_runs_show_in_metrics_and_spans() {
     let server = model_server(3).await;
     let flock = Flock::builder()
         .provider(provider(&server))
+        .model("openai/gpt-4o-mini-observe")
         .prices(prices())
         .metrics("127.0.0.1:0")
         .build()
@@ -348,6 +350,7 @@ async fn local_runs_show_in_metrics_and_spans() {
     // Contents, when asked for: the prompt and the answer on the model request span.
     let with_contents = Flock::builder()
         .provider(provider(&server))
+        .model("openai/gpt-4o-mini-observe")
         .record_contents(true)
         .build()
         .await
@@ -440,6 +443,7 @@ async fn temporal_runs_show_in_metrics_and_spans() {
     let server = model_server(2).await;
     let flock = Flock::builder()
         .provider(provider(&server))
+        .model("openai/gpt-4.1-mini")
         .prices(prices())
         .metrics("127.0.0.1:0")
         .local_debug(false)

@@ -547,25 +547,88 @@ async fn unauthorized_names_the_variable_to_set() {
     );
 }
 
-#[tokio::test]
-async fn missing_key_is_permanent_and_sends_nothing() {
+/// A model that cannot answer (no key, a malformed URL) is an error when the `Flock` is built,
+/// naming the agent and what to set, on both executors (a Temporal client that runs no worker
+/// calls no model and builds); called directly, it is a permanent error and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_or_a_malformed_url_is_an_error_at_build_on_both_executors() {
     let server = FakeOpenAi::start(vec![]).await;
-    let provider = OpenAi::new(OpenAiConfig {
-        api_key: None,
-        ..openai_config(&server)
-    })
-    .with_env(|_| None);
-    // The Flock builds: the key is needed only when a model is called.
-    let flock = flock_with(provider).await;
-    let recorded = flock.run(review_article, article()).recorded().await;
-    let error = agent_error(&recorded);
-    assert_eq!(error.class(), ErrorClass::Permanent, "{error}");
-    assert!(
-        error
-            .message()
-            .contains("set the environment variable `OPENAI_API_KEY`"),
-        "{error}"
-    );
+    let no_key = || {
+        OpenAi::new(OpenAiConfig {
+            api_key: None,
+            ..openai_config(&server)
+        })
+        .with_env(|_| None)
+    };
+    let bad_url = || {
+        OpenAi::new(OpenAiConfig {
+            base_url: Some("ftp://models.example/v1".into()),
+            ..openai_config(&server)
+        })
+    };
+    let cases: [(&dyn Fn() -> OpenAi, &str); 2] = [
+        (
+            &no_key,
+            "openai: no API key: set the environment variable `OPENAI_API_KEY`",
+        ),
+        (
+            &bad_url,
+            "`ftp://models.example/v1/chat/completions` is not an http(s) URL with a host",
+        ),
+    ];
+    for (provider, expected) in cases {
+        let builder = || {
+            Flock::builder()
+                .provider(provider())
+                .model("openai/gpt-4o-mini")
+                .serve_only(["review_article"])
+        };
+        let Err(local) = builder().build().await else {
+            panic!("the local Flock is refused")
+        };
+        let Err(temporal) = builder()
+            .local_debug(false)
+            .temporal(super::temporal::config("model-build-check"))
+            .build()
+            .await
+        else {
+            panic!("the Temporal worker's Flock is refused")
+        };
+        for (executor, error) in [("local", local), ("temporal", temporal)] {
+            let error = error.to_string();
+            assert!(
+                error.contains("agent `review_article`")
+                    && error.contains("cannot be answered by model `openai/gpt-4o-mini`")
+                    && error.contains(expected),
+                "{executor}: {error}"
+            );
+        }
+        builder()
+            .local_debug(false)
+            .in_process_worker(false)
+            .temporal(super::temporal::config("model-build-check"))
+            .build()
+            .await
+            .expect("a client runs no agent: it builds");
+        // called directly: permanent, nothing sent
+        let mut models = flock::model::Models::default();
+        models.add_provider(std::sync::Arc::new(provider()));
+        let (model, name) = models.resolve("openai/gpt-4o-mini").unwrap();
+        assert!(
+            model
+                .unusable()
+                .is_some_and(|problem| problem.contains(expected))
+        );
+        let request = flock::model::ModelRequest {
+            model: name,
+            agent: "review_article".into(),
+            messages: vec![flock::model::Message::new(flock::model::Role::User, "hi")],
+            output: OutputFormat::of::<Review>(),
+            tools: vec![],
+        };
+        let error = model.complete(&request).await.unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Permanent, "{error}");
+    }
     assert!(server.received().is_empty());
 }
 
