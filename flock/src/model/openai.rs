@@ -759,6 +759,8 @@ struct WireResponse {
 #[derive(Deserialize)]
 struct WireChoice {
     message: WireMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -793,8 +795,11 @@ struct WireUsage {
 }
 
 /// Reads a successful chat-completions response. A body that is not the expected JSON (cut off,
-/// garbled by a proxy) is [`Transient`](AgentError::Transient); a refusal is
-/// [`Permanent`](AgentError::Permanent).
+/// garbled by a proxy) is [`Transient`](AgentError::Transient); a refusal, or an answer the
+/// provider's content filter withheld, is [`Permanent`](AgentError::Permanent); an answer cut
+/// off at the output token limit (`finish_reason: "length"`) is
+/// [`InvalidOutput`](AgentError::InvalidOutput) saying so (not "invalid JSON", which a repair
+/// re-ask would only cut off again).
 fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentError> {
     let wire: WireResponse = serde_json::from_slice(body).map_err(|e| {
         let shown: String = String::from_utf8_lossy(body).chars().take(200).collect();
@@ -818,6 +823,20 @@ fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentErr
         return Err(AgentError::permanent(format!(
             "{provider}: the model refused to answer: {refusal}"
         )));
+    }
+    match choice.finish_reason.as_deref() {
+        Some("length") => {
+            return Err(AgentError::invalid_output(format!(
+                "{provider}: the answer was cut off at the model's output token limit (finish_reason `length`, after {} completion tokens): raise the model's `max_tokens`, or ask for a shorter answer",
+                usage.completion_tokens
+            )));
+        }
+        Some("content_filter") => {
+            return Err(AgentError::permanent(format!(
+                "{provider}: the provider's content filter withheld the answer (finish_reason `content_filter`)"
+            )));
+        }
+        _ => {}
     }
     Ok(ModelResponse {
         content: choice.message.content.unwrap_or_default(),
@@ -942,6 +961,21 @@ mod tests {
             let error = parse_response("openai", bad).unwrap_err();
             assert_eq!(error.class(), ErrorClass::Transient, "{error}");
         }
+        let cut = br#"{"choices":[{"message":{"content":"{\"a\": [1, 2"},"finish_reason":"length"}],"usage":{"prompt_tokens":12,"completion_tokens":4096}}"#;
+        let error = parse_response("openai", cut).unwrap_err();
+        assert_eq!(error.class(), ErrorClass::InvalidOutput, "{error}");
+        assert!(
+            error
+                .message()
+                .contains("cut off at the model's output token limit (finish_reason `length`, after 4096 completion tokens)"),
+            "{error}"
+        );
+        let filtered =
+            br#"{"choices":[{"message":{"content":""},"finish_reason":"content_filter"}]}"#;
+        assert_eq!(
+            parse_response("openai", filtered).unwrap_err().class(),
+            ErrorClass::Permanent
+        );
         let refusal =
             br#"{"choices":[{"message":{"content":null,"refusal":"I can't help with that."}}]}"#;
         assert_eq!(

@@ -371,6 +371,40 @@ async fn bad_tool_calls_are_answered_to_the_model_on_both_executors() {
     }
 }
 
+/// A completion cut off at the output token limit (`finish_reason: "length"`).
+fn cut_off(content: &str) -> Reply {
+    Reply::Json(
+        200,
+        vec![],
+        json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": content },
+                "finish_reason": "length"
+            }],
+            "usage": { "prompt_tokens": 5, "completion_tokens": 16, "total_tokens": 21 }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_at_the_token_limit_is_named_so_on_both_executors() {
+    let script = vec![cut_off(r#"{"answer": "the first half of"#)];
+    for (executor, flock, model) in both("agent-loop-cut-off", script).await {
+        let error = run_tool_user(&flock).await.unwrap_err().to_string();
+        assert!(
+            error.contains("agent `tool_user.model`")
+                && error.contains("the answer was cut off at the model's output token limit (finish_reason `length`, after 16 completion tokens)"),
+            "{executor}: {error}"
+        );
+        // `tool_user` allows one attempt: the request is not repeated, nor re-asked as invalid JSON
+        assert_eq!(model.received().len(), 1, "{executor}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_answer_over_the_payload_limit_fails_the_run_on_both_executors() {
     let script = vec![tool_calls(&[("c1", "flood", r#"{"n": 3000000}"#)], 5)];
