@@ -41,7 +41,7 @@ use agent_loop::{AgentLoop, Next, ToolStep};
 pub use function::FunctionModel;
 pub use openai::{ApiKey, AzureConfig, OpenAi, OpenAiConfig, StructuredOutput};
 pub use prompt::build_messages;
-pub use test_model::TestModel;
+pub use test_model::{TestAnswer, TestModel};
 
 /// How often a declarative agent re-asks after an answer that does not fit, unless
 /// `#[agent(output_retries = N)]` says otherwise.

@@ -1,7 +1,10 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{Model, ModelRequest, ModelResponse, Usage};
+use super::{Model, ModelRequest, ModelResponse, ToolCall, Usage};
 use crate::error::AgentError;
 
 /// A model that needs no network: it answers every request with a deterministic value that
@@ -21,18 +24,125 @@ use crate::error::AgentError;
 /// });
 /// assert_eq!(TestModel::value_for(&schema), json!({ "summary": "summary example", "score": 1 }));
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct TestModel;
+///
+/// **Scripted.** A routing flow cannot be exercised by first variants alone: script the answers
+/// per agent, in order ([`answers`](Self::answers), including tool calls), or by a rule over
+/// the request ([`rule`](Self::rule)), and register the model under a name of its own. An agent
+/// without a script (or whose script is used up) gets the generated value. Scripts are shared by
+/// every run of the `Flock`, taken in the order requests arrive (an attempt that is retried
+/// takes the next answer).
+///
+/// ```rust,standalone_crate
+/// use flock::model::{TestAnswer, TestModel};
+/// use flock::prelude::*;
+/// use serde_json::json;
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// pub enum Team { Billing, Tech }
+///
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// pub struct Ticket { pub text: String }
+///
+/// /// Which team takes the ticket.
+/// #[agent]
+/// async fn route(input: Ticket) -> Team;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let model = TestModel::new().answers("route", [TestAnswer::output(json!("Tech"))]);
+/// let flock = Flock::builder()
+///     .register_model("scripted", model)
+///     .model("scripted")
+///     .build()
+///     .await
+///     .unwrap();
+/// let team = flock.run(route, Ticket { text: "the app crashes".into() }).await.unwrap();
+/// assert_eq!(team, Team::Tech); // not the first variant
+/// // the script is used up: the generated value again
+/// let team = flock.run(route, Ticket { text: "a refund".into() }).await.unwrap();
+/// assert_eq!(team, Team::Billing);
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct TestModel {
+    scripts: Arc<Mutex<BTreeMap<String, VecDeque<TestAnswer>>>>,
+    rules: BTreeMap<String, Arc<Rule>>,
+}
+
+type Rule = dyn Fn(&ModelRequest) -> TestAnswer + Send + Sync;
+
+impl std::fmt::Debug for TestModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scripts = self.scripts.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("TestModel")
+            .field("scripted", &scripts.keys().collect::<Vec<_>>())
+            .field("rules", &self.rules.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One scripted answer of a [`TestModel`]: the agent's output, or tool calls to make first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestAnswer {
+    /// The output, as the output type's JSON (a bare value for a non-object output: it is
+    /// wrapped as the schema asks).
+    Output(Value),
+    /// Tool calls: `(tool, arguments)` each.
+    ToolCalls(Vec<(String, Value)>),
+}
+
+impl TestAnswer {
+    /// The agent's output.
+    pub fn output(value: Value) -> Self {
+        TestAnswer::Output(value)
+    }
+
+    /// One tool call.
+    pub fn tool_call(tool: impl Into<String>, arguments: Value) -> Self {
+        TestAnswer::ToolCalls(vec![(tool.into(), arguments)])
+    }
+}
 
 impl TestModel {
     /// The test model.
     pub fn new() -> Self {
-        TestModel
+        TestModel::default()
+    }
+
+    /// Agent `agent`'s next answers, in order (after any scripted before).
+    pub fn answers(self, agent: &str, answers: impl IntoIterator<Item = TestAnswer>) -> Self {
+        self.scripts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(agent.to_owned())
+            .or_default()
+            .extend(answers);
+        self
+    }
+
+    /// Agent `agent`'s answers by a rule over each request (its messages, schema and tools),
+    /// after its scripted answers are used up.
+    pub fn rule(
+        mut self,
+        agent: &str,
+        rule: impl Fn(&ModelRequest) -> TestAnswer + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.insert(agent.to_owned(), Arc::new(rule));
+        self
     }
 
     /// The value the test model answers for `schema`.
     pub fn value_for(schema: &Value) -> Value {
         generate(schema, schema, "value", 0)
+    }
+
+    fn next_answer(&self, request: &ModelRequest) -> Option<TestAnswer> {
+        let scripted = self
+            .scripts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&request.agent)
+            .and_then(VecDeque::pop_front);
+        scripted.or_else(|| self.rules.get(&request.agent).map(|rule| rule(request)))
     }
 }
 
@@ -41,19 +151,40 @@ impl Model for TestModel {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelResponse, AgentError>> {
-        let value = Self::value_for(&request.output.schema);
+        let mut response = ModelResponse::default();
+        match self.next_answer(request) {
+            Some(TestAnswer::ToolCalls(calls)) => {
+                let asked = request
+                    .messages
+                    .iter()
+                    .map(|m| m.tool_calls.len())
+                    .sum::<usize>();
+                response.tool_calls = calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name, arguments))| ToolCall {
+                        id: format!("test_call_{}", asked + i + 1),
+                        name,
+                        arguments: arguments.to_string(),
+                    })
+                    .collect();
+            }
+            Some(TestAnswer::Output(value)) => {
+                response.content = if request.output.wrapped {
+                    json!({ super::schema::WRAPPER_PROPERTY: value }).to_string()
+                } else {
+                    value.to_string()
+                };
+            }
+            None => response.content = Self::value_for(&request.output.schema).to_string(),
+        }
         let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
-        let content = value.to_string();
-        let usage = Usage {
+        response.usage = Usage {
             prompt_tokens: prompt_chars.div_ceil(4) as u64,
-            completion_tokens: content.len().div_ceil(4) as u64,
+            completion_tokens: response.content.len().div_ceil(4) as u64,
             ..Usage::default()
         };
-        Box::pin(std::future::ready(Ok(ModelResponse {
-            content,
-            usage,
-            ..ModelResponse::default()
-        })))
+        Box::pin(std::future::ready(Ok(response)))
     }
 }
 

@@ -567,3 +567,64 @@ async fn a_long_sessions_history_grows_with_its_new_messages_only() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scripted test models: tool calls and answers per agent, offline.
+
+/// A `TestModel` scripts `tool_user`: a tool call, an answer that does not fit its schema (the
+/// loop re-asks, as with a real model), then nothing (the generated value). The same steps and
+/// the same result on both executors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_test_model_drives_tool_calls_and_answers_on_both_executors() {
+    use flock::model::{TestAnswer, TestModel};
+    let script = || {
+        TestModel::new().answers(
+            "tool_user",
+            [
+                TestAnswer::tool_call("double", json!({ "n": 21 })),
+                TestAnswer::output(json!({ "answer": 42 })), // a number, not a string
+            ],
+        )
+    };
+    let local = Flock::builder()
+        .register_model("scripted", script())
+        .model("scripted")
+        .build()
+        .await
+        .unwrap();
+    let temporal = Flock::builder()
+        .register_model("scripted", script())
+        .model("scripted")
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .temporal(config("agent-loop-scripted"))
+        .build()
+        .await
+        .unwrap();
+    for (executor, flock) in [("local", local), ("temporal", temporal)] {
+        let recorded = tokio::time::timeout(
+            BOUND,
+            flock.run(tool_user, question()).recorded().into_future(),
+        )
+        .await
+        .expect("the run ends");
+        let reply = recorded.result.expect("answered");
+        assert_eq!(reply.answer, "answer example", "{executor}");
+        let steps: Vec<&str> = recorded
+            .record
+            .steps
+            .iter()
+            .map(|s| s.agent.as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "tool_user.model",
+                "double.tool",
+                "tool_user.model",
+                "tool_user.model"
+            ],
+            "{executor}: the tool call, the rejected answer, the re-ask"
+        );
+    }
+}
