@@ -612,7 +612,7 @@ impl<A: Agent> DynAgent for A {
             check_payload_size("agent", A::NAME, Direction::Output, output_bytes, limit)
                 .map_err(AgentError::permanent)?;
             if let Some(input_bytes) = local_input_bytes {
-                check_local_record_size(A::NAME, input_bytes, output_bytes, limit)
+                check_local_record_size("agent", A::NAME, input_bytes, output_bytes, limit)
                     .map_err(AgentError::permanent)?;
             }
             Ok(output)

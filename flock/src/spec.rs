@@ -365,6 +365,7 @@ impl PayloadLimit {
 /// Checks the record of local step `name` (its input and its output together, see
 /// [`PayloadLimit::counts_local_records`]) against `limit`.
 pub(crate) fn check_local_record_size(
+    kind: &str,
     name: &str,
     input: usize,
     output: usize,
@@ -373,9 +374,9 @@ pub(crate) fn check_local_record_size(
     let total = input + output;
     if total > limit.bytes {
         Err(format!(
-            "agent `{name}` runs as a local activity, whose record in the run's history holds its \
+            "{kind} `{name}` runs as a local activity, whose record in the run's history holds its \
              input ({input} bytes as JSON) and its output ({output} bytes) together: {total} bytes, \
-             over the {}-byte payload limit; drop `local` from `#[agent(local)]` (a durable step's \
+             over the {}-byte payload limit; drop `local` from `#[{kind}(local)]` (a durable step's \
              input and output are recorded apart), offload large payloads with \
              `Codec::with_offload`, or pass a reference (a path, URL or id) instead of the data",
             limit.bytes

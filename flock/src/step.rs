@@ -30,10 +30,12 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::agent::{AgentContext, DynAgent, json_size_within, panic_message};
+use crate::agent::{AgentContext, DynAgent, json_size, json_size_within, panic_message};
 use crate::error::AgentError;
 use crate::model::{Message, ModelRequest, ModelResponse};
-use crate::spec::{AgentKind, AgentSpec, Direction, check_payload_size};
+use crate::spec::{
+    AgentKind, AgentSpec, Direction, PayloadLimit, check_local_record_size, check_payload_size,
+};
 use crate::tool::DynTool;
 
 /// The suffix of a model-request step's name: agent `research`'s are `research.model`.
@@ -169,7 +171,8 @@ impl DynAgent for ModelStep {
         ctx: AgentContext,
         input: &Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>> {
-        let (agent, name) = (self.agent, self.spec.name);
+        let (agent, name, spec) = (self.agent, self.spec.name, self.spec);
+        let local_input = local_input_bytes(spec, &ctx, input);
         let input = ModelStepInput::deserialize(input).map_err(|e| {
             AgentError::invalid_input(format!(
                 "step `{name}`: the input is not a conversation: {e}"
@@ -225,15 +228,7 @@ impl DynAgent for ModelStep {
             .map_err(|e| {
                 AgentError::permanent(format!("step `{name}`: the answer is not JSON: {e}"))
             })?;
-            let limit = ctx.payload_limit;
-            check_payload_size(
-                "step",
-                name,
-                Direction::Output,
-                json_size_within(&output, limit.bytes()),
-                limit,
-            )
-            .map_err(AgentError::permanent)?;
+            check_output("agent", name, local_input, &output, ctx.payload_limit)?;
             Ok(output)
         })
     }
@@ -258,6 +253,7 @@ impl DynAgent for ToolStep {
         input: &Value,
     ) -> BoxFuture<'static, Result<Value, AgentError>> {
         let (tool, name) = (self.tool, self.spec.name);
+        let local_input = local_input_bytes(self.spec, &ctx, input);
         let input = ToolStepInput::deserialize(input).map_err(|e| {
             AgentError::invalid_input(format!("step `{name}`: the input is not a tool call: {e}"))
         });
@@ -290,18 +286,37 @@ impl DynAgent for ToolStep {
                 }
             };
             let answer = Value::String(answer);
-            let limit = ctx.payload_limit;
-            check_payload_size(
-                "tool",
-                tool.name(),
-                Direction::Output,
-                json_size_within(&answer, limit.bytes()),
-                limit,
-            )
-            .map_err(AgentError::permanent)?;
+            check_output("tool", tool.name(), local_input, &answer, ctx.payload_limit)?;
             Ok(answer)
         })
     }
+}
+
+/// The size of a step's input when the step runs as a local activity and its input and output
+/// share one history record (see [`PayloadLimit::counts_local_records`]).
+fn local_input_bytes(spec: &AgentSpec, ctx: &AgentContext, input: &Value) -> Option<usize> {
+    (ctx.payload_limit.counts_local_records() && spec.runs_locally()).then(|| json_size(input))
+}
+
+/// Checks a step's output against the payload limit, and with `local_input` (the step runs
+/// as a local activity) its input and output together: over either, the run would otherwise
+/// fail only in the server (or stay Running); it fails here, permanent, naming `kind` `name`.
+fn check_output(
+    kind: &str,
+    name: &str,
+    local_input: Option<usize>,
+    output: &Value,
+    limit: PayloadLimit,
+) -> Result<(), AgentError> {
+    let budget = limit.bytes().saturating_sub(local_input.unwrap_or(0));
+    let output_bytes = json_size_within(output, budget);
+    check_payload_size(kind, name, Direction::Output, output_bytes, limit)
+        .map_err(AgentError::permanent)?;
+    if let Some(input_bytes) = local_input {
+        check_local_record_size(kind, name, input_bytes, output_bytes, limit)
+            .map_err(AgentError::permanent)?;
+    }
+    Ok(())
 }
 
 /// A model step's output read back.

@@ -301,8 +301,20 @@ async fn double(args: Count) -> u32 {
     args.n * 2
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Text {
+    /// Some text
+    pub text: String,
+}
+
+/// Echoes the text (a local step: its input and output share one history record).
+#[tool(local)]
+async fn echo_local(args: Text) -> String {
+    args.text
+}
+
 /// Answer the question, using the tools where they help.
-#[agent(tools = [explode, flood, double], retry(attempts = 1))]
+#[agent(tools = [explode, flood, double, echo_local], retry(attempts = 1))]
 async fn tool_user(input: Question) -> Reply2;
 
 fn question() -> Question {
@@ -412,6 +424,24 @@ async fn a_tool_answer_over_the_payload_limit_fails_the_run_on_both_executors() 
         let error = run_tool_user(&flock).await.unwrap_err().to_string();
         assert!(
             error.contains("the output of tool `flood` is 3000002 bytes as JSON, over the"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 1, "{executor}");
+    }
+}
+
+/// A local tool step whose input and output each fit but together do not (one history record on
+/// Temporal, where the run would otherwise stay Running): the run fails naming the tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_tool_call_over_the_limit_with_its_input_fails_the_run_on_both_executors() {
+    let text = "y".repeat(1_200_000);
+    let arguments = json!({ "text": text }).to_string();
+    let script = vec![tool_calls(&[("c1", "echo_local", &arguments)], 5)];
+    for (executor, flock, model) in both("agent-loop-local-record", script).await {
+        let error = run_tool_user(&flock).await.unwrap_err().to_string();
+        assert!(
+            error.contains("tool `echo_local` runs as a local activity")
+                && error.contains("drop `local` from `#[tool(local)]`"),
             "{executor}: {error}"
         );
         assert_eq!(model.received().len(), 1, "{executor}");
