@@ -173,6 +173,20 @@ pub struct StepRecord {
     pub usage: Usage,
 }
 
+impl StepRecord {
+    /// The model that answered, for a model request of an agent that runs step by step (a step
+    /// `<agent>.model`), as the provider named it (`gen_ai.response.model`), when it said. On
+    /// Temporal the model is resolved by the worker that ran the step: its configuration
+    /// (`Flock::builder().model(..)`, providers, keys) answers, not the client's.
+    pub fn model(&self) -> Option<&str> {
+        self.output
+            .as_ref()?
+            .get("response")?
+            .get("model")?
+            .as_str()
+    }
+}
+
 /// One attempt of an agent call.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {

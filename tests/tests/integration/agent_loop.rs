@@ -362,8 +362,25 @@ async fn bad_tool_calls_are_answered_to_the_model_on_both_executors() {
         answer(r#"{"answer": "42"}"#, 5, 5),
     ];
     for (executor, flock, model) in both("agent-loop-bad-calls", script).await {
-        let reply = run_tool_user(&flock).await.unwrap();
-        assert_eq!(reply.answer, "42", "{executor}");
+        let recorded = tokio::time::timeout(
+            BOUND,
+            flock.run(tool_user, question()).recorded().into_future(),
+        )
+        .await
+        .expect("the run ends");
+        assert_eq!(recorded.result.unwrap().answer, "42", "{executor}");
+        // the record names the model that answered each request (the stand-in's tool-call reply
+        // names none, its answer does)
+        let answered: Vec<Option<&str>> = recorded
+            .record
+            .steps_of("tool_user.model")
+            .map(|step| step.model())
+            .collect();
+        assert_eq!(
+            answered,
+            [None, Some("gpt-4o-mini-2024-07-18")],
+            "{executor}"
+        );
         let received = model.received();
         assert_eq!(received.len(), 2, "{executor}");
         let answers: Vec<String> = received[1].messages()[3..]
