@@ -14,7 +14,7 @@ use flock::prelude::*;
 use flock_tests::durability::{self, Plan, Trip, trip_flow};
 use serde_json::json;
 
-use super::model::server::{FakeOpenAi, Reply, answer, tool_calls};
+use super::model::server::{FakeOpenAi, Reply, answer, cut_off, tool_calls};
 use super::support::{spawn_worker, wait_for};
 use super::temporal::{client_only_flock, config, history};
 
@@ -400,28 +400,9 @@ async fn bad_tool_calls_are_answered_to_the_model_on_both_executors() {
     }
 }
 
-/// A completion cut off at the output token limit (`finish_reason: "length"`).
-fn cut_off(content: &str) -> Reply {
-    Reply::Json(
-        200,
-        vec![],
-        json!({
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "model": "gpt-4o-mini",
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": content },
-                "finish_reason": "length"
-            }],
-            "usage": { "prompt_tokens": 5, "completion_tokens": 16, "total_tokens": 21 }
-        }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cut_off_at_the_token_limit_is_named_so_on_both_executors() {
-    let script = vec![cut_off(r#"{"answer": "the first half of"#)];
+    let script = vec![cut_off(answer(r#"{"answer": "the first half of"#, 5, 16))];
     for (executor, flock, model) in both("agent-loop-cut-off", script).await {
         let error = run_tool_user(&flock).await.unwrap_err().to_string();
         assert!(

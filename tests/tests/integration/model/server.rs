@@ -99,6 +99,15 @@ pub fn tool_calls(calls: &[(&str, &str, &str)], prompt_tokens: u64) -> Reply {
     )
 }
 
+/// `reply` (an [`answer`]) stopped at the output token limit: `finish_reason: "length"`.
+pub fn cut_off(reply: Reply) -> Reply {
+    let Reply::Json(status, headers, mut body) = reply else {
+        panic!("cut_off: only a JSON reply has a finish reason")
+    };
+    body["choices"][0]["finish_reason"] = json!("length");
+    Reply::Json(status, headers, body)
+}
+
 /// `reply`'s status line and headers with only the first half of its JSON body: a response cut
 /// off midway (`content-length` promises the whole body).
 pub fn truncated(reply: Reply) -> Reply {
