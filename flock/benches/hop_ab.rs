@@ -45,58 +45,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Value {
-    /// A number
-    pub n: u64,
-    /// A label
-    pub label: String,
-}
-
-fn step(input: Value, add: u64) -> Value {
-    Value {
-        n: black_box(input.n + add),
-        label: input.label,
-    }
-}
-
-#[agent(hand_off = second)]
-async fn first(input: Value) -> Value {
-    step(input, 1)
-}
-
-#[agent(hand_off = third)]
-async fn second(input: Value) -> Value {
-    step(input, 2)
-}
-
-#[agent]
-async fn third(input: Value) -> Value {
-    step(input, 3)
-}
-
-#[flow]
-async fn three(ctx: &FlowContext, input: Value) -> Result<Value, FlowError> {
-    let a = ctx.call(first, input).await?;
-    let b = ctx.call(second, a).await?;
-    ctx.call(third, b).await
-}
-
-async fn direct(input: Value) -> Value {
-    async fn f(input: Value, add: u64) -> Value {
-        step(input, add)
-    }
-    let a = f(input, 1).await;
-    let b = f(a, 2).await;
-    f(b, 3).await
-}
-
-fn input() -> Value {
-    Value {
-        n: 1,
-        label: "a short label".to_owned(),
-    }
-}
+#[path = "common/hop.rs"]
+mod hop;
+use hop::{direct, first, input, three};
 
 /// Best of 7 rounds of 20,000 runs, in ns per run.
 fn nanos<F: std::future::Future<Output = ()>>(

@@ -58,58 +58,10 @@ static GLOBAL: Counting = Counting;
 const CHAIN_ALLOCS_PER_HOP: f64 = 15.34;
 const FLOW_ALLOCS_PER_HOP: f64 = 15.34;
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Value {
-    /// A number
-    pub n: u64,
-    /// A label
-    pub label: String,
-}
-
-fn step(input: Value, add: u64) -> Value {
-    Value {
-        n: black_box(input.n + add),
-        label: input.label,
-    }
-}
-
-#[agent(hand_off = hop_second)]
-async fn hop_first(input: Value) -> Value {
-    step(input, 1)
-}
-
-#[agent(hand_off = hop_third)]
-async fn hop_second(input: Value) -> Value {
-    step(input, 2)
-}
-
-#[agent]
-async fn hop_third(input: Value) -> Value {
-    step(input, 3)
-}
-
-#[flow]
-async fn hop_three(ctx: &FlowContext, input: Value) -> Result<Value, FlowError> {
-    let a = ctx.call(hop_first, input).await?;
-    let b = ctx.call(hop_second, a).await?;
-    ctx.call(hop_third, b).await
-}
-
-async fn direct(input: Value) -> Value {
-    async fn f(input: Value, add: u64) -> Value {
-        step(input, add)
-    }
-    let a = f(input, 1).await;
-    let b = f(a, 2).await;
-    f(b, 3).await
-}
-
-fn input() -> Value {
-    Value {
-        n: 1,
-        label: "a short label".to_owned(),
-    }
-}
+// The work the benchmarks measure, the same file.
+#[path = "../../../flock/benches/common/hop.rs"]
+mod work;
+use work::{direct, first, input, three};
 
 /// This thread's allocations per run over 500 runs, after `warm_up` runs.
 fn allocations<F: Future<Output = ()>>(
@@ -155,10 +107,10 @@ fn hop_allocations() {
     });
     // 12,000 runs fill the table of closed runs (10,000 kept): each run then also evicts one
     let chain = allocations(&rt, 12_000, || async {
-        black_box(flock.run(hop_first, input()).await.unwrap());
+        black_box(flock.run(first, input()).await.unwrap());
     });
     let flow = allocations(&rt, 100, || async {
-        black_box(flock.run_flow(hop_three, input()).await.unwrap());
+        black_box(flock.run_flow(three, input()).await.unwrap());
     });
     let (chain, flow) = ((chain - direct) / 3.0, (flow - direct) / 3.0);
     eprintln!("allocations per hop: chain {chain:.2}, flow {flow:.2}");
