@@ -39,6 +39,15 @@ pub struct AgentAttrs {
     pub local: Option<Spanned<bool>>,
     pub tools: Option<Spanned<Vec<Path>>>,
     pub retry: RetryAttrs,
+    pub limits: LimitAttrs,
+}
+
+/// `max_concurrent = N` and `per_second = R`: how many calls of a step run at once, and how many
+/// start per second, in one process.
+#[derive(Default)]
+pub struct LimitAttrs {
+    pub max_concurrent: Option<Spanned<u32>>,
+    pub per_second: Option<Spanned<f64>>,
 }
 
 /// `retry(..)` inside `#[agent(..)]`.
@@ -105,6 +114,7 @@ pub struct ToolAttrs {
     pub task_queue: Option<LitStr>,
     pub local: Option<Spanned<bool>>,
     pub retry: RetryAttrs,
+    pub limits: LimitAttrs,
 }
 
 /// The keys one attribute (or `retry(..)`) accepts, for unknown-key messages.
@@ -131,6 +141,8 @@ const AGENT: Keys = Keys {
         "max_tool_rounds",
         "local",
         "tools",
+        "max_concurrent",
+        "per_second",
         "retry",
     ],
     aliases: &[
@@ -145,6 +157,10 @@ const AGENT: Keys = Keys {
         ("retry_policy", "retry"),
         ("doc", "description"),
         ("local_activity", "local"),
+        ("concurrency", "max_concurrent"),
+        ("max_concurrency", "max_concurrent"),
+        ("rate", "per_second"),
+        ("rate_limit", "per_second"),
     ],
 };
 
@@ -203,6 +219,8 @@ const TOOL: Keys = Keys {
         "heartbeat",
         "task_queue",
         "local",
+        "max_concurrent",
+        "per_second",
         "retry",
     ],
     aliases: &[
@@ -214,6 +232,10 @@ const TOOL: Keys = Keys {
         ("retries", "retry"),
         ("retry_policy", "retry"),
         ("doc", "description"),
+        ("concurrency", "max_concurrent"),
+        ("max_concurrency", "max_concurrent"),
+        ("rate", "per_second"),
+        ("rate_limit", "per_second"),
     ],
 };
 
@@ -256,6 +278,7 @@ pub fn parse_tool(cx: &Ctxt, args: TokenStream) -> ToolAttrs {
             "heartbeat" => attrs.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
             "task_queue" => attrs.task_queue = lit_str(cx, meta, "task_queue = \"tools\"")?,
             "local" => attrs.local = flag(cx, meta, "local = true")?,
+            "max_concurrent" | "per_second" => attrs.limits.set(cx, key, meta)?,
             _ => attrs.retry = retry(cx, meta)?,
         }
         Ok(())
@@ -282,7 +305,35 @@ impl AgentAttrs {
             "max_tool_rounds" => self.max_tool_rounds = int(cx, meta, "max_tool_rounds = 20")?,
             "local" => self.local = flag(cx, meta, "local = false")?,
             "tools" => self.tools = path_list(cx, meta, "tools = [search, fetch_page]")?,
+            "max_concurrent" | "per_second" => self.limits.set(cx, key, meta)?,
             _ => self.retry = retry(cx, meta)?,
+        }
+        Ok(())
+    }
+}
+
+impl LimitAttrs {
+    fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
+        if key == "max_concurrent" {
+            self.max_concurrent = int(cx, meta, "max_concurrent = 4")?;
+            if let Some(limit) = &self.max_concurrent
+                && limit.value == 0
+            {
+                cx.error_at(
+                    limit.span,
+                    "`max_concurrent` must be at least 1 (a step allowed no call at once could never run)",
+                );
+            }
+        } else {
+            self.per_second = float(cx, meta, "per_second = 2.5")?;
+            if let Some(rate) = &self.per_second
+                && rate.value <= 0.0
+            {
+                cx.error_at(
+                    rate.span,
+                    "`per_second` must be above 0 (calls started per second; `0.5` is one every two seconds)",
+                );
+            }
         }
         Ok(())
     }
@@ -874,7 +925,7 @@ mod tests {
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
                 "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
                 "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
-                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `local`, `tools`, `retry`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `local`, `tools`, `max_concurrent`, `per_second`, `retry`",
                 "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
                 "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
             ]

@@ -391,6 +391,7 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         ],
         attrs.task_queue.as_ref(),
         &attrs.retry,
+        &attrs.limits,
     ));
     if let Some(retries) = &attrs.output_retries {
         let value = some(Literal::u32_suffixed(retries.value).into_token_stream());
@@ -730,16 +731,25 @@ fn messages(
     (specs, consts)
 }
 
-/// The settings an agent and a tool share (a step's): its timeouts, task queue and retry policy,
-/// as assignments to the spec being built in `spec`.
+/// The settings an agent and a tool share (a step's): its timeouts, task queue, retry policy and
+/// limits, as assignments to the spec being built in `spec`.
 fn step_settings(
     spec: &Ident,
     durations: [(&str, &Option<attr::Millis>); 3],
     task_queue: Option<&LitStr>,
     retry: &attr::RetryAttrs,
+    limits: &attr::LimitAttrs,
 ) -> Vec<TokenStream> {
     let fp = fp();
     let mut settings = Vec::new();
+    if let Some(limit) = &limits.max_concurrent {
+        let value = some(Literal::u32_suffixed(limit.value).into_token_stream());
+        settings.push(quote!(#spec.max_concurrent = #value;));
+    }
+    if let Some(rate) = &limits.per_second {
+        let value = some(Literal::f64_suffixed(rate.value).into_token_stream());
+        settings.push(quote!(#spec.per_second = #value;));
+    }
     for (field, value) in durations {
         if let Some(value) = value {
             let field = Ident::new(field, Span::call_site());
@@ -846,6 +856,7 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
         ],
         attrs.task_queue.as_ref(),
         &attrs.retry,
+        &attrs.limits,
     ));
     if let Some(local) = &attrs.local {
         let value = some(syn::LitBool::new(local.value, local.span).into_token_stream());

@@ -198,6 +198,10 @@ struct WorkerArgs {
     /// Flow runs kept in the worker's cache (0: none, every flow task replays its run's history).
     #[arg(long, default_value_t = WorkerLimits::default().max_cached_workflows)]
     max_cached_flows: usize,
+    /// The most agent attempts started per second on this worker's task queue, by all its
+    /// workers together (Temporal's task-queue rate limit, enforced by the server).
+    #[arg(long, value_name = "RATE")]
+    queue_activities_per_second: Option<f64>,
     /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     grace_period: Duration,
@@ -1171,6 +1175,7 @@ async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> 
             max_concurrent_agents: args.max_concurrent_agents,
             max_concurrent_flow_tasks: args.max_concurrent_flow_tasks,
             max_cached_workflows: args.max_cached_flows,
+            queue_activities_per_second: args.queue_activities_per_second,
         })
         .grace_period(args.grace_period);
     let worker = if args.agents.is_empty() {

@@ -308,7 +308,7 @@ impl fmt::Debug for TemporalExecutorConfig {
 }
 
 /// Concurrency limits of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerLimits {
     /// Agent attempts (activities) running at once.
     pub max_concurrent_agents: usize,
@@ -316,6 +316,11 @@ pub struct WorkerLimits {
     pub max_concurrent_flow_tasks: usize,
     /// Flow runs kept in the worker's cache.
     pub max_cached_workflows: usize,
+    /// The most agent attempts (activities) started per second on the worker's task queue, by
+    /// all its workers together: Temporal's task-queue rate limit, enforced by the server (the
+    /// last worker to poll sets it). `None`: no limit. For a rate of one agent in one process,
+    /// see [`limit`](crate::limit).
+    pub queue_activities_per_second: Option<f64>,
 }
 
 impl WorkerLimits {
@@ -352,6 +357,17 @@ impl WorkerLimits {
                 )));
             }
         }
+        if let Some(rate) = self.queue_activities_per_second {
+            crate::limit::Limit::new()
+                .per_second(rate)
+                .check()
+                .map_err(|problem| {
+                    crate::Error::Config(format!(
+                        "worker limit `queue_activities_per_second`: {}",
+                        problem.trim_start_matches("`per_second` ")
+                    ))
+                })?;
+        }
         Ok(())
     }
 }
@@ -362,6 +378,7 @@ impl Default for WorkerLimits {
             max_concurrent_agents: 100,
             max_concurrent_flow_tasks: 100,
             max_cached_workflows: 1000,
+            queue_activities_per_second: None,
         }
     }
 }

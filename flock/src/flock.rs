@@ -83,6 +83,7 @@ pub struct FlockBuilder {
     metrics: Option<String>,
     layers: crate::runtime::StepLayers,
     transcript_store: Option<Arc<dyn crate::codec::BlobStore>>,
+    model_limits: Vec<(String, crate::limit::Limit)>,
 }
 
 impl Flock {
@@ -101,6 +102,7 @@ impl Flock {
             metrics: None,
             layers: Default::default(),
             transcript_store: None,
+            model_limits: Vec::new(),
         }
     }
 
@@ -383,6 +385,34 @@ impl FlockBuilder {
         self
     }
 
+    /// Limits the requests to model `name` (`"openai/gpt-4o-mini"`) or to every model of
+    /// provider `name` (`"openai"`): at most `max_concurrent` at once, at most `per_second`
+    /// started per second, in each process that runs agents (see [`limit`](crate::limit)), so
+    /// that many calls at once become a steady stream inside the provider's limits. A limit that
+    /// cannot be enforced (0, a rate not above 0) fails [`build`](Self::build).
+    ///
+    /// ```
+    /// use flock::{Flock, Limit};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = Flock::builder()
+    ///     .model_limit("openai", Limit::new().max_concurrent(16).per_second(8.0))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// let error = Flock::builder()
+    ///     .model_limit("openai", Limit::new().per_second(0.0))
+    ///     .build()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(error.to_string().contains("the limit of model `openai`: `per_second` must be"));
+    /// # });
+    /// ```
+    pub fn model_limit(mut self, name: impl Into<String>, limit: crate::limit::Limit) -> Self {
+        self.model_limits.push((name.into(), limit));
+        self
+    }
+
     /// Adds a layer around every agent call of every run (see
     /// [`StepLayer`](crate::runtime::StepLayer)): limits, budgets, checks written once for both
     /// executors. The first added is the outermost. On Temporal it runs in workflow code: the
@@ -489,6 +519,15 @@ impl FlockBuilder {
                 Ok(_) => {}
             }
         }
+        let limits = crate::limit::StepLimits::of(
+            registry
+                .agents()
+                .map(|agent| agent.spec())
+                .chain(registry.steps().map(|step| step.spec())),
+        )?;
+        for (name, limit) in self.model_limits {
+            self.models.set_limit(name, limit).map_err(Error::Config)?;
+        }
         let payload_limit = crate::spec::PayloadLimit::of(self.temporal.codec.as_ref());
         let mut layers = self.layers;
         if registry.has_steps() {
@@ -511,6 +550,7 @@ impl FlockBuilder {
             step_events: Default::default(),
             payload_limit,
             layers,
+            limits,
         });
         let backend = crate::executor::backend(
             self.local_debug,

@@ -73,6 +73,7 @@ mod flock;
 pub mod flow;
 mod guard;
 pub mod join;
+pub mod limit;
 pub mod message;
 pub mod model;
 pub mod observe;
@@ -95,6 +96,7 @@ pub use crate::config::{Deployment, TemporalExecutorConfig, VersioningBehavior, 
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::flock::{Flock, FlockBuilder, FlowHandle, RunFuture, RunOutput, RunRequest};
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};
+pub use crate::limit::Limit;
 pub use crate::message::{Query, Signal, Update};
 pub use crate::record::{RunRecord, StepEvent, StepEventKind};
 pub use crate::registry::Registry;

@@ -53,6 +53,12 @@ pub struct AgentSpec {
     /// no task-queue round trip, but it may run again after a crash: see
     /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
     pub local: Option<bool>,
+    /// `max_concurrent = N`: at most this many calls of this step run at once in one process
+    /// (a worker, or the local executor's); the others wait for a slot. See [`limit`](crate::limit).
+    pub max_concurrent: Option<u32>,
+    /// `per_second = R`: at most this many calls of this step start per second in one process,
+    /// evenly spaced. See [`limit`](crate::limit).
+    pub per_second: Option<f64>,
     /// The tools a declarative agent offers the model.
     pub tools: &'static [&'static dyn DynTool],
     /// The source location of the definition.
@@ -76,6 +82,8 @@ impl AgentSpec {
             output_retries: None,
             max_tool_rounds: None,
             local: None,
+            max_concurrent: None,
+            per_second: None,
             tools: &[],
             location: "",
         }

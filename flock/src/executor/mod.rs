@@ -41,6 +41,8 @@ pub(crate) struct Settings {
     pub(crate) step_events: StepFeed,
     /// The layers around every run's agent calls, the first outermost.
     pub(crate) layers: crate::runtime::StepLayers,
+    /// The limits of the steps that have some (`max_concurrent`, `per_second`), in this process.
+    pub(crate) limits: crate::limit::StepLimits,
 }
 
 /// The local executor's step events: a broadcast channel made on the first subscription, so

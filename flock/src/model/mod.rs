@@ -309,6 +309,7 @@ pub struct Models {
     prices: crate::usage::PriceTable,
     record_contents: bool,
     transcripts: Option<transcript::TranscriptStore>,
+    limits: crate::limit::ModelLimits,
 }
 
 impl Default for Models {
@@ -322,6 +323,7 @@ impl Default for Models {
             prices: crate::usage::PriceTable::default(),
             record_contents: false,
             transcripts: None,
+            limits: Default::default(),
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
@@ -378,6 +380,17 @@ impl Models {
     /// `gen_ai.output.messages`). Off by default: prompts hold user data.
     pub fn set_record_contents(&mut self, on: bool) {
         self.record_contents = on;
+    }
+
+    /// Limits the requests to model `name` (`"openai/gpt-4o-mini"`, a registered instance's
+    /// name) or to every model of provider `name` (`"openai"`), in this process; see
+    /// [`limit`](crate::limit). Fails when the limit cannot be enforced.
+    pub fn set_limit(
+        &mut self,
+        name: impl Into<String>,
+        limit: crate::limit::Limit,
+    ) -> Result<(), String> {
+        self.limits.set(name.into(), limit)
     }
 
     /// Keeps the transcripts of model requests in `store` too (see [`transcript`]), encrypted
@@ -545,6 +558,8 @@ pub(crate) async fn request(
     model: &dyn Model,
     request: &ModelRequest,
 ) -> Result<Answer, AgentError> {
+    // Waiting for the model's limits is not part of the request (its span, its duration).
+    let _permits = models.limits.admit(name).await;
     // The provider's error names the provider; the executor's error names the agent.
     let span = crate::observe::model_span(agent, name, &request.model);
     if models.record_contents {

@@ -12,6 +12,7 @@ mod deployment;
 mod fresh_crate;
 mod hop;
 mod idempotency;
+mod limits;
 mod local;
 mod messages;
 mod model;

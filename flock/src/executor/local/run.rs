@@ -374,7 +374,9 @@ impl LocalRun {
             let (result, span) = {
                 let mut running = std::pin::pin!(
                     run_attempt(
-                        agent.call_json(ctx, &call.input),
+                        crate::limit::admitted(self.settings.limits.get(spec), ctx, |ctx| {
+                            agent.call_json(ctx, &call.input)
+                        }),
                         limit,
                         heartbeat,
                         spec.heartbeat,

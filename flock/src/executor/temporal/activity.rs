@@ -204,7 +204,10 @@ fn execute(
         let last_before_deadline = schedule_to_close_left.is_some_and(|left| left < start_to_close);
         let limit = schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
         let mut timed_out = false;
-        let call = agent.call_json(agent_ctx, &input).instrument(span.clone());
+        let call = crate::limit::admitted(shared.settings.limits.get(spec), agent_ctx, |ctx| {
+            agent.call_json(ctx, &input)
+        })
+        .instrument(span.clone());
         // A timed-out or cancelled attempt stops here, on this worker: the agent sees
         // `is_cancelled`, and its future (with any model request in flight) is dropped, so
         // nothing runs on after the flow has moved on.

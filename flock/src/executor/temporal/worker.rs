@@ -31,6 +31,7 @@ pub(crate) fn worker_options(
     let queue = pool.map_or(shared.config.task_queue.as_str(), |pool| pool.queue);
     let options = WorkerOptions::new(queue.to_owned())
         .max_cached_workflows(limits.max_cached_workflows)
+        .maybe_max_task_queue_activities_per_second(limits.queue_activities_per_second)
         .tuner(tuner(limits))
         .maybe_deployment_options(deployment)
         // A flow whose code no longer matches its history fails, visibly, rather than retrying

@@ -20,6 +20,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The body, parsed.
     pub body: Value,
+    /// When its head had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -139,7 +141,15 @@ pub struct FakeOpenAi {
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
     hang_ups: Arc<AtomicUsize>,
+    in_flight: Arc<InFlight>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests received and not yet answered: now, and the most at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl FakeOpenAi {
@@ -152,17 +162,20 @@ impl FakeOpenAi {
         let received = Arc::new(Mutex::new(Vec::new()));
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
         let hang_ups = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(InFlight::default());
         let task = tokio::spawn({
             let received = received.clone();
             let replies = replies.clone();
             let hang_ups = hang_ups.clone();
+            let in_flight = in_flight.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let received = received.clone();
                     let replies = replies.clone();
                     let hang_ups = hang_ups.clone();
+                    let in_flight = in_flight.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, received, replies, hang_ups).await;
+                        let _ = serve(stream, received, replies, hang_ups, &in_flight).await;
                     });
                 }
             }
@@ -172,8 +185,14 @@ impl FakeOpenAi {
             received,
             replies,
             hang_ups,
+            in_flight,
             task,
         }
+    }
+
+    /// The most requests it was answering at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.in_flight.peak.load(Ordering::SeqCst)
     }
 
     /// How many clients closed a connection that was waiting on [`Reply::Hang`].
@@ -213,6 +232,7 @@ async fn serve(
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
     hang_ups: Arc<AtomicUsize>,
+    in_flight: &InFlight,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -226,6 +246,25 @@ async fn serve(
             break at + 4;
         }
     };
+    let at = std::time::Instant::now();
+    let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+    in_flight.peak.fetch_max(now, Ordering::SeqCst);
+    let answered =
+        answer_and_count(stream, buffer, head_end, at, received, replies, hang_ups).await;
+    in_flight.now.fetch_sub(1, Ordering::SeqCst);
+    answered
+}
+
+async fn answer_and_count(
+    mut stream: TcpStream,
+    mut buffer: Vec<u8>,
+    head_end: usize,
+    at: std::time::Instant,
+    received: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    hang_ups: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 8192];
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
@@ -255,6 +294,7 @@ async fn serve(
         path,
         headers,
         body,
+        at,
     });
     let mut reply = replies
         .lock()

@@ -48,6 +48,8 @@ mod agents {
         output_retries = 4,
         local = false,
         tools = [search],
+        max_concurrent = 4,
+        per_second = 2.5,
         retry(
             attempts = 5,
             initial_interval = "500ms",
@@ -84,6 +86,7 @@ fn main() {
     assert_eq!(spec.task_queue, Some("research"));
     assert_eq!(spec.output_retries, Some(4));
     assert_eq!(spec.local, Some(false));
+    assert_eq!((spec.max_concurrent, spec.per_second), (Some(4), Some(2.5)));
     assert_eq!(spec.retry.attempts, Attempts::at_most(5));
     assert_eq!(spec.retry.initial_interval, Some(Duration::from_millis(500)));
     assert_eq!(spec.retry.max_interval, Some(Duration::from_secs(7200)));
@@ -104,6 +107,7 @@ fn main() {
     assert_eq!(spec.description, "Summarize the findings.");
     assert_eq!(spec.kind, AgentKind::Declarative);
     assert_eq!((spec.model, spec.hand_off, spec.timeout, spec.local), (None, None, None, None));
+    assert_eq!((spec.max_concurrent, spec.per_second), (None, None));
     assert_eq!(spec.retry, flock::RetrySpec::EMPTY);
     assert!(spec.tools.is_empty());
 
