@@ -2,7 +2,7 @@
 //! read from the body as written so that the graph of a binary (`graph`) is static and exact.
 //!
 //! A call site is a method call on the flow's context parameter: `ctx.call(agent, ..)`,
-//! `ctx.call_flow(flow, ..)` or `ctx.call_chain(agent, ..)`, wherever it is in the body (in
+//! `ctx.map(agent, ..)`, `ctx.call_flow(flow, ..)` or `ctx.call_chain(agent, ..)`, wherever it is in the body (in
 //! `flock::join!` and other macros whose arguments are expressions, in closures, in loops).
 //! The callee is resolved by rustc, not by its spelling: the expansion names the callee's path
 //! in a probe that yields its registered name (`name = ".."` included). Sites whose callee the
@@ -22,7 +22,7 @@ use crate::determinism::macro_args;
 /// What a call site calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `ctx.call(agent, ..)`.
+    /// `ctx.call(agent, ..)` or `ctx.map(agent, ..)`.
     Agent,
     /// `ctx.call_flow(flow, ..)`.
     Flow,
@@ -33,7 +33,7 @@ pub enum Kind {
 impl Kind {
     fn of(method: &str) -> Option<Kind> {
         match method {
-            "call" => Some(Kind::Agent),
+            "call" | "map" => Some(Kind::Agent),
             "call_flow" => Some(Kind::Flow),
             "call_chain" => Some(Kind::Chain),
             _ => None,
@@ -142,7 +142,8 @@ impl Finder<'_> {
             kind,
             path,
             written: written(callee),
-            repeated: self.depth > 0,
+            // `ctx.map(agent, items)` calls it once per item
+            repeated: self.depth > 0 || call.method == "map",
         });
     }
 

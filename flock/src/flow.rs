@@ -23,7 +23,7 @@ use crate::guard::{ContextOp, Guarded};
 use crate::message::{Query, Signal, Update};
 use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 pub use crate::spec::FlowSpec;
-use crate::spec::{Direction, PayloadLimit, check_payload_size};
+use crate::spec::{AgentSpec, Direction, PayloadLimit, check_payload_size};
 
 /// A flow: a deterministic async function over agents, run by an executor.
 ///
@@ -164,15 +164,79 @@ impl FlowContext {
             &input,
             self.payload_limit,
         )?;
+        let output = self.call_json(spec, input).await?;
+        decode(A::NAME, Direction::Output, output)
+    }
+
+    /// Calls agent `spec` on checked JSON input (the step-by-step loop when it runs so).
+    pub(crate) fn call_json(
+        &self,
+        spec: &'static AgentSpec,
+        input: Value,
+    ) -> ContextOp<BoxFuture<'_, Result<Value, FlowError>>> {
         let call = AgentCall { spec, input };
-        let future = match &self.agent_loop {
+        ContextOp(match &self.agent_loop {
             Some(agent_loop) if spec.runs_step_by_step() => {
                 agent_loop.call_agent(call, &*self.runtime)
             }
             _ => self.runtime.call_agent(call),
-        };
-        let output = ContextOp(future).await?;
-        decode(A::NAME, Direction::Output, output)
+        })
+    }
+
+    /// Calls `agent` on every item, at most a few at a time, durably (see [`map`](crate::map)):
+    /// `.await` it for the outputs in the items' order (the first failure ends it), or take
+    /// [`outcomes`](crate::map::Map::outcomes) for every item's output or failure.
+    ///
+    /// ```
+    /// use flock::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Page { pub url: String }
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Words { pub count: u32 }
+    ///
+    /// #[agent]
+    /// async fn count_words(input: Page) -> Words {
+    ///     Words { count: input.url.len() as u32 }
+    /// }
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Site { pub urls: Vec<String> }
+    ///
+    /// #[flow]
+    /// async fn count_site(ctx: &FlowContext, input: Site) -> Result<Words, FlowError> {
+    ///     let pages = input.urls.into_iter().map(|url| Page { url });
+    ///     let counts = ctx.map(count_words, pages).concurrency(8).await?;
+    ///     Ok(Words { count: counts.iter().map(|w| w.count).sum() })
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = flock::Flock::builder().build().await.unwrap();
+    /// let urls = vec!["a".repeat(3), "b".repeat(4)];
+    /// let total = flock.run_flow(count_site, Site { urls }).await.unwrap();
+    /// assert_eq!(total.count, 7);
+    /// # });
+    /// ```
+    pub fn map<A: Agent>(
+        &self,
+        agent: A,
+        items: impl IntoIterator<Item = A::Input>,
+    ) -> crate::map::Map<'_, A> {
+        crate::map::Map::new(self, agent, items.into_iter().collect())
+    }
+
+    /// The payload limit of what this run sends.
+    pub(crate) fn payload_limit(&self) -> PayloadLimit {
+        self.payload_limit
+    }
+
+    /// The runtime the run asks (its layers included).
+    pub(crate) fn runtime(&self) -> &dyn FlowRuntime {
+        &*self.runtime
+    }
+
+    /// A child run id `<prefix>-<uuid>` from this run's child-id stream (the same on replay).
+    pub(crate) fn child_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", uuid_from(&self.child_ids))
     }
 
     /// Runs another flow as a child flow (on Temporal: a child workflow); `.await` it for its

@@ -74,6 +74,7 @@ pub mod flow;
 mod guard;
 pub mod join;
 pub mod limit;
+pub mod map;
 pub mod message;
 pub mod model;
 pub mod observe;

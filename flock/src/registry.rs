@@ -71,6 +71,8 @@ pub(crate) struct FlowEntry {
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) adapters: Adapters,
     pub(crate) chain: bool,
+    /// flock's own flow ([`MAP_FLOW`](crate::map::MAP_FLOW)): run, never listed.
+    pub(crate) builtin: bool,
 }
 
 /// The agents and flows a `Flock` serves, by name.
@@ -130,6 +132,7 @@ impl Registry {
             )));
         }
         self.insert_flow(&registration.chain, true)?;
+        self.insert_builtin();
         self.insert_steps(registration.agent)?;
         self.agents.insert(
             spec.name,
@@ -183,6 +186,19 @@ impl Registry {
         Ok(())
     }
 
+    /// flock's own flows, which a registry with agents has: the batches of `ctx.map`.
+    fn insert_builtin(&mut self) {
+        let registration = &crate::map::REGISTRATION;
+        self.flows
+            .entry(registration.flow.spec().name)
+            .or_insert(FlowEntry {
+                flow: registration.flow,
+                adapters: registration.adapters,
+                chain: false,
+                builtin: true,
+            });
+    }
+
     /// Adds a flow. Adding the same definition twice is harmless.
     pub fn add_flow(&mut self, registration: &FlowRegistration) -> Result<(), Error> {
         self.insert_flow(registration, false)
@@ -190,6 +206,12 @@ impl Registry {
 
     fn insert_flow(&mut self, registration: &FlowRegistration, chain: bool) -> Result<(), Error> {
         let spec = registration.flow.spec();
+        if spec.name == crate::map::MAP_FLOW {
+            return Err(Error::Registry(format!(
+                "flow `{}` ({}) has the name of flock's own flow (the batches of `ctx.map`); rename it (`#[flow(name = \"..\")]`)",
+                spec.name, spec.location
+            )));
+        }
         if let Some(existing) = self.flows.get(spec.name) {
             let existing_spec = existing.flow.spec();
             if existing.chain != chain {
@@ -216,6 +238,7 @@ impl Registry {
                 flow: registration.flow,
                 adapters: registration.adapters,
                 chain,
+                builtin: false,
             },
         );
         Ok(())
@@ -276,6 +299,10 @@ impl Registry {
                 todo.extend(entry.flow.spec().calls.iter().filter_map(CallSite::callee));
             }
         }
+        // the flows kept may map (a pool, without flows, runs no batches)
+        if !kept.flows.is_empty() {
+            kept.insert_builtin();
+        }
         Ok(kept)
     }
 
@@ -288,7 +315,7 @@ impl Registry {
     pub fn flows(&self) -> impl Iterator<Item = &'static dyn DynFlow> + '_ {
         self.flows
             .values()
-            .filter(|entry| !entry.chain)
+            .filter(|entry| !entry.chain && !entry.builtin)
             .map(|entry| entry.flow)
     }
 

@@ -107,6 +107,13 @@ pub trait FlowRuntime: Send + Sync {
 
     /// Sends signal `name` to the running flow `flow` with run id `run_id`.
     fn signal_flow(&self, signal: SignalCall) -> BoxFuture<'_, Result<(), FlowError>>;
+
+    /// The agent (or step) registered as `name` where the run executes, for calls made by name
+    /// (the batches of [`map`](crate::map)).
+    fn agent_spec(&self, name: &str) -> Option<&'static AgentSpec> {
+        let _ = name;
+        None
+    }
 }
 
 /// A signal one flow sends another, at the JSON level.
@@ -216,6 +223,10 @@ impl FlowRuntime for Layered {
 
     fn call_flow(&self, call: ChildCall) -> BoxFuture<'_, Result<Value, FlowError>> {
         self.inner.call_flow(call)
+    }
+
+    fn agent_spec(&self, name: &str) -> Option<&'static AgentSpec> {
+        self.inner.agent_spec(name)
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'_, Result<(), FlowError>> {

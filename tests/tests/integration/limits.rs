@@ -226,8 +226,7 @@ async fn limits_that_could_never_run_a_call_fail_the_build() {
         })
         .build()
         .await
-        .err()
-        .expect("a task-queue rate of 0 was accepted");
+        .expect_err("a task-queue rate of 0 was accepted");
     assert!(
         error
             .to_string()

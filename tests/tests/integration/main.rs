@@ -14,6 +14,7 @@ mod hop;
 mod idempotency;
 mod limits;
 mod local;
+mod map;
 mod messages;
 mod model;
 mod observe;

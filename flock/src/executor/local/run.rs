@@ -212,6 +212,10 @@ impl FlowRuntime for LocalRun {
         Box::pin(self.call_agent(call))
     }
 
+    fn agent_spec(&self, name: &str) -> Option<&'static crate::AgentSpec> {
+        self.settings.registry.agent(name).map(|agent| agent.spec())
+    }
+
     fn call_flow(&self, call: ChildCall) -> BoxFuture<'_, Result<Value, FlowError>> {
         Box::pin(async move {
             let name = call.spec.name;

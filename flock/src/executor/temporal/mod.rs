@@ -93,7 +93,12 @@ impl WorkerShared {
         match pool {
             Some(_) => worker::ServedFlows::default(),
             None => worker::ServedFlows {
-                flows: registry.flows().map(|flow| flow.spec().name).collect(),
+                // flock's own flows (the batches of `ctx.map`) included
+                flows: registry
+                    .flow_entries()
+                    .filter(|entry| !entry.chain)
+                    .map(|entry| entry.flow.spec().name)
+                    .collect(),
                 chains: registry.chains().map(|chain| chain.spec().name).collect(),
             },
         }

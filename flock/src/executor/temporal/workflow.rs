@@ -456,6 +456,14 @@ fn ran_locally_before_durable_steps(spec: &AgentSpec) -> bool {
 }
 
 impl FlowRuntime for TemporalRun {
+    fn agent_spec(&self, name: &str) -> Option<&'static crate::AgentSpec> {
+        self.shared
+            .settings
+            .registry
+            .agent(name)
+            .map(|agent| agent.spec())
+    }
+
     fn call_agent(
         &self,
         call: AgentCall,
