@@ -43,11 +43,12 @@ pub struct AgentAttrs {
 }
 
 /// `max_concurrent = N` and `per_second = R`: how many calls of a step run at once, and how many
-/// start per second, in one process.
+/// start per second, in one process; `priority = N`: where its tasks stand in a backlog.
 #[derive(Default)]
 pub struct LimitAttrs {
     pub max_concurrent: Option<Spanned<u32>>,
     pub per_second: Option<Spanned<f64>>,
+    pub priority: Option<Spanned<u32>>,
 }
 
 /// `retry(..)` inside `#[agent(..)]`.
@@ -143,6 +144,7 @@ const AGENT: Keys = Keys {
         "tools",
         "max_concurrent",
         "per_second",
+        "priority",
         "retry",
     ],
     aliases: &[
@@ -221,6 +223,7 @@ const TOOL: Keys = Keys {
         "local",
         "max_concurrent",
         "per_second",
+        "priority",
         "retry",
     ],
     aliases: &[
@@ -278,7 +281,7 @@ pub fn parse_tool(cx: &Ctxt, args: TokenStream) -> ToolAttrs {
             "heartbeat" => attrs.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
             "task_queue" => attrs.task_queue = lit_str(cx, meta, "task_queue = \"tools\"")?,
             "local" => attrs.local = flag(cx, meta, "local = true")?,
-            "max_concurrent" | "per_second" => attrs.limits.set(cx, key, meta)?,
+            "max_concurrent" | "per_second" | "priority" => attrs.limits.set(cx, key, meta)?,
             _ => attrs.retry = retry(cx, meta)?,
         }
         Ok(())
@@ -305,7 +308,7 @@ impl AgentAttrs {
             "max_tool_rounds" => self.max_tool_rounds = int(cx, meta, "max_tool_rounds = 20")?,
             "local" => self.local = flag(cx, meta, "local = false")?,
             "tools" => self.tools = path_list(cx, meta, "tools = [search, fetch_page]")?,
-            "max_concurrent" | "per_second" => self.limits.set(cx, key, meta)?,
+            "max_concurrent" | "per_second" | "priority" => self.limits.set(cx, key, meta)?,
             _ => self.retry = retry(cx, meta)?,
         }
         Ok(())
@@ -314,7 +317,17 @@ impl AgentAttrs {
 
 impl LimitAttrs {
     fn set(&mut self, cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<()> {
-        if key == "max_concurrent" {
+        if key == "priority" {
+            self.priority = int(cx, meta, "priority = 1")?;
+            if let Some(priority) = &self.priority
+                && !(1..=5).contains(&priority.value)
+            {
+                cx.error_at(
+                    priority.span,
+                    "`priority` is 1 (first) to 5 (last), Temporal's default levels",
+                );
+            }
+        } else if key == "max_concurrent" {
             self.max_concurrent = int(cx, meta, "max_concurrent = 4")?;
             if let Some(limit) = &self.max_concurrent
                 && limit.value == 0
@@ -925,7 +938,7 @@ mod tests {
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
                 "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
                 "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
-                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `local`, `tools`, `max_concurrent`, `per_second`, `retry`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `local`, `tools`, `max_concurrent`, `per_second`, `priority`, `retry`",
                 "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
                 "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
             ]

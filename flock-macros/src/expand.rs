@@ -746,6 +746,10 @@ fn step_settings(
         let value = some(Literal::u32_suffixed(limit.value).into_token_stream());
         settings.push(quote!(#spec.max_concurrent = #value;));
     }
+    if let Some(priority) = &limits.priority {
+        let value = some(Literal::u32_suffixed(priority.value).into_token_stream());
+        settings.push(quote!(#spec.priority = #value;));
+    }
     if let Some(rate) = &limits.per_second {
         let value = some(Literal::f64_suffixed(rate.value).into_token_stream());
         settings.push(quote!(#spec.per_second = #value;));

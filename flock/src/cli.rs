@@ -138,6 +138,9 @@ enum Command {
     Result(IdArg),
     /// Show a run's status.
     Status(IdArg),
+    /// Show a task queue's backlog (what an autoscaler reads): waiting flow and agent tasks, the
+    /// oldest one's age, add and dispatch rates, pollers.
+    Queue(QueueArgs),
     /// Request cancellation of a run.
     Cancel(IdArg),
     /// Terminate a run at once.
@@ -252,6 +255,12 @@ struct StartArgs {
 struct IdArg {
     /// The run id.
     id: String,
+}
+
+#[derive(Debug, Args)]
+struct QueueArgs {
+    /// The task queue (default: the configured one, `FLOCK_TASK_QUEUE` or `flock-queue`).
+    name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -617,6 +626,32 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             let flock = client(builder).await?;
             let info = flock.describe_run(&id).await?;
             print_runs(std::slice::from_ref(&info), out, true);
+            Ok(EXIT_OK)
+        }
+        Command::Queue(QueueArgs { name }) => {
+            let flock = client(builder).await?;
+            let stats = flock.queue_stats(name.as_deref()).await?;
+            say(
+                out,
+                serde_json::to_value(&stats).unwrap_or(Value::Null),
+                || {
+                    let row = |kind: &str, s: &crate::TaskStats| {
+                        vec![
+                            kind.to_owned(),
+                            s.backlog.to_string(),
+                            format!("{:.1}s", s.backlog_age_secs),
+                            format!("{:.1}", s.add_rate),
+                            format!("{:.1}", s.dispatch_rate),
+                            s.pollers.to_string(),
+                        ]
+                    };
+                    let header = [
+                        "TASKS", "BACKLOG", "OLDEST", "ADDED/S", "HANDED/S", "POLLERS",
+                    ];
+                    let rows = [row("flows", &stats.flows), row("agents", &stats.agents)];
+                    format!("task queue `{}`\n{}", stats.queue, table(&header, &rows))
+                },
+            );
             Ok(EXIT_OK)
         }
         Command::Cancel(IdArg { id }) => {

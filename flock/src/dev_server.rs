@@ -50,6 +50,9 @@ pub struct DevServerOptions {
     pub search_attributes: Vec<String>,
     /// The `temporal` CLI to run; `None` finds it ([`DevServer::find_cli`]).
     pub cli: Option<PathBuf>,
+    /// Dynamic configuration values (`--dynamic-config-value KEY=VALUE`, the value in JSON),
+    /// e.g. [`DevServerOptions::PRIORITY_AND_FAIRNESS`].
+    pub dynamic_config: Vec<(String, String)>,
 }
 
 impl Default for DevServerOptions {
@@ -64,11 +67,23 @@ impl Default for DevServerOptions {
             db_filename: None,
             search_attributes: Vec::new(),
             cli: None,
+            dynamic_config: Vec::new(),
         }
     }
 }
 
 impl DevServerOptions {
+    /// The dynamic configuration under which a dev server (Server 1.32) orders backlogs by
+    /// [`Priority`](crate::Priority) key and fairness weight: one partition per task queue (a
+    /// backlog spread over partitions is ordered within each, and pollers take from any) and
+    /// the matcher that implements fairness.
+    pub const PRIORITY_AND_FAIRNESS: [(&str, &str); 4] = [
+        ("matching.numTaskqueueReadPartitions", "1"),
+        ("matching.numTaskqueueWritePartitions", "1"),
+        ("matching.useNewMatcher", "true"),
+        ("matching.enableFairness", "true"),
+    ];
+
     /// The server's default dynamic configuration (the ~50 ms task dispatch delay included).
     pub fn default_profile() -> Self {
         DevServerOptions {
@@ -179,6 +194,9 @@ impl DevServer {
                 "--dynamic-config-value",
                 "history.transferProcessorMaxPollRPS=1000",
             ]);
+        }
+        for (key, value) in &options.dynamic_config {
+            command.args(["--dynamic-config-value", &format!("{key}={value}")]);
         }
         for namespace in &options.namespaces {
             command.args(["--namespace", namespace]);

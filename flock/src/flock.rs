@@ -127,6 +127,7 @@ impl Flock {
             id_reuse: IdReuse::default(),
             signal: None,
             attributes: BTreeMap::new(),
+            priority: Default::default(),
         }
     }
 
@@ -157,6 +158,14 @@ impl Flock {
             found_by_id: true,
             flow: std::marker::PhantomData,
         })
+    }
+
+    /// The backlog of task queue `queue` (Temporal only; the `Flock`'s own queue when `None`):
+    /// waiting flow and agent tasks, the oldest one's age, add and dispatch rates, pollers. What
+    /// an autoscaler reads; `flock queue` prints it.
+    pub async fn queue_stats(&self, queue: Option<&str>) -> Result<crate::QueueStats, Error> {
+        let queue = queue.unwrap_or(&self.inner.temporal.task_queue);
+        self.backend().queue_stats(queue).await
     }
 
     /// The history of run `run_id` (Temporal only), as JSON: what [`replay`](Self::replay) takes.
@@ -582,6 +591,7 @@ pub struct RunRequest<'a, F: Flow> {
     id_reuse: IdReuse,
     signal: Option<(&'static str, Result<Value, String>)>,
     attributes: BTreeMap<String, String>,
+    priority: crate::run::Priority,
 }
 
 impl<'a, F: Flow> RunRequest<'a, F> {
@@ -604,6 +614,23 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// the dev server: [`DevServerOptions::search_attributes`](crate::dev_server::DevServerOptions)).
     pub fn search_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// The run's priority key: 1 (first) to 5 (last); see [`Priority`](crate::Priority). Its
+    /// agents and child flows inherit it. A key out of range fails the start.
+    pub fn priority(mut self, key: u32) -> Self {
+        self.priority.key = Some(key);
+        self
+    }
+
+    /// The tenant whose share of backlogged work this run's tasks count toward, and its weight
+    /// (1.0 is the default; 3.0 gets three times the share of a tenant of weight 1); see
+    /// [`Priority`](crate::Priority). A key over 64 bytes or a weight outside 0.001–1000 fails
+    /// the start.
+    pub fn fairness(mut self, key: impl Into<String>, weight: f32) -> Self {
+        self.priority.fairness_key = Some(key.into());
+        self.priority.fairness_weight = Some(weight);
         self
     }
 
@@ -633,6 +660,9 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         let input = encode("flow", F::NAME, Direction::Input, &self.input, limit)
             .map_err(|cause| run_failed::<F>(&run_id, cause))?;
         let flow = self.flock.definition::<F>()?.spec();
+        self.priority.check().map_err(|problem| {
+            Error::Config(format!("run `{run_id}` of `{}`: {problem}", F::NAME))
+        })?;
         let signal = match self.signal {
             None => None,
             Some((name, json)) => {
@@ -649,6 +679,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             id_reuse: self.id_reuse,
             attributes: self.attributes,
             signal,
+            priority: self.priority,
         })
     }
 

@@ -102,7 +102,9 @@ pub use crate::message::{Query, Signal, Update};
 pub use crate::record::{RunRecord, StepEvent, StepEventKind};
 pub use crate::registry::Registry;
 pub use crate::retry::{RetryPolicy, RetrySpec};
-pub use crate::run::{FoundRun, IdReuse, Recorded, RunInfo, rfc3339};
+pub use crate::run::{
+    FoundRun, IdReuse, Priority, QueueStats, Recorded, RunInfo, TaskStats, rfc3339,
+};
 pub use crate::spec::{AgentKind, AgentSpec, CallKind, CallSite, FlowSpec};
 #[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;

@@ -168,6 +168,15 @@ impl StepLimits {
     ) -> Result<Self, crate::Error> {
         let mut steps = HashMap::new();
         for spec in specs {
+            if let Some(key) = spec.priority {
+                let priority = crate::run::Priority {
+                    key: Some(key),
+                    ..Default::default()
+                };
+                priority.check().map_err(|problem| {
+                    crate::Error::Config(format!("`{}` ({}): {problem}", spec.name, spec.location))
+                })?;
+            }
             let limit = spec_limit(spec);
             if !limit.is_set() {
                 continue;

@@ -30,6 +30,81 @@ pub enum IdReuse {
     Reject,
 }
 
+/// The most urgent priority key, and the least: Temporal's default levels (a server can be
+/// configured with more; flock keeps to the default, which every server honours alike).
+pub const PRIORITY_KEYS: std::ops::RangeInclusive<u32> = 1..=5;
+
+/// The longest fairness key Temporal takes, in bytes.
+pub const MAX_FAIRNESS_KEY_BYTES: usize = 64;
+
+/// Where a run's tasks stand in the backlogs of their task queues: Temporal's Priority and
+/// Fairness. Set per run ([`RunRequest::priority`](crate::RunRequest::priority),
+/// [`fairness`](crate::RunRequest::fairness)); the run's agents and child flows inherit it, and
+/// an agent's `#[agent(priority = N)]` overrides the key for its calls.
+///
+/// * `key`: 1 (first) to 5 (last); unset is the server's default, 3. When tasks wait in a
+///   queue's backlog, those with a lower key are handed out first.
+/// * `fairness_key` (a tenant, at most 64 bytes) and `fairness_weight` (0.001 to 1000, default
+///   1): among tasks of one key, backlogged tenants are served in proportion to their weights,
+///   so that one tenant's burst does not starve the others.
+///
+/// Both order *backlogs*: a queue whose workers keep up has nothing to order. The local
+/// executor has no task queues: it checks the values and runs in call order.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Priority {
+    /// 1 (first) to 5 (last).
+    pub key: Option<u32>,
+    /// The tenant (or class) whose share fairness balances.
+    pub fairness_key: Option<String>,
+    /// The tenant's weight.
+    pub fairness_weight: Option<f32>,
+}
+
+impl Priority {
+    /// What is wrong with these values, if anything.
+    ///
+    /// ```
+    /// use flock::Priority;
+    ///
+    /// let mut priority = Priority::default();
+    /// priority.key = Some(9);
+    /// assert_eq!(
+    ///     priority.check().unwrap_err(),
+    ///     "priority 9 is out of range: 1 (first) to 5 (last), Temporal's default levels"
+    /// );
+    /// ```
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(key) = self.key
+            && !PRIORITY_KEYS.contains(&key)
+        {
+            return Err(format!(
+                "priority {key} is out of range: 1 (first) to 5 (last), Temporal's default levels"
+            ));
+        }
+        if let Some(key) = &self.fairness_key {
+            if key.is_empty() {
+                return Err("a fairness key must not be empty (name the tenant)".to_owned());
+            }
+            if key.len() > MAX_FAIRNESS_KEY_BYTES {
+                let shown: String = key.chars().take(16).collect();
+                return Err(format!(
+                    "fairness key `{shown}…` is {} bytes long, over the {MAX_FAIRNESS_KEY_BYTES} bytes Temporal takes",
+                    key.len()
+                ));
+            }
+        }
+        if let Some(weight) = self.fairness_weight
+            && !(weight.is_finite() && (0.001..=1000.0).contains(&weight))
+        {
+            return Err(format!(
+                "fairness weight {weight} is out of range: 0.001 to 1000 (Temporal's bounds)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a run starts with, at the JSON level: what the typed and the by-name calls of the
 /// facade both hand an executor.
 #[derive(Debug, Clone)]
@@ -48,6 +123,9 @@ pub(crate) struct RunStart {
     /// A signal to deliver with the start (signal-with-start: a running run with this id is
     /// signalled instead), checked against what the flow declares.
     pub(crate) signal: Option<(&'static str, Value)>,
+    /// Priority and fairness of the run's tasks (checked; the local executor has no queues).
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    pub(crate) priority: Priority,
 }
 
 impl RunStart {
@@ -60,6 +138,7 @@ impl RunStart {
             id_reuse: IdReuse::default(),
             attributes: BTreeMap::new(),
             signal: None,
+            priority: Priority::default(),
         }
     }
 }
@@ -201,4 +280,34 @@ impl RunInfo {
 /// ```
 pub fn rfc3339(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A task queue's backlog, as Temporal reports it (`DescribeTaskQueue` with stats): what an
+/// autoscaler reads (KEDA's Temporal scaler, `deploy/k8s/keda-scaledobject.yaml`). Read it with
+/// [`Flock::queue_stats`](crate::Flock::queue_stats) or `flock queue NAME`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The task queue.
+    pub queue: String,
+    /// Flow (workflow) tasks.
+    pub flows: TaskStats,
+    /// Agent (activity) tasks.
+    pub agents: TaskStats,
+}
+
+/// The backlog of one kind of task of a queue.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TaskStats {
+    /// Tasks waiting for a worker (approximate).
+    pub backlog: u64,
+    /// How long the oldest waiting task has waited, in seconds (approximate).
+    pub backlog_age_secs: f64,
+    /// Tasks added per second, lately.
+    pub add_rate: f32,
+    /// Tasks handed to workers per second, lately.
+    pub dispatch_rate: f32,
+    /// Workers that polled lately.
+    pub pollers: usize,
 }

@@ -59,6 +59,9 @@ pub struct AgentSpec {
     /// `per_second = R`: at most this many calls of this step start per second in one process,
     /// evenly spaced. See [`limit`](crate::limit).
     pub per_second: Option<f64>,
+    /// `priority = N`: the priority key of this step's tasks, 1 (first) to 5 (last), instead of
+    /// the run's (see [`Priority`](crate::Priority)).
+    pub priority: Option<u32>,
     /// The tools a declarative agent offers the model.
     pub tools: &'static [&'static dyn DynTool],
     /// The source location of the definition.
@@ -84,6 +87,7 @@ impl AgentSpec {
             local: None,
             max_concurrent: None,
             per_second: None,
+            priority: None,
             tools: &[],
             location: "",
         }

@@ -225,6 +225,15 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         needs_temporal("replaying a history")
     }
 
+    /// The backlog of task queue `queue`.
+    fn queue_stats<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<crate::run::QueueStats, Error>> {
+        let _ = queue;
+        needs_temporal("reading a task queue's backlog")
+    }
+
     /// Makes `build_id` the current version of this process's worker deployment.
     fn set_current_version<'a>(&'a self, build_id: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         let _ = build_id;

@@ -186,6 +186,17 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
         "{status}"
     );
 
+    // queue: the backlog an autoscaler reads (nothing waits; the worker polls)
+    let stats = cli(queue, &["-o", "json", "queue"]).json();
+    assert_eq!(stats["queue"], queue, "{stats}");
+    assert_eq!(stats["agents"]["backlog"], 0, "{stats}");
+    assert!(stats["flows"]["pollers"].as_u64() >= Some(1), "{stats}");
+    let table = cli(queue, &["queue", queue]).stdout;
+    assert!(
+        table.starts_with(&format!("task queue `{queue}`")) && table.contains("BACKLOG"),
+        "{table}"
+    );
+
     // history: the record as JSON and as a table
     let record = cli(queue, &["-o", "json", "history", "cli-run-1"]).json();
     assert_eq!(record["name"], "slow_flow");

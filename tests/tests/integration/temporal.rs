@@ -37,6 +37,11 @@ pub(crate) fn server() -> String {
                 let server = rt
                     .block_on(DevServer::start(DevServerOptions {
                         search_attributes: vec!["TicketId".into()],
+                        // backlogs ordered by priority and fairness (priority.rs)
+                        dynamic_config: DevServerOptions::PRIORITY_AND_FAIRNESS
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect(),
                         ..DevServerOptions::default()
                     }))
                     .map_err(|e| {

@@ -33,6 +33,15 @@ fn reuse_policy(id_reuse: IdReuse) -> temporalio_client::WorkflowIdReusePolicy {
     }
 }
 
+/// A run's priority as the SDK takes it.
+pub(crate) fn sdk_priority(priority: &crate::run::Priority) -> temporalio_client::Priority {
+    temporalio_client::Priority::builder()
+        .maybe_priority_key(priority.key)
+        .maybe_fairness_key(priority.fairness_key.clone())
+        .maybe_fairness_weight(priority.fairness_weight)
+        .build()
+}
+
 /// Keyword search attributes as the start options take them.
 fn search_attributes(
     attributes: &BTreeMap<String, String>,
@@ -199,6 +208,7 @@ impl TemporalBackend {
         id_reuse: IdReuse,
         attach_running: bool,
         attributes: &BTreeMap<String, String>,
+        priority: &crate::run::Priority,
     ) -> WorkflowStartOptions {
         use temporalio_client::WorkflowIdConflictPolicy;
         WorkflowStartOptions::new(
@@ -220,6 +230,7 @@ impl TemporalBackend {
             WorkflowIdConflictPolicy::Fail
         })
         .maybe_search_attributes(search_attributes(attributes))
+        .priority(sdk_priority(priority))
         .build()
     }
 
@@ -233,9 +244,17 @@ impl TemporalBackend {
             id_reuse,
             attributes,
             signal,
+            priority,
         } = start;
         let run_id = &*run_id;
-        let options = self.start_options(spec, run_id, id_reuse, signal.is_some(), &attributes);
+        let options = self.start_options(
+            spec,
+            run_id,
+            id_reuse,
+            signal.is_some(),
+            &attributes,
+            &priority,
+        );
         let started = match signal {
             None => self
                 .client
@@ -290,6 +309,7 @@ impl TemporalBackend {
             input,
             id_reuse,
             attributes,
+            priority,
             ..
         } = start;
         let (run_id, attributes) = (&*run_id, &attributes);
@@ -309,6 +329,7 @@ impl TemporalBackend {
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .maybe_search_attributes(search_attributes(attributes))
+        .priority(sdk_priority(&priority))
         .build();
         let handle = match self
             .client
@@ -624,6 +645,52 @@ impl TemporalBackend {
         let description = self.description(run_id).await.ok()?;
         let status = status_name(description.status());
         (status != "running").then_some(status)
+    }
+
+    /// The backlog of one type of task of `queue`.
+    async fn task_stats(
+        &self,
+        queue: &str,
+        kind: temporalio_common::protos::temporal::api::enums::v1::TaskQueueType,
+    ) -> Result<crate::run::TaskStats, Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::enums::v1::TaskQueueKind;
+        use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+        let request = DescribeTaskQueueRequest {
+            namespace: self.config.namespace.clone(),
+            task_queue: Some(TaskQueue {
+                name: queue.to_owned(),
+                kind: TaskQueueKind::Normal as i32,
+                ..Default::default()
+            }),
+            task_queue_type: kind as i32,
+            report_stats: true,
+            ..Default::default()
+        };
+        let mut client = self.client.clone();
+        let answer = client
+            .describe_task_queue(Request::new(request))
+            .await
+            .map_err(|e| {
+                Error::Executor(format!(
+                    "cannot read the backlog of task queue `{queue}`: {e}"
+                ))
+            })?
+            .into_inner();
+        let stats = answer.stats.unwrap_or_default();
+        let age = stats
+            .approximate_backlog_age
+            .map(|age| age.seconds as f64 + f64::from(age.nanos) / 1e9)
+            .unwrap_or_default();
+        Ok(crate::run::TaskStats {
+            backlog: u64::try_from(stats.approximate_backlog_count).unwrap_or_default(),
+            backlog_age_secs: age,
+            add_rate: stats.tasks_add_rate,
+            dispatch_rate: stats.tasks_dispatch_rate,
+            pollers: answer.pollers.len(),
+        })
     }
 
     /// [`Error::NoWorker`] for `what` (`query `status``) when no worker has polled the task
@@ -1296,6 +1363,20 @@ impl Backend for TemporalBackend {
 
     fn history_json<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Error>> {
         Box::pin(TemporalBackend::history_json(self, run_id))
+    }
+
+    fn queue_stats<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<crate::run::QueueStats, Error>> {
+        Box::pin(async move {
+            use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
+            Ok(crate::run::QueueStats {
+                queue: queue.to_owned(),
+                flows: self.task_stats(queue, TaskQueueType::Workflow).await?,
+                agents: self.task_stats(queue, TaskQueueType::Activity).await?,
+            })
+        })
     }
 
     fn replay(&self, history_json: Vec<u8>) -> BoxFuture<'_, Result<(), Error>> {

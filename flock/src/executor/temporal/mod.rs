@@ -135,6 +135,12 @@ impl WorkerShared {
             .maybe_heartbeat_timeout(spec.heartbeat)
             .maybe_task_queue(spec.task_queue.map(str::to_owned))
             .retry_policy(Self::retry(policy))
+            // the key only: fairness is the run's, inherited
+            .maybe_priority(spec.priority.map(|key| {
+                temporalio_client::Priority::builder()
+                    .priority_key(key)
+                    .build()
+            }))
             .build()
     }
 

@@ -1,4 +1,5 @@
-//! Limits that could never let a call run, or are not numbers: refused at the value, saying why.
+//! Limits that could never let a call run, priorities Temporal does not have, values that are not
+//! numbers: refused at the value, saying why.
 use flock::prelude::*;
 
 #[derive(Serialize, Deserialize, JsonSchema)]
@@ -22,6 +23,12 @@ async fn review(input: Topic) -> Findings;
 
 #[agent(concurrency = 4)]
 async fn translate(input: Topic) -> Findings;
+
+#[agent(priority = 0)]
+async fn urgent(input: Topic) -> Findings;
+
+#[agent(priority = 9)]
+async fn later(input: Topic) -> Findings;
 
 /// Looks a page up.
 #[tool(max_concurrent = 0)]

@@ -50,6 +50,7 @@ mod agents {
         tools = [search],
         max_concurrent = 4,
         per_second = 2.5,
+        priority = 1,
         retry(
             attempts = 5,
             initial_interval = "500ms",
@@ -87,6 +88,7 @@ fn main() {
     assert_eq!(spec.output_retries, Some(4));
     assert_eq!(spec.local, Some(false));
     assert_eq!((spec.max_concurrent, spec.per_second), (Some(4), Some(2.5)));
+    assert_eq!(spec.priority, Some(1));
     assert_eq!(spec.retry.attempts, Attempts::at_most(5));
     assert_eq!(spec.retry.initial_interval, Some(Duration::from_millis(500)));
     assert_eq!(spec.retry.max_interval, Some(Duration::from_secs(7200)));
