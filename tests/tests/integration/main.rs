@@ -20,6 +20,7 @@ mod model;
 mod observe;
 mod otel;
 mod payloads;
+mod pools;
 mod priority;
 mod replay;
 mod shutdown;

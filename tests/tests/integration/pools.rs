@@ -1,0 +1,144 @@
+//! Agent pools across processes: a worker process for the flows and one per pool
+//! (`tests/src/bin/pool_worker.rs`), on the test dev server. A flow whose agents span both pools
+//! completes; with pool B's worker killed, pool A still serves and only B's agents wait, in the
+//! queue's backlog, until a new worker for pool B joins.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flock::prelude::*;
+use serde_json::{Value, json};
+use temporalio_client::WorkflowStartOptions;
+use temporalio_common::UntypedWorkflow;
+
+use super::temporal::{client_only_flock, sdk_client, server};
+
+/// A worker process serving `pool` (`flows`, `pool-a`, `pool-b`), flows on `queue`.
+struct PoolWorker(Child);
+
+impl PoolWorker {
+    fn start(pool: &str, queue: &str) -> PoolWorker {
+        let child = Command::new(env!("CARGO_BIN_EXE_pool_worker"))
+            .env("TEMPORAL_ADDRESS", server())
+            .env("FLOCK_TASK_QUEUE", queue)
+            .env("FLOCK_POOL", pool)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the pool worker starts");
+        PoolWorker(child)
+    }
+
+    /// SIGKILL: no draining, no goodbye.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for PoolWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A workflow type by name, JSON in and out.
+struct ByName(&'static str);
+
+impl temporalio_common::WorkflowDefinition for ByName {
+    type Input = Value;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+impl temporalio_common::HasWorkflowDefinition for ByName {
+    type Run = ByName;
+}
+
+/// Starts flow `flow` (linked into the pool worker only) by name on `queue`.
+async fn start(flow: &'static str, queue: &str, id: &str) {
+    sdk_client()
+        .await
+        .start_workflow(
+            ByName(flow),
+            json!({ "text": id }),
+            WorkflowStartOptions::new(queue.to_owned(), id.to_owned()).build(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot start {flow} as {id}: {e}"));
+}
+
+async fn result(flock: &Flock, id: &str, within: Duration) -> Option<Value> {
+    tokio::time::timeout(within, flock.result_json(id))
+        .await
+        .ok()
+        .map(|r| r.unwrap_or_else(|e| panic!("{id}: {e}")))
+}
+
+/// Whether run `id` has completed.
+async fn running(id: &str) -> bool {
+    let description = sdk_client()
+        .await
+        .get_workflow_handle::<UntypedWorkflow>(id.to_owned())
+        .describe(Default::default())
+        .await
+        .expect("describe");
+    description.raw_description.workflow_execution_info.is_some_and(|info| {
+        info.status
+            == temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running
+                as i32
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_in_two_processes_and_one_killed_stalls_only_its_agents() {
+    let queue = "pools-flows";
+    let client = client_only_flock(queue).await;
+    let _flows = PoolWorker::start("flows", queue);
+    let pool_a = PoolWorker::start("pool-a", queue);
+    let pool_b = PoolWorker::start("pool-b", queue);
+    let a_pid = pool_a.0.id();
+
+    // a flow whose agents span both pools completes, each agent in its pool's process
+    let id = format!("pools-across-{}", super::support::unique());
+    start("across_pools", queue, &id).await;
+    let done = result(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the flow across both pools completes");
+    let b_pid = pool_b.0.id();
+    assert_eq!(
+        done["text"],
+        format!("{id} a@{a_pid} b@{b_pid}"),
+        "each agent ran in its pool's process"
+    );
+
+    // pool B's worker dies: a new flow gets through pool A and waits for pool B ...
+    pool_b.kill();
+    let stalled = format!("pools-stalled-{}", super::support::unique());
+    start("across_pools", queue, &stalled).await;
+    // ... while pool A still serves everything that needs only A
+    let only_a = format!("pools-only-a-{}", super::support::unique());
+    start("pool_a_only", queue, &only_a).await;
+    let a_done = result(&client, &only_a, Duration::from_secs(60))
+        .await
+        .expect("pool A serves with pool B down");
+    assert_eq!(a_done["text"], format!("{only_a} a@{a_pid}"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(running(&stalled).await, "the flow needing pool B is still running");
+    let stats = client.queue_stats(Some("pools-b")).await.unwrap();
+    assert!(stats.agents.backlog >= 1, "pool B's agent waits: {stats:?}");
+
+    // a new worker for pool B joins: the stalled flow completes, nothing lost
+    let new_b = PoolWorker::start("pool-b", queue);
+    let new_b_pid = new_b.0.id();
+    let done = result(&client, &stalled, Duration::from_secs(60))
+        .await
+        .expect("the stalled flow completes once pool B is back");
+    assert_eq!(
+        done["text"],
+        format!("{stalled} a@{a_pid} b@{new_b_pid}")
+    );
+}
