@@ -754,6 +754,24 @@ pub(crate) async fn heartbeating<T>(
     }
 }
 
+/// Runs one attempt's `call` of a step once its limiter admits it, heartbeating while it waits
+/// (and ending the wait when the attempt is cancelled).
+pub(crate) async fn admitted<T, F>(
+    limiter: Option<&crate::limit::Limiter>,
+    ctx: AgentContext,
+    call: impl FnOnce(AgentContext) -> F,
+) -> Result<T, AgentError>
+where
+    F: Future<Output = Result<T, AgentError>>,
+{
+    let Some(limiter) = limiter else {
+        return call(ctx).await;
+    };
+    let admit = async { Ok(limiter.admit().await) };
+    let _permit = heartbeating(&ctx, admit, "its wait for a free slot (its limits)").await?;
+    call(ctx).await
+}
+
 /// How often a declarative agent without a `heartbeat` timeout heartbeats while its model works
 /// (the worker sends at most one heartbeat a second, keeping the latest).
 const DECLARATIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -488,6 +488,10 @@ impl FlockBuilder {
         if let Some(names) = &self.serve_only {
             registry = registry.only(names.iter().map(String::as_str))?;
         }
+        // the batches of `ctx.map`, on every worker that runs flows calling agents
+        if registry.agents().next().is_some() {
+            registry.insert_builtin(&crate::map::REGISTRATION)?;
+        }
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check()?;

@@ -183,47 +183,6 @@ impl FlowContext {
         })
     }
 
-    /// Calls `agent` on every item, at most a few at a time, durably (see [`map`](crate::map)):
-    /// `.await` it for the outputs in the items' order (the first failure ends it), or take
-    /// [`outcomes`](crate::map::Map::outcomes) for every item's output or failure.
-    ///
-    /// ```
-    /// use flock::prelude::*;
-    ///
-    /// #[derive(Serialize, Deserialize, JsonSchema)]
-    /// pub struct Page { pub url: String }
-    /// #[derive(Serialize, Deserialize, JsonSchema)]
-    /// pub struct Words { pub count: u32 }
-    ///
-    /// #[agent]
-    /// async fn count_words(input: Page) -> Words {
-    ///     Words { count: input.url.len() as u32 }
-    /// }
-    ///
-    /// #[derive(Serialize, Deserialize, JsonSchema)]
-    /// pub struct Site { pub urls: Vec<String> }
-    ///
-    /// #[flow]
-    /// async fn count_site(ctx: &FlowContext, input: Site) -> Result<Words, FlowError> {
-    ///     let pages = input.urls.into_iter().map(|url| Page { url });
-    ///     let counts = ctx.map(count_words, pages).concurrency(8).await?;
-    ///     Ok(Words { count: counts.iter().map(|w| w.count).sum() })
-    /// }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let flock = flock::Flock::builder().build().await.unwrap();
-    /// let urls = vec!["a".repeat(3), "b".repeat(4)];
-    /// let total = flock.run_flow(count_site, Site { urls }).await.unwrap();
-    /// assert_eq!(total.count, 7);
-    /// # });
-    /// ```
-    pub fn map<A: Agent>(
-        &self,
-        agent: A,
-        items: impl IntoIterator<Item = A::Input>,
-    ) -> crate::map::Map<'_, A> {
-        crate::map::Map::new(self, agent, items.into_iter().collect())
-    }
-
     /// The payload limit of what this run sends.
     pub(crate) fn payload_limit(&self) -> PayloadLimit {
         self.payload_limit

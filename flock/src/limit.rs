@@ -206,25 +206,6 @@ fn spec_limit(spec: &AgentSpec) -> Limit {
     }
 }
 
-/// Runs one attempt's `call` of a step once its limiter admits it, heartbeating while it waits
-/// (and ending the wait when the attempt is cancelled).
-pub(crate) async fn admitted<T, F>(
-    limiter: Option<&Limiter>,
-    ctx: crate::AgentContext,
-    call: impl FnOnce(crate::AgentContext) -> F,
-) -> Result<T, crate::AgentError>
-where
-    F: Future<Output = Result<T, crate::AgentError>>,
-{
-    let Some(limiter) = limiter else {
-        return call(ctx).await;
-    };
-    let admit = async { Ok(limiter.admit().await) };
-    let _permit =
-        crate::agent::heartbeating(&ctx, admit, "its wait for a free slot (its limits)").await?;
-    call(ctx).await
-}
-
 /// The limits of model requests, by model name (`"openai/gpt-4o-mini"`, or a registered
 /// instance's name) or provider (`"openai"`).
 #[derive(Debug, Default)]

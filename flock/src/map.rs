@@ -48,6 +48,46 @@ pub const MAP_FLOW: &str = "flock.map";
 /// One item's output, or why it has none.
 pub type Outcome<T> = Result<T, FlowError>;
 
+// The method lives here, above the flow module, so that `flow` knows nothing of fan-outs.
+impl FlowContext {
+    /// Calls `agent` on every item, at most a few at a time, durably (see [`map`](crate::map)):
+    /// `.await` it for the outputs in the items' order (the first failure ends it), or take
+    /// [`outcomes`](Map::outcomes) for every item's output or failure.
+    ///
+    /// ```
+    /// use flock::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Page { pub url: String }
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Words { pub count: u32 }
+    ///
+    /// #[agent]
+    /// async fn count_words(input: Page) -> Words {
+    ///     Words { count: input.url.len() as u32 }
+    /// }
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Site { pub urls: Vec<String> }
+    ///
+    /// #[flow]
+    /// async fn count_site(ctx: &FlowContext, input: Site) -> Result<Words, FlowError> {
+    ///     let pages = input.urls.into_iter().map(|url| Page { url });
+    ///     let counts = ctx.map(count_words, pages).concurrency(8).await?;
+    ///     Ok(Words { count: counts.iter().map(|w| w.count).sum() })
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = flock::Flock::builder().build().await.unwrap();
+    /// let urls = vec!["a".repeat(3), "b".repeat(4)];
+    /// let total = flock.run_flow(count_site, Site { urls }).await.unwrap();
+    /// assert_eq!(total.count, 7);
+    /// # });
+    /// ```
+    pub fn map<A: Agent>(&self, agent: A, items: impl IntoIterator<Item = A::Input>) -> Map<'_, A> {
+        Map::new(self, agent, items.into_iter().collect())
+    }
+}
+
 /// A fan-out of one agent over a list: set it up, then `.await` it or take its
 /// [`outcomes`](Self::outcomes). Made by [`FlowContext::map`](crate::FlowContext::map).
 #[must_use = "a map calls nothing until it is awaited"]
@@ -87,13 +127,7 @@ impl<'a, A: Agent> Map<'a, A> {
     /// error is the map's own: a setting of 0, or a batch that could not run (its payload).
     pub async fn outcomes(self) -> Result<Vec<Outcome<A::Output>>, FlowError> {
         let outcomes = self.run(false).await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Some(outcome) => outcome.and_then(|v| decode(A::NAME, Direction::Output, v)),
-                None => Err(not_run(A::NAME)),
-            })
-            .collect())
+        Ok(outcomes.into_iter().map(typed::<A>).collect())
     }
 
     async fn run(self, fail_fast: bool) -> Result<Vec<Option<Outcome<Value>>>, FlowError> {
@@ -148,24 +182,20 @@ impl<'a, A: Agent> IntoFuture for Map<'a, A> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            self.run(true)
-                .await?
-                .into_iter()
-                .map(|outcome| match outcome {
-                    Some(outcome) => outcome.and_then(|v| decode(A::NAME, Direction::Output, v)),
-                    None => Err(not_run(A::NAME)),
-                })
-                .collect()
-        })
+        Box::pin(async move { self.run(true).await?.into_iter().map(typed::<A>).collect() })
     }
 }
 
-fn not_run(agent: &str) -> FlowError {
-    FlowError::Failed {
-        message: format!(
-            "`ctx.map({agent}, ..)`: the item was not called (an earlier item failed)"
-        ),
+/// An item's outcome as agent `A`'s output; an item never called (failing fast) says so.
+fn typed<A: Agent>(outcome: Option<Outcome<Value>>) -> Outcome<A::Output> {
+    match outcome {
+        Some(outcome) => outcome.and_then(|v| decode(A::NAME, Direction::Output, v)),
+        None => Err(FlowError::Failed {
+            message: format!(
+                "`ctx.map({}, ..)`: the item was not called (an earlier item failed)",
+                A::NAME
+            ),
+        }),
     }
 }
 

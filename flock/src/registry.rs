@@ -71,7 +71,7 @@ pub(crate) struct FlowEntry {
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) adapters: Adapters,
     pub(crate) chain: bool,
-    /// flock's own flow ([`MAP_FLOW`](crate::map::MAP_FLOW)): run, never listed.
+    /// flock's own flow (the batches of `ctx.map`): run, never listed.
     pub(crate) builtin: bool,
 }
 
@@ -132,7 +132,6 @@ impl Registry {
             )));
         }
         self.insert_flow(&registration.chain, true)?;
-        self.insert_builtin();
         self.insert_steps(registration.agent)?;
         self.agents.insert(
             spec.name,
@@ -186,17 +185,29 @@ impl Registry {
         Ok(())
     }
 
-    /// flock's own flows, which a registry with agents has: the batches of `ctx.map`.
-    fn insert_builtin(&mut self) {
-        let registration = &crate::map::REGISTRATION;
-        self.flows
-            .entry(registration.flow.spec().name)
-            .or_insert(FlowEntry {
+    /// Adds one of flock's own flows (the batches of `ctx.map`: the `Flock` adds it when it
+    /// has agents), run like a flow and never listed; a flow of the user's with its name is an
+    /// error.
+    pub(crate) fn insert_builtin(&mut self, registration: &FlowRegistration) -> Result<(), Error> {
+        let name = registration.flow.spec().name;
+        if let Some(existing) = self.flows.get(name)
+            && !existing.builtin
+        {
+            return Err(Error::Registry(format!(
+                "flow `{name}` ({}) has the name of flock's own flow (the batches of `ctx.map`); rename it (`#[flow(name = \"..\")]`)",
+                existing.flow.spec().location
+            )));
+        }
+        self.flows.insert(
+            name,
+            FlowEntry {
                 flow: registration.flow,
                 adapters: registration.adapters,
                 chain: false,
                 builtin: true,
-            });
+            },
+        );
+        Ok(())
     }
 
     /// Adds a flow. Adding the same definition twice is harmless.
@@ -206,14 +217,14 @@ impl Registry {
 
     fn insert_flow(&mut self, registration: &FlowRegistration, chain: bool) -> Result<(), Error> {
         let spec = registration.flow.spec();
-        if spec.name == crate::map::MAP_FLOW {
-            return Err(Error::Registry(format!(
-                "flow `{}` ({}) has the name of flock's own flow (the batches of `ctx.map`); rename it (`#[flow(name = \"..\")]`)",
-                spec.name, spec.location
-            )));
-        }
         if let Some(existing) = self.flows.get(spec.name) {
             let existing_spec = existing.flow.spec();
+            if existing.builtin {
+                return Err(Error::Registry(format!(
+                    "flow `{}` ({}) has the name of flock's own flow (the batches of `ctx.map`); rename it (`#[flow(name = \"..\")]`)",
+                    spec.name, spec.location
+                )));
+            }
             if existing.chain != chain {
                 return Err(Error::Registry(format!(
                     "flow `{}` ({}) has the name of an agent's hand-off chain ({}); on Temporal both are workflow types: rename the flow (`#[flow(name = \"..\")]`)",
@@ -301,7 +312,9 @@ impl Registry {
         }
         // the flows kept may map (a pool, without flows, runs no batches)
         if !kept.flows.is_empty() {
-            kept.insert_builtin();
+            for (&name, &entry) in self.flows.iter().filter(|(_, entry)| entry.builtin) {
+                kept.flows.insert(name, entry);
+            }
         }
         Ok(kept)
     }

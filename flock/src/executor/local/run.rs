@@ -378,7 +378,7 @@ impl LocalRun {
             let (result, span) = {
                 let mut running = std::pin::pin!(
                     run_attempt(
-                        crate::limit::admitted(self.settings.limits.get(spec), ctx, |ctx| {
+                        crate::agent::admitted(self.settings.limits.get(spec), ctx, |ctx| {
                             agent.call_json(ctx, &call.input)
                         }),
                         limit,

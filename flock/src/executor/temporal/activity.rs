@@ -204,7 +204,7 @@ fn execute(
         let last_before_deadline = schedule_to_close_left.is_some_and(|left| left < start_to_close);
         let limit = schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
         let mut timed_out = false;
-        let call = crate::limit::admitted(shared.settings.limits.get(spec), agent_ctx, |ctx| {
+        let call = crate::agent::admitted(shared.settings.limits.get(spec), agent_ctx, |ctx| {
             agent.call_json(ctx, &input)
         })
         .instrument(span.clone());
