@@ -244,6 +244,11 @@ impl FlockWorker {
                 () = again => GaveUp::AskedAgain,
             }
         };
+        let queue = pool.as_ref().map_or_else(
+            || self.flock.temporal_config().task_queue.clone(),
+            |pool| pool.queue.to_owned(),
+        );
+        let sampling = sample_backlog(self.temporal()?, queue);
         let abandoned = "agent attempts still running were abandoned; Temporal runs them again \
                          on another worker after their timeout (the agent's `heartbeat`, else its \
                          `timeout`)";
@@ -256,6 +261,7 @@ impl FlockWorker {
                 options,
                 stop,
             ) => served,
+            () = sampling => Ok(()),
             gave_up = bound => Err(Error::Executor(match gave_up {
                 GaveUp::GracePeriodOver => format!(
                     "the worker did not drain within its grace period of {grace:?}: {abandoned}; \
@@ -266,6 +272,25 @@ impl FlockWorker {
                 ),
             })),
         }
+    }
+}
+
+/// How often a worker with metrics on reads its task queue's backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(10);
+
+/// With metrics on, reads the backlog of `queue` every [`BACKLOG_EVERY`] into the gauges
+/// `flock_task_queue_backlog` and `flock_task_queue_backlog_age_seconds`; never ends.
+async fn sample_backlog(temporal: &TemporalBackend, queue: String) {
+    use crate::executor::Backend as _;
+    if crate::observe::metrics().is_none() {
+        return std::future::pending().await;
+    }
+    loop {
+        match temporal.queue_stats(&queue).await {
+            Ok(stats) => crate::observe::queue_backlog(&stats),
+            Err(error) => tracing::warn!(queue, "cannot read the task queue's backlog: {error}"),
+        }
+        tokio::time::sleep(BACKLOG_EVERY).await;
     }
 }
 

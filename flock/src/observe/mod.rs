@@ -52,7 +52,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry,
 };
 use tracing::Span;
 
@@ -84,6 +85,10 @@ pub struct Metrics {
     flows: IntCounterVec,
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     dropped: IntCounterVec,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    backlog: GaugeVec,
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    backlog_age: GaugeVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -215,7 +220,25 @@ impl Metrics {
         registry
             .register(Box::new(cost.clone()))
             .expect("registered once");
+        let gauge = |name: &str, help: &str| {
+            let gauge = GaugeVec::new(Opts::new(name, help), &["queue", "tasks"])
+                .expect("a valid metric definition");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("registered once");
+            gauge
+        };
+        let backlog = gauge(
+            "flock_task_queue_backlog",
+            "Tasks waiting in the worker's task queue (Temporal's approximate backlog count), by kind: flows, agents",
+        );
+        let backlog_age = gauge(
+            "flock_task_queue_backlog_age_seconds",
+            "How long the oldest waiting task of the worker's task queue has waited",
+        );
         Metrics {
+            backlog,
+            backlog_age,
             registry,
             attempts,
             agent_duration,
@@ -413,6 +436,24 @@ pub(crate) fn message_dropped(flow: &'static str, run_id: &str, kind: &str, name
     );
     if let Some(metrics) = metrics() {
         metrics.dropped.with_label_values(&[flow, kind, name]).inc();
+    }
+}
+
+/// The backlog of a worker's task queue, read every few seconds while it serves with metrics on.
+#[cfg(feature = "temporal")]
+pub(crate) fn queue_backlog(stats: &crate::run::QueueStats) {
+    if let Some(metrics) = metrics() {
+        for (tasks, of) in [("flows", &stats.flows), ("agents", &stats.agents)] {
+            let labels = [stats.queue.as_str(), tasks];
+            metrics
+                .backlog
+                .with_label_values(&labels)
+                .set(of.backlog as f64);
+            metrics
+                .backlog_age
+                .with_label_values(&labels)
+                .set(of.backlog_age_secs);
+        }
     }
 }
 

@@ -403,6 +403,18 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
         missing.is_empty(),
         "the dashboard queries {missing:?}, which the worker's scrape does not have:\n{scrape}"
     );
+    // the backlog of the worker's queue, sampled since it started
+    for tasks in ["flows", "agents"] {
+        let gauge = format!(r#"flock_task_queue_backlog{{queue="{queue}",tasks="{tasks}"}} "#);
+        assert!(
+            scrape.contains(&gauge),
+            "no `{gauge}` in the scrape:\n{scrape}"
+        );
+    }
+    assert!(
+        scrape.contains("flock_task_queue_backlog_age_seconds{"),
+        "{scrape}"
+    );
 
     // SIGTERM drains the worker, which says so and exits 0
     let (code, log) = worker.stop();

@@ -12,6 +12,8 @@ use temporalio_client::{
 };
 
 use futures::future::BoxFuture;
+use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueResponse;
 
 use super::worker::{replay, run_worker, worker_options};
 use super::{WorkerShared, connect, history, workflow};
@@ -647,14 +649,15 @@ impl TemporalBackend {
         (status != "running").then_some(status)
     }
 
-    /// The backlog of one type of task of `queue`.
-    async fn task_stats(
+    /// Temporal's DescribeTaskQueue of `queue` for tasks of type `kind`, with its backlog
+    /// statistics when `stats`.
+    async fn describe_queue(
         &self,
         queue: &str,
-        kind: temporalio_common::protos::temporal::api::enums::v1::TaskQueueType,
-    ) -> Result<crate::run::TaskStats, Error> {
+        kind: TaskQueueType,
+        stats: bool,
+    ) -> Result<DescribeTaskQueueResponse, temporalio_client::tonic::Status> {
         use temporalio_client::grpc::WorkflowService;
-        use temporalio_client::tonic::Request;
         use temporalio_common::protos::temporal::api::enums::v1::TaskQueueKind;
         use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
         use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
@@ -666,19 +669,27 @@ impl TemporalBackend {
                 ..Default::default()
             }),
             task_queue_type: kind as i32,
-            report_stats: true,
+            report_stats: stats,
             ..Default::default()
         };
         let mut client = self.client.clone();
         let answer = client
-            .describe_task_queue(Request::new(request))
-            .await
-            .map_err(|e| {
-                Error::Executor(format!(
-                    "cannot read the backlog of task queue `{queue}`: {e}"
-                ))
-            })?
-            .into_inner();
+            .describe_task_queue(temporalio_client::tonic::Request::new(request))
+            .await?;
+        Ok(answer.into_inner())
+    }
+
+    /// The backlog of one type of task of `queue`.
+    async fn task_stats(
+        &self,
+        queue: &str,
+        kind: TaskQueueType,
+    ) -> Result<crate::run::TaskStats, Error> {
+        let answer = self.describe_queue(queue, kind, true).await.map_err(|e| {
+            Error::Executor(format!(
+                "cannot read the backlog of task queue `{queue}`: {e}"
+            ))
+        })?;
         let stats = answer.stats.unwrap_or_default();
         let age = stats
             .approximate_backlog_age
@@ -697,28 +708,11 @@ impl TemporalBackend {
     /// queue of run `run_id` lately (Temporal's DescribeTaskQueue); `None` when one has, or when
     /// it cannot be told.
     async fn no_worker(&self, flow: &str, run_id: &str, what: &str) -> Option<Error> {
-        use temporalio_client::grpc::WorkflowService;
-        use temporalio_client::tonic::Request;
-        use temporalio_common::protos::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
-        use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
-        use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
         let task_queue = self.description(run_id).await.ok()?.task_queue().to_owned();
-        let request = DescribeTaskQueueRequest {
-            namespace: self.config.namespace.clone(),
-            task_queue: Some(TaskQueue {
-                name: task_queue.clone(),
-                kind: TaskQueueKind::Normal as i32,
-                ..Default::default()
-            }),
-            task_queue_type: TaskQueueType::Workflow as i32,
-            ..Default::default()
-        };
-        let mut client = self.client.clone();
-        let pollers = client
-            .describe_task_queue(Request::new(request))
+        let pollers = self
+            .describe_queue(&task_queue, TaskQueueType::Workflow, false)
             .await
             .ok()?
-            .into_inner()
             .pollers;
         let now = std::time::SystemTime::now();
         let serving = pollers.iter().any(|poller| {
@@ -1370,7 +1364,6 @@ impl Backend for TemporalBackend {
         queue: &'a str,
     ) -> BoxFuture<'a, Result<crate::run::QueueStats, Error>> {
         Box::pin(async move {
-            use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
             Ok(crate::run::QueueStats {
                 queue: queue.to_owned(),
                 flows: self.task_stats(queue, TaskQueueType::Workflow).await?,
