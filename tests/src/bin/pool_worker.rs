@@ -1,6 +1,7 @@
 //! A worker process for the pools test (`tests/integration/pools.rs`). `FLOCK_POOL=flows`
 //! serves the flows on `FLOCK_TASK_QUEUE`; `FLOCK_POOL=pool-a` (`pool-b`) serves only the agent
-//! of task queue `pools-a` (`pools-b`), as an agent pool (`worker --agents ..`). The agents and
+//! of task queue `pools-a` (`pools-b`), as an agent pool (`worker --agents ..`); `both-pools`
+//! serves the two pools in one process, two workers side by side. The agents and
 //! flows are this binary's own, so that no other test process sees their queues.
 
 use flock::prelude::*;
@@ -18,8 +19,8 @@ async fn pool_a_step(input: Text) -> Text {
     }
 }
 
-/// The step of pool B.
-#[agent(task_queue = "pools-b")]
+/// The step of pool B. An attempt lost with a killed worker is retried after its 2 s timeout.
+#[agent(task_queue = "pools-b", timeout = "2s")]
 async fn pool_b_step(input: Text) -> Text {
     Text {
         text: format!("{} b@{}", input.text, std::process::id()),
@@ -62,6 +63,14 @@ async fn main() -> Result<(), flock::Error> {
         })
         .build()
         .await?;
+    if pool == "both-pools" {
+        println!("worker ready");
+        let (a, b) = tokio::join!(
+            flock.worker().agents(["pool_a_step"]).run(),
+            flock.worker().agents(["pool_b_step"]).run()
+        );
+        return a.and(b);
+    }
     let worker = flock.worker();
     let worker = match pool.as_str() {
         "flows" => worker,
@@ -69,7 +78,7 @@ async fn main() -> Result<(), flock::Error> {
         "pool-b" => worker.agents(["pool_b_step"]),
         other => {
             return Err(flock::Error::Config(format!(
-                "FLOCK_POOL: `{other}` is none of flows, pool-a, pool-b"
+                "FLOCK_POOL: `{other}` is none of flows, pool-a, pool-b, both-pools"
             )));
         }
     };

@@ -11,7 +11,7 @@ use flock::prelude::*;
 use flock::{FlockBuilder, Limit, WorkerLimits};
 
 use super::model::server::{FakeOpenAi, Reply, answer};
-use super::temporal::config;
+use super::temporal::{config, on_test_server};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Slot {
@@ -64,10 +64,7 @@ async fn fan_out_rated(ctx: &FlowContext, input: Count) -> Result<Count, FlowErr
 /// A local `Flock` and one on the test server with its worker on `queue`.
 async fn both(queue: &str, builder: impl Fn() -> FlockBuilder) -> [(&'static str, Flock); 2] {
     let local = builder().build().await.expect("a local Flock");
-    let temporal = builder()
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
+    let temporal = on_test_server(builder(), queue)
         .build()
         .await
         .expect("a Flock on the test dev server");
@@ -140,10 +137,7 @@ async fn a_providers_rate_and_concurrency_hold_on_both_executors() {
         let flock = if executor == "local" {
             builder.build().await.unwrap()
         } else {
-            builder
-                .local_debug(false)
-                .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-                .temporal(config("limits-rate"))
+            on_test_server(builder, "limits-rate")
                 .build()
                 .await
                 .unwrap()
@@ -216,10 +210,7 @@ async fn limits_that_could_never_run_a_call_fail_the_build() {
             );
         }
     }
-    let error = Flock::builder()
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config("limits-bad"))
+    let error = on_test_server(Flock::builder(), "limits-bad")
         .worker_limits(WorkerLimits {
             queue_activities_per_second: Some(0.0),
             ..Default::default()

@@ -10,7 +10,7 @@ use flock::prelude::*;
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-use super::temporal::{config, sdk_client};
+use super::temporal::{on_test_server, sdk_client};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Number {
@@ -103,10 +103,7 @@ async fn map_squares(ctx: &FlowContext, input: MapJob) -> Result<Mapped, FlowErr
 
 async fn both(queue: &str) -> [(&'static str, Flock); 2] {
     let local = Flock::builder().build().await.expect("a local Flock");
-    let temporal = Flock::builder()
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
+    let temporal = on_test_server(Flock::builder(), queue)
         .build()
         .await
         .expect("a Flock on the test dev server");
@@ -264,10 +261,7 @@ async fn ten_thousand_items_complete_on_temporal_with_bounded_histories() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let flock = Flock::builder()
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config("map-large"))
+    let flock = on_test_server(Flock::builder(), "map-large")
         .build()
         .await
         .unwrap();

@@ -1,7 +1,8 @@
 //! Agent pools across processes: a worker process for the flows and one per pool
 //! (`tests/src/bin/pool_worker.rs`), on the test dev server. A flow whose agents span both pools
 //! completes; with pool B's worker killed, pool A still serves and only B's agents wait, in the
-//! queue's backlog, until a new worker for pool B joins.
+//! queue's backlog, until a new worker for pool B joins; 40 runs in flight lose nothing when B's
+//! worker is replaced; one process can serve both pools.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -86,15 +87,18 @@ async fn running(id: &str) -> bool {
         .describe(Default::default())
         .await
         .expect("describe");
-    description.raw_description.workflow_execution_info.is_some_and(|info| {
-        info.status
+    description
+        .raw_description
+        .workflow_execution_info
+        .is_some_and(|info| {
+            info.status
             == temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running
                 as i32
-    })
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_pools_in_two_processes_and_one_killed_stalls_only_its_agents() {
+async fn pools_in_processes_of_their_own_stall_and_resume_alone_and_lose_nothing() {
     let queue = "pools-flows";
     let client = client_only_flock(queue).await;
     let _flows = PoolWorker::start("flows", queue);
@@ -127,7 +131,10 @@ async fn two_pools_in_two_processes_and_one_killed_stalls_only_its_agents() {
         .expect("pool A serves with pool B down");
     assert_eq!(a_done["text"], format!("{only_a} a@{a_pid}"));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(running(&stalled).await, "the flow needing pool B is still running");
+    assert!(
+        running(&stalled).await,
+        "the flow needing pool B is still running"
+    );
     let stats = client.queue_stats(Some("pools-b")).await.unwrap();
     assert!(stats.agents.backlog >= 1, "pool B's agent waits: {stats:?}");
 
@@ -137,8 +144,41 @@ async fn two_pools_in_two_processes_and_one_killed_stalls_only_its_agents() {
     let done = result(&client, &stalled, Duration::from_secs(60))
         .await
         .expect("the stalled flow completes once pool B is back");
-    assert_eq!(
-        done["text"],
-        format!("{stalled} a@{a_pid} b@{new_b_pid}")
+    assert_eq!(done["text"], format!("{stalled} a@{a_pid} b@{new_b_pid}"));
+
+    // under load: 40 runs in flight when pool B's worker leaves and another joins; none is lost
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("pools-load-{i}-{}", super::support::unique()))
+        .collect();
+    for id in &ids {
+        start("across_pools", queue, id).await;
+    }
+    new_b.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let newest_b = PoolWorker::start("pool-b", queue);
+    let mut by_new_b = 0;
+    for id in &ids {
+        let done = result(&client, id, Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|| panic!("{id} was lost when pool B's worker changed"));
+        let text = done["text"].as_str().unwrap_or_default().to_owned();
+        assert!(text.starts_with(&format!("{id} a@{a_pid} b@")), "{text}");
+        by_new_b += usize::from(text.ends_with(&format!("b@{}", newest_b.0.id())));
+    }
+    assert!(
+        by_new_b > 0,
+        "the worker that joined served none of the runs"
     );
+
+    // two pools in one process: both served by it
+    pool_a.kill();
+    newest_b.kill();
+    let both = PoolWorker::start("both-pools", queue);
+    let both_pid = both.0.id();
+    let id = format!("pools-one-process-{}", super::support::unique());
+    start("across_pools", queue, &id).await;
+    let done = result(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("one process serving both pools");
+    assert_eq!(done["text"], format!("{id} a@{both_pid} b@{both_pid}"));
 }

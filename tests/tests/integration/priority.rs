@@ -8,7 +8,7 @@ use std::time::Duration;
 use flock::prelude::*;
 use flock::{Priority, WorkerLimits};
 
-use super::temporal::config;
+use super::temporal::{config, on_test_server};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Label {
@@ -91,10 +91,7 @@ async fn slot_holder(ctx: &FlowContext, input: Label) -> Result<Label, FlowError
 /// `runs` (label, priority) so that their agents wait in the queue's backlog, lets go of the
 /// slot, and gives the order the agents ran in.
 async fn backlog_then_serve(test: &str, queue: &str, runs: Vec<(String, Priority)>) -> Vec<String> {
-    let flock = Flock::builder()
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
+    let flock = on_test_server(Flock::builder(), queue)
         .worker_limits(WorkerLimits {
             max_concurrent_agents: 1,
             ..Default::default()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::support::spawn_worker;
 use super::support::wait_for;
+use flock::FlockBuilder;
 use flock::dev_server::{DevServer, DevServerOptions};
 use flock::prelude::*;
 use flock::{ErrorClass, WorkerLimits};
@@ -68,12 +69,16 @@ pub(super) fn config(task_queue: &str) -> TemporalExecutorConfig {
     }
 }
 
-pub(super) async fn temporal_flock(task_queue: &str) -> Flock {
-    Flock::builder()
-        .model("test")
+/// `builder` on the test dev server, its worker (if any) on `task_queue`.
+pub(super) fn on_test_server(builder: FlockBuilder, task_queue: &str) -> FlockBuilder {
+    builder
         .local_debug(false)
         .queue_served_elsewhere(super::conformance::POOL_QUEUE)
         .temporal(config(task_queue))
+}
+
+pub(super) async fn temporal_flock(task_queue: &str) -> Flock {
+    on_test_server(Flock::builder().model("test"), task_queue)
         .build()
         .await
         .expect("a Flock on the test dev server")
