@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use flock::dev_server::{DevServer, DevServerOptions};
 use flock::prelude::*;
-use futures::FutureExt;
 use futures::future::{BoxFuture, LocalBoxFuture};
+use futures::{FutureExt, StreamExt};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
     WorkflowStartOptions,
@@ -380,6 +380,10 @@ struct Plan {
     warmup: usize,
     runs: usize,
     concurrent: usize,
+    /// At most this many runs of the throughput phase started and not yet finished: a server
+    /// limits the long polls that wait for results (the dev server refuses past ~1,200 with
+    /// "namespace concurrent poller limit exceeded"), so 10,000 runs go through in a window.
+    in_flight: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -397,6 +401,24 @@ struct Figures {
     own_cpu_ms_per_flow: f64,
     /// CPU time of the dev server per flow during the throughput phase.
     server_cpu_ms_per_flow: f64,
+    /// This process's resident memory (client and worker), in MB: before the throughput phase,
+    /// its peak during it (sampled every 20 ms), and 1 s after the last result.
+    rss_before_mb: f64,
+    rss_peak_mb: f64,
+    rss_after_mb: f64,
+}
+
+/// This process's resident set size in MB (`VmRSS` of `/proc/self/status`; 0 where unavailable).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// The dev server's pid, for its CPU time.
@@ -491,11 +513,28 @@ where
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ids: Vec<usize> = (0..plan.concurrent).map(|_| id()).collect();
+    figures.rss_before_mb = rss_mb();
     let cpu_before = cpu_now();
     let start = Instant::now();
-    let results = futures::future::join_all(ids.into_iter().map(&run)).await;
+    let peak = std::cell::Cell::new(figures.rss_before_mb);
+    let sampling = async {
+        loop {
+            peak.set(peak.get().max(rss_mb()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let window = futures::stream::iter(ids.into_iter().map(&run))
+        .buffer_unordered(plan.in_flight)
+        .collect::<Vec<_>>();
+    let results = tokio::select! {
+        results = window => results,
+        () = sampling => unreachable!("the sampler never ends"),
+    };
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = cpu_now();
+    figures.rss_peak_mb = peak.get().max(rss_mb());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    figures.rss_after_mb = rss_mb();
     let flows = plan.concurrent.max(1) as f64;
     figures.own_cpu_ms_per_flow = (cpu_after.0 - cpu_before.0) / flows;
     figures.server_cpu_ms_per_flow = (cpu_after.1 - cpu_before.1) / flows;
@@ -730,6 +769,7 @@ fn main() {
         warmup: env_usize("FLOCK_BENCH_WARMUP", 5),
         runs: env_usize("FLOCK_BENCH_RUNS", 30).max(1),
         concurrent: env_usize("FLOCK_BENCH_CONCURRENT", 300),
+        in_flight: env_usize("FLOCK_BENCH_IN_FLIGHT", 1000).max(1),
     };
     let rounds = env_usize("FLOCK_BENCH_ROUNDS", 3).max(1);
     let profiles =
@@ -740,10 +780,11 @@ fn main() {
         .expect("a tokio runtime");
     println!(
         "temporal_chain: {rounds} rounds per profile; per configuration and round {} warm-up runs, latency over {} \
-         sequential runs, throughput of {} concurrent runs; {} cores",
+         sequential runs, throughput of {} runs ({} in flight at most); {} cores",
         plan.warmup,
         plan.runs,
         plan.concurrent,
+        plan.in_flight,
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
@@ -764,6 +805,7 @@ fn main() {
                 warmup: 10,
                 runs: 1,
                 concurrent: plan.concurrent.min(100),
+                in_flight: plan.in_flight,
             };
             let _ = Config::A.measure(&server, &warm).await;
             println!("  load average before: {}", load_average());
@@ -781,7 +823,7 @@ fn main() {
                         .await
                         .unwrap_or_else(|e| panic!("{profile} / {}: {e}", config.label()));
                     println!(
-                        "  round {} {:<56} median {:>6.1} ms  p90 {:>6.1} ms  {:>6.1} flows/s  cpu/flow {:.2} ms + server {:.2} ms  ({} ok, {} failed){}",
+                        "  round {} {:<56} median {:>6.1} ms  p90 {:>6.1} ms  {:>6.1} flows/s  cpu/flow {:.2} ms + server {:.2} ms  rss {:.0} -> peak {:.0} -> {:.0} MB  ({} ok, {} failed){}",
                         round + 1,
                         config.label(),
                         figures.median_ms,
@@ -789,6 +831,9 @@ fn main() {
                         figures.flows_per_s,
                         figures.own_cpu_ms_per_flow,
                         figures.server_cpu_ms_per_flow,
+                        figures.rss_before_mb,
+                        figures.rss_peak_mb,
+                        figures.rss_after_mb,
                         figures.ok,
                         figures.failed + figures.latency_failures,
                         figures.first_error.as_ref().map(|e| format!("  first error: {e}")).unwrap_or_default()
