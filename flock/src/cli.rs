@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::config::WorkerLimits;
+use crate::config::{Pollers, WorkerLimits};
 use crate::dev_server::{DevServer, DevServerOptions};
 use crate::error::Error;
 use crate::flock::{Flock, FlockBuilder};
@@ -205,6 +205,11 @@ struct WorkerArgs {
     /// workers together (Temporal's task-queue rate limit, enforced by the server).
     #[arg(long, value_name = "RATE")]
     queue_activities_per_second: Option<f64>,
+    /// Polls for work kept open, for flow tasks and for agent attempts each: `auto` (scaled
+    /// between 1 and 100 by Temporal's poller autoscaler), `MIN..MAX` (scaled between those),
+    /// or `N` (fixed).
+    #[arg(long, default_value_t = Pollers::AUTO, value_name = "auto|N|MIN..MAX")]
+    pollers: Pollers,
     /// How long a stopping worker waits for attempts in flight (`30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     grace_period: Duration,
@@ -1211,6 +1216,7 @@ async fn worker(builder: FlockBuilder, args: WorkerArgs) -> Result<u8, Failure> 
             max_concurrent_flow_tasks: args.max_concurrent_flow_tasks,
             max_cached_workflows: args.max_cached_flows,
             queue_activities_per_second: args.queue_activities_per_second,
+            pollers: args.pollers,
         })
         .grace_period(args.grace_period);
     let worker = if args.agents.is_empty() {

@@ -321,6 +321,129 @@ pub struct WorkerLimits {
     /// last worker to poll sets it). `None`: no limit. For a rate of one agent in one process,
     /// see [`limit`](crate::limit).
     pub queue_activities_per_second: Option<f64>,
+    /// How many polls for work the worker keeps open on its task queue, for flow tasks and for
+    /// agent attempts each. Default: [`Pollers::AUTO`].
+    pub pollers: Pollers,
+}
+
+/// How many long polls for work a worker keeps open on its task queue (for flow tasks and for
+/// agent attempts, each). A poll brings one task; a worker whose polls are all waiting for an
+/// answer takes no more work, however many slots it has free, so on a network where a poll's
+/// round trip is slow a few fixed polls cap the worker's intake.
+///
+/// ```
+/// use flock::{Pollers, WorkerLimits};
+///
+/// let limits = WorkerLimits { pollers: Pollers::Fixed(8), ..Default::default() };
+/// assert!(limits.check().is_ok());
+/// assert_eq!("2..50".parse::<Pollers>().unwrap(), Pollers::Autoscaling { minimum: 2, maximum: 50, initial: 5 });
+/// assert_eq!("auto".parse::<Pollers>().unwrap(), Pollers::AUTO);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pollers {
+    /// At most this many polls at once (Temporal's `SimpleMaximum`); at least 1, and at least 2
+    /// while the worker caches flows (one for its own sticky queue, one for the shared queue).
+    Fixed(usize),
+    /// Scaled by Temporal's poller autoscaler between `minimum` and `maximum`, starting at
+    /// `initial`: more polls while the server reports a backlog or polls keep coming back with
+    /// work, fewer while they come back empty. `minimum` ≥ 1, `minimum` ≤ `initial` ≤ `maximum`.
+    Autoscaling {
+        /// The fewest polls kept open (at least 1).
+        minimum: usize,
+        /// The most polls kept open.
+        maximum: usize,
+        /// The polls a worker starts with.
+        initial: usize,
+    },
+}
+
+impl Pollers {
+    /// The default: autoscaling between 1 and 100 polls, starting at 5 (the bounds Temporal's
+    /// SDK enrolls workers with where the namespace asks for it). An idle worker holds one poll
+    /// per kind of task instead of five; a backlog gets up to 100.
+    pub const AUTO: Pollers = Pollers::Autoscaling {
+        minimum: 1,
+        maximum: 100,
+        initial: 5,
+    };
+
+    /// Why a worker could not poll with these settings, if it could not.
+    fn problem(&self, max_cached_workflows: usize) -> Option<String> {
+        match *self {
+            Pollers::Fixed(0) => Some("is `Fixed(0)`: the worker would never take work".into()),
+            Pollers::Fixed(1) if max_cached_workflows > 0 => Some(
+                "is `Fixed(1)` while the worker caches flows: a caching worker polls its own sticky queue and the shared one, so it needs at least 2 (or `max_cached_workflows: 0`)".into(),
+            ),
+            Pollers::Fixed(_) => None,
+            Pollers::Autoscaling { minimum: 0, .. } => Some(
+                "has `minimum: 0`: the worker would stop taking work when idle; give at least 1"
+                    .into(),
+            ),
+            Pollers::Autoscaling {
+                minimum, maximum, ..
+            } if maximum < minimum => Some(format!(
+                "has `maximum: {maximum}` below `minimum: {minimum}`"
+            )),
+            Pollers::Autoscaling {
+                minimum,
+                maximum,
+                initial,
+            } if !(minimum..=maximum).contains(&initial) => Some(format!(
+                "has `initial: {initial}` outside `minimum..=maximum` ({minimum}..={maximum})"
+            )),
+            Pollers::Autoscaling { .. } => None,
+        }
+    }
+}
+
+impl Default for Pollers {
+    fn default() -> Self {
+        Pollers::AUTO
+    }
+}
+
+impl std::fmt::Display for Pollers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Pollers::AUTO => f.write_str("auto"),
+            Pollers::Fixed(n) => write!(f, "{n}"),
+            Pollers::Autoscaling {
+                minimum, maximum, ..
+            } => write!(f, "{minimum}..{maximum}"),
+        }
+    }
+}
+
+/// `auto` ([`Pollers::AUTO`]), `N` (fixed) or `MIN..MAX` (autoscaling, starting at 5 kept within
+/// the bounds): the CLI's `--pollers`.
+impl std::str::FromStr for Pollers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let number = |part: &str| {
+            part.trim().parse::<usize>().map_err(|e| match part == text {
+                true => format!("`{text}` is not `auto`, `N` or `MIN..MAX` ({e}); write e.g. `auto`, `8` or `2..50`"),
+                false => format!("`{part}` in `{text}` is not a whole number ({e}); write e.g. `2..50`"),
+            })
+        };
+        let pollers = if text == "auto" {
+            Pollers::AUTO
+        } else if let Some((low, high)) = text.split_once("..") {
+            let (minimum, maximum) = (number(low)?, number(high)?);
+            Pollers::Autoscaling {
+                minimum,
+                maximum,
+                initial: 5.clamp(minimum, maximum.max(minimum)),
+            }
+        } else {
+            Pollers::Fixed(number(text)?)
+        };
+        match pollers.problem(0) {
+            Some(problem) => Err(format!("`{text}` {problem}")),
+            None => Ok(pollers),
+        }
+    }
 }
 
 impl WorkerLimits {
@@ -368,6 +491,11 @@ impl WorkerLimits {
                     ))
                 })?;
         }
+        if let Some(problem) = self.pollers.problem(self.max_cached_workflows) {
+            return Err(crate::Error::Config(format!(
+                "worker limit `pollers` {problem}"
+            )));
+        }
         Ok(())
     }
 }
@@ -379,6 +507,7 @@ impl Default for WorkerLimits {
             max_concurrent_flow_tasks: 100,
             max_cached_workflows: 1000,
             queue_activities_per_second: None,
+            pollers: Pollers::AUTO,
         }
     }
 }

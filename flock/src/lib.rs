@@ -93,7 +93,9 @@ pub mod worker;
 
 pub use crate::agent::{Agent, AgentContext, AgentResult};
 pub use crate::chain::{Chain, ChainOutput, End, HandOff};
-pub use crate::config::{Deployment, TemporalExecutorConfig, VersioningBehavior, WorkerLimits};
+pub use crate::config::{
+    Deployment, Pollers, TemporalExecutorConfig, VersioningBehavior, WorkerLimits,
+};
 pub use crate::error::{AgentError, Error, ErrorClass, FlowError};
 pub use crate::flock::{Flock, FlockBuilder, FlowHandle, RunFuture, RunOutput, RunRequest};
 pub use crate::flow::{ChildRequest, Flow, FlowContext, UpdateRequest, Wait};

@@ -427,7 +427,7 @@ fn commands_against_a_dev_server_with_a_worker_in_another_process() {
 }
 
 /// `GET /metrics` from `address`, the body.
-fn scrape(address: &str) -> String {
+pub(super) fn scrape(address: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint listens");
     write!(
@@ -699,6 +699,21 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
             vec!["worker", "--agents", "reserch_agent"],
             3,
             "error: there is no agent `reserch_agent` in this binary; did you mean `research_agent`?".into(),
+        ),
+        (
+            vec!["worker", "--pollers", "0"],
+            2,
+            "error: invalid value '0' for '--pollers <auto|N|MIN..MAX>': `0` is `Fixed(0)`: the worker would never take work".into(),
+        ),
+        (
+            vec!["worker", "--pollers", "9..3"],
+            2,
+            "error: invalid value '9..3' for '--pollers <auto|N|MIN..MAX>': `9..3` has `maximum: 3` below `minimum: 9`".into(),
+        ),
+        (
+            vec!["worker", "--pollers", "many"],
+            2,
+            "error: invalid value 'many' for '--pollers <auto|N|MIN..MAX>': `many` is not `auto`, `N` or `MIN..MAX` (invalid digit found in string); write e.g. `auto`, `8` or `2..50`".into(),
         ),
         (
             vec!["worker", "--metrics", "not-an-address"],

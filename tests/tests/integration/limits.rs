@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flock::model::{OpenAi, OpenAiConfig};
 use flock::prelude::*;
-use flock::{FlockBuilder, Limit, WorkerLimits};
+use flock::{FlockBuilder, Limit, Pollers, WorkerLimits};
 
 use super::model::server::{FakeOpenAi, Reply, answer};
 use super::temporal::{config, on_test_server};
@@ -224,4 +224,75 @@ async fn limits_that_could_never_run_a_call_fail_the_build() {
             .contains("worker limit `queue_activities_per_second`: must be a number above 0"),
         "{error}"
     );
+    // pollers a worker could not take work with, refused at build() on both executors (the
+    // local one has no pollers, but a Flock's settings are checked wherever it runs)
+    for (pollers, cached, problem) in [
+        (
+            Pollers::Fixed(0),
+            1000,
+            "`pollers` is `Fixed(0)`: the worker would never take work",
+        ),
+        (
+            Pollers::Fixed(1),
+            1000,
+            "`pollers` is `Fixed(1)` while the worker caches flows",
+        ),
+        (
+            Pollers::Autoscaling {
+                minimum: 0,
+                maximum: 4,
+                initial: 2,
+            },
+            1000,
+            "`pollers` has `minimum: 0`",
+        ),
+        (
+            Pollers::Autoscaling {
+                minimum: 5,
+                maximum: 4,
+                initial: 4,
+            },
+            1000,
+            "`pollers` has `maximum: 4` below `minimum: 5`",
+        ),
+        (
+            Pollers::Autoscaling {
+                minimum: 1,
+                maximum: 4,
+                initial: 9,
+            },
+            1000,
+            "`pollers` has `initial: 9` outside `minimum..=maximum` (1..=4)",
+        ),
+    ] {
+        for local in [true, false] {
+            let error = on_test_server(Flock::builder(), "limits-bad")
+                .local_debug(local)
+                .worker_limits(WorkerLimits {
+                    pollers,
+                    max_cached_workflows: cached,
+                    ..Default::default()
+                })
+                .build()
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{pollers:?} was accepted (local: {local})"));
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("worker limit {problem}")),
+                "local: {local}: {error}"
+            );
+        }
+    }
+    // one poll is enough for a worker that caches no flows (no sticky queue)
+    on_test_server(Flock::builder(), "limits-bad")
+        .worker_limits(WorkerLimits {
+            pollers: Pollers::Fixed(1),
+            max_cached_workflows: 0,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("one poll without a cache");
 }

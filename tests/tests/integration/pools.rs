@@ -182,3 +182,94 @@ async fn pools_in_processes_of_their_own_stall_and_resume_alone_and_lose_nothing
         .expect("one process serving both pools");
     assert_eq!(done["text"], format!("{id} a@{both_pid} b@{both_pid}"));
 }
+
+/// The SDK's `temporal_num_pollers` gauge for `poller_type` on `queue`, from a scrape.
+fn pollers_in(scrape: &str, queue: &str, poller_type: &str) -> Option<u64> {
+    let labels = format!(r#"poller_type="{poller_type}","#);
+    let queue = format!(r#"task_queue="{queue}""#);
+    scrape
+        .lines()
+        .find(|line| {
+            line.starts_with("temporal_num_pollers{")
+                && line.contains(&labels)
+                && line.contains(&queue)
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// A `flock_cli worker` on `queue` with `--pollers pollers` and metrics; 120 runs of `slow_flow`
+/// started at once. Gives the most flow-task polls the worker held while working through them
+/// (read from its Prometheus endpoint) and checks that every run completed.
+async fn most_pollers_under_a_backlog(queue: &str, pollers: &str) -> u64 {
+    let metrics = format!("127.0.0.1:{}", super::support::free_port());
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_flock_cli"))
+        .args(["worker", "--pollers", pollers, "--metrics", &metrics])
+        .env("TEMPORAL_ADDRESS", server())
+        .env("FLOCK_TASK_QUEUE", queue)
+        .env_remove("FLOCK_FORCE_MODEL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the worker starts");
+    let scrape = {
+        let metrics = metrics.clone();
+        move || super::cli::scrape(&metrics)
+    };
+    // the worker is polling once its gauge is there
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&metrics).is_err()
+        || pollers_in(&scrape(), queue, "workflow_task").is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = client_only_flock(queue).await;
+    let ids: Vec<String> = (0..120)
+        .map(|i| format!("{queue}-{i}-{}", super::support::unique()))
+        .collect();
+    let starts = ids.iter().map(|id| async move {
+        sdk_client()
+            .await
+            .start_workflow(
+                ByName("slow_flow"),
+                json!({ "count": 2, "ms": 200 }),
+                WorkflowStartOptions::new(queue.to_owned(), id.clone()).build(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot start {id}: {e}"));
+    });
+    futures::future::join_all(starts).await;
+    let mut most = 0;
+    let mut pending = ids.iter();
+    let mut next = pending.next();
+    while let Some(id) = next {
+        most = most.max(pollers_in(&scrape(), queue, "workflow_task").unwrap_or(0));
+        // (a run that failed makes `result` panic, naming it)
+        if let Some(done) = result(&client, id, Duration::from_millis(100)).await {
+            assert_eq!(done, json!({ "done": 2 }), "{id}");
+            next = pending.next();
+        }
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaling_worker_adds_polls_under_a_backlog_and_a_fixed_one_keeps_its_number() {
+    // autoscaling between 1 and 30, starting at 5: a backlog of 120 new runs draws more polls
+    let most = most_pollers_under_a_backlog("pollers-auto", "1..30").await;
+    assert!(
+        (6..=30).contains(&most),
+        "an autoscaling worker (1..30, from 5) held at most {most} flow-task polls under a backlog"
+    );
+    // a fixed number stays that number
+    let most = most_pollers_under_a_backlog("pollers-fixed", "3").await;
+    assert!(
+        most <= 3,
+        "a worker with 3 fixed polls held {most} flow-task polls"
+    );
+}

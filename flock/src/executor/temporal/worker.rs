@@ -10,7 +10,7 @@ use temporalio_client::Client;
 use temporalio_sdk::{Runtime as SdkRuntime, Worker, WorkerOptions};
 
 use super::{Registrar, WorkerShared, codec, history, workflow};
-use crate::config::WorkerLimits;
+use crate::config::{Pollers, WorkerLimits};
 use crate::error::{Error, FlowError};
 use crate::registry::Registry;
 
@@ -33,6 +33,8 @@ pub(crate) fn worker_options(
         .max_cached_workflows(limits.max_cached_workflows)
         .maybe_max_task_queue_activities_per_second(limits.queue_activities_per_second)
         .tuner(tuner(limits))
+        .workflow_task_poller_behavior(poller_behavior(limits.pollers))
+        .activity_task_poller_behavior(poller_behavior(limits.pollers))
         .maybe_deployment_options(deployment)
         // A flow whose code no longer matches its history fails, visibly, rather than retrying
         // its workflow task forever while the run stays Running.
@@ -184,6 +186,25 @@ pub(crate) async fn replay(shared: Arc<WorkerShared>, history_json: Vec<u8>) -> 
         Err(other) => Err(Error::Executor(format!(
             "replaying a history of `{workflow_type}` failed: {other}"
         ))),
+    }
+}
+
+/// The SDK's poller behavior for these pollers.
+fn poller_behavior(pollers: Pollers) -> temporalio_sdk::runtime::PollerBehavior {
+    use temporalio_sdk::runtime::{AutoscalingOptions, PollerBehavior};
+    match pollers {
+        Pollers::Fixed(maximum) => PollerBehavior::SimpleMaximum(maximum),
+        Pollers::Autoscaling {
+            minimum,
+            maximum,
+            initial,
+        } => PollerBehavior::Autoscaling(
+            AutoscalingOptions::builder()
+                .minimum(minimum)
+                .maximum(maximum)
+                .initial(initial)
+                .build(),
+        ),
     }
 }
 
