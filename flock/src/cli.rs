@@ -1372,6 +1372,9 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     // Ctrl-C from here on is ours: the run is named, and told apart by the exit code
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // polled once now: `ctrl_c` installs its handler at its first poll, and a SIGINT before that
+    // (just after `run … started` is printed, say) would end the process without a word
+    let _ = futures::poll!(&mut interrupted);
     if args.local {
         let builder = configure(builder, global, Mode::Local);
         test_model_notice(&builder);
