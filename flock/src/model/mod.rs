@@ -7,11 +7,13 @@
 //!
 //! * [`openai`]: providers speaking OpenAI's chat-completions protocol (OpenAI, Azure OpenAI,
 //!   Ollama, any compatible server), registered by default as `openai/…`, `azure/…`, `ollama/…`;
+//! * [`anthropic`]: Anthropic's Messages API, natively, registered by default as `anthropic/…`;
 //! * [`schema`]: the object root and strict-mode form of output schemas;
 //! * [`validate`]: the validator answers pass before they are deserialized;
 //! * [`TestModel`] and [`FunctionModel`]: models that need no network.
 
 pub mod agent_loop;
+pub mod anthropic;
 mod function;
 #[cfg(test)]
 mod fuzz;
@@ -38,6 +40,7 @@ use crate::spec::AgentSpec;
 pub use crate::usage::Usage;
 
 use agent_loop::{AgentLoop, Next, ToolStep};
+pub use anthropic::{Anthropic, AnthropicConfig, AnthropicOutput};
 pub use function::FunctionModel;
 pub use openai::{ApiKey, AzureConfig, OpenAi, OpenAiConfig, StructuredOutput};
 pub use prompt::build_messages;
@@ -328,6 +331,7 @@ impl Default for Models {
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
         models.add_provider(Arc::new(OpenAi::ollama(OpenAiConfig::default())));
+        models.add_provider(Arc::new(Anthropic::new(AnthropicConfig::default())));
         models
     }
 }

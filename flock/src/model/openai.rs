@@ -103,7 +103,7 @@ impl ApiKey {
         ApiKey(Arc::from(key.into()))
     }
 
-    fn expose(&self) -> &str {
+    pub(super) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -502,7 +502,7 @@ impl Provider for OpenAi {
     }
 }
 
-fn secret_header(value: &str) -> Result<HeaderValue, String> {
+pub(super) fn secret_header(value: &str) -> Result<HeaderValue, String> {
     let mut value = HeaderValue::from_str(value).map_err(|_| {
         "the API key contains characters that cannot be sent in a header".to_owned()
     })?;
@@ -510,7 +510,7 @@ fn secret_header(value: &str) -> Result<HeaderValue, String> {
     Ok(value)
 }
 
-fn check_url(provider: &str, url: &str) -> Result<(), String> {
+pub(super) fn check_url(provider: &str, url: &str) -> Result<(), String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("{provider}: `{url}` is not a valid URL: {e}"))?;
@@ -609,7 +609,7 @@ impl Model for ChatModel {
     }
 }
 
-fn scrub(error: AgentError, secret: Option<&ApiKey>) -> AgentError {
+pub(super) fn scrub(error: AgentError, secret: Option<&ApiKey>) -> AgentError {
     match secret {
         Some(secret)
             if !secret.expose().is_empty() && error.message().contains(secret.expose()) =>

@@ -2,6 +2,7 @@
 //! area.
 
 mod agent_loop;
+mod anthropic;
 mod chaos;
 mod checkpoint;
 mod cli;
