@@ -319,6 +319,14 @@ pub enum FlowError {
         /// The message and what was wrong.
         message: String,
     },
+    /// The run tree spent more on models than its [`Budget`](crate::Budget) allows
+    /// ([`RunRequest::budget`](crate::RunRequest::budget)): the run fails, naming both.
+    BudgetExceeded {
+        /// The run's budget.
+        budget: crate::usage::Budget,
+        /// What the run tree had spent when it was stopped.
+        spent: crate::usage::Usage,
+    },
     /// Not a failure: the run continues as a new run of the same flow with this input (made by
     /// [`FlowContext::continue_as_new`](crate::FlowContext::continue_as_new); return it from the
     /// flow body).
@@ -398,6 +406,10 @@ impl fmt::Display for FlowError {
                 write!(f, "`{name}` is not registered: {message}")
             }
             FlowError::Message { message, .. } => f.write_str(message),
+            FlowError::BudgetExceeded { budget, spent } => write!(
+                f,
+                "the run's budget is used up: its run tree spent {spent}, with a budget of {budget}"
+            ),
             FlowError::ContinueAsNew { flow, .. } => {
                 write!(f, "flow `{flow}` continues as a new run")
             }

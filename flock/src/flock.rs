@@ -128,6 +128,7 @@ impl Flock {
             signal: None,
             attributes: BTreeMap::new(),
             priority: Default::default(),
+            budget: None,
         }
     }
 
@@ -494,7 +495,7 @@ impl FlockBuilder {
         }
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
-        self.models.prices().check()?;
+        self.models.prices().check().map_err(Error::Config)?;
         self.worker_limits.check()?;
         // Before the executor: its worker reports to the metrics when they are on.
         let metrics = self
@@ -596,6 +597,7 @@ pub struct RunRequest<'a, F: Flow> {
     signal: Option<(&'static str, Result<Value, String>)>,
     attributes: BTreeMap<String, String>,
     priority: crate::run::Priority,
+    budget: Option<crate::usage::Budget>,
 }
 
 impl<'a, F: Flow> RunRequest<'a, F> {
@@ -638,6 +640,36 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         self
     }
 
+    /// What the run tree may spend on models (see [`Budget`](crate::Budget)): its agents', its
+    /// child flows' and their agents' model requests together. Over it, the run fails with
+    /// [`FlowError::BudgetExceeded`](crate::FlowError::BudgetExceeded) naming the budget and the
+    /// totals. A budget that allows nothing (0 tokens, $0 or less, no limit set) fails the start.
+    ///
+    /// ```
+    /// use flock::prelude::*;
+    /// use flock::Budget;
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Topic { pub name: String }
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// pub struct Summary { pub text: String }
+    ///
+    /// /// Summarize the topic.
+    /// #[agent]
+    /// async fn summarize(input: Topic) -> Summary;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = flock::Flock::builder().model("test").build().await.unwrap();
+    /// let topic = Topic { name: "durable agents".into() };
+    /// let summary = flock.run(summarize, topic).budget(Budget::tokens(10_000)).await.unwrap();
+    /// # let _ = summary;
+    /// # });
+    /// ```
+    pub fn budget(mut self, budget: crate::usage::Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Sends signal `signal` with the start: the flow finds it waiting
     /// ([`FlowContext::wait`](crate::FlowContext::wait)). With [`start`](Self::start), this is
     /// signal-with-start: when a run with this id is running already, it is only signalled.
@@ -667,6 +699,12 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         self.priority.check().map_err(|problem| {
             Error::Config(format!("run `{run_id}` of `{}`: {problem}", F::NAME))
         })?;
+        if let Some(problem) = self.budget.as_ref().and_then(crate::usage::Budget::problem) {
+            return Err(Error::Config(format!(
+                "run `{run_id}` of `{}`: the budget {problem}",
+                F::NAME
+            )));
+        }
         let signal = match self.signal {
             None => None,
             Some((name, json)) => {
@@ -684,6 +722,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             attributes: self.attributes,
             signal,
             priority: self.priority,
+            budget: self.budget,
         })
     }
 

@@ -718,6 +718,14 @@ pub(crate) async fn run_body(
     replaying: impl Fn() -> bool,
 ) -> Result<Value, FlowError> {
     let name = flow.spec().name;
+    // a run with a budget checks it around every call, below every other layer
+    let runtime = match runtime.budget() {
+        Some(_) => crate::runtime::Layered::wrap(
+            runtime,
+            &[std::sync::Arc::new(crate::runtime::BudgetCheck) as _],
+        ),
+        None => runtime,
+    };
     let runtime = crate::runtime::Layered::wrap(runtime, &layers.layers);
     let mut ctx = FlowContext::new(run_id.clone(), name, runtime, payload_limit);
     ctx.agent_loop = layers.agent_loop.clone();

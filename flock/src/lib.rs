@@ -108,6 +108,7 @@ pub use crate::run::{
     FoundRun, IdReuse, Priority, QueueStats, Recorded, RunInfo, TaskStats, rfc3339,
 };
 pub use crate::spec::{AgentKind, AgentSpec, CallKind, CallSite, FlowSpec};
+pub use crate::usage::{Budget, Usage};
 #[cfg(feature = "temporal")]
 pub use crate::worker::FlockWorker;
 pub use flock_macros::{agent, flow, nondeterministic, tool};

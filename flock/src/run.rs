@@ -126,6 +126,8 @@ pub(crate) struct RunStart {
     /// Priority and fairness of the run's tasks (checked; the local executor has no queues).
     #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) priority: Priority,
+    /// What the run tree may spend on models.
+    pub(crate) budget: Option<crate::usage::Budget>,
 }
 
 impl RunStart {
@@ -139,6 +141,7 @@ impl RunStart {
             attributes: BTreeMap::new(),
             signal: None,
             priority: Priority::default(),
+            budget: None,
         }
     }
 }

@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::error::FlowError;
 use crate::spec::{AgentSpec, FlowSpec};
+use crate::usage::{Budget, Usage};
 
 /// One durable agent call, at the JSON level.
 #[derive(Debug)]
@@ -113,6 +114,62 @@ pub trait FlowRuntime: Send + Sync {
     fn agent_spec(&self, name: &str) -> Option<&'static AgentSpec> {
         let _ = name;
         None
+    }
+
+    /// The run tree's budget ([`RunRequest::budget`](crate::RunRequest::budget)), if it has one.
+    fn budget(&self) -> Option<Budget> {
+        None
+    }
+
+    /// What the run tree has spent on models so far, as far as this run knows: its own calls,
+    /// its finished child flows', and (on Temporal) what the tree had spent when this run
+    /// started. Kept only when the run has a budget.
+    fn spent(&self) -> Usage {
+        Usage::default()
+    }
+}
+
+/// `Ok` while the run tree's budget has something left (or there is none); else the failure that
+/// names the budget and the totals. Asked before each agent call and child flow starts.
+pub(crate) fn budget_left(runtime: &dyn FlowRuntime) -> Result<(), FlowError> {
+    match runtime.budget() {
+        Some(budget) if budget.used_up_by(&runtime.spent()) => Err(FlowError::BudgetExceeded {
+            budget,
+            spent: runtime.spent(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `Ok` unless the run tree has spent more than its budget; asked after each agent call and
+/// child flow ends.
+pub(crate) fn budget_kept(runtime: &dyn FlowRuntime) -> Result<(), FlowError> {
+    match runtime.budget() {
+        Some(budget) if budget.exceeded_by(&runtime.spent()) => Err(FlowError::BudgetExceeded {
+            budget,
+            spent: runtime.spent(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The budget check around every agent call (and every model request and tool call of an agent
+/// that runs step by step): the innermost layer of a run with a budget, written once for both
+/// executors, which count what each call spent.
+pub(crate) struct BudgetCheck;
+
+impl StepLayer for BudgetCheck {
+    fn call_agent<'a>(
+        &'a self,
+        call: AgentCall,
+        next: &'a dyn FlowRuntime,
+    ) -> BoxFuture<'a, Result<Value, FlowError>> {
+        Box::pin(async move {
+            budget_left(next)?;
+            let output = next.call_agent(call).await?;
+            budget_kept(next)?;
+            Ok(output)
+        })
     }
 }
 
@@ -227,6 +284,14 @@ impl FlowRuntime for Layered {
 
     fn agent_spec(&self, name: &str) -> Option<&'static AgentSpec> {
         self.inner.agent_spec(name)
+    }
+
+    fn budget(&self) -> Option<Budget> {
+        self.inner.budget()
+    }
+
+    fn spent(&self) -> Usage {
+        self.inner.spent()
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'_, Result<(), FlowError>> {

@@ -82,6 +82,7 @@ impl LocalBackend {
         cell: Arc<Cell>,
         run_id: Arc<str>,
         recording: bool,
+        budget: Option<crate::usage::Budget>,
     ) -> run::Claimed {
         run::Claimed {
             settings: self.settings.clone(),
@@ -90,6 +91,7 @@ impl LocalBackend {
             flow,
             run_id,
             recording,
+            spending: budget.map(run::Spending::new),
         }
     }
 
@@ -132,7 +134,7 @@ impl LocalBackend {
         };
         let name = start.flow.name;
         let (result, record) = Self::drive(
-            self.claimed(flow, cell, id.clone(), recording),
+            self.claimed(flow, cell, id.clone(), recording, start.budget),
             start.input,
             Some((started, started_at)),
         )
@@ -192,7 +194,7 @@ impl Backend for LocalBackend {
             }
             let (id, cell) = self.open(&start, SystemTime::now())?;
             tokio::spawn(Self::drive(
-                self.claimed(flow, cell.clone(), id, true),
+                self.claimed(flow, cell.clone(), id, true, start.budget),
                 start.input,
                 None,
             ));

@@ -45,6 +45,7 @@ struct LocalRun {
     steps: Mutex<Vec<StepRecord>>,
     children: Mutex<Vec<RunRecord>>,
     progress: Mutex<Vec<ProgressEvent>>,
+    spending: Option<Arc<Spending>>,
 }
 
 impl ProgressSink for LocalRun {
@@ -131,6 +132,25 @@ pub(crate) struct Claimed {
     pub(crate) run_id: Arc<str>,
     /// Whether its record is wanted (see [`run_flow`]).
     pub(crate) recording: bool,
+    /// The run tree's budget and spending, shared by every run of the tree (in one process, the
+    /// tree's spending is one number).
+    pub(crate) spending: Option<Arc<Spending>>,
+}
+
+/// A run tree's budget and what the tree has spent.
+#[derive(Debug)]
+pub(crate) struct Spending {
+    budget: crate::usage::Budget,
+    spent: Mutex<Usage>,
+}
+
+impl Spending {
+    pub(crate) fn new(budget: crate::usage::Budget) -> Arc<Spending> {
+        Arc::new(Spending {
+            budget,
+            spent: Mutex::new(Usage::default()),
+        })
+    }
 }
 
 async fn run_once(
@@ -141,6 +161,7 @@ async fn run_once(
         flow,
         run_id,
         recording,
+        spending,
     }: Claimed,
     input: Value,
     (started, started_at): (Instant, SystemTime),
@@ -161,6 +182,7 @@ async fn run_once(
         steps: Mutex::new(Vec::new()),
         children: Mutex::new(Vec::new()),
         progress: Mutex::new(Vec::new()),
+        spending,
     });
     let settings = run.settings.clone();
     let (input, kept) = if recording {
@@ -216,12 +238,24 @@ impl FlowRuntime for LocalRun {
         self.settings.registry.agent(name).map(|agent| agent.spec())
     }
 
+    fn budget(&self) -> Option<crate::usage::Budget> {
+        self.spending.as_ref().map(|spending| spending.budget)
+    }
+
+    fn spent(&self) -> Usage {
+        self.spending
+            .as_ref()
+            .map(|spending| *lock(&spending.spent))
+            .unwrap_or_default()
+    }
+
     fn call_flow(&self, call: ChildCall) -> BoxFuture<'_, Result<Value, FlowError>> {
         Box::pin(async move {
             let name = call.spec.name;
             let Some(flow) = self.settings.registry.flow(name) else {
                 return Err(Registry::not_registered("flow", name));
             };
+            crate::runtime::budget_left(self)?;
             let run_id: Arc<str> = Arc::from(call.run_id);
             let cell = self.runs.claim_child(&run_id, call.spec)?;
             let mut closing = Closing::new(&self.runs, &run_id, &cell);
@@ -232,6 +266,7 @@ impl FlowRuntime for LocalRun {
                 flow,
                 run_id: run_id.clone(),
                 recording: self.recording,
+                spending: self.spending.clone(),
             };
             let (result, record) = run_flow(child, call.input, None).await;
             closing.close(&result, record.as_ref());
@@ -441,6 +476,9 @@ impl LocalRun {
             tokio::time::sleep(delay).await;
         };
         let usage = usage.map(|u| *lock(&u)).unwrap_or_default();
+        if let Some(spending) = &self.spending {
+            *lock(&spending.spent) += usage;
+        }
         let duration = ended.duration_since(step_start);
         let attempt = retrying.attempt();
         self.settings.step_events.emit(|| {

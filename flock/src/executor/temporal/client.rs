@@ -22,7 +22,6 @@ use crate::error::{Error, FlowError};
 use crate::executor::{Backend, Settings, Started};
 use crate::record::RunRecord;
 use crate::run::{FoundRun, IdReuse, Recorded, RunInfo, RunStart, id_taken};
-use crate::spec::FlowSpec;
 
 /// Temporal's id reuse policy for flock's.
 fn reuse_policy(id_reuse: IdReuse) -> temporalio_client::WorkflowIdReusePolicy {
@@ -202,22 +201,16 @@ impl TemporalBackend {
         Ok(())
     }
 
-    /// The options a run of `spec` starts with.
-    fn start_options(
-        &self,
-        spec: &FlowSpec,
-        run_id: &str,
-        id_reuse: IdReuse,
-        attach_running: bool,
-        attributes: &BTreeMap<String, String>,
-        priority: &crate::run::Priority,
-    ) -> WorkflowStartOptions {
+    /// The options `start` starts with; `attach_running` for signal-with-start (a running run
+    /// with its id is signalled instead).
+    fn start_options(&self, start: &RunStart, attach_running: bool) -> WorkflowStartOptions {
         use temporalio_client::WorkflowIdConflictPolicy;
+        let spec = start.flow;
         WorkflowStartOptions::new(
             spec.task_queue
                 .unwrap_or(&self.config.task_queue)
                 .to_owned(),
-            run_id.to_owned(),
+            start.run_id.to_string(),
         )
         .maybe_execution_timeout(
             spec.execution_timeout
@@ -225,38 +218,31 @@ impl TemporalBackend {
         )
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .enable_eager_workflow_start(self.eager && !attach_running)
-        .id_reuse_policy(reuse_policy(id_reuse))
+        .id_reuse_policy(reuse_policy(start.id_reuse))
         .id_conflict_policy(if attach_running {
             WorkflowIdConflictPolicy::UseExisting
         } else {
             WorkflowIdConflictPolicy::Fail
         })
-        .maybe_search_attributes(search_attributes(attributes))
-        .priority(sdk_priority(priority))
+        .maybe_search_attributes(search_attributes(&start.attributes))
+        .priority(sdk_priority(&start.priority))
+        .maybe_memo(start.budget.map(super::workflow::budget_memo))
         .build()
     }
 
     /// Starts a workflow of flow `name`; with `signal`, signal-with-start (a running run with
     /// this id is signalled instead).
     pub(crate) async fn start_run(&self, start: RunStart) -> Result<(), Error> {
+        let options = self.start_options(&start, start.signal.is_some());
         let RunStart {
             flow: spec,
             run_id,
             input,
             id_reuse,
-            attributes,
             signal,
-            priority,
+            ..
         } = start;
         let run_id = &*run_id;
-        let options = self.start_options(
-            spec,
-            run_id,
-            id_reuse,
-            signal.is_some(),
-            &attributes,
-            &priority,
-        );
         let started = match signal {
             None => self
                 .client
@@ -312,6 +298,7 @@ impl TemporalBackend {
             id_reuse,
             attributes,
             priority,
+            budget,
             ..
         } = start;
         let (run_id, attributes) = (&*run_id, &attributes);
@@ -332,6 +319,7 @@ impl TemporalBackend {
         .maybe_run_timeout(spec.run_timeout.or(self.config.workflow_run_timeout))
         .maybe_search_attributes(search_attributes(attributes))
         .priority(sdk_priority(&priority))
+        .maybe_memo(budget.map(super::workflow::budget_memo))
         .build();
         let handle = match self
             .client

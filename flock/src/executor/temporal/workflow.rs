@@ -36,6 +36,7 @@ use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
 use crate::spec::{
     AgentKind, AgentSpec, Direction, FlowSpec, MessageKind, PayloadLimit, check_payload_size,
 };
+use crate::usage::{Budget, Usage};
 
 /// Calls an activity or workflow by name with JSON in and out (the worker side is typed; the
 /// payloads are JSON either way).
@@ -110,16 +111,98 @@ impl WorkflowDefinition for RawInput {
     }
 }
 
+/// A child workflow by name, raw payloads in and out: a flow with a budget starts its children
+/// with the budget beside their input, and reads what they spent off their result.
+pub(crate) struct RawByName(pub(crate) &'static str);
+
+impl WorkflowDefinition for RawByName {
+    type Input = RawValue;
+    type Output = RawValue;
+
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+impl HasWorkflowDefinition for RawByName {
+    type Run = RawByName;
+}
+
 /// The metadata key of the payload that carries a run's untaken signals into the run it
 /// continues as (the second argument of that run's input).
 const CARRIED_SIGNALS: &str = "flock-carried-signals";
 
+/// The memo key of a run's budget (set by the client that starts it), and the metadata key of
+/// the input payload that carries the budget and the tree's spending so far into a child flow or
+/// the run a run continues as.
+const BUDGET: &str = "flock-budget";
+
+/// The metadata key of a run's result that says what the run and its children spent (read by
+/// the parent of a child flow with a budget).
+const SPENT: &str = "flock-spent";
+
+/// A run tree's budget, and what the tree had spent when this run started.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct BudgetState {
+    budget: Budget,
+    #[serde(default)]
+    spent: Usage,
+}
+
+/// The memo a run with `budget` starts with.
+pub(crate) fn budget_memo(budget: Budget) -> temporalio_common::MemoValues {
+    let mut memo = temporalio_common::MemoValues::new();
+    memo.insert(BUDGET, serde_json::json!({ "budget": budget }));
+    memo
+}
+
+/// A JSON payload of `value`.
+fn json_payload(value: &Value) -> temporalio_common::protos::temporal::api::common::v1::Payload {
+    temporalio_common::protos::temporal::api::common::v1::Payload {
+        metadata: std::collections::HashMap::from([(
+            "encoding".to_owned(),
+            b"json/plain".to_vec(),
+        )]),
+        data: serde_json::to_vec(value).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// A JSON payload of `value` marked with metadata key `key`.
+fn marked_payload(
+    key: &str,
+    value: &Value,
+) -> temporalio_common::protos::temporal::api::common::v1::Payload {
+    let mut payload = json_payload(value);
+    payload.metadata.insert(key.to_owned(), b"1".to_vec());
+    payload
+}
+
 /// A workflow's raw input: the flow's input, and the signals carried over from the run it
 /// continues (untaken there, delivered first here).
-fn split_input(flow: &str, raw: Option<RawValue>) -> Result<(Value, CarriedSignals), FlowError> {
+fn split_input(
+    flow: &str,
+    raw: Option<RawValue>,
+) -> Result<(Value, CarriedSignals, Option<BudgetState>), FlowError> {
     let mut payloads = raw.map(|raw| raw.payloads).unwrap_or_default().into_iter();
     let input = payloads.next();
-    let carried = match payloads.find(|p| p.metadata.contains_key(CARRIED_SIGNALS)) {
+    let rest: Vec<_> = payloads.collect();
+    let budget = match rest.iter().find(|p| p.metadata.contains_key(BUDGET)) {
+        None => None,
+        Some(payload) => {
+            let json = raw_json(flow, Some(RawValue::new(vec![payload.clone()])))?;
+            Some(
+                serde_json::from_value(json).map_err(|e| FlowError::Serialization {
+                    at: flow.to_owned(),
+                    message: format!("the budget carried into the run: {e}"),
+                })?,
+            )
+        }
+    };
+    let carried = match rest
+        .into_iter()
+        .find(|p| p.metadata.contains_key(CARRIED_SIGNALS))
+    {
         None => Vec::new(),
         Some(payload) => {
             let json = raw_json(flow, Some(RawValue::new(vec![payload])))?;
@@ -132,6 +215,7 @@ fn split_input(flow: &str, raw: Option<RawValue>) -> Result<(Value, CarriedSigna
     Ok((
         raw_json(flow, input.map(|p| RawValue::new(vec![p])))?,
         carried,
+        budget,
     ))
 }
 
@@ -196,6 +280,13 @@ trait WorkflowOps {
         input: Value,
         options: ChildWorkflowOptions,
     ) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
+    /// A child started on raw payloads; gives its result's payloads.
+    fn child_raw(
+        &self,
+        name: &'static str,
+        input: RawValue,
+        options: ChildWorkflowOptions,
+    ) -> LocalBoxFuture<'static, Result<RawValue, FlowError>>;
     fn now(&self) -> Option<SystemTime>;
     fn random_u64(&self) -> u64;
     fn patched(&self, patch_id: &str) -> bool;
@@ -208,6 +299,7 @@ trait WorkflowOps {
         &self,
         input: Value,
         limit: PayloadLimit,
+        budget: Option<BudgetState>,
     ) -> Result<WorkflowTermination, FlowError>;
     fn next_signal(&self, name: &'static str) -> LocalBoxFuture<'static, Option<Value>>;
     fn publish(&self, name: &'static str, value: Value);
@@ -291,6 +383,23 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
         .boxed_local()
     }
 
+    fn child_raw(
+        &self,
+        name: &'static str,
+        input: RawValue,
+        options: ChildWorkflowOptions,
+    ) -> LocalBoxFuture<'static, Result<RawValue, FlowError>> {
+        let ctx = self.clone();
+        async move {
+            let child = ctx
+                .start_child_workflow(RawByName(name), input, options)
+                .await
+                .map_err(|e| FlowError::msg(format!("child flow `{name}` did not start: {e}")))?;
+            child.result().await.map_err(|e| child_failure(name, &e))
+        }
+        .boxed_local()
+    }
+
     fn now(&self) -> Option<SystemTime> {
         self.workflow_time()
     }
@@ -319,17 +428,14 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
         &self,
         input: Value,
         limit: PayloadLimit,
+        budget: Option<BudgetState>,
     ) -> Result<WorkflowTermination, FlowError> {
-        let json_payload =
-            |value: &Value| temporalio_common::protos::temporal::api::common::v1::Payload {
-                metadata: std::collections::HashMap::from([(
-                    "encoding".to_owned(),
-                    b"json/plain".to_vec(),
-                )]),
-                data: serde_json::to_vec(value).unwrap_or_default(),
-                ..Default::default()
-            };
         let mut payloads = vec![json_payload(&input)];
+        // the budget, and what the tree had spent, go on to the next run
+        if let Some(budget) = budget {
+            let state = serde_json::to_value(budget).unwrap_or_default();
+            payloads.push(marked_payload(BUDGET, &state));
+        }
         // Signals the run did not take go to the next run, as a second argument of its input.
         let carried = self.state_mut(|w| w.mailbox.take_untaken_signals());
         if !carried.is_empty() {
@@ -344,11 +450,7 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
                     ),
                 }
             })?;
-            let mut payload = json_payload(&carried);
-            payload
-                .metadata
-                .insert(CARRIED_SIGNALS.to_owned(), b"1".to_vec());
-            payloads.push(payload);
+            payloads.push(marked_payload(CARRIED_SIGNALS, &carried));
         }
         match WorkflowContext::continue_as_new(
             self,
@@ -414,6 +516,24 @@ pub(crate) struct TemporalRun {
     seed: u64,
     /// Whether this run's code agents are durable steps (normal activities), asked once.
     durable_steps: std::sync::OnceLock<bool>,
+    /// The run tree's budget and what the tree had spent when this run started, if it has one.
+    budget: Option<BudgetState>,
+    /// What this run and its finished children spent (kept only with a budget).
+    spent: std::sync::Mutex<Usage>,
+}
+
+impl TemporalRun {
+    /// Adds what a call spent, when the run keeps count.
+    fn spend(&self, usage: Usage) {
+        if self.budget.is_some() {
+            *self.spent.lock().unwrap_or_else(|p| p.into_inner()) += usage;
+        }
+    }
+
+    /// What this run and its finished children spent.
+    fn own_spending(&self) -> Usage {
+        *self.spent.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The patch that made code agents durable steps: runs that started before it replay their
@@ -455,6 +575,53 @@ fn ran_locally_before_durable_steps(spec: &AgentSpec) -> bool {
         && short(spec.schedule_to_close)
 }
 
+impl TemporalRun {
+    /// A child flow of a run with a budget: it starts only while something is left, takes the
+    /// budget and what the tree has spent so far beside its input, and what it spent (read off
+    /// its result) counts toward this run's spending.
+    fn call_flow_with_budget(
+        &self,
+        call: ChildCall,
+        options: ChildWorkflowOptions,
+        state: BudgetState,
+    ) -> futures::future::BoxFuture<'_, Result<Value, FlowError>> {
+        let name = call.spec.name;
+        if let Err(error) = crate::runtime::budget_left(self) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let carried = BudgetState {
+            budget: state.budget,
+            spent: self.spent(),
+        };
+        let input = RawValue::new(vec![
+            json_payload(&call.input),
+            marked_payload(BUDGET, &serde_json::to_value(carried).unwrap_or_default()),
+        ]);
+        let started = SendWrapper::new(self.ops.child_raw(name, input, options));
+        let run_id = call.run_id;
+        Box::pin(async move {
+            let child_failed = |cause: FlowError| FlowError::ChildFlow {
+                flow: name.to_owned(),
+                run_id: run_id.clone(),
+                cause: Box::new(cause),
+            };
+            let result = started.await.map_err(child_failed)?;
+            let payload = result.payloads.into_iter().next();
+            if let Some(spent) = payload
+                .as_ref()
+                .and_then(|p| p.metadata.get(SPENT))
+                .and_then(|bytes| serde_json::from_slice::<Usage>(bytes).ok())
+            {
+                self.spend(spent);
+            }
+            let value =
+                raw_json(name, payload.map(|p| RawValue::new(vec![p]))).map_err(child_failed)?;
+            crate::runtime::budget_kept(self)?;
+            Ok(value)
+        })
+    }
+}
+
 impl FlowRuntime for TemporalRun {
     fn agent_spec(&self, name: &str) -> Option<&'static crate::AgentSpec> {
         self.shared
@@ -494,8 +661,20 @@ impl FlowRuntime for TemporalRun {
             let result = future
                 .await
                 .map_err(|error| agent_failure(name, &error, policy.max_attempts))?;
-            Ok(open_envelope(result).0)
+            let (output, usage) = open_envelope(result);
+            self.spend(usage);
+            Ok(output)
         })
+    }
+
+    fn budget(&self) -> Option<Budget> {
+        self.budget.map(|state| state.budget)
+    }
+
+    fn spent(&self) -> Usage {
+        let mut spent = self.budget.map(|state| state.spent).unwrap_or_default();
+        spent += self.own_spending();
+        spent
     }
 
     fn call_flow(
@@ -512,6 +691,9 @@ impl FlowRuntime for TemporalRun {
             .workflow_id(call.run_id.clone())
             .maybe_task_queue(call.spec.task_queue.map(str::to_owned))
             .build();
+        if let Some(state) = self.budget {
+            return self.call_flow_with_budget(call, options, state);
+        }
         let future = SendWrapper::new(self.ops.child(name, call.input, options));
         let run_id = call.run_id;
         Box::pin(async move {
@@ -885,9 +1067,19 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         input: Option<RawValue>,
     ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowTermination>> {
         let shared = ctx.state(|w| w.shared.clone());
-        let input = split_input(F::NAME, input).map(|(input, carried)| {
+        let mut budget = None;
+        let input = split_input(F::NAME, input).map(|(input, carried, carried_budget)| {
             ctx.state_mut(|w| w.mailbox.carry_in(carried));
+            budget = carried_budget;
             input
+        });
+        // a run started with a budget by a client has it in its memo
+        let budget = budget.or_else(|| {
+            ctx.memo()
+                .get::<Value>(BUDGET)
+                .ok()
+                .flatten()
+                .and_then(|memo| serde_json::from_value::<BudgetState>(memo).ok())
         });
         async move {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
@@ -899,6 +1091,8 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
                 ops: SendWrapper::new(ops.clone()),
                 shared,
                 durable_steps: std::sync::OnceLock::new(),
+                budget,
+                spent: std::sync::Mutex::new(Usage::default()),
             });
             let flow = F::default();
             // Replay-safe: a run's span and its `started` count come from the task that really
@@ -908,21 +1102,37 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             let result = run_body(
                 &flow,
                 run_id.clone(),
-                runtime,
+                runtime.clone(),
                 &settings.layers,
                 payload_limit,
                 input,
                 replaying,
             )
             .await;
+            // with a budget: what the run and its children spent, for a parent to count
+            let spent = budget.map(|_| runtime.own_spending());
+            let carried = budget.map(|state| BudgetState {
+                budget: state.budget,
+                spent: runtime.spent(),
+            });
             match result {
-                Ok(output) => Ok(Box::new(output) as Box<dyn WorkflowOutputValue>),
+                Ok(output) => match spent {
+                    None => Ok(Box::new(output) as Box<dyn WorkflowOutputValue>),
+                    Some(spent) => {
+                        let mut payload = json_payload(&output);
+                        payload.metadata.insert(
+                            SPENT.to_owned(),
+                            serde_json::to_vec(&spent).unwrap_or_default(),
+                        );
+                        Ok(Box::new(RawValue::new(vec![payload])) as Box<dyn WorkflowOutputValue>)
+                    }
+                },
                 Err(error) if error.is_cancellation() && ops.cancel_requested() => {
                     Err(WorkflowTermination::cancelled())
                 }
                 Err(FlowError::Cancelled { .. }) => Err(WorkflowTermination::cancelled()),
                 Err(FlowError::ContinueAsNew { input, .. }) => {
-                    match ops.continue_as_new(input, payload_limit) {
+                    match ops.continue_as_new(input, payload_limit, carried) {
                         Ok(termination) => Err(termination),
                         Err(error) => Err(fail::<F>(&run_id, error)),
                     }

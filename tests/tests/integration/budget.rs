@@ -1,0 +1,268 @@
+//! A run's budget ([`RunRequest::budget`]) holds across its whole run tree, child flows included,
+//! on both executors: every model request of the stand-in (`model/server.rs`) costs 150 tokens
+//! (100 prompt, 50 completion) and, priced, $0.01. Over the budget the run fails naming the
+//! budget and the totals; within it the record sums the tree's usage. A budget that allows
+//! nothing fails the start.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use flock::model::{OpenAi, OpenAiConfig};
+use flock::prelude::*;
+use flock::usage::PriceTable;
+use flock::{Budget, Usage};
+
+use super::model::server::{FakeOpenAi, Reply, answer};
+use super::temporal::config;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Brief {
+    /// What to write about
+    pub topic: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Draft {
+    /// The text
+    pub text: String,
+}
+
+/// Write a short draft about the topic.
+#[agent(retry(attempts = 1))]
+async fn budget_writer(input: Brief) -> Draft;
+
+/// Two drafts, one after the other.
+#[flow]
+async fn budget_child(ctx: &FlowContext, input: Brief) -> Result<Draft, FlowError> {
+    let first = ctx
+        .call(
+            budget_writer,
+            Brief {
+                topic: input.topic.clone(),
+            },
+        )
+        .await?;
+    let second = ctx.call(budget_writer, Brief { topic: first.text }).await?;
+    Ok(second)
+}
+
+/// Two child flows, one after the other: four model requests in all.
+#[flow]
+async fn budget_tree(ctx: &FlowContext, input: Brief) -> Result<Draft, FlowError> {
+    let first = ctx.call_flow(budget_child, input).await?;
+    ctx.call_flow(budget_child, Brief { topic: first.text })
+        .await
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Rounds {
+    /// Rounds left
+    pub left: u32,
+}
+
+/// One draft per run, continuing as new until no rounds are left.
+#[flow]
+async fn budget_rounds(ctx: &FlowContext, input: Rounds) -> Result<Draft, FlowError> {
+    let draft = ctx.call(budget_writer, brief()).await?;
+    if input.left <= 1 {
+        return Ok(draft);
+    }
+    ctx.continue_as_new(
+        budget_rounds,
+        Rounds {
+            left: input.left - 1,
+        },
+    )
+}
+
+/// Answers that each cost 150 tokens.
+fn replies(n: usize) -> Vec<Reply> {
+    (0..n)
+        .map(|i| answer(&format!(r#"{{"text": "draft {i}"}}"#), 100, 50))
+        .collect()
+}
+
+/// A local `Flock` and one on the test server (with its own worker on `queue`), each answered by
+/// its own stand-in; requests to `openai/gpt-4o-mini` priced at $0.01 each.
+async fn both(queue: &str, n: usize) -> [(&'static str, Flock, FakeOpenAi); 2] {
+    let flock = |server: &FakeOpenAi| {
+        Flock::builder()
+            .provider(OpenAi::new(OpenAiConfig {
+                api_key: Some("sk-budget".into()),
+                base_url: Some(server.base_url()),
+                timeout: Duration::from_secs(10),
+                ..OpenAiConfig::default()
+            }))
+            .model("openai/gpt-4o-mini")
+            .prices(PriceTable::new().price("openai/gpt-4o-mini", 50.0, 100.0))
+            .serve_only(["budget_tree", "budget_rounds", "budget_writer"])
+    };
+    let local_model = FakeOpenAi::start(replies(n)).await;
+    let local = flock(&local_model).build().await.expect("a local Flock");
+    let temporal_model = FakeOpenAi::start(replies(n)).await;
+    let temporal = flock(&temporal_model)
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .temporal(config(queue))
+        .build()
+        .await
+        .expect("a Flock on the test dev server");
+    [
+        ("local", local, local_model),
+        ("temporal", temporal, temporal_model),
+    ]
+}
+
+fn brief() -> Brief {
+    Brief {
+        topic: "budgets".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_tree_over_its_budget_fails_naming_the_budget_and_the_totals_on_both_executors() {
+    // 400 tokens: the first child spends 300, the second's first request takes the tree to 450
+    for (executor, flock, model) in both("budget-tokens", 4).await {
+        let error = tokio::time::timeout(
+            BOUND,
+            flock
+                .run_flow(budget_tree, brief())
+                .budget(Budget::tokens(400))
+                .into_future(),
+        )
+        .await
+        .expect("the run ends")
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("child flow `budget_child`")
+                && text.contains("the run's budget is used up: its run tree spent 450 tokens (300 prompt, 150 completion) in 3 model requests, $0.0300, with a budget of 400 tokens"),
+            "{executor}: {text}"
+        );
+        // the fourth request was never made
+        assert_eq!(model.received().len(), 3, "{executor}");
+    }
+    // in dollars: $0.025 lets two requests through and stops the run after the third
+    for (executor, flock, model) in both("budget-cost", 4).await {
+        let error = tokio::time::timeout(
+            BOUND,
+            flock
+                .run_flow(budget_tree, brief())
+                .budget(Budget::cost_usd(0.025))
+                .into_future(),
+        )
+        .await
+        .expect("the run ends")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("spent 450 tokens") && error.contains("with a budget of $0.0250"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 3, "{executor}");
+    }
+    // across continue-as-new: the third run's request takes the spending to 450
+    for (executor, flock, model) in both("budget-rounds", 4).await {
+        let error = tokio::time::timeout(
+            BOUND,
+            flock
+                .run_flow(budget_rounds, Rounds { left: 4 })
+                .budget(Budget::tokens(400))
+                .into_future(),
+        )
+        .await
+        .expect("the run ends")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("spent 450 tokens") && error.contains("with a budget of 400 tokens"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 3, "{executor}");
+    }
+    // an agent run on its own with a budget smaller than one answer: it fails after the answer
+    for (executor, flock, model) in both("budget-agent", 1).await {
+        let error = tokio::time::timeout(
+            BOUND,
+            flock
+                .run(budget_writer, brief())
+                .budget(Budget::tokens(100))
+                .into_future(),
+        )
+        .await
+        .expect("the run ends")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("spent 150 tokens") && error.contains("with a budget of 100 tokens"),
+            "{executor}: {error}"
+        );
+        assert_eq!(model.received().len(), 1, "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_tree_within_its_budget_completes_and_its_record_sums_the_tree_on_both_executors() {
+    for (executor, flock, model) in both("budget-within", 4).await {
+        let recorded = tokio::time::timeout(
+            BOUND,
+            flock
+                .run_flow(budget_tree, brief())
+                .budget(Budget::tokens(600).and_cost_usd(1.0))
+                .recorded()
+                .into_future(),
+        )
+        .await
+        .expect("the run ends");
+        assert_eq!(recorded.result.unwrap().text, "draft 3", "{executor}");
+        assert_eq!(model.received().len(), 4, "{executor}");
+        let usage = recorded.record.usage();
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens, usage.requests),
+            (400, 200, 4),
+            "{executor}: {usage:?}"
+        );
+        assert!(
+            (usage.cost_usd - 0.04).abs() < 1e-9,
+            "{executor}: {usage:?}"
+        );
+        assert_eq!(recorded.record.children.len(), 2, "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_allows_nothing_fails_the_start_on_both_executors() {
+    for (executor, flock, model) in both("budget-bad", 0).await {
+        for (budget, problem) in [
+            (Budget::tokens(0), "the budget allows 0 tokens"),
+            (Budget::cost_usd(0.0), "the budget allows $0"),
+            (Budget::cost_usd(f64::NAN), "the budget allows $NaN"),
+            (Budget::default(), "the budget sets no limit"),
+        ] {
+            let error = flock
+                .run_flow(budget_tree, brief())
+                .id(format!("budget-bad-{}", super::support::unique()))
+                .budget(budget)
+                .await
+                .expect_err("a budget that allows nothing was taken")
+                .to_string();
+            assert!(
+                error.contains("of `budget_tree`: ") && error.contains(problem),
+                "{executor}: {error}"
+            );
+        }
+        assert!(model.received().is_empty(), "{executor}");
+    }
+    // (a run's spending adds up like usage)
+    let mut spent = Usage::default();
+    spent += Usage {
+        prompt_tokens: 1,
+        completion_tokens: 2,
+        requests: 1,
+        cost_usd: 0.5,
+    };
+    assert!(Budget::cost_usd(0.4).exceeded_by(&spent));
+    assert!(!Budget::tokens(3).exceeded_by(&spent));
+}
