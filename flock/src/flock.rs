@@ -654,15 +654,17 @@ impl<'a, F: Flow> RunRequest<'a, F> {
     /// #[derive(Serialize, Deserialize, JsonSchema)]
     /// pub struct Summary { pub text: String }
     ///
-    /// /// Summarize the topic.
     /// #[agent]
-    /// async fn summarize(input: Topic) -> Summary;
+    /// async fn title(input: Topic) -> Summary {
+    ///     Summary { text: input.name.to_uppercase() }
+    /// }
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let flock = flock::Flock::builder().model("test").build().await.unwrap();
+    /// let flock = flock::Flock::builder().build().await.unwrap();
     /// let topic = Topic { name: "durable agents".into() };
-    /// let summary = flock.run(summarize, topic).budget(Budget::tokens(10_000)).await.unwrap();
-    /// # let _ = summary;
+    /// // a code agent spends no tokens; a declarative one's model requests count
+    /// let summary = flock.run(title, topic).budget(Budget::tokens(10_000)).await.unwrap();
+    /// assert_eq!(summary.text, "DURABLE AGENTS");
     /// # });
     /// ```
     pub fn budget(mut self, budget: crate::usage::Budget) -> Self {

@@ -12,12 +12,16 @@
 //! environment defaults; registering one of the same name replaces it:
 //!
 //! ```
-//! use flock::model::{Anthropic, AnthropicConfig};
+//! use flock::model::{Anthropic, AnthropicConfig, ApiKey};
 //! use flock::Flock;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let flock = Flock::builder()
-//!     .provider(Anthropic::new(AnthropicConfig { max_tokens: 8192, ..AnthropicConfig::default() }))
+//!     .provider(Anthropic::new(AnthropicConfig {
+//!         api_key: Some(ApiKey::new("sk-ant-…")), // else ANTHROPIC_API_KEY
+//!         max_tokens: 8192,
+//!         ..AnthropicConfig::default()
+//!     }))
 //!     .model("anthropic/claude-sonnet-4-5")
 //!     .build()
 //!     .await?;

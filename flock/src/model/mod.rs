@@ -287,20 +287,20 @@ impl ModelResponse {
 ///
 /// Names resolve in this order: a forced model (for offline runs), the agent's `model = ".."`,
 /// the default. A name is looked up first among registered instances, then by its provider part
-/// among providers. `"test"` is always [`TestModel`]. The providers `openai`, `azure` and
-/// `ollama` are registered from the start, reading their settings from the environment when one
-/// of their models is first resolved (see [`openai`]); [`add_provider`](Self::add_provider)
-/// replaces them.
+/// among providers. `"test"` is always [`TestModel`]. The providers `openai`, `azure`,
+/// `ollama` and `anthropic` are registered from the start, reading their settings from the
+/// environment when one of their models is first resolved (see [`openai`], [`anthropic`]);
+/// [`add_provider`](Self::add_provider) replaces them.
 ///
 /// ```
 /// use flock::model::Models;
 ///
 /// let models = Models::default();
 /// assert!(models.resolve("openai/gpt-4o-mini").is_ok()); // no key needed until it is called
-/// let error = models.resolve("anthropic/claude").err().unwrap();
+/// let error = models.resolve("mistral/large").err().unwrap();
 /// assert_eq!(
 ///     error,
-///     "unknown model provider `anthropic` in `anthropic/claude` (known providers: test, azure, ollama, openai)"
+///     "unknown model provider `mistral` in `mistral/large` (known providers: test, anthropic, azure, ollama, openai)"
 /// );
 /// ```
 pub struct Models {

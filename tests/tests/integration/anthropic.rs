@@ -79,7 +79,7 @@ pub struct Answer {
 }
 
 /// Answer the question; use the tool to double numbers.
-#[agent(tools = [twice], model = "anthropic/claude-test", retry(attempts = 1))]
+#[agent(tools = [twice], retry(attempts = 1))]
 async fn claude_agent(input: Sum) -> Answer;
 
 fn provider(server: &FakeOpenAi) -> Anthropic {
@@ -96,6 +96,7 @@ async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOp
     let local_model = FakeOpenAi::start(replies.clone()).await;
     let local = Flock::builder()
         .provider(provider(&local_model))
+        .model("anthropic/claude-test")
         .serve_only(["claude_agent"])
         .build()
         .await
@@ -103,6 +104,7 @@ async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOp
     let temporal_model = FakeOpenAi::start(replies).await;
     let temporal = Flock::builder()
         .provider(provider(&temporal_model))
+        .model("anthropic/claude-test")
         .serve_only(["claude_agent"])
         .local_debug(false)
         .queue_served_elsewhere(super::conformance::POOL_QUEUE)
@@ -280,6 +282,7 @@ async fn a_missing_key_or_a_malformed_url_is_an_error_at_build_on_both_executors
         for local in [true, false] {
             let error = Flock::builder()
                 .provider(provider())
+                .model("anthropic/claude-test")
                 .serve_only(["claude_agent"])
                 .local_debug(local)
                 .temporal(config("anthropic-build"))
