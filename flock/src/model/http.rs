@@ -96,6 +96,142 @@ pub(crate) async fn post_json(
     }
 }
 
+/// What a streamed POST gave: the events of a successful response were handed to the caller
+/// one by one; any other response is read whole, for [`classify`].
+pub(crate) enum Streamed {
+    /// A 2xx response whose events were all handed over.
+    Done,
+    /// A response that is not 2xx, read whole.
+    Failed(HttpResponse),
+}
+
+/// POSTs `body` as JSON to `url` and reads a server-sent-event stream: each event's `data` goes
+/// to `on_data` as it arrives. `timeout` bounds the wait for the response head and then for each
+/// chunk of the stream, not the whole answer: a long answer that keeps streaming is not cut off
+/// by it, a stalled one is.
+///
+/// Connection failures, resets, timeouts and streams cut off midway are
+/// [`Transient`](AgentError::Transient); an error from `on_data` ends the stream with it.
+pub(crate) async fn post_sse(
+    url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Vec<u8>,
+    timeout: Duration,
+    mut on_data: impl FnMut(&str) -> Result<(), AgentError>,
+) -> Result<Streamed, AgentError> {
+    let client = client()?;
+    let mut request = Request::builder().method(Method::POST).uri(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(
+            hyper::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| AgentError::permanent(format!("invalid request to {url}: {e}")))?;
+    let timed_out = || {
+        AgentError::transient(format!(
+            "the stream from {url} stalled: nothing came for {timeout:?}"
+        ))
+    };
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| {
+            let what = if e.is_connect() {
+                "could not connect to"
+            } else {
+                "the connection failed while talking to"
+            };
+            AgentError::transient(format!("{what} {url}: {}", error_chain(&e)))
+        })?;
+    let (parts, mut body) = response.into_parts();
+    let cut_off = |e: &(dyn std::error::Error + 'static)| {
+        AgentError::transient(format!(
+            "the stream from {url} was cut off (HTTP {}): {}",
+            parts.status,
+            error_chain(e)
+        ))
+    };
+    if !parts.status.is_success() {
+        let whole = tokio::time::timeout(timeout, body.collect())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| cut_off(&e))?;
+        return Ok(Streamed::Failed(HttpResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: whole.to_bytes(),
+        }));
+    }
+    let mut events = SseParser::default();
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|e| cut_off(&e))?,
+        };
+        if let Ok(bytes) = frame.into_data() {
+            for data in events.push(&bytes) {
+                on_data(&data)?;
+            }
+        }
+    }
+    if let Some(data) = events.finish() {
+        on_data(&data)?;
+    }
+    Ok(Streamed::Done)
+}
+
+/// Server-sent events from a byte stream: the `data` of each event (its `data:` lines joined by
+/// newlines), events ending at a blank line; comments and other fields are skipped. Chunks may
+/// split lines and UTF-8 characters anywhere.
+#[derive(Default)]
+pub(crate) struct SseParser {
+    pending: Vec<u8>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    /// The events completed by `bytes`.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                events.extend(self.data.take());
+            } else if let Some(value) = line.strip_prefix("data:") {
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match &mut self.data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => self.data = Some(value.to_owned()),
+                }
+            }
+        }
+        events
+    }
+
+    /// The last event, when the stream ended without the blank line after it.
+    pub(crate) fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            let mut events = self.push(&rest);
+            events.extend(self.push(b"\n\n"));
+            return events.pop();
+        }
+        self.data.take()
+    }
+}
+
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -281,6 +417,33 @@ impl ErrorDetail {
                 format!(": {message}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod sse_tests {
+    use super::SseParser;
+
+    #[test]
+    fn events_split_anywhere_come_out_whole() {
+        let stream = "data: {\"a\": 1}\n\n: a comment\nevent: x\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n";
+        for split in 0..stream.len() {
+            let mut parser = SseParser::default();
+            let (head, tail) = stream.as_bytes().split_at(split);
+            let mut events = parser.push(head);
+            events.extend(parser.push(tail));
+            events.extend(parser.finish());
+            assert_eq!(
+                events,
+                ["{\"a\": 1}", "line one\nline two", "[DONE]"],
+                "split at {split}"
+            );
+        }
+        // CRLF lines, and a last event without its blank line
+        let mut parser = SseParser::default();
+        let mut events = parser.push(b"data: one\r\n\r\ndata: two");
+        events.extend(parser.finish());
+        assert_eq!(events, ["one", "two"]);
     }
 }
 

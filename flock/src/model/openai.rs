@@ -162,6 +162,11 @@ pub struct OpenAiConfig {
     pub structured_output: StructuredOutput,
     /// Per-model exceptions to `structured_output` (keyed by the model part of the name).
     pub structured_output_by_model: BTreeMap<String, StructuredOutput>,
+    /// Whether answers stream as server-sent events (`"stream": true`, with
+    /// `stream_options.include_usage` for the token counts). Then `timeout` bounds the wait for
+    /// each chunk, not the whole answer: a long answer that keeps coming is not cut off, a
+    /// stalled stream is. Off by default: not every compatible server takes `stream_options`.
+    pub stream: bool,
 }
 
 impl Default for OpenAiConfig {
@@ -175,6 +180,7 @@ impl Default for OpenAiConfig {
             timeout: DEFAULT_TIMEOUT,
             structured_output: StructuredOutput::JsonSchema,
             structured_output_by_model: BTreeMap::new(),
+            stream: false,
         }
     }
 }
@@ -304,6 +310,12 @@ impl OpenAi {
             USER_AGENT,
             HeaderValue::from_static(concat!("flock/", env!("CARGO_PKG_VERSION"))),
         )];
+        let stream = match &self.flavor {
+            Flavor::OpenAi(config) | Flavor::Compatible(config) | Flavor::Ollama(config) => {
+                config.stream
+            }
+            Flavor::Azure(_) => false,
+        };
         let (config_timeout, mode, target) = match &self.flavor {
             Flavor::OpenAi(config) | Flavor::Compatible(config) | Flavor::Ollama(config) => {
                 let target = self.openai_target(config, &mut headers);
@@ -334,6 +346,7 @@ impl OpenAi {
             provider: self.name.clone(),
             model: model.to_owned(),
             timeout: config_timeout,
+            stream,
             structured_output: mode,
             target: target.map(|(url, key, secret)| Target {
                 url,
@@ -544,6 +557,7 @@ struct ChatModel {
     provider: String,
     model: String,
     timeout: Duration,
+    stream: bool,
     structured_output: StructuredOutput,
     /// Where to send requests; `Err`: what configuration is missing (reported per call).
     target: Result<Target, String>,
@@ -562,6 +576,7 @@ impl fmt::Debug for ChatModel {
         s.field("provider", &self.provider)
             .field("model", &self.model)
             .field("timeout", &self.timeout)
+            .field("stream", &self.stream)
             .field("structured_output", &self.structured_output);
         match &self.target {
             Ok(target) => s
@@ -588,11 +603,33 @@ impl Model for ChatModel {
                 .as_ref()
                 .map_err(|problem| AgentError::permanent(problem.clone()))?;
             let scrub = |error: AgentError| scrub(error, target.secret.as_ref());
-            let body = request_body(&self.model, request, self.structured_output)
+            let mut body = request_body(&self.model, request, self.structured_output)
                 .map_err(|e| AgentError::permanent(format!("{}: {e}", self.provider)))?;
+            if self.stream {
+                body["stream"] = Value::Bool(true);
+                body["stream_options"] = json!({ "include_usage": true });
+            }
             let body = serde_json::to_vec(&body).map_err(|e| {
                 AgentError::permanent(format!("{}: request not serializable: {e}", self.provider))
             })?;
+            if self.stream {
+                let mut answer = StreamedAnswer::default();
+                let streamed =
+                    http::post_sse(&target.url, &target.headers, body, self.timeout, |data| {
+                        answer.take(&self.provider, data)
+                    })
+                    .await
+                    .map_err(scrub)?;
+                return match streamed {
+                    http::Streamed::Done => answer.finish(&self.provider).map_err(scrub),
+                    http::Streamed::Failed(response) => Err(scrub(http::classify(
+                        &self.provider,
+                        &response,
+                        &target.key,
+                        SystemTime::now(),
+                    ))),
+                };
+            }
             let response = http::post_json(&target.url, &target.headers, body, self.timeout)
                 .await
                 .map_err(scrub)?;
@@ -807,6 +844,11 @@ fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentErr
             "{provider}: the response is not a valid chat completion ({e}); it began with: {shown:?}"
         ))
     })?;
+    answer_of(provider, wire)
+}
+
+/// The answer in a chat completion (whole, or put together from a stream).
+fn answer_of(provider: &str, wire: WireResponse) -> Result<ModelResponse, AgentError> {
     let usage = wire
         .usage
         .map(|u| Usage {
@@ -856,10 +898,239 @@ fn parse_response(provider: &str, body: &[u8]) -> Result<ModelResponse, AgentErr
     })
 }
 
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireChunkChoice {
+    #[serde(default)]
+    delta: WireDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolDelta>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolDelta {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// A streamed chat completion as it comes: text and refusal deltas appended, tool calls put
+/// together by index, the finish reason and the usage of the last chunks; whole at `[DONE]`.
+#[derive(Default)]
+struct StreamedAnswer {
+    model: Option<String>,
+    content: String,
+    refusal: String,
+    tool_calls: BTreeMap<usize, (String, String, String)>,
+    finish_reason: Option<String>,
+    usage: Option<WireUsage>,
+    done: bool,
+}
+
+impl StreamedAnswer {
+    /// One event's data.
+    fn take(&mut self, provider: &str, data: &str) -> Result<(), AgentError> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
+            let shown: String = data.chars().take(200).collect();
+            AgentError::transient(format!(
+                "{provider}: a streamed chunk is not a valid chat completion chunk ({e}): {shown:?}"
+            ))
+        })?;
+        if let Some(error) = chunk.error {
+            let message = error["message"]
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_owned);
+            return Err(AgentError::transient(format!(
+                "{provider}: the stream reported an error: {message}"
+            )));
+        }
+        if chunk.model.is_some() {
+            self.model = chunk.model;
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        for choice in chunk.choices {
+            if let Some(text) = choice.delta.content {
+                self.content.push_str(&text);
+            }
+            if let Some(text) = choice.delta.refusal {
+                self.refusal.push_str(&text);
+            }
+            for call in choice.delta.tool_calls.unwrap_or_default() {
+                let entry = self.tool_calls.entry(call.index).or_default();
+                if let Some(id) = call.id {
+                    entry.0 = id;
+                }
+                if let Some(function) = call.function {
+                    if let Some(name) = function.name {
+                        entry.1.push_str(&name);
+                    }
+                    if let Some(arguments) = function.arguments {
+                        entry.2.push_str(&arguments);
+                    }
+                }
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole answer; a stream that ended before `[DONE]` was cut off.
+    fn finish(self, provider: &str) -> Result<ModelResponse, AgentError> {
+        if !self.done {
+            return Err(AgentError::transient(format!(
+                "{provider}: the stream ended before `[DONE]` (after {} characters of the answer): cut off",
+                self.content.chars().count()
+            )));
+        }
+        let tool_calls: Vec<WireToolCall> = self
+            .tool_calls
+            .into_values()
+            .map(|(id, name, arguments)| WireToolCall {
+                id,
+                function: WireFunction { name, arguments },
+            })
+            .collect();
+        answer_of(
+            provider,
+            WireResponse {
+                model: self.model,
+                choices: vec![WireChoice {
+                    message: WireMessage {
+                        content: Some(self.content),
+                        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                        refusal: (!self.refusal.is_empty()).then_some(self.refusal),
+                    },
+                    finish_reason: self.finish_reason,
+                }],
+                usage: self.usage,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorClass;
+
+    fn streamed(events: &[&str]) -> Result<ModelResponse, AgentError> {
+        let mut answer = StreamedAnswer::default();
+        for event in events {
+            answer.take("openai", event)?;
+        }
+        answer.finish("openai")
+    }
+
+    #[test]
+    fn a_streamed_answer_is_put_together_like_a_whole_one() {
+        let response = streamed(&[
+            r#"{"model": "gpt-x", "choices": [{"delta": {"role": "assistant", "content": "{\"ans"}}]}"#,
+            r#"{"choices": [{"delta": {"content": "wer\": 42}"}}]}"#,
+            r#"{"choices": [{"delta": {}, "finish_reason": "stop"}]}"#,
+            r#"{"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5}}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(response.content, r#"{"answer": 42}"#);
+        assert_eq!(response.model.as_deref(), Some("gpt-x"));
+        assert_eq!(
+            (
+                response.usage.prompt_tokens,
+                response.usage.completion_tokens
+            ),
+            (12, 5)
+        );
+        // tool calls arrive in pieces, by index
+        let response = streamed(&[
+            r#"{"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "add", "arguments": ""}}]}}]}"#,
+            r#"{"choices": [{"delta": {"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "sub", "arguments": "{\"n\""}}]}}]}"#,
+            r#"{"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"n\": 1}"}}]}}]}"#,
+            r#"{"choices": [{"delta": {"tool_calls": [{"index": 1, "function": {"arguments": ": 2}"}}]}, "finish_reason": "tool_calls"}]}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        let calls: Vec<(&str, &str, &str)> = response
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [("c1", "add", r#"{"n": 1}"#), ("c2", "sub", r#"{"n": 2}"#)]
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_off_garbled_or_reporting_an_error_is_named() {
+        let error = streamed(&[r#"{"choices": [{"delta": {"content": "{\"a"}}]}"#]).unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Transient);
+        assert!(
+            error
+                .message()
+                .contains("the stream ended before `[DONE]` (after 3 characters of the answer)"),
+            "{error}"
+        );
+        let error = streamed(&["<html>"]).unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Transient);
+        assert!(
+            error
+                .message()
+                .contains("not a valid chat completion chunk"),
+            "{error}"
+        );
+        let error = streamed(&[r#"{"error": {"message": "overloaded"}}"#]).unwrap_err();
+        assert_eq!(
+            error.message(),
+            "openai: the stream reported an error: overloaded"
+        );
+        // cut off at the token limit: named like a whole answer's
+        let error = streamed(&[
+            r#"{"choices": [{"delta": {"content": "{"}, "finish_reason": "length"}]}"#,
+            "[DONE]",
+        ])
+        .unwrap_err();
+        assert_eq!(error.class(), ErrorClass::InvalidOutput);
+    }
 
     fn env(
         vars: &'static [(&'static str, &'static str)],

@@ -887,14 +887,14 @@ async fn ollama_and_azure_speak_the_same_protocol() {
 #[tokio::test]
 async fn unknown_provider_is_a_clear_error() {
     let error = Flock::builder()
-        .model("anthropic/claude-3-5-sonnet")
+        .model("mistral/mistral-large")
         .build()
         .await
         .expect_err("no such provider");
     let message = error.to_string();
     assert!(
         message.contains(
-            "unknown model provider `anthropic` in `anthropic/claude-3-5-sonnet` (known providers: test, azure, ollama, openai)"
+            "unknown model provider `mistral` in `mistral/mistral-large` (known providers: test, anthropic, azure, ollama, openai)"
         ),
         "{message}"
     );
@@ -1307,5 +1307,76 @@ async fn a_model_slower_than_the_heartbeat_timeout_succeeds() {
         assert_eq!(review.verdict, Verdict::Accept, "{executor}");
         assert_eq!(server.received().len(), 1, "{executor}: one attempt");
         flock.shutdown().await.unwrap();
+    }
+}
+
+/// With `stream: true` an answer arrives as server-sent events, put together like a whole one;
+/// the timeout bounds the wait for each chunk: an answer that takes longer than it in all but
+/// keeps coming succeeds, a stream that stalls or ends before `[DONE]` is a transient error. On
+/// both executors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_arrives_in_pieces_and_a_stalled_or_cut_stream_is_transient() {
+    let review = good_review().to_string();
+    let piece = Duration::from_millis(100);
+    for executor in ["local", "temporal"] {
+        let server = FakeOpenAi::start(vec![
+            // ~12 pieces, 100 ms apart: longer than the 400 ms timeout in all
+            server::streamed(&review, 6, piece, false),
+            server::streamed(&review, 6, Duration::from_millis(900), false),
+            server::streamed(&review, 6, Duration::ZERO, true),
+        ])
+        .await;
+        let provider = OpenAi::new(OpenAiConfig {
+            timeout: Duration::from_millis(400),
+            stream: true,
+            ..openai_config(&server)
+        });
+        let builder = Flock::builder()
+            .provider(provider)
+            .model("openai/gpt-4o-mini");
+        let flock = match executor {
+            "local" => builder.build().await.expect("a local Flock"),
+            _ => builder
+                .local_debug(false)
+                .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+                .temporal(super::temporal::config("model-stream"))
+                .build()
+                .await
+                .expect("a Flock on the test dev server"),
+        };
+        let started = std::time::Instant::now();
+        let recorded = tokio::time::timeout(
+            Duration::from_secs(30),
+            flock
+                .run(review_article, article())
+                .recorded()
+                .into_future(),
+        )
+        .await
+        .expect("the run ends");
+        let took = started.elapsed();
+        let review_got = recorded.result.as_ref().expect("the streamed answer");
+        assert_eq!(serde_json::to_value(review_got).unwrap(), good_review());
+        assert!(took > Duration::from_millis(400), "{executor}: {took:?}");
+        assert_eq!(recorded.record.usage().prompt_tokens, 11, "{executor}");
+        let sent = &server.received()[0].body;
+        assert_eq!(sent["stream"], true, "{executor}");
+        assert_eq!(sent["stream_options"], json!({ "include_usage": true }));
+
+        let stalled = flock.run(review_article, article()).recorded().await;
+        let error = agent_error(&stalled);
+        assert_eq!(error.class(), ErrorClass::Transient, "{executor}: {error}");
+        assert!(
+            error.message().contains("stalled: nothing came for 400ms"),
+            "{executor}: {error}"
+        );
+        let cut = flock.run(review_article, article()).recorded().await;
+        let error = agent_error(&cut);
+        assert_eq!(error.class(), ErrorClass::Transient, "{executor}: {error}");
+        assert!(
+            error.message().contains("the stream ended before `[DONE]`"),
+            "{executor}: {error}"
+        );
+        assert_eq!(server.received().len(), 3, "{executor}");
     }
 }

@@ -50,6 +50,38 @@ pub enum Reply {
     /// Never replies; waits for the client to close the connection (counted by
     /// [`FakeOpenAi::hang_ups`]).
     Hang,
+    /// A `200 text/event-stream` response, its pieces written one after another, each after its
+    /// delay; then the connection closes.
+    Stream(Vec<(Duration, String)>),
+}
+
+/// A streamed completion (server-sent events, chat-completion chunks) of `content` in pieces of
+/// `piece` characters, each after `every`, with usage and `[DONE]`; without `[DONE]` (and the
+/// usage) when `cut`.
+pub fn streamed(content: &str, piece: usize, every: Duration, cut: bool) -> Reply {
+    let chars: Vec<char> = content.chars().collect();
+    let mut events: Vec<(Duration, String)> = chars
+        .chunks(piece.max(1))
+        .map(|part| {
+            let text: String = part.iter().collect();
+            let chunk = json!({
+                "id": "chatcmpl-s",
+                "object": "chat.completion.chunk",
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [{ "index": 0, "delta": { "content": text }, "finish_reason": null }]
+            });
+            (every, format!("data: {chunk}\n\n"))
+        })
+        .collect();
+    if !cut {
+        let stop = json!({ "object": "chat.completion.chunk", "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] });
+        let usage = json!({ "object": "chat.completion.chunk", "choices": [], "usage": { "prompt_tokens": 11, "completion_tokens": chars.len(), "total_tokens": 11 + chars.len() } });
+        events.push((
+            Duration::ZERO,
+            format!("data: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n"),
+        ));
+    }
+    Reply::Stream(events)
 }
 
 /// A successful completion whose message content is `content`.
@@ -312,6 +344,18 @@ async fn answer_and_count(
                 while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
                 hang_ups.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
+            }
+            Reply::Stream(events) => {
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+                    .await?;
+                stream.flush().await?;
+                for (delay, event) in events {
+                    tokio::time::sleep(delay).await;
+                    stream.write_all(event.as_bytes()).await?;
+                    stream.flush().await?;
+                }
+                return stream.shutdown().await;
             }
             Reply::Raw(bytes) => {
                 stream.write_all(&bytes).await?;
