@@ -42,15 +42,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hyper::header::{HeaderName, HeaderValue, USER_AGENT};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{self, KeyHint};
-use super::openai::{ApiKey, check_url, scrub, secret_header};
+use super::http::KeyHint;
+use super::openai::{ApiKey, Target, check_url, secret_header};
 use super::{Message, Model, ModelRequest, ModelResponse, Provider, Role, ToolCall, Usage};
 use crate::error::AgentError;
 
@@ -214,7 +214,7 @@ impl Provider for Anthropic {
                 url,
                 headers,
                 key,
-                secret,
+                secret: Some(secret),
             }),
         }))
     }
@@ -227,13 +227,6 @@ struct MessagesModel {
     timeout: Duration,
     output: AnthropicOutput,
     target: Result<Target, String>,
-}
-
-struct Target {
-    url: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    key: KeyHint,
-    secret: ApiKey,
 }
 
 impl fmt::Debug for MessagesModel {
@@ -265,24 +258,13 @@ impl Model for MessagesModel {
                 .target
                 .as_ref()
                 .map_err(|problem| AgentError::permanent(problem.clone()))?;
-            let scrub = |error: AgentError| scrub(error, Some(&target.secret));
             let body = request_body(&self.model, self.max_tokens, request, self.output)
                 .map_err(|e| AgentError::permanent(format!("anthropic: {e}")))?;
-            let body = serde_json::to_vec(&body).map_err(|e| {
-                AgentError::permanent(format!("anthropic: request not serializable: {e}"))
-            })?;
-            let response = http::post_json(&target.url, &target.headers, body, self.timeout)
+            target
+                .exchange("anthropic", &body, self.timeout, |bytes| {
+                    parse_response(bytes, self.output)
+                })
                 .await
-                .map_err(scrub)?;
-            if !response.status.is_success() {
-                return Err(scrub(http::classify(
-                    "anthropic",
-                    &response,
-                    &target.key,
-                    SystemTime::now(),
-                )));
-            }
-            parse_response(&response.body, self.output).map_err(scrub)
         })
     }
 }

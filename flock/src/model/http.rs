@@ -57,23 +57,12 @@ pub(crate) async fn post_json(
     timeout: Duration,
 ) -> Result<HttpResponse, AgentError> {
     let client = client()?;
-    let mut request = Request::builder().method(Method::POST).uri(url);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| AgentError::permanent(format!("invalid request to {url}: {e}")))?;
+    let request = json_post(url, headers, body, None)?;
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            let what = if e.is_connect() {
-                "could not connect to"
-            } else {
-                "the connection failed while talking to"
-            };
-            AgentError::transient(format!("{what} {url}: {}", error_chain(&e)))
-        })?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| connection_failed(url, &e))?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| {
             AgentError::transient(format!(
@@ -120,18 +109,7 @@ pub(crate) async fn post_sse(
     mut on_data: impl FnMut(&str) -> Result<(), AgentError>,
 ) -> Result<Streamed, AgentError> {
     let client = client()?;
-    let mut request = Request::builder().method(Method::POST).uri(url);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(
-            hyper::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| AgentError::permanent(format!("invalid request to {url}: {e}")))?;
+    let request = json_post(url, headers, body, Some("text/event-stream"))?;
     let timed_out = || {
         AgentError::transient(format!(
             "the stream from {url} stalled: nothing came for {timeout:?}"
@@ -140,14 +118,7 @@ pub(crate) async fn post_sse(
     let response = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| timed_out())?
-        .map_err(|e| {
-            let what = if e.is_connect() {
-                "could not connect to"
-            } else {
-                "the connection failed while talking to"
-            };
-            AgentError::transient(format!("{what} {url}: {}", error_chain(&e)))
-        })?;
+        .map_err(|e| connection_failed(url, &e))?;
     let (parts, mut body) = response.into_parts();
     let cut_off = |e: &(dyn std::error::Error + 'static)| {
         AgentError::transient(format!(
@@ -230,6 +201,36 @@ impl SseParser {
         }
         self.data.take()
     }
+}
+
+/// A JSON POST of `body` to `url` with `headers`, asking for `accept` when given.
+fn json_post(
+    url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Vec<u8>,
+    accept: Option<&'static str>,
+) -> Result<Request<Full<Bytes>>, AgentError> {
+    let mut request = Request::builder().method(Method::POST).uri(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    if let Some(accept) = accept {
+        request = request.header(hyper::header::ACCEPT, HeaderValue::from_static(accept));
+    }
+    request
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| AgentError::permanent(format!("invalid request to {url}: {e}")))
+}
+
+/// A request that got no response: transient, saying whether the connection was ever made.
+fn connection_failed(url: &str, error: &hyper_util::client::legacy::Error) -> AgentError {
+    let what = if error.is_connect() {
+        "could not connect to"
+    } else {
+        "the connection failed while talking to"
+    };
+    AgentError::transient(format!("{what} {url}: {}", error_chain(error)))
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

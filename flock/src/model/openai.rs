@@ -563,11 +563,41 @@ struct ChatModel {
     target: Result<Target, String>,
 }
 
-struct Target {
-    url: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    key: KeyHint,
-    secret: Option<ApiKey>,
+/// Where a provider's requests go, with their headers, where the key came from, and the key.
+pub(super) struct Target {
+    pub(super) url: String,
+    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(super) key: KeyHint,
+    pub(super) secret: Option<ApiKey>,
+}
+
+impl Target {
+    /// POSTs `body` and reads the whole answer with `parse`: a failed status is classified (a
+    /// rejected key named by where it came from), and the key is scrubbed from every error.
+    pub(super) async fn exchange(
+        &self,
+        provider: &str,
+        body: &Value,
+        timeout: Duration,
+        parse: impl FnOnce(&[u8]) -> Result<ModelResponse, AgentError>,
+    ) -> Result<ModelResponse, AgentError> {
+        let answer = async {
+            let body = serde_json::to_vec(body).map_err(|e| {
+                AgentError::permanent(format!("{provider}: request not serializable: {e}"))
+            })?;
+            let response = http::post_json(&self.url, &self.headers, body, timeout).await?;
+            if !response.status.is_success() {
+                return Err(http::classify(
+                    provider,
+                    &response,
+                    &self.key,
+                    SystemTime::now(),
+                ));
+            }
+            parse(&response.body)
+        };
+        answer.await.map_err(|e| scrub(e, self.secret.as_ref()))
+    }
 }
 
 impl fmt::Debug for ChatModel {
@@ -605,48 +635,39 @@ impl Model for ChatModel {
             let scrub = |error: AgentError| scrub(error, target.secret.as_ref());
             let mut body = request_body(&self.model, request, self.structured_output)
                 .map_err(|e| AgentError::permanent(format!("{}: {e}", self.provider)))?;
-            if self.stream {
-                body["stream"] = Value::Bool(true);
-                body["stream_options"] = json!({ "include_usage": true });
+            if !self.stream {
+                return target
+                    .exchange(&self.provider, &body, self.timeout, |bytes| {
+                        parse_response(&self.provider, bytes)
+                    })
+                    .await;
             }
+            body["stream"] = Value::Bool(true);
+            body["stream_options"] = json!({ "include_usage": true });
             let body = serde_json::to_vec(&body).map_err(|e| {
                 AgentError::permanent(format!("{}: request not serializable: {e}", self.provider))
             })?;
-            if self.stream {
-                let mut answer = StreamedAnswer::default();
-                let streamed =
-                    http::post_sse(&target.url, &target.headers, body, self.timeout, |data| {
-                        answer.take(&self.provider, data)
-                    })
-                    .await
-                    .map_err(scrub)?;
-                return match streamed {
-                    http::Streamed::Done => answer.finish(&self.provider).map_err(scrub),
-                    http::Streamed::Failed(response) => Err(scrub(http::classify(
-                        &self.provider,
-                        &response,
-                        &target.key,
-                        SystemTime::now(),
-                    ))),
-                };
-            }
-            let response = http::post_json(&target.url, &target.headers, body, self.timeout)
+            let mut answer = StreamedAnswer::default();
+            let streamed =
+                http::post_sse(&target.url, &target.headers, body, self.timeout, |data| {
+                    answer.take(&self.provider, data)
+                })
                 .await
                 .map_err(scrub)?;
-            if !response.status.is_success() {
-                return Err(scrub(http::classify(
+            match streamed {
+                http::Streamed::Done => answer.finish(&self.provider).map_err(scrub),
+                http::Streamed::Failed(response) => Err(scrub(http::classify(
                     &self.provider,
                     &response,
                     &target.key,
                     SystemTime::now(),
-                )));
+                ))),
             }
-            parse_response(&self.provider, &response.body).map_err(scrub)
         })
     }
 }
 
-pub(super) fn scrub(error: AgentError, secret: Option<&ApiKey>) -> AgentError {
+fn scrub(error: AgentError, secret: Option<&ApiKey>) -> AgentError {
     match secret {
         Some(secret)
             if !secret.expose().is_empty() && error.message().contains(secret.expose()) =>

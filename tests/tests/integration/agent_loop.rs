@@ -33,31 +33,16 @@ fn provider(server: &FakeOpenAi) -> OpenAi {
 /// A local `Flock` and one on the test server (with its own worker on `queue`), each answered by
 /// its own stand-in scripted with `replies`.
 async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOpenAi); 2] {
-    let local_model = FakeOpenAi::start(replies.clone()).await;
-    let local = Flock::builder()
-        .provider(provider(&local_model))
-        .model("openai/gpt-4o-mini")
-        .temporal(TemporalExecutorConfig {
-            retry_interval: Duration::from_millis(10),
-            ..Default::default()
-        })
-        .build()
-        .await
-        .expect("a local Flock");
-    let temporal_model = FakeOpenAi::start(replies).await;
-    let temporal = Flock::builder()
-        .provider(provider(&temporal_model))
-        .model("openai/gpt-4o-mini")
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
-        .build()
-        .await
-        .expect("a Flock on the test dev server");
-    [
-        ("local", local, local_model),
-        ("temporal", temporal, temporal_model),
-    ]
+    super::temporal::on_both(queue, replies, |model| {
+        Flock::builder()
+            .provider(provider(model))
+            .model("openai/gpt-4o-mini")
+            .temporal(TemporalExecutorConfig {
+                retry_interval: Duration::from_millis(10),
+                ..Default::default()
+            })
+    })
+    .await
 }
 
 /// The script of [`durability::trip_planner`]: one tool per model request, then the plan.

@@ -93,29 +93,13 @@ fn provider(server: &FakeOpenAi) -> Anthropic {
 
 /// A local `Flock` and one on the test server, each answered by its own stand-in.
 async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOpenAi); 2] {
-    let local_model = FakeOpenAi::start(replies.clone()).await;
-    let local = Flock::builder()
-        .provider(provider(&local_model))
-        .model("anthropic/claude-test")
-        .serve_only(["claude_agent"])
-        .build()
-        .await
-        .expect("a local Flock");
-    let temporal_model = FakeOpenAi::start(replies).await;
-    let temporal = Flock::builder()
-        .provider(provider(&temporal_model))
-        .model("anthropic/claude-test")
-        .serve_only(["claude_agent"])
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
-        .build()
-        .await
-        .expect("a Flock on the test dev server");
-    [
-        ("local", local, local_model),
-        ("temporal", temporal, temporal_model),
-    ]
+    super::temporal::on_both(queue, replies, |model| {
+        Flock::builder()
+            .provider(provider(model))
+            .model("anthropic/claude-test")
+            .serve_only(["claude_agent"])
+    })
+    .await
 }
 
 fn question() -> Sum {

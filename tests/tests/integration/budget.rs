@@ -13,7 +13,6 @@ use flock::usage::PriceTable;
 use flock::{Budget, Usage};
 
 use super::model::server::{FakeOpenAi, Reply, answer};
-use super::temporal::config;
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -85,34 +84,32 @@ fn replies(n: usize) -> Vec<Reply> {
 }
 
 /// A local `Flock` and one on the test server (with its own worker on `queue`), each answered by
-/// its own stand-in; requests to `openai/gpt-4o-mini` priced at $0.01 each.
+/// its own stand-in with `n` answers; requests to `openai/gpt-4o-mini` priced at $0.01 each.
 async fn both(queue: &str, n: usize) -> [(&'static str, Flock, FakeOpenAi); 2] {
-    let flock = |server: &FakeOpenAi| {
+    super::temporal::on_both(queue, replies(n), |model| {
         Flock::builder()
             .provider(OpenAi::new(OpenAiConfig {
                 api_key: Some("sk-budget".into()),
-                base_url: Some(server.base_url()),
+                base_url: Some(model.base_url()),
                 timeout: Duration::from_secs(10),
                 ..OpenAiConfig::default()
             }))
             .model("openai/gpt-4o-mini")
             .prices(PriceTable::new().price("openai/gpt-4o-mini", 50.0, 100.0))
             .serve_only(["budget_tree", "budget_rounds", "budget_writer"])
-    };
-    let local_model = FakeOpenAi::start(replies(n)).await;
-    let local = flock(&local_model).build().await.expect("a local Flock");
-    let temporal_model = FakeOpenAi::start(replies(n)).await;
-    let temporal = flock(&temporal_model)
-        .local_debug(false)
-        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
-        .temporal(config(queue))
-        .build()
+    })
+    .await
+}
+
+/// How a run that must fail failed, within [`BOUND`].
+async fn failure<T: std::fmt::Debug>(
+    run: impl IntoFuture<Output = Result<T, flock::Error>>,
+) -> String {
+    tokio::time::timeout(BOUND, run.into_future())
         .await
-        .expect("a Flock on the test dev server");
-    [
-        ("local", local, local_model),
-        ("temporal", temporal, temporal_model),
-    ]
+        .expect("the run ends")
+        .expect_err("the run fails")
+        .to_string()
 }
 
 fn brief() -> Brief {
@@ -125,17 +122,12 @@ fn brief() -> Brief {
 async fn a_run_tree_over_its_budget_fails_naming_the_budget_and_the_totals_on_both_executors() {
     // 400 tokens: the first child spends 300, the second's first request takes the tree to 450
     for (executor, flock, model) in both("budget-tokens", 4).await {
-        let error = tokio::time::timeout(
-            BOUND,
+        let text = failure(
             flock
                 .run_flow(budget_tree, brief())
-                .budget(Budget::tokens(400))
-                .into_future(),
+                .budget(Budget::tokens(400)),
         )
-        .await
-        .expect("the run ends")
-        .unwrap_err();
-        let text = error.to_string();
+        .await;
         assert!(
             text.contains("child flow `budget_child`")
                 && text.contains("the run's budget is used up: its run tree spent 450 tokens (300 prompt, 150 completion) in 3 model requests, $0.0300, with a budget of 400 tokens"),
@@ -146,17 +138,12 @@ async fn a_run_tree_over_its_budget_fails_naming_the_budget_and_the_totals_on_bo
     }
     // in dollars: $0.025 lets two requests through and stops the run after the third
     for (executor, flock, model) in both("budget-cost", 4).await {
-        let error = tokio::time::timeout(
-            BOUND,
+        let error = failure(
             flock
                 .run_flow(budget_tree, brief())
-                .budget(Budget::cost_usd(0.025))
-                .into_future(),
+                .budget(Budget::cost_usd(0.025)),
         )
-        .await
-        .expect("the run ends")
-        .unwrap_err()
-        .to_string();
+        .await;
         assert!(
             error.contains("spent 450 tokens") && error.contains("with a budget of $0.0250"),
             "{executor}: {error}"
@@ -165,17 +152,12 @@ async fn a_run_tree_over_its_budget_fails_naming_the_budget_and_the_totals_on_bo
     }
     // across continue-as-new: the third run's request takes the spending to 450
     for (executor, flock, model) in both("budget-rounds", 4).await {
-        let error = tokio::time::timeout(
-            BOUND,
+        let error = failure(
             flock
                 .run_flow(budget_rounds, Rounds { left: 4 })
-                .budget(Budget::tokens(400))
-                .into_future(),
+                .budget(Budget::tokens(400)),
         )
-        .await
-        .expect("the run ends")
-        .unwrap_err()
-        .to_string();
+        .await;
         assert!(
             error.contains("spent 450 tokens") && error.contains("with a budget of 400 tokens"),
             "{executor}: {error}"
@@ -184,17 +166,12 @@ async fn a_run_tree_over_its_budget_fails_naming_the_budget_and_the_totals_on_bo
     }
     // an agent run on its own with a budget smaller than one answer: it fails after the answer
     for (executor, flock, model) in both("budget-agent", 1).await {
-        let error = tokio::time::timeout(
-            BOUND,
+        let error = failure(
             flock
                 .run(budget_writer, brief())
-                .budget(Budget::tokens(100))
-                .into_future(),
+                .budget(Budget::tokens(100)),
         )
-        .await
-        .expect("the run ends")
-        .unwrap_err()
-        .to_string();
+        .await;
         assert!(
             error.contains("spent 150 tokens") && error.contains("with a budget of 100 tokens"),
             "{executor}: {error}"

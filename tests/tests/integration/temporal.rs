@@ -77,6 +77,27 @@ pub(super) fn on_test_server(builder: FlockBuilder, task_queue: &str) -> FlockBu
         .temporal(config(task_queue))
 }
 
+/// A local `Flock` and one on the test dev server (its worker on `task_queue`), each built by
+/// `make` around a model stand-in of its own scripted with `replies`: `(executor, flock, model)`.
+pub(super) async fn on_both(
+    task_queue: &str,
+    replies: Vec<super::model::server::Reply>,
+    make: impl Fn(&super::model::server::FakeOpenAi) -> FlockBuilder,
+) -> [(&'static str, Flock, super::model::server::FakeOpenAi); 2] {
+    use super::model::server::FakeOpenAi;
+    let local_model = FakeOpenAi::start(replies.clone()).await;
+    let local = make(&local_model).build().await.expect("a local Flock");
+    let temporal_model = FakeOpenAi::start(replies).await;
+    let temporal = on_test_server(make(&temporal_model), task_queue)
+        .build()
+        .await
+        .expect("a Flock on the test dev server");
+    [
+        ("local", local, local_model),
+        ("temporal", temporal, temporal_model),
+    ]
+}
+
 pub(super) async fn temporal_flock(task_queue: &str) -> Flock {
     on_test_server(Flock::builder().model("test"), task_queue)
         .build()
