@@ -38,8 +38,10 @@
 //! like the output tool is an error. [`AnthropicOutput::Prompted`] sends no output tool: the
 //! prompt alone asks for the JSON.
 //!
-//! Not yet: streaming (server-sent events); prompt caching; extended thinking.
+//! With [`AnthropicConfig::stream`] answers stream as server-sent events. Not yet: prompt
+//! caching; extended thinking.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,9 @@ pub struct AnthropicConfig {
     pub timeout: Duration,
     /// How structured output is requested.
     pub output: AnthropicOutput,
+    /// Whether answers stream as server-sent events (`"stream": true`): `timeout` then bounds the
+    /// wait for each event, not the whole answer. Off by default.
+    pub stream: bool,
 }
 
 impl Default for AnthropicConfig {
@@ -100,6 +105,7 @@ impl Default for AnthropicConfig {
             max_tokens: 4096,
             timeout: super::openai::DEFAULT_TIMEOUT,
             output: AnthropicOutput::Tool,
+            stream: false,
         }
     }
 }
@@ -210,6 +216,7 @@ impl Provider for Anthropic {
             max_tokens: self.config.max_tokens,
             timeout: self.config.timeout,
             output: self.config.output,
+            stream: self.config.stream,
             target: target.map(|(url, key, secret)| Target {
                 url,
                 headers,
@@ -226,6 +233,7 @@ struct MessagesModel {
     max_tokens: u32,
     timeout: Duration,
     output: AnthropicOutput,
+    stream: bool,
     target: Result<Target, String>,
 }
 
@@ -235,7 +243,8 @@ impl fmt::Debug for MessagesModel {
         s.field("model", &self.model)
             .field("max_tokens", &self.max_tokens)
             .field("timeout", &self.timeout)
-            .field("output", &self.output);
+            .field("output", &self.output)
+            .field("stream", &self.stream);
         match &self.target {
             Ok(target) => s.field("url", &target.url).field("api_key", &"<redacted>"),
             Err(problem) => s.field("unusable", problem),
@@ -258,13 +267,21 @@ impl Model for MessagesModel {
                 .target
                 .as_ref()
                 .map_err(|problem| AgentError::permanent(problem.clone()))?;
-            let body = request_body(&self.model, self.max_tokens, request, self.output)
+            let mut body = request_body(&self.model, self.max_tokens, request, self.output)
                 .map_err(|e| AgentError::permanent(format!("anthropic: {e}")))?;
+            if !self.stream {
+                return target
+                    .exchange("anthropic", &body, self.timeout, |bytes| {
+                        parse_response(bytes, self.output)
+                    })
+                    .await;
+            }
+            body["stream"] = Value::Bool(true);
+            let mut message = StreamedMessage::default();
             target
-                .exchange("anthropic", &body, self.timeout, |bytes| {
-                    parse_response(bytes, self.output)
-                })
-                .await
+                .stream("anthropic", &body, self.timeout, |data| message.take(data))
+                .await?;
+            message.finish(self.output)
         })
     }
 }
@@ -445,15 +462,59 @@ fn parse_response(body: &[u8], output: AnthropicOutput) -> Result<ModelResponse,
             "anthropic: the response is not a valid Messages API message ({e}); it began with: {shown:?}"
         ))
     })?;
-    let usage = wire
-        .usage
-        .map(|u| Usage {
-            prompt_tokens: u.input_tokens.unwrap_or(0),
-            completion_tokens: u.output_tokens.unwrap_or(0),
-            ..Usage::default()
+    let usage = wire.usage.map(WireUsage::usage).unwrap_or_default();
+    let blocks = wire
+        .content
+        .into_iter()
+        .filter_map(|block| match block {
+            WireBlock::Text { text } => Some(Block::Text(text)),
+            WireBlock::ToolUse { id, name, input } => Some(Block::ToolUse {
+                id,
+                name,
+                input: input.to_string(),
+            }),
+            WireBlock::Other => None,
         })
-        .unwrap_or_default();
-    match wire.stop_reason.as_deref() {
+        .collect();
+    answer_of(
+        wire.model,
+        blocks,
+        wire.stop_reason.as_deref(),
+        usage,
+        output,
+    )
+}
+
+/// A content block of an answer, its tool input as JSON text.
+#[derive(Debug)]
+enum Block {
+    Text(String),
+    ToolUse {
+        id: String,
+        name: String,
+        input: String,
+    },
+}
+
+impl WireUsage {
+    fn usage(self) -> Usage {
+        Usage {
+            prompt_tokens: self.input_tokens.unwrap_or(0),
+            completion_tokens: self.output_tokens.unwrap_or(0),
+            ..Usage::default()
+        }
+    }
+}
+
+/// The answer in a message (whole, or put together from a stream).
+fn answer_of(
+    model: Option<String>,
+    blocks: Vec<Block>,
+    stop_reason: Option<&str>,
+    usage: Usage,
+    output: AnthropicOutput,
+) -> Result<ModelResponse, AgentError> {
+    match stop_reason {
         Some("max_tokens") => {
             return Err(AgentError::invalid_output(format!(
                 "anthropic: the answer was cut off at the request's token limit (stop_reason `max_tokens`, after {} output tokens): raise `AnthropicConfig::max_tokens`, or ask for a shorter answer",
@@ -470,20 +531,19 @@ fn parse_response(body: &[u8], output: AnthropicOutput) -> Result<ModelResponse,
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut answer = None;
-    for block in wire.content {
+    for block in blocks {
         match block {
-            WireBlock::Text { text: part } => text.push_str(&part),
-            WireBlock::ToolUse { name, input, .. }
+            Block::Text(part) => text.push_str(&part),
+            Block::ToolUse { name, input, .. }
                 if output == AnthropicOutput::Tool && name == OUTPUT_TOOL =>
             {
-                answer = Some(input.to_string());
+                answer = Some(input);
             }
-            WireBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
                 id,
                 name,
-                arguments: input.to_string(),
+                arguments: input,
             }),
-            WireBlock::Other => {}
         }
     }
     let (content, tool_calls) = match answer {
@@ -494,8 +554,114 @@ fn parse_response(body: &[u8], output: AnthropicOutput) -> Result<ModelResponse,
         content,
         tool_calls,
         usage,
-        model: wire.model,
+        model,
     })
+}
+
+/// A streamed message as it comes (the Messages API's events: `message_start`,
+/// `content_block_start`/`_delta`/`_stop`, `message_delta`, `message_stop`, `ping`, `error`):
+/// text deltas appended, tool inputs put together from their partial JSON; whole at
+/// `message_stop`.
+#[derive(Default)]
+struct StreamedMessage {
+    model: Option<String>,
+    blocks: BTreeMap<u64, Block>,
+    stop_reason: Option<String>,
+    usage: Usage,
+    done: bool,
+}
+
+impl StreamedMessage {
+    /// One event's data.
+    fn take(&mut self, data: &str) -> Result<(), AgentError> {
+        let event: Value = serde_json::from_str(data).map_err(|e| {
+            let shown: String = data.chars().take(200).collect();
+            AgentError::transient(format!(
+                "anthropic: a streamed event is not valid JSON ({e}): {shown:?}"
+            ))
+        })?;
+        let index = event["index"].as_u64().unwrap_or(0);
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => {
+                let message = &event["message"];
+                self.model = message["model"].as_str().map(str::to_owned);
+                self.usage.prompt_tokens = message["usage"]["input_tokens"].as_u64().unwrap_or(0);
+            }
+            "content_block_start" => {
+                let block = &event["content_block"];
+                let text = |key: &str| block[key].as_str().unwrap_or_default().to_owned();
+                let started = match block["type"].as_str() {
+                    Some("tool_use") => Block::ToolUse {
+                        id: text("id"),
+                        name: text("name"),
+                        // the input comes as partial JSON; an empty one is the start's input
+                        input: String::new(),
+                    },
+                    _ => Block::Text(text("text")),
+                };
+                self.blocks.insert(index, started);
+            }
+            "content_block_delta" => {
+                let delta = &event["delta"];
+                match (self.blocks.get_mut(&index), delta["type"].as_str()) {
+                    (Some(Block::Text(text)), Some("text_delta")) => {
+                        text.push_str(delta["text"].as_str().unwrap_or_default());
+                    }
+                    (Some(Block::ToolUse { input, .. }), Some("input_json_delta")) => {
+                        input.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = event["delta"]["stop_reason"].as_str() {
+                    self.stop_reason = Some(reason.to_owned());
+                }
+                if let Some(tokens) = event["usage"]["output_tokens"].as_u64() {
+                    self.usage.completion_tokens = tokens;
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let error = &event["error"];
+                return Err(AgentError::transient(format!(
+                    "anthropic: the stream reported an error: {} ({})",
+                    error["message"].as_str().unwrap_or_default(),
+                    error["type"].as_str().unwrap_or("error")
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The whole answer; a stream that ended before `message_stop` was cut off.
+    fn finish(self, output: AnthropicOutput) -> Result<ModelResponse, AgentError> {
+        if !self.done {
+            return Err(AgentError::transient(
+                "anthropic: the stream ended before `message_stop`: cut off",
+            ));
+        }
+        let blocks = self
+            .blocks
+            .into_values()
+            .map(|block| match block {
+                Block::ToolUse { id, name, input } if input.trim().is_empty() => Block::ToolUse {
+                    id,
+                    name,
+                    input: "{}".into(),
+                },
+                block => block,
+            })
+            .collect();
+        answer_of(
+            self.model,
+            blocks,
+            self.stop_reason.as_deref(),
+            self.usage,
+            output,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -581,6 +747,88 @@ mod tests {
             parse_response(body.to_string().as_bytes(), AnthropicOutput::Prompted).unwrap();
         assert_eq!(response.content, "Here:");
         assert_eq!(response.tool_calls.len(), 2);
+    }
+
+    /// The events of a streamed message, as the Messages API sends them.
+    const STREAM: [&str; 11] = [
+        r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-x","stop_reason":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type": "ping"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me "}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"check."}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"twice","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"n\": "}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"21}"}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":40}}"#,
+        r#"{"type":"message_stop"}"#,
+    ];
+
+    fn streamed(events: &[&str]) -> Result<ModelResponse, AgentError> {
+        let mut message = StreamedMessage::default();
+        for event in events {
+            message.take(event)?;
+        }
+        message.finish(AnthropicOutput::Tool)
+    }
+
+    #[test]
+    fn a_streamed_message_is_put_together_like_a_whole_one() {
+        let response = streamed(&STREAM).unwrap();
+        assert_eq!(response.content, "Let me check.");
+        assert_eq!(response.model.as_deref(), Some("claude-x"));
+        assert_eq!(
+            (
+                response.usage.prompt_tokens,
+                response.usage.completion_tokens
+            ),
+            (25, 40)
+        );
+        assert_eq!(
+            response.tool_calls,
+            [ToolCall {
+                id: "toolu_1".into(),
+                name: "twice".into(),
+                arguments: r#"{"n": 21}"#.into(),
+            }]
+        );
+        // the output tool's input is the answer; a tool without deltas has the input {}
+        let answer = streamed(&[
+            STREAM[0],
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"final_result","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"value\": [\"x\"]}"}}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"u","name":"noop","input":{}}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"message_stop"}"#,
+        ])
+        .unwrap();
+        assert_eq!(answer.content, r#"{"value": ["x"]}"#);
+        assert!(answer.tool_calls.is_empty());
+    }
+
+    #[test]
+    fn a_stream_cut_off_garbled_or_reporting_an_error_is_named() {
+        let error = streamed(&STREAM[..9]).unwrap_err();
+        assert_eq!(error.class(), crate::ErrorClass::Transient);
+        assert!(error.message().contains("before `message_stop`"), "{error}");
+        let error = streamed(&["<html>"]).unwrap_err();
+        assert!(error.message().contains("not valid JSON"), "{error}");
+        let error = streamed(&[
+            STREAM[0],
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(
+            error.message(),
+            "anthropic: the stream reported an error: Overloaded (overloaded_error)"
+        );
+        let error = streamed(&[
+            STREAM[0],
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":4096}}"#,
+            r#"{"type":"message_stop"}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(error.class(), crate::ErrorClass::InvalidOutput);
     }
 
     #[test]

@@ -598,6 +598,33 @@ impl Target {
         };
         answer.await.map_err(|e| scrub(e, self.secret.as_ref()))
     }
+
+    /// POSTs `body` and hands each server-sent event's data of a successful answer to
+    /// `on_data` as it comes ([`http::post_sse`]); a failed status is classified, and the key is
+    /// scrubbed from every error.
+    pub(super) async fn stream(
+        &self,
+        provider: &str,
+        body: &Value,
+        timeout: Duration,
+        on_data: impl FnMut(&str) -> Result<(), AgentError>,
+    ) -> Result<(), AgentError> {
+        let streamed = async {
+            let body = serde_json::to_vec(body).map_err(|e| {
+                AgentError::permanent(format!("{provider}: request not serializable: {e}"))
+            })?;
+            match http::post_sse(&self.url, &self.headers, body, timeout, on_data).await? {
+                http::Streamed::Done => Ok(()),
+                http::Streamed::Failed(response) => Err(http::classify(
+                    provider,
+                    &response,
+                    &self.key,
+                    SystemTime::now(),
+                )),
+            }
+        };
+        streamed.await.map_err(|e| scrub(e, self.secret.as_ref()))
+    }
 }
 
 impl fmt::Debug for ChatModel {
@@ -632,7 +659,6 @@ impl Model for ChatModel {
                 .target
                 .as_ref()
                 .map_err(|problem| AgentError::permanent(problem.clone()))?;
-            let scrub = |error: AgentError| scrub(error, target.secret.as_ref());
             let mut body = request_body(&self.model, request, self.structured_output)
                 .map_err(|e| AgentError::permanent(format!("{}: {e}", self.provider)))?;
             if !self.stream {
@@ -644,25 +670,15 @@ impl Model for ChatModel {
             }
             body["stream"] = Value::Bool(true);
             body["stream_options"] = json!({ "include_usage": true });
-            let body = serde_json::to_vec(&body).map_err(|e| {
-                AgentError::permanent(format!("{}: request not serializable: {e}", self.provider))
-            })?;
             let mut answer = StreamedAnswer::default();
-            let streamed =
-                http::post_sse(&target.url, &target.headers, body, self.timeout, |data| {
+            target
+                .stream(&self.provider, &body, self.timeout, |data| {
                     answer.take(&self.provider, data)
                 })
-                .await
-                .map_err(scrub)?;
-            match streamed {
-                http::Streamed::Done => answer.finish(&self.provider).map_err(scrub),
-                http::Streamed::Failed(response) => Err(scrub(http::classify(
-                    &self.provider,
-                    &response,
-                    &target.key,
-                    SystemTime::now(),
-                ))),
-            }
+                .await?;
+            answer
+                .finish(&self.provider)
+                .map_err(|e| scrub(e, target.secret.as_ref()))
         })
     }
 }

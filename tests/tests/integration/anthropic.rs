@@ -291,3 +291,79 @@ fn provider_config(server: &FakeOpenAi) -> AnthropicConfig {
         ..AnthropicConfig::default()
     }
 }
+
+/// A streamed Messages API answer: `event:`/`data:` pairs, one every 50 ms.
+fn stream_of(events: &[Value]) -> Reply {
+    Reply::Stream(
+        events
+            .iter()
+            .map(|event| {
+                let kind = event["type"].as_str().unwrap_or("message");
+                (
+                    Duration::from_millis(50),
+                    format!("event: {kind}\ndata: {event}\n\n"),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A streamed message of one tool use, its input in two pieces.
+fn streamed_tool_use(id: &str, name: &str, first: &str, second: &str, input_tokens: u64) -> Reply {
+    stream_of(&[
+        json!({ "type": "message_start", "message": { "id": "msg_s", "type": "message", "role": "assistant", "content": [], "model": "claude-test-2026", "stop_reason": null, "usage": { "input_tokens": input_tokens, "output_tokens": 1 } } }),
+        json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "tool_use", "id": id, "name": name, "input": {} } }),
+        json!({ "type": "ping" }),
+        json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "input_json_delta", "partial_json": first } }),
+        json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "input_json_delta", "partial_json": second } }),
+        json!({ "type": "content_block_stop", "index": 0 }),
+        json!({ "type": "message_delta", "delta": { "stop_reason": "tool_use", "stop_sequence": null }, "usage": { "output_tokens": 7 } }),
+        json!({ "type": "message_stop" }),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_message_answers_on_both_executors() {
+    let script = vec![
+        streamed_tool_use("toolu_1", "twice", r#"{"n": "#, "21}", 20),
+        streamed_tool_use(
+            "toolu_final",
+            "final_result",
+            r#"{"answer": "#,
+            r#""42"}"#,
+            30,
+        ),
+    ];
+    for (executor, flock, model) in super::temporal::on_both("anthropic-stream", script, |model| {
+        Flock::builder()
+            .provider(Anthropic::new(AnthropicConfig {
+                stream: true,
+                // the whole answer takes ~400 ms: the timeout bounds each event's wait
+                timeout: Duration::from_millis(300),
+                ..provider_config(model)
+            }))
+            .model("anthropic/claude-test")
+            .serve_only(["claude_agent"])
+    })
+    .await
+    {
+        let recorded = tokio::time::timeout(
+            BOUND,
+            flock.run(claude_agent, question()).recorded().into_future(),
+        )
+        .await
+        .expect("the run ends");
+        assert_eq!(recorded.result.unwrap().answer, "42", "{executor}");
+        assert_eq!(recorded.record.usage().prompt_tokens, 50, "{executor}");
+        let received = model.received();
+        assert_eq!(received.len(), 2, "{executor}");
+        assert_eq!(received[0].body["stream"], true, "{executor}");
+        // the tool's input, put together from its pieces, went back as a tool use
+        let messages = received[1].body["messages"].as_array().unwrap().clone();
+        assert_eq!(
+            messages[messages.len() - 2]["content"][0]["input"],
+            json!({ "n": 21 }),
+            "{executor}"
+        );
+    }
+}
