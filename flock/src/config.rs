@@ -359,8 +359,8 @@ pub enum Pollers {
 
 impl Pollers {
     /// The default: autoscaling between 1 and 100 polls, starting at 5 (the bounds Temporal's
-    /// SDK enrolls workers with where the namespace asks for it). An idle worker holds one poll
-    /// per kind of task instead of five; a backlog gets up to 100.
+    /// SDK enrolls workers with where the namespace asks for it): polls that come back empty
+    /// shrink it toward one per kind of task, a backlog grows it up to 100.
     pub const AUTO: Pollers = Pollers::Autoscaling {
         minimum: 1,
         maximum: 100,
