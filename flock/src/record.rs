@@ -134,7 +134,18 @@ impl RunRecord {
         }
     }
 
-    /// Model token usage of every step of this run and its children.
+    /// Model token usage of this run's own steps (its agent calls), without its children's:
+    /// what one flow spent. [`usage`](Self::usage) adds the children's; each step has its own
+    /// ([`StepRecord::usage`]).
+    pub fn own_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for step in &self.steps {
+            total += step.usage;
+        }
+        total
+    }
+
+    /// Model token usage of every step of this run and its children: what the run tree spent.
     pub fn usage(&self) -> Usage {
         let mut total = Usage::default();
         for step in &self.steps {

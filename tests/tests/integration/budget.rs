@@ -205,7 +205,19 @@ async fn a_run_tree_within_its_budget_completes_and_its_record_sums_the_tree_on_
             (usage.cost_usd - 0.04).abs() < 1e-9,
             "{executor}: {usage:?}"
         );
-        assert_eq!(recorded.record.children.len(), 2, "{executor}");
+        // per agent call, per flow, per run tree
+        let record = &recorded.record;
+        assert_eq!(record.children.len(), 2, "{executor}");
+        assert_eq!(
+            record.own_usage().requests,
+            0,
+            "{executor}: the root calls no agent"
+        );
+        for child in &record.children {
+            assert_eq!(child.own_usage().tokens(), 300, "{executor}");
+            let per_call: Vec<u64> = child.steps.iter().map(|s| s.usage.tokens()).collect();
+            assert_eq!(per_call, [150, 150], "{executor}");
+        }
     }
 }
 
