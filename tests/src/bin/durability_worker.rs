@@ -29,6 +29,12 @@ async fn main() -> Result<(), flock::Error> {
     if let Ok(dir) = std::env::var("FLOCK_TRANSCRIPT_DIR") {
         builder = builder.transcript_store(flock::codec::FsBlobStore::new(dir));
     }
+    // FLOCK_TRANSCRIPT_BUCKET: one in an S3-protocol bucket (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ..)
+    if let Ok(bucket) = std::env::var("FLOCK_TRANSCRIPT_BUCKET") {
+        let store = flock::codec::ObjectStoreBlobStore::s3_from_env(&bucket, "transcripts/")
+            .map_err(|e| flock::Error::Config(e.to_string()))?;
+        builder = builder.transcript_store(store);
+    }
     let flock = builder
         .local_debug(false)
         .in_process_worker(false)

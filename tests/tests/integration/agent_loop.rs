@@ -142,7 +142,8 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sharing_a_transcript_store_continue_each_others_conversations() {
     let dir = ledger("transcripts");
-    kill_during_tool_call_3("agent-loop-shared-transcripts", Some(&dir)).await;
+    let shared = vec![("FLOCK_TRANSCRIPT_DIR", dir.to_string_lossy().into_owned())];
+    kill_during_tool_call_3("agent-loop-shared-transcripts", Some(shared)).await;
     assert!(
         std::fs::read_dir(&dir).unwrap().count() >= 3,
         "the workers kept the transcripts in the store"
@@ -150,21 +151,49 @@ async fn workers_sharing_a_transcript_store_continue_each_others_conversations()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The same with the store workers on several machines would share: an S3-protocol bucket
+/// (moto), configured the way a deployment would (`ObjectStoreBlobStore::s3_from_env`, AWS_*).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_an_s3_transcript_store_continue_each_others_conversations() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let moto = super::support::Moto::start();
+    moto.create_bucket("flock-transcripts");
+    let shared = vec![
+        ("FLOCK_TRANSCRIPT_BUCKET", "flock-transcripts".to_owned()),
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", moto.port)),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "flock-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "flock-test".to_owned()),
+    ];
+    kill_during_tool_call_3("agent-loop-s3-transcripts", Some(shared)).await;
+    let kept: Vec<_> = moto
+        .store("flock-transcripts")
+        .list(Some(&object_store::path::Path::from("transcripts")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        kept.len() >= 3,
+        "the workers kept the transcripts in the bucket: {kept:?}"
+    );
+}
+
 /// The trip flow on a worker process SIGKILLed during tool call 3, then a new worker (both with
-/// the transcript store `transcripts`, if any). Checks what ran how often; gives the plan and
+/// the transcript store the environment `transcripts` configures, if any). Checks what ran how often; gives the plan and
 /// tool call 3's idempotency key.
 async fn kill_during_tool_call_3(
     task_queue: &str,
-    transcripts: Option<&std::path::Path>,
+    transcripts: Option<Vec<(&'static str, String)>>,
 ) -> (Plan, String) {
     let file = ledger(task_queue);
     let path = file.to_string_lossy().into_owned();
     let model = FakeOpenAi::start(trip_script(&path)).await;
     let client = client_only_flock(task_queue).await;
     let mut env = vec![("FLOCK_MODEL_URL", model.base_url())];
-    if let Some(dir) = transcripts {
-        env.push(("FLOCK_TRANSCRIPT_DIR", dir.to_string_lossy().into_owned()));
-    }
+    let shared = transcripts.is_some();
+    env.extend(transcripts.unwrap_or_default());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut first_worker = spawn_worker(task_queue, &file, &env);
     let handle = client
@@ -227,7 +256,7 @@ async fn kill_during_tool_call_3(
     // kept: its first request finds no transcript, asks nothing, and the loop sends the
     // conversation whole; with one, it finds it
     let mut expected = TRIP_STEPS.to_vec();
-    if transcripts.is_none() {
+    if !shared {
         expected.insert(6, "trip_planner.model");
     }
     let history = history(handle.id()).await;

@@ -9,6 +9,7 @@ use flock::codec::{Codec, CodecKeys, FsBlobStore, ObjectStoreBlobStore, Offload}
 use flock::prelude::*;
 
 use super::conformance::both;
+use super::support::Moto;
 use super::temporal::config;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -188,77 +189,6 @@ async fn with_offload_a_payload_over_max_payload_fails_naming_agent_direction_si
         flock.shutdown().await.unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A moto S3 server on a free loopback port (`FLOCK_MOTO_SERVER`, set by `scripts/test`), ended
-/// when dropped.
-struct Moto {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let Ok(server) = std::env::var("FLOCK_MOTO_SERVER") else {
-            panic!(
-                "FLOCK_MOTO_SERVER is not set: the S3 offload test needs an S3-protocol server; `pip install \"moto[server]\"` and set FLOCK_MOTO_SERVER to its `moto_server` (scripts/test does both)"
-            );
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {server}: {e}"));
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(bucket)
-            .with_access_key_id("flock-test")
-            .with_secret_access_key("flock-test")
-            .build()
-            .unwrap()
-    }
-
-    /// Creates a bucket (S3's `PUT /bucket`).
-    fn create_bucket(&self, bucket: &str) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
