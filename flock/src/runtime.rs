@@ -132,24 +132,27 @@ pub trait FlowRuntime: Send + Sync {
 /// `Ok` while the run tree's budget has something left (or there is none); else the failure that
 /// names the budget and the totals. Asked before each agent call and child flow starts.
 pub(crate) fn budget_left(runtime: &dyn FlowRuntime) -> Result<(), FlowError> {
-    match runtime.budget() {
-        Some(budget) if budget.used_up_by(&runtime.spent()) => Err(FlowError::BudgetExceeded {
-            budget,
-            spent: runtime.spent(),
-        }),
-        _ => Ok(()),
-    }
+    check_budget(runtime, Budget::used_up_by)
 }
 
 /// `Ok` unless the run tree has spent more than its budget; asked after each agent call and
 /// child flow ends.
 pub(crate) fn budget_kept(runtime: &dyn FlowRuntime) -> Result<(), FlowError> {
-    match runtime.budget() {
-        Some(budget) if budget.exceeded_by(&runtime.spent()) => Err(FlowError::BudgetExceeded {
-            budget,
-            spent: runtime.spent(),
-        }),
-        _ => Ok(()),
+    check_budget(runtime, Budget::exceeded_by)
+}
+
+/// The run's budget against what the tree has spent: the failure when `over` says so.
+fn check_budget(
+    runtime: &dyn FlowRuntime,
+    over: fn(&Budget, &Usage) -> bool,
+) -> Result<(), FlowError> {
+    let Some(budget) = runtime.budget() else {
+        return Ok(());
+    };
+    let spent = runtime.spent();
+    match over(&budget, &spent) {
+        true => Err(FlowError::BudgetExceeded { budget, spent }),
+        false => Ok(()),
     }
 }
 

@@ -193,13 +193,13 @@ impl SseParser {
 
     /// The last event, when the stream ended without the blank line after it.
     pub(crate) fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.pending);
-        if !rest.is_empty() {
-            let mut events = self.push(&rest);
-            events.extend(self.push(b"\n\n"));
-            return events.pop();
-        }
-        self.data.take()
+        // end the line in progress, if any, then the event
+        let ending: &[u8] = if self.pending.is_empty() {
+            b"\n"
+        } else {
+            b"\n\n"
+        };
+        self.push(ending).pop()
     }
 }
 

@@ -84,10 +84,8 @@ async fn claude_agent(input: Sum) -> Answer;
 
 fn provider(server: &FakeOpenAi) -> Anthropic {
     Anthropic::new(AnthropicConfig {
-        api_key: Some(KEY.into()),
-        base_url: Some(server.url()),
         timeout: Duration::from_secs(10),
-        ..AnthropicConfig::default()
+        ..provider_config(server)
     })
 }
 

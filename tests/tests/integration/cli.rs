@@ -52,15 +52,15 @@ fn cli(queue: &str, args: &[&str]) -> Ran {
     }
 }
 
-/// A `worker` process; stopped with SIGTERM (it drains) when dropped.
-struct Worker(Child);
+/// A `worker` process: [`stop`](Worker::stop) sends SIGTERM (it drains); dropped, it is killed.
+pub(super) struct Worker(Child);
 
 impl Worker {
     fn start(queue: &str) -> Worker {
         Worker::start_with(queue, &[])
     }
 
-    fn start_with(queue: &str, extra: &[&str]) -> Worker {
+    pub(super) fn start_with(queue: &str, extra: &[&str]) -> Worker {
         Worker::start_env(queue, extra, &[])
     }
 

@@ -202,15 +202,8 @@ fn pollers_in(scrape: &str, queue: &str, poller_type: &str) -> Option<u64> {
 /// (read from its Prometheus endpoint) and checks that every run completed.
 async fn most_pollers_under_a_backlog(queue: &str, pollers: &str) -> u64 {
     let metrics = format!("127.0.0.1:{}", super::support::free_port());
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_flock_cli"))
-        .args(["worker", "--pollers", pollers, "--metrics", &metrics])
-        .env("TEMPORAL_ADDRESS", server())
-        .env("FLOCK_TASK_QUEUE", queue)
-        .env_remove("FLOCK_FORCE_MODEL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the worker starts");
+    let worker =
+        super::cli::Worker::start_with(queue, &["--pollers", pollers, "--metrics", &metrics]);
     let scrape = {
         let metrics = metrics.clone();
         move || super::cli::scrape(&metrics)
@@ -253,8 +246,7 @@ async fn most_pollers_under_a_backlog(queue: &str, pollers: &str) -> u64 {
             next = pending.next();
         }
     }
-    let _ = worker.kill();
-    let _ = worker.wait();
+    drop(worker);
     most
 }
 
