@@ -255,3 +255,60 @@ async fn a_budget_that_allows_nothing_fails_the_start_on_both_executors() {
     assert!(Budget::cost_usd(0.4).exceeded_by(&spent));
     assert!(!Budget::tokens(3).exceeded_by(&spent));
 }
+
+/// A run whose memo holds a budget flock cannot read (started by another client) fails, naming
+/// it, on the client and in the worker's log; it never runs without the budget it was given, nor
+/// stays Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_in_the_memo_that_cannot_be_read_fails_the_run_visibly() {
+    let log = super::conformance::worker_log();
+    let [_, (_, flock, model)] = both("budget-memo", 4).await;
+    for (i, memo) in [
+        serde_json::json!("garbage"),
+        serde_json::json!({ "budget": { "tokens": 0 } }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run_id = format!("budget-memo-{i}-{}", super::support::unique());
+        let mut memo_values = temporalio_common::MemoValues::new();
+        memo_values.insert("flock-budget", memo);
+        let input = temporalio_common::protos::temporal::api::common::v1::Payload {
+            metadata: std::collections::HashMap::from([(
+                "encoding".to_owned(),
+                b"json/plain".to_vec(),
+            )]),
+            data: br#"{"topic": "budgets"}"#.to_vec(),
+            ..Default::default()
+        };
+        super::temporal::sdk_client()
+            .await
+            .start_workflow(
+                temporalio_common::UntypedWorkflow::new("budget_tree"),
+                temporalio_common::data_converters::RawValue::new(vec![input]),
+                temporalio_client::WorkflowStartOptions::new(
+                    "budget-memo".to_owned(),
+                    run_id.clone(),
+                )
+                .memo(memo_values)
+                .build(),
+            )
+            .await
+            .unwrap();
+        let error = tokio::time::timeout(BOUND, flock.result_json(&run_id))
+            .await
+            .expect("the run ends; it does not stay Running")
+            .expect_err("the run fails")
+            .to_string();
+        assert!(
+            error.contains("the run's budget (memo `flock-budget`) cannot be read"),
+            "{i}: {error}"
+        );
+        let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+        assert!(
+            text.contains(&run_id) && text.contains("cannot be read"),
+            "the worker logs it: {text}"
+        );
+    }
+    assert!(model.received().is_empty(), "no model request ran");
+}

@@ -149,6 +149,29 @@ struct BudgetState {
     spent: Usage,
 }
 
+/// The budget in a run's memo, if it has one; one that is not a budget is an error naming it.
+fn memo_budget(
+    flow: &str,
+    memo: &temporalio_common::Memo,
+) -> Result<Option<BudgetState>, FlowError> {
+    let unreadable = |e: String| FlowError::Serialization {
+        at: flow.to_owned(),
+        message: format!("the run's budget (memo `{BUDGET}`) cannot be read: {e}"),
+    };
+    let Some(value) = memo
+        .get::<Value>(BUDGET)
+        .map_err(|e| unreadable(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let state: BudgetState =
+        serde_json::from_value(value).map_err(|e| unreadable(e.to_string()))?;
+    match state.budget.problem() {
+        Some(problem) => Err(unreadable(format!("the budget {problem}"))),
+        None => Ok(Some(state)),
+    }
+}
+
 /// The memo a run with `budget` starts with.
 pub(crate) fn budget_memo(budget: Budget) -> temporalio_common::MemoValues {
     let mut memo = temporalio_common::MemoValues::new();
@@ -1073,14 +1096,15 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             budget = carried_budget;
             input
         });
-        // a run started with a budget by a client has it in its memo
-        let budget = budget.or_else(|| {
-            ctx.memo()
-                .get::<Value>(BUDGET)
-                .ok()
-                .flatten()
-                .and_then(|memo| serde_json::from_value::<BudgetState>(memo).ok())
-        });
+        // a run started with a budget by a client has it in its memo; one that cannot be read
+        // fails the run (never a run without the budget it was given)
+        let (budget, input) = match budget {
+            Some(budget) => (Some(budget), input),
+            None => match memo_budget(F::NAME, &ctx.memo()) {
+                Ok(budget) => (budget, input),
+                Err(error) => (None, input.and(Err(error))),
+            },
+        };
         async move {
             let run_id: Arc<str> = Arc::from(ctx.workflow_id());
             let ops: Rc<dyn WorkflowOps> = Rc::new(ctx);
