@@ -114,6 +114,7 @@ pub struct ToolAttrs {
     pub heartbeat: Option<Millis>,
     pub task_queue: Option<LitStr>,
     pub local: Option<Spanned<bool>>,
+    pub approval: Option<Spanned<bool>>,
     pub retry: RetryAttrs,
     pub limits: LimitAttrs,
 }
@@ -221,12 +222,16 @@ const TOOL: Keys = Keys {
         "heartbeat",
         "task_queue",
         "local",
+        "approval",
         "max_concurrent",
         "per_second",
         "priority",
         "retry",
     ],
     aliases: &[
+        ("needs_approval", "approval"),
+        ("requires_approval", "approval"),
+        ("approve", "approval"),
         ("start_to_close", "timeout"),
         ("start_to_close_timeout", "timeout"),
         ("schedule_to_close_timeout", "schedule_to_close"),
@@ -281,6 +286,7 @@ pub fn parse_tool(cx: &Ctxt, args: TokenStream) -> ToolAttrs {
             "heartbeat" => attrs.heartbeat = millis(cx, meta, "heartbeat = \"10s\"")?,
             "task_queue" => attrs.task_queue = lit_str(cx, meta, "task_queue = \"tools\"")?,
             "local" => attrs.local = flag(cx, meta, "local = true")?,
+            "approval" => attrs.approval = flag(cx, meta, "approval = true")?,
             "max_concurrent" | "per_second" | "priority" => attrs.limits.set(cx, key, meta)?,
             _ => attrs.retry = retry(cx, meta)?,
         }

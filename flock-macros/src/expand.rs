@@ -801,6 +801,24 @@ fn step_settings(
     settings
 }
 
+/// `T` when `ty` is spelled `Approved<T>` (any path ending so: `flock::approval::Approved<T>`).
+/// Spelled otherwise (an alias), the arguments are deserialized as they are, which
+/// `Approved` does not allow: a compile error, never a tool that runs without approval.
+fn approved_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Approved" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 => Some(inner),
+        _ => None,
+    }
+}
+
 fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let fp = fp();
     let func = &tool.func;
@@ -810,6 +828,10 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let arguments = local("__flock_arguments");
 
     let (args_ty, args_span) = param_type(&tool.args);
+    // `Approved<Args>`: the tool's schema is the inner type's, and only an approved call gets it
+    let approved = approved_inner(args_ty);
+    let schema_ty = approved.unwrap_or(args_ty);
+    let needs_approval = approved.is_some() || attrs.approval.as_ref().is_some_and(|a| a.value);
     let ret = tool.ret.ty();
     let ret_span = ret.span();
     // The runtime functions' bounds are the checks (`ToolArgsJsonSchema`, ..), spanned at the
@@ -819,14 +841,35 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
         Return::Fallible { .. } => quote_spanned!(ret_span=> #fp::tool_result),
     };
     let return_check = return_spelled_out("tool", &tool.ret);
-    let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#args_ty>());
+    let schema = quote_spanned!(args_span=> #fp::tool_parameters_schema::<#schema_ty>());
     let tool_ctx = local("__flock_tool_ctx");
-    let call = match &tool.ctx {
-        None => quote_spanned!(args_span=>
+    let call = match (&tool.ctx, approved) {
+        (ctx, Some(inner)) => {
+            let pass = ctx.as_ref().map(|ctx| {
+                let (ctx_ty, ctx_span) = param_type(ctx);
+                quote_spanned!(ctx_span=> #fp::tool_context::<#ctx_ty>(&#tool_ctx),)
+            });
+            let error = local("__flock_error");
+            quote_spanned!(args_span=>
+                match #fp::approved_arguments::<#inner>(#name, #arguments, &#tool_ctx) {
+                    #fp::core::result::Result::Ok(#arguments) => {
+                        #fp::std::boxed::Box::pin(async move {
+                            #finish(#name, Self::__flock_body(#pass #arguments).await)
+                        })
+                    }
+                    #fp::core::result::Result::Err(#error) => {
+                        #fp::std::boxed::Box::pin(#fp::core::future::ready(
+                            #fp::core::result::Result::Err(#error),
+                        ))
+                    }
+                }
+            )
+        }
+        (None, None) => quote_spanned!(args_span=>
             let _ = #tool_ctx;
             #fp::call_tool::<#args_ty, _>(#name, #arguments, Self::__flock_body, #finish)
         ),
-        Some(ctx) => {
+        (Some(ctx), None) => {
             let (ctx_ty, ctx_span) = param_type(ctx);
             let pass = quote_spanned!(ctx_span=> #fp::tool_context::<#ctx_ty>(&#tool_ctx));
             let error = local("__flock_error");
@@ -873,6 +916,13 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
     let body_fn = body_fn(func, func.body.as_deref());
     let cfgs = &func.attrs.cfgs;
     let str_ = quote!(#fp::core::primitive::str);
+    let approval_fn = needs_approval.then(|| {
+        quote!(
+            fn needs_approval(&self) -> #fp::core::primitive::bool {
+                true
+            }
+        )
+    });
     quote! {
         #unit
         #(#cfgs)*
@@ -904,6 +954,8 @@ fn expand_tool(tool: &ToolFn, attrs: &ToolAttrs) -> TokenStream {
                     };
                     #fp::core::option::Option::Some(&#spec_static)
                 }
+
+                #approval_fn
 
                 fn call_with(
                     &self,
@@ -1243,6 +1295,20 @@ mod tests {
                 quote!(
                     /// Charges the card.
                     async fn charge(ctx: &ToolContext, args: Payment) -> Result<Receipt, Error> {
+                        todo!()
+                    }
+                ),
+            )
+        );
+        // Arguments that demand an approval: the inner type's schema, `approved_arguments`,
+        // and `needs_approval`.
+        assert_expansion!(
+            "tool_demanding_approval",
+            tool(
+                quote!(),
+                quote!(
+                    /// Sends money.
+                    async fn wire(ctx: &ToolContext, transfer: Approved<Transfer>) -> String {
                         todo!()
                     }
                 ),

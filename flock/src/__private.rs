@@ -445,6 +445,19 @@ pub fn tool_arguments<A: ToolArgsDeserialize>(
         .map_err(|e| format!("the arguments of tool `{tool}` do not match its schema: {e}"))
 }
 
+/// Deserializes the arguments of a tool that demands an approval (`Approved<Args>`): only a
+/// call someone approved gets them.
+pub fn approved_arguments<A: ToolArgsDeserialize>(
+    tool: &'static str,
+    arguments: serde_json::Value,
+    ctx: &ToolContext,
+) -> Result<crate::approval::Approved<A>, String> {
+    let approval = ctx.approval();
+    crate::approval::Approved::of(tool, (), approval)?;
+    let args = tool_arguments::<A>(tool, arguments)?;
+    crate::approval::Approved::of(tool, args, approval)
+}
+
 /// Serializes what an infallible tool returned.
 pub fn tool_output<T: ToolOutputSerialize>(
     tool: &'static str,

@@ -155,6 +155,11 @@ enum Command {
     Query(QueryArgs),
     /// Send a run an update and print the answer.
     Update(MessageArgs),
+    /// List the tool calls of a run that wait for approval.
+    Approvals(IdArg),
+    /// Approve a tool call waiting in a run (or deny it with `--deny REASON`); find the run by
+    /// id, or by a business id with `--flow` and `--attribute NAME=VALUE`.
+    Approve(ApproveArgs),
     /// List the linked agents.
     Agents,
     /// List the linked flows.
@@ -333,6 +338,30 @@ struct MessageArgs {
     /// Its value: JSON, `@file` or `-` (stdin).
     #[arg(long, short, default_value = "null")]
     input: String,
+}
+
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    /// The run id (or find the run with `--flow` and `--attribute`).
+    #[arg(required_unless_present = "attribute", conflicts_with = "attribute")]
+    id: Option<String>,
+    /// The waiting call (`<agent>/<tool>/<n>`, as `flock approvals` lists it); may be left out
+    /// when one call waits.
+    #[arg(long)]
+    call: Option<String>,
+    /// Deny the call instead: it does not run, and the model is told this reason.
+    #[arg(long, value_name = "REASON")]
+    deny: Option<String>,
+    /// Who decides (default: `$USER`).
+    #[arg(long)]
+    by: Option<String>,
+    /// Find the run by a search attribute (a business id), `NAME=VALUE`: the one running run of
+    /// `--flow` that has it.
+    #[arg(long, value_name = "NAME=VALUE", requires = "flow")]
+    attribute: Option<String>,
+    /// The flow whose run `--attribute` finds.
+    #[arg(long, requires = "attribute")]
+    flow: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -726,7 +755,97 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             print_json(&flock.update_run_json(&id, &name, value).await?);
             Ok(EXIT_OK)
         }
+        Command::Approvals(IdArg { id }) => {
+            let flock = client(builder).await?;
+            let waiting = flock.approvals_of_run(&id).await?;
+            say(
+                out,
+                serde_json::to_value(&waiting).unwrap_or(Value::Null),
+                || {
+                    let rows: Vec<Vec<String>> = waiting
+                        .iter()
+                        .map(|p| vec![p.call.clone(), p.tool.clone(), p.arguments.to_string()])
+                        .collect();
+                    table(&["CALL", "TOOL", "ARGUMENTS"], &rows)
+                },
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Approve(args) => approve(client(builder).await?, args, out).await,
     }
+}
+
+/// `flock approve`: finds the run (by id or business id) and the call, and sends the decision.
+async fn approve(flock: Flock, args: ApproveArgs, out: Output) -> Result<u8, Failure> {
+    let run_id = match (args.id, args.attribute, args.flow) {
+        (Some(id), _, _) => id,
+        (None, Some(attribute), Some(flow)) => {
+            let Some((name, value)) = attribute.split_once('=') else {
+                return Err(Failure::usage(format!(
+                    "--attribute takes NAME=VALUE (e.g. `TicketId=T-1`), not `{attribute}`"
+                )));
+            };
+            let found = flock.find_runs_by_name(&flow, &[(name, value)]).await?;
+            let running: Vec<_> = found.into_iter().filter(|run| run.running).collect();
+            match running.as_slice() {
+                [run] => run.run_id.clone(),
+                [] => {
+                    return Err(Failure::from(Error::NotFound(format!(
+                        "no running run of `{flow}` has {name} = `{value}`"
+                    ))));
+                }
+                several => {
+                    let ids: Vec<&str> = several.iter().map(|r| r.run_id.as_str()).collect();
+                    return Err(Failure::usage(format!(
+                        "{} running runs of `{flow}` have {name} = `{value}` ({}): give the run id",
+                        ids.len(),
+                        ids.join(", ")
+                    )));
+                }
+            }
+        }
+        _ => return Err(Failure::usage("give a run id, or --flow and --attribute")),
+    };
+    let call = match args.call {
+        Some(call) => call,
+        None => {
+            let waiting = flock.approvals_of_run(&run_id).await?;
+            match waiting.as_slice() {
+                [one] => one.call.clone(),
+                [] => {
+                    return Err(Failure::from(Error::NotFound(format!(
+                        "no tool call waits for approval in run `{run_id}`"
+                    ))));
+                }
+                several => {
+                    let calls: Vec<&str> = several.iter().map(|p| p.call.as_str()).collect();
+                    return Err(Failure::usage(format!(
+                        "{} tool calls wait for approval in run `{run_id}` ({}): choose one with --call",
+                        calls.len(),
+                        calls.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let mut decision = match &args.deny {
+        Some(reason) => crate::approval::Decision::deny(&call, reason),
+        None => crate::approval::Decision::approve(&call),
+    };
+    if let Some(by) = args.by.or_else(|| std::env::var("USER").ok()) {
+        decision = decision.by(by);
+    }
+    let approved = decision.approved;
+    flock.decide_run(&run_id, decision).await?;
+    say(
+        out,
+        json!({"run_id": run_id, "call": call, "approved": approved}),
+        || {
+            let verb = if approved { "approved" } else { "denied" };
+            format!("call `{call}` of run `{run_id}` {verb}")
+        },
+    );
+    Ok(EXIT_OK)
 }
 
 /// Checks that `name` is linked in and `input` fits its input schema.

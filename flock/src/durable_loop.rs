@@ -136,9 +136,23 @@ impl DurableLoop {
             ));
         };
         let step = ToolStep::of(tool).spec();
+        // a tool that needs approval waits for a decision first (durably: the decision is an
+        // event of the run); denied, it does not run and the model is told why
+        let approval = if tool.needs_approval() {
+            let decision = next
+                .approval(spec.name, tool.name(), arguments.clone())
+                .await?;
+            if !decision.approved {
+                return Ok((call.id.clone(), decision.denial()));
+            }
+            Some(decision)
+        } else {
+            None
+        };
         let input = json!(ToolStepInput {
             call_id: call.id.clone(),
             arguments,
+            approval,
         });
         let bytes = json_size_within(&input, self.payload_limit.bytes());
         if let Err(problem) = check_payload_size(

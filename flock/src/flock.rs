@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::agent::{Agent, AgentIo};
+use crate::approval::{APPROVALS_QUERY, APPROVE_UPDATE, Decision, Pending};
 use crate::chain::{Chain, ChainOutput, HandOff};
 use crate::config::{TemporalExecutorConfig, WorkerLimits};
 use crate::error::Error;
@@ -210,19 +211,27 @@ impl Flock {
         attributes: &[(&str, &str)],
     ) -> Result<Vec<FoundRun>, Error> {
         let _ = flow;
+        self.find_runs_by_name(F::NAME, attributes).await
+    }
+
+    /// [`find_runs`](Self::find_runs) of flow `flow`, by name (the flow need not be linked in).
+    pub async fn find_runs_by_name(
+        &self,
+        flow: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<Vec<FoundRun>, Error> {
         let mut wanted = BTreeMap::new();
         for (name, value) in attributes {
             let identifier =
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !identifier || value.contains(['\'', '"', '\\']) {
                 return Err(Error::Config(format!(
-                    "cannot search runs of `{}` by `{name}` = `{value}`: a search attribute's name is an identifier and its value has no quotes or backslashes",
-                    F::NAME
+                    "cannot search runs of `{flow}` by `{name}` = `{value}`: a search attribute's name is an identifier and its value has no quotes or backslashes"
                 )));
             }
             wanted.insert((*name).to_owned(), (*value).to_owned());
         }
-        self.backend().find_runs(F::NAME, &wanted).await
+        self.backend().find_runs(flow, &wanted).await
     }
 
     /// Stops the in-process worker (if any) after its running tasks finish.
@@ -1010,6 +1019,37 @@ impl<F: Flow> FlowHandle<F> {
             .await
     }
 
+    /// The tool calls of the run that wait for approval, in the order they were asked for (see
+    /// [`approval`](crate::approval)).
+    pub async fn approvals(&self) -> Result<Vec<Pending>, Error> {
+        let backend = self.checked().await?;
+        let waiting = backend
+            .query(F::NAME, &self.run_id, APPROVALS_QUERY)
+            .await?;
+        read_pending(F::NAME, &self.run_id, waiting)
+    }
+
+    /// Approves waiting tool call `call` ([`Pending::call`]): the tool runs, once.
+    pub async fn approve(&self, call: &str) -> Result<(), Error> {
+        self.decide(Decision::approve(call)).await
+    }
+
+    /// Denies waiting tool call `call`: it does not run, and the model is told `reason`.
+    pub async fn deny(&self, call: &str, reason: &str) -> Result<(), Error> {
+        self.decide(Decision::deny(call, reason)).await
+    }
+
+    /// Decides waiting tool call `decision.call`. A call that does not wait (decided already,
+    /// never asked for, or its run ended) is an error naming it, and nothing changes.
+    pub async fn decide(&self, decision: Decision) -> Result<(), Error> {
+        let value = serde_json::to_value(&decision).unwrap_or_default();
+        self.checked()
+            .await?
+            .update(F::NAME, &self.run_id, APPROVE_UPDATE, value)
+            .await
+            .map(drop)
+    }
+
     /// Sends update `name` as JSON and waits for the answer (see [`signal_json`](Self::signal_json)).
     pub async fn update_json(&self, name: &str, value: Value) -> Result<Value, Error> {
         F::default()
@@ -1193,6 +1233,26 @@ impl Flock {
         self.backend().signal(spec.name, run_id, name, value).await
     }
 
+    /// The tool calls of run `run_id` that wait for approval (see
+    /// [`FlowHandle::approvals`]).
+    pub async fn approvals_of_run(&self, run_id: &str) -> Result<Vec<Pending>, Error> {
+        let flow = self.describe_run(run_id).await?.flow;
+        let waiting = self.backend().query(&flow, run_id, APPROVALS_QUERY).await?;
+        read_pending(&flow, run_id, waiting)
+    }
+
+    /// Decides a waiting tool call of run `run_id` (see [`FlowHandle::decide`]); the run's flow
+    /// need not be linked into this binary. To decide from a business id, find the run first
+    /// with [`find_runs`](Self::find_runs) and a search attribute.
+    pub async fn decide_run(&self, run_id: &str, decision: Decision) -> Result<(), Error> {
+        let flow = self.describe_run(run_id).await?.flow;
+        let value = serde_json::to_value(&decision).unwrap_or_default();
+        self.backend()
+            .update(&flow, run_id, APPROVE_UPDATE, value)
+            .await
+            .map(drop)
+    }
+
     /// Asks run `run_id` query `name`, as JSON.
     pub async fn query_run_json(&self, run_id: &str, name: &str) -> Result<Value, Error> {
         let spec = self.message_target(run_id).await?.spec();
@@ -1218,6 +1278,17 @@ impl Flock {
 /// The name a run id starts with: the flow's, or the agent's for its chain.
 fn run_name(name: &str) -> &str {
     name.strip_suffix(".chain").unwrap_or(name)
+}
+
+/// The answer of the built-in query `flock.approvals`.
+fn read_pending(flow: &str, run_id: &str, waiting: Value) -> Result<Vec<Pending>, Error> {
+    serde_json::from_value(waiting).map_err(|e| {
+        dyn_message_error(
+            flow,
+            run_id,
+            format!("the run's list of calls waiting for approval is unreadable: {e}"),
+        )
+    })
 }
 
 fn dyn_message_error(flow: &str, run_id: &str, message: String) -> Error {

@@ -60,6 +60,7 @@
 // the macros implement (agent, flow, chain), the runtime interface and the determinism guard
 // they run on, the registry, the executors, and the facade users call.
 pub mod agent;
+pub mod approval;
 pub mod chain;
 #[cfg(feature = "cli")]
 pub mod cli;

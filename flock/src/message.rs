@@ -263,6 +263,8 @@ pub(crate) struct Mailbox {
     next_update: u64,
     /// Once the run has ended: its flow, for the error of updates it did not answer.
     closed: Option<&'static str>,
+    /// Tool calls waiting for approval, and decisions the loop has not taken yet.
+    pub(crate) approvals: crate::approval::Approvals,
 }
 
 impl Mailbox {

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::approval::Decision;
 use crate::error::FlowError;
 use crate::spec::{AgentSpec, FlowSpec};
 use crate::usage::{Budget, Usage};
@@ -119,6 +120,23 @@ pub trait FlowRuntime: Send + Sync {
     /// The run tree's budget ([`RunRequest::budget`](crate::RunRequest::budget)), if it has one.
     fn budget(&self) -> Option<Budget> {
         None
+    }
+
+    /// Shows tool call `tool` of agent `agent` (with the model's `arguments`) as waiting for
+    /// approval and waits until someone decides it (see [`approval`](crate::approval)). Fails
+    /// with [`FlowError::Cancelled`] when the run is cancelled meanwhile.
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> BoxFuture<'_, Result<Decision, FlowError>> {
+        let _ = arguments;
+        Box::pin(std::future::ready(Err(FlowError::Failed {
+            message: format!(
+                "tool `{tool}` of agent `{agent}` needs an approval, and this runtime cannot wait for one"
+            ),
+        })))
     }
 
     /// What the run tree has spent on models so far, as far as this run knows: its own calls,
@@ -291,6 +309,15 @@ impl FlowRuntime for Layered {
 
     fn budget(&self) -> Option<Budget> {
         self.inner.budget()
+    }
+
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> BoxFuture<'_, Result<Decision, FlowError>> {
+        self.inner.approval(agent, tool, arguments)
     }
 
     fn spent(&self) -> Usage {

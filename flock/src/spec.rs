@@ -484,6 +484,13 @@ pub trait DynTool: Send + Sync + std::fmt::Debug {
     fn step_spec(&self) -> Option<&'static AgentSpec> {
         None
     }
+
+    /// Whether a call of the tool waits for a person to approve it (`#[tool(approval)]`, or
+    /// arguments of type [`Approved<Args>`](crate::approval::Approved)): see
+    /// [`approval`](crate::approval).
+    fn needs_approval(&self) -> bool {
+        false
+    }
 }
 
 /// What one call of a tool runs with: which call it is, and a key for its side effects.
@@ -517,6 +524,7 @@ pub struct ToolContext {
     call_id: String,
     attempt: u32,
     key: String,
+    approval: Option<crate::approval::Decision>,
 }
 
 impl ToolContext {
@@ -533,7 +541,14 @@ impl ToolContext {
             call_id,
             attempt,
             key,
+            approval: None,
         }
+    }
+
+    /// The same context, for a call someone approved.
+    pub(crate) fn approved(mut self, decision: Option<crate::approval::Decision>) -> Self {
+        self.approval = decision;
+        self
     }
 
     /// A context outside any run: run id `detached`, first attempt, key `detached/<call_id>`.
@@ -543,6 +558,7 @@ impl ToolContext {
             call_id: call_id.to_owned(),
             attempt: 1,
             key: format!("detached/{call_id}"),
+            approval: None,
         }
     }
 
@@ -569,5 +585,11 @@ impl ToolContext {
     /// The id the model gave this call.
     pub fn call_id(&self) -> &str {
         &self.call_id
+    }
+
+    /// The decision that approved this call, for a tool that needs one (see
+    /// [`approval`](crate::approval)); `None` for every other call.
+    pub fn approval(&self) -> Option<&crate::approval::Decision> {
+        self.approval.as_ref()
     }
 }

@@ -74,6 +74,9 @@ pub(crate) struct ToolStepInput {
     pub(crate) call_id: String,
     /// The arguments, checked to be JSON.
     pub(crate) arguments: Value,
+    /// The decision that approved the call, for a tool that needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) approval: Option<crate::approval::Decision>,
 }
 
 /// The model requests of one agent.
@@ -265,7 +268,8 @@ impl DynAgent for ToolStep {
                 input.call_id.clone(),
                 ctx.attempt(),
                 ctx.idempotency_key().to_owned(),
-            );
+            )
+            .approved(input.approval);
             let call = async move { tool.call_with(tool_ctx, input.arguments).await };
             let answer = match AssertUnwindSafe(tracing::Instrument::instrument(call, span.clone()))
                 .catch_unwind()

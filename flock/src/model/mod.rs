@@ -603,6 +603,10 @@ async fn run_tool(spec: &AgentSpec, turn: &AgentLoop, call: &ToolCall) -> (Strin
         ToolStep::Answer(answer) => answer,
         ToolStep::Call { name, arguments } => match spec.tools.iter().find(|t| t.name() == name) {
             None => format!("error: there is no tool named `{name}`"),
+            // outside a run nobody can approve the call: it does not run
+            Some(tool) if tool.needs_approval() => format!(
+                "error: tool `{name}` needs an approval, and only a run (a flow or `Flock::run`) can wait for one"
+            ),
             Some(tool) => {
                 let span = crate::observe::tool_span(&call.name, &call.id);
                 let ctx = crate::spec::ToolContext::new(

@@ -11,14 +11,14 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flock_cli");
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Ran {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl Ran {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -40,7 +40,7 @@ fn command(queue: &str, args: &[&str]) -> Command {
     command
 }
 
-fn cli(queue: &str, args: &[&str]) -> Ran {
+pub(super) fn cli(queue: &str, args: &[&str]) -> Ran {
     let output = command(queue, args)
         .stdin(Stdio::null())
         .output()

@@ -3,6 +3,7 @@
 
 mod agent_loop;
 mod anthropic;
+mod approval;
 mod budget;
 mod chaos;
 mod checkpoint;

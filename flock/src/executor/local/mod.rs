@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::{Backend, Settings, Started};
+use crate::approval;
 use crate::error::{Error, FlowError};
 use crate::message::Mailbox;
 use crate::record::{RunRecord, StepEvent};
@@ -816,13 +817,29 @@ impl LocalMailbox {
         Ok(())
     }
 
-    /// Answers query `name` from the state the flow published.
+    /// Answers query `name` from the state the flow published (the built-in
+    /// `flock.approvals`: the calls waiting for approval).
     fn query(&self, name: &str) -> Result<Value, String> {
-        lock(&self.state).query(self.flow, name)
+        let state = lock(&self.state);
+        if name == approval::APPROVALS_QUERY {
+            return Ok(serde_json::to_value(state.approvals.waiting()).unwrap_or_default());
+        }
+        state.query(self.flow, name)
     }
 
     /// Delivers update `name` once its validator accepts it, and waits for the flow's answer.
+    /// The built-in `flock.approve` is answered here, at once: the decision of a call that
+    /// waits is kept for the loop; any other is an error and changes nothing.
     async fn update(&self, name: &str, value: Value) -> Result<Value, String> {
+        if name == approval::APPROVE_UPDATE {
+            let decision = approval::read_decision(value)?;
+            let mut state = lock(&self.state);
+            state.approvals.check(&decision)?;
+            state.approvals.decide(decision);
+            drop(state);
+            self.changed.notify_waiters();
+            return Ok(Value::Null);
+        }
         self.flow.check_message(MessageKind::Update, name, &value)?;
         let id = lock(&self.state).push_update(name, value);
         self.changed.notify_waiters();

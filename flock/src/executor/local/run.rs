@@ -296,6 +296,22 @@ impl FlowRuntime for LocalRun {
         self.seed
     }
 
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> BoxFuture<'_, Result<crate::approval::Decision, FlowError>> {
+        Box::pin(async move {
+            let call = lock(&self.cell.mailbox.state)
+                .approvals
+                .ask(agent, tool, arguments);
+            tracing::info!(run_id = %self.run_id, %call, "tool call `{call}` waits for approval");
+            let mailbox = &self.cell.mailbox;
+            Ok(mailbox.until(|m| m.approvals.take(&call)).await)
+        })
+    }
+
     fn next_signal(&self, name: &'static str) -> BoxFuture<'_, Result<Value, FlowError>> {
         Box::pin(async move { Ok(self.cell.mailbox.until(|m| m.take_signal(name)).await) })
     }

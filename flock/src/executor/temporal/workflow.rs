@@ -27,6 +27,7 @@ use temporalio_sdk::{
 use super::WorkerShared;
 use super::activity::open_envelope;
 use crate::agent::json_size;
+use crate::approval::{self, Decision};
 use crate::error::{AgentError, ErrorClass, FlowError};
 use crate::flow::{Flow, run_body};
 use crate::message::{CarriedSignals, Mailbox};
@@ -328,6 +329,14 @@ trait WorkflowOps {
     fn publish(&self, name: &'static str, value: Value);
     fn next_update(&self, name: &'static str) -> LocalBoxFuture<'static, Option<(u64, Value)>>;
     fn answer_update(&self, id: u64, answer: Result<Value, String>);
+    /// Shows a tool call as waiting for approval and waits for the decision (`None`: the run
+    /// was cancelled meanwhile).
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> LocalBoxFuture<'static, Option<Decision>>;
     /// Whether the workflow is replaying history (what it reports then was reported before).
     fn replaying(&self) -> bool;
     fn signal_external(
@@ -514,6 +523,28 @@ impl<F: Flow> WorkflowOps for WorkflowContext<FlowWorkflow<F>> {
 
     fn answer_update(&self, id: u64, answer: Result<Value, String>) {
         self.state_mut(|w| w.mailbox.answer(id, answer));
+    }
+
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> LocalBoxFuture<'static, Option<Decision>> {
+        let ctx = self.clone();
+        async move {
+            let call = ctx.state_mut(|w| w.mailbox.approvals.ask(agent, tool, arguments));
+            if !ctx.is_replaying_history_events() {
+                let run_id = ctx.workflow_id();
+                tracing::info!(flow = F::NAME, %run_id, %call, "tool call `{call}` waits for approval");
+            }
+            let waiting = call.clone();
+            ctx.wait_condition(move |w| w.mailbox.approvals.is_decided(&waiting))
+                .await
+                .ok()?;
+            ctx.state_mut(|w| w.mailbox.approvals.take(&call))
+        }
+        .boxed_local()
     }
 
     fn signal_external(
@@ -793,6 +824,22 @@ impl FlowRuntime for TemporalRun {
         self.ops.answer_update(id, answer);
     }
 
+    fn approval(
+        &self,
+        agent: &'static str,
+        tool: &'static str,
+        arguments: Value,
+    ) -> futures::future::BoxFuture<'_, Result<Decision, FlowError>> {
+        let decided = SendWrapper::new(self.ops.approval(agent, tool, arguments));
+        Box::pin(async move {
+            decided.await.ok_or_else(|| FlowError::Cancelled {
+                message: format!(
+                    "the run was cancelled while tool `{tool}` of agent `{agent}` waited for approval"
+                ),
+            })
+        })
+    }
+
     fn signal_flow(
         &self,
         call: SignalCall,
@@ -1068,9 +1115,13 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             has_init: false,
             init_takes_input: false,
             signals: names(F::default().spec(), MessageKind::Signal),
-            queries: names(F::default().spec(), MessageKind::Query),
+            queries: names(F::default().spec(), MessageKind::Query)
+                .into_iter()
+                .chain([approval::APPROVALS_QUERY.to_owned()])
+                .collect(),
             updates: names(F::default().spec(), MessageKind::Update)
                 .into_iter()
+                .chain([approval::APPROVE_UPDATE.to_owned()])
                 .map(|name| UpdateDefinitionDescriptor {
                     name,
                     has_validator: true,
@@ -1210,6 +1261,9 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         _payloads: &Payloads,
         _converter: &PayloadConverter,
     ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
+        if name == approval::APPROVALS_QUERY {
+            return Ok(Some(Box::new(())));
+        }
         F::default()
             .spec()
             .message(MessageKind::Query, name)
@@ -1223,6 +1277,10 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         name: &str,
         _input: Box<dyn Any>,
     ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
+        if name == approval::APPROVALS_QUERY {
+            let waiting = serde_json::to_value(self.mailbox.approvals.waiting());
+            return Ok(Box::new(waiting.unwrap_or_default()));
+        }
         self.mailbox
             .query(F::default().spec(), name)
             .map(|value| Box::new(value) as Box<dyn WorkflowOutputValue>)
@@ -1235,8 +1293,10 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         _converter: &PayloadConverter,
     ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
         let spec = F::default().spec();
-        spec.message(MessageKind::Update, name)
-            .map_err(|e| WorkflowError::from(boxed_error(e)))?;
+        if name != approval::APPROVE_UPDATE {
+            spec.message(MessageKind::Update, name)
+                .map_err(|e| WorkflowError::from(boxed_error(e)))?;
+        }
         let value = payloads_json(F::NAME, &format!("update `{name}`"), &payloads)
             .map_err(|e| WorkflowError::from(boxed_error(e)))?;
         Ok(Some(Box::new(value)))
@@ -1252,6 +1312,15 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
             return futures::future::ready(Err(WorkflowError::from(boxed_error(message))))
                 .boxed_local();
         };
+        if name == approval::APPROVE_UPDATE {
+            // checked by the validator when it arrived (not again on replay): kept for the loop
+            let decided = approval::read_decision(*value).map(|decision| {
+                ctx.state_mut(|w| w.mailbox.approvals.decide(decision));
+                Box::new(Value::Null) as Box<dyn WorkflowOutputValue>
+            });
+            let decided = decided.map_err(|e| WorkflowError::from(boxed_error(e)));
+            return futures::future::ready(decided).boxed_local();
+        }
         let id = ctx.state_mut(|w| w.mailbox.push_update(name, *value));
         async move {
             ctx.wait_condition(|w| w.mailbox.is_answered(id))
@@ -1283,6 +1352,15 @@ impl<F: Flow> WorkflowImplementation for FlowWorkflow<F> {
         input: Box<dyn Any>,
     ) -> Result<(), WorkflowError> {
         let value = input.downcast::<Value>().map(|v| *v).unwrap_or(Value::Null);
+        if name == approval::APPROVE_UPDATE {
+            let checked = approval::read_decision(value).and_then(|decision| {
+                self.mailbox
+                    .approvals
+                    .check(&decision)
+                    .map_err(|e| format!("flow `{}`: {e}", F::NAME))
+            });
+            return checked.map_err(|e| WorkflowError::from(boxed_error(e)));
+        }
         F::default()
             .spec()
             .check_message(MessageKind::Update, name, &value)

@@ -1,0 +1,366 @@
+//! Tool approval, typed: a tool whose arguments are `Approved<Args>` waits, durably, until a
+//! person decides. Approved, it runs once; denied, it does not run and the model is told the
+//! reason. Decisions come from the run's handle, from a process that knows only a business id
+//! (a search attribute), and from the `flock approve` command; a decision for a call that does
+//! not wait is an error and changes nothing. Both executors, against the OpenAI-protocol
+//! stand-in.
+
+use std::future::IntoFuture;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use flock::approval::{Approved, Pending};
+use flock::model::{OpenAi, OpenAiConfig};
+use flock::prelude::*;
+use serde_json::json;
+
+use super::model::server::{FakeOpenAi, Reply, answer, tool_calls};
+use super::support::unique;
+
+/// How long a run may take before it counts as hung.
+const BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Transfer {
+    /// Cents to send
+    pub cents: u64,
+    /// The receiving account
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PayRequest {
+    /// What to pay
+    pub what: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PayReply {
+    /// What happened
+    pub status: String,
+}
+
+/// The transfers made: `to`, cents and who approved, one line per run of `wire`'s body.
+static WIRED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn wired_to(to: &str) -> Vec<String> {
+    WIRED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.starts_with(&format!("{to} ")))
+        .cloned()
+        .collect()
+}
+
+/// Sends money; a person approves every transfer first.
+#[tool(retry(attempts = 3, initial_interval = "10ms"))]
+async fn wire(transfer: Approved<Transfer>) -> String {
+    let by = transfer.decision().by.clone().unwrap_or_default();
+    WIRED
+        .lock()
+        .unwrap()
+        .push(format!("{} {} {by}", transfer.to, transfer.cents));
+    format!("sent {} cents to {}", transfer.cents, transfer.to)
+}
+
+/// Pay what is asked, with the wire tool.
+#[agent(tools = [wire], retry(attempts = 1))]
+async fn payer(input: PayRequest) -> PayReply;
+
+#[flow]
+async fn pay_flow(ctx: &FlowContext, input: PayRequest) -> Result<PayReply, FlowError> {
+    ctx.call(payer, input).await
+}
+
+fn provider(server: &FakeOpenAi) -> OpenAi {
+    OpenAi::new(OpenAiConfig {
+        api_key: Some("sk-approval".into()),
+        base_url: Some(server.base_url()),
+        timeout: Duration::from_secs(10),
+        ..OpenAiConfig::default()
+    })
+}
+
+/// Two transfers asked for at once (to accounts unique to the test), then the answer.
+fn script(to: &[&str; 2]) -> Vec<Reply> {
+    let calls: Vec<(String, String)> = to
+        .iter()
+        .enumerate()
+        .map(|(i, to)| {
+            (
+                format!("c{}", i + 1),
+                json!({ "cents": 500 * (i + 1), "to": to }).to_string(),
+            )
+        })
+        .collect();
+    vec![
+        tool_calls(
+            &[
+                (&calls[0].0, "wire", &calls[0].1),
+                (&calls[1].0, "wire", &calls[1].1),
+            ],
+            10,
+        ),
+        answer(r#"{"status": "one sent, one refused"}"#, 10, 5),
+    ]
+}
+
+async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOpenAi); 2] {
+    super::temporal::on_both(queue, replies, |model| {
+        Flock::builder()
+            .provider(provider(model))
+            .model("openai/gpt-4o-mini")
+    })
+    .await
+}
+
+/// Waits until the run shows `n` calls waiting for approval.
+async fn waiting(executor: &str, handle: &flock::FlowHandle<pay_flow>, n: usize) -> Vec<Pending> {
+    let started = Instant::now();
+    loop {
+        match handle.approvals().await {
+            Ok(waiting) if waiting.len() == n => return waiting,
+            Ok(_) | Err(_) if started.elapsed() < BOUND => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("{executor}: never {n} calls waiting: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_call_runs_once_and_a_denied_one_tells_the_model_on_both_executors() {
+    let tag = unique();
+    for executor in ["local", "temporal"] {
+        let to = [
+            format!("acct-{executor}-yes-{tag}"),
+            format!("acct-{executor}-no-{tag}"),
+        ];
+        let [local, temporal] =
+            both("approval-decide", script(&[to[0].as_str(), to[1].as_str()])).await;
+        let (_, flock, model) = if executor == "local" { local } else { temporal };
+        let handle = flock
+            .run_flow(
+                pay_flow,
+                PayRequest {
+                    what: "rent".into(),
+                },
+            )
+            .start()
+            .await
+            .unwrap();
+
+        // both calls of the round wait, listed with their arguments, and nothing ran
+        let pending = waiting(executor, &handle, 2).await;
+        let calls: Vec<&str> = pending.iter().map(|p| p.call.as_str()).collect();
+        assert_eq!(calls, ["payer/wire/1", "payer/wire/2"], "{executor}");
+        assert_eq!(pending[0].tool, "wire");
+        assert_eq!(pending[0].arguments["to"], to[0].as_str(), "{executor}");
+        assert!(
+            wired_to(&to[0]).is_empty(),
+            "{executor}: ran before approval"
+        );
+
+        // bad decisions: a call that was never asked for changes nothing
+        let unknown = handle
+            .approve("payer/wire/9")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("no tool call `payer/wire/9` waits for approval")
+                && unknown.contains("waiting: `payer/wire/1`, `payer/wire/2`"),
+            "{executor}: {unknown}"
+        );
+
+        handle
+            .decide(flock::approval::Decision::approve("payer/wire/1").by("alice"))
+            .await
+            .unwrap();
+        // decided already: a second decision is refused, and the first stands
+        let again = handle.deny("payer/wire/1", "changed my mind").await;
+        let again = again.unwrap_err().to_string();
+        assert!(
+            again.contains("no tool call `payer/wire/1` waits")
+                && again.contains("waiting: `payer/wire/2`"),
+            "{executor}: {again}"
+        );
+        handle
+            .deny("payer/wire/2", "over the monthly limit")
+            .await
+            .unwrap();
+
+        let reply = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .expect("the run ends")
+            .unwrap();
+        assert_eq!(reply.status, "one sent, one refused", "{executor}");
+        // approved: ran exactly once, with the approver; denied: never ran
+        assert_eq!(
+            wired_to(&to[0]),
+            [format!("{} 500 alice", to[0])],
+            "{executor}"
+        );
+        assert!(wired_to(&to[1]).is_empty(), "{executor}");
+        // the model got the tool's answer and the denial with its reason
+        let received = model.received();
+        assert_eq!(received.len(), 2, "{executor}");
+        let answers: Vec<&str> = received[1].messages()[3..]
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                format!("sent 500 cents to {}", to[0]).as_str(),
+                "error: the call was denied: over the monthly limit"
+            ],
+            "{executor}"
+        );
+        // the run has ended: nothing waits, and a decision is an error
+        let late = handle.approve("payer/wire/2").await.unwrap_err();
+        assert!(late.to_string().contains(handle.id()), "{executor}: {late}");
+    }
+}
+
+/// A process that knows only the business id (a search attribute) finds the run and decides:
+/// on the local executor through `find_runs` and `decide_run`; on Temporal through the
+/// `flock approve` command (another process), which lists the waiting calls too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_knows_only_the_business_id_approves_on_both_executors() {
+    let tag = unique();
+    let queue = "approval-business-id";
+    for executor in ["local", "temporal"] {
+        let to = [
+            format!("acct-{executor}-a-{tag}"),
+            format!("acct-{executor}-b-{tag}"),
+        ];
+        let [local, temporal] = both(queue, script(&[to[0].as_str(), to[1].as_str()])).await;
+        let (_, flock, _model) = if executor == "local" { local } else { temporal };
+        let ticket = format!("PAY-{executor}-{tag}");
+        let handle = flock
+            .run_flow(
+                pay_flow,
+                PayRequest {
+                    what: "rent".into(),
+                },
+            )
+            .search_attribute("TicketId", ticket.clone())
+            .start()
+            .await
+            .unwrap();
+        waiting(executor, &handle, 2).await;
+        if executor == "local" {
+            let found = flock
+                .find_runs(pay_flow, &[("TicketId", &ticket)])
+                .await
+                .unwrap();
+            let run_id = &found[0].run_id;
+            let pending = flock.approvals_of_run(run_id).await.unwrap();
+            for p in pending {
+                let decision = if p.arguments["to"] == to[0].as_str() {
+                    flock::approval::Decision::approve(p.call).by("desk")
+                } else {
+                    flock::approval::Decision::deny(p.call, "not this one")
+                };
+                flock.decide_run(run_id, decision).await.unwrap();
+            }
+        } else {
+            let find = ["--flow", "pay_flow", "--attribute"];
+            let attribute = format!("TicketId={ticket}");
+            // the visibility store follows a start by a moment
+            let started = Instant::now();
+            let listed = loop {
+                let listed = super::cli::cli(queue, &["approvals", handle.id(), "-o", "json"]);
+                if listed.code == 0 || started.elapsed() > BOUND {
+                    break listed;
+                }
+            };
+            let listed = listed.json();
+            assert_eq!(listed[1]["call"], "payer/wire/2", "{listed}");
+            // more than one waits: the call must be named
+            let ambiguous = super::cli::cli(queue, &["approve", handle.id()]);
+            assert_eq!(ambiguous.code, 2, "{}", ambiguous.stderr);
+            assert!(
+                ambiguous
+                    .stderr
+                    .contains("2 tool calls wait for approval in run")
+                    && ambiguous.stderr.contains("choose one with --call"),
+                "{}",
+                ambiguous.stderr
+            );
+            let approve = |extra: &[&str]| {
+                let mut args = vec!["approve"];
+                args.extend(find);
+                args.push(&attribute);
+                args.extend(extra);
+                args.extend(["-o", "json"]);
+                let started = Instant::now();
+                loop {
+                    let ran = super::cli::cli(queue, &args);
+                    if ran.code == 0 || !ran.stderr.contains("no running run") {
+                        break ran;
+                    }
+                    assert!(started.elapsed() < BOUND, "{}", ran.stderr);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            };
+            let approved = approve(&["--call", "payer/wire/1", "--by", "desk"]);
+            assert_eq!(approved.code, 0, "{}", approved.stderr);
+            assert_eq!(
+                approved.json(),
+                json!({"run_id": handle.id(), "call": "payer/wire/1", "approved": true})
+            );
+            // now one waits: no --call needed
+            let denied = approve(&["--deny", "not this one"]);
+            assert_eq!(denied.code, 0, "{}", denied.stderr);
+            assert_eq!(denied.json()["call"], "payer/wire/2");
+        }
+        let reply = tokio::time::timeout(BOUND, handle.result().into_future())
+            .await
+            .expect("the run ends")
+            .unwrap();
+        assert_eq!(reply.status, "one sent, one refused", "{executor}");
+        assert_eq!(
+            wired_to(&to[0]),
+            [format!("{} 500 desk", to[0])],
+            "{executor}"
+        );
+        assert!(wired_to(&to[1]).is_empty(), "{executor}");
+    }
+}
+
+/// A run cancelled while a call waits ends cancelled, naming the tool; the tool never ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_a_call_waits_ends_naming_the_tool_on_both_executors() {
+    let tag = unique();
+    for executor in ["local", "temporal"] {
+        let to = [
+            format!("acct-{executor}-c1-{tag}"),
+            format!("acct-{executor}-c2-{tag}"),
+        ];
+        let [local, temporal] =
+            both("approval-cancel", script(&[to[0].as_str(), to[1].as_str()])).await;
+        let (_, flock, _model) = if executor == "local" { local } else { temporal };
+        let handle = flock
+            .run_flow(
+                pay_flow,
+                PayRequest {
+                    what: "rent".into(),
+                },
+            )
+            .start()
+            .await
+            .unwrap();
+        waiting(executor, &handle, 2).await;
+        handle.cancel().await.unwrap();
+        let error = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .expect("the run ends")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cancel"), "{executor}: {error}");
+        assert!(wired_to(&to[0]).is_empty() && wired_to(&to[1]).is_empty());
+    }
+}
