@@ -328,3 +328,24 @@ pub async fn trip_planner(input: Trip) -> Plan;
 pub async fn trip_flow(ctx: &FlowContext, trip: Trip) -> Result<Plan, FlowError> {
     ctx.call(trip_planner, trip).await
 }
+
+/// Pays for the trip; a person approves it first (its arguments are an approval token).
+#[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
+pub async fn t_pay(args: flock::approval::Approved<Booking>) -> Result<String, String> {
+    let by = args.decision().by.clone().unwrap_or_default();
+    note_in(&args.ledger, &format!("t_pay by {by}"))?;
+    Ok(format!("paid (leg {})", args.leg))
+}
+
+/// Pay for the trip with the tool, then say what was paid.
+#[agent(
+    tools = [t_pay],
+    timeout = "10s",
+    retry(attempts = 3, initial_interval = "100ms")
+)]
+pub async fn trip_payer(input: Trip) -> Plan;
+
+#[flow]
+pub async fn pay_trip(ctx: &FlowContext, trip: Trip) -> Result<Plan, FlowError> {
+    ctx.call(trip_payer, trip).await
+}

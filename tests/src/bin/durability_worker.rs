@@ -5,7 +5,7 @@ use flock::prelude::*;
 
 use flock_tests::durability::{
     chain_step, chain_ten, d_first, d_flow, d_second, d_third, k_six_then_wait, k_ten_steps,
-    soak_flow, soak_step, trip_flow, trip_planner,
+    pay_trip, soak_flow, soak_step, trip_flow, trip_payer, trip_planner,
 };
 
 #[tokio::main]
@@ -51,6 +51,8 @@ async fn main() -> Result<(), flock::Error> {
         .agent(soak_step)
         .flow(trip_flow)
         .agent(trip_planner)
+        .flow(pay_trip)
+        .agent(trip_payer)
         .temporal(TemporalExecutorConfig {
             server_url,
             task_queue,

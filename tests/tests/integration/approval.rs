@@ -331,9 +331,9 @@ async fn a_process_that_knows_only_the_business_id_approves_on_both_executors() 
     }
 }
 
-/// A run cancelled while a call waits ends cancelled, naming the tool; the tool never ran.
+/// A run cancelled while a call waits ends cancelled, and the tool never ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_cancelled_while_a_call_waits_ends_naming_the_tool_on_both_executors() {
+async fn a_run_cancelled_while_a_call_waits_ends_cancelled_on_both_executors() {
     let tag = unique();
     for executor in ["local", "temporal"] {
         let to = [
@@ -360,7 +360,70 @@ async fn a_run_cancelled_while_a_call_waits_ends_naming_the_tool_on_both_executo
             .expect("the run ends")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("cancel"), "{executor}: {error}");
+        assert!(error.contains("failed: cancelled"), "{executor}: {error}");
         assert!(wired_to(&to[0]).is_empty() && wired_to(&to[1]).is_empty());
     }
+}
+
+/// The wait is durable: the worker that ran the model request is SIGKILLed while the call waits;
+/// a new worker replays the run to the same waiting call, takes the decision, and the tool runs
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_approval_survives_its_worker_being_killed() {
+    use flock_tests::durability::{self, Trip, pay_trip};
+    let queue = "approval-kill";
+    let file = std::env::temp_dir().join(format!("flock-approval-kill-{}", unique()));
+    let ledger = file.to_string_lossy().into_owned();
+    let arguments = json!({ "leg": 1, "ledger": ledger }).to_string();
+    let model = FakeOpenAi::start(vec![
+        tool_calls(&[("c1", "t_pay", &arguments)], 10),
+        answer(r#"{"summary": "paid"}"#, 10, 5),
+    ])
+    .await;
+    let client = super::temporal::client_only_flock(queue).await;
+    let env = [("FLOCK_MODEL_URL", model.base_url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = super::support::spawn_worker(queue, &file, &env);
+    let handle = client
+        .run_flow(
+            pay_trip,
+            Trip {
+                city: "Oslo".into(),
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while handle.approvals().await.map(|w| w.len()).unwrap_or(0) != 1 {
+        assert!(started.elapsed() < BOUND, "the call never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let mut second = super::support::spawn_worker(queue, &file, &env);
+    // the new worker rebuilt the wait from the history: the same call waits
+    let pending = tokio::time::timeout(BOUND, handle.approvals())
+        .await
+        .expect("the new worker answers")
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].call, "trip_payer/t_pay/1");
+    handle
+        .decide(flock::approval::Decision::approve("trip_payer/t_pay/1").by("ops"))
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(BOUND, handle.result()).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let plan = result.expect("the run ends").unwrap();
+    assert_eq!(plan.summary, "paid");
+    assert_eq!(
+        durability::count(&file, "t_pay by ops"),
+        1,
+        "the tool ran once"
+    );
+    assert_eq!(model.received().len(), 2, "each model request ran once");
+    let _ = std::fs::remove_file(&file);
 }
