@@ -36,6 +36,7 @@ pub struct AgentAttrs {
     pub task_queue: Option<LitStr>,
     pub output_retries: Option<Spanned<u32>>,
     pub max_tool_rounds: Option<Spanned<u32>>,
+    pub continue_as_new_after: Option<Spanned<u32>>,
     pub local: Option<Spanned<bool>>,
     pub tools: Option<Spanned<Vec<Path>>>,
     pub retry: RetryAttrs,
@@ -141,6 +142,7 @@ const AGENT: Keys = Keys {
         "task_queue",
         "output_retries",
         "max_tool_rounds",
+        "continue_as_new_after",
         "local",
         "tools",
         "max_concurrent",
@@ -312,6 +314,9 @@ impl AgentAttrs {
             "task_queue" => self.task_queue = lit_str(cx, meta, "task_queue = \"agents\"")?,
             "output_retries" => self.output_retries = int(cx, meta, "output_retries = 2")?,
             "max_tool_rounds" => self.max_tool_rounds = int(cx, meta, "max_tool_rounds = 20")?,
+            "continue_as_new_after" => {
+                self.continue_as_new_after = int(cx, meta, "continue_as_new_after = 500")?
+            }
             "local" => self.local = flag(cx, meta, "local = false")?,
             "tools" => self.tools = path_list(cx, meta, "tools = [search, fetch_page]")?,
             "max_concurrent" | "per_second" | "priority" => self.limits.set(cx, key, meta)?,
@@ -944,7 +949,7 @@ mod tests {
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
                 "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
                 "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
-                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `local`, `tools`, `max_concurrent`, `per_second`, `priority`, `retry`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `continue_as_new_after`, `local`, `tools`, `max_concurrent`, `per_second`, `priority`, `retry`",
                 "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
                 "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
             ]

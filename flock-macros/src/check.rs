@@ -120,6 +120,19 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
             );
         }
     }
+    if let Some(after) = &attrs.continue_as_new_after {
+        if attrs.tools.is_none() {
+            cx.error_at(
+                after.span,
+                "`continue_as_new_after` bounds the steps of an agent that runs step by step (one with `tools = [..]`); this agent offers none",
+            );
+        } else if after.value < 2 {
+            cx.error_at(
+                after.span,
+                "`continue_as_new_after` must be at least 2 (a model request and a tool call: each run of a session takes a step)",
+            );
+        }
+    }
     let retry = &attrs.retry;
     if let Some(backoff) = &retry.backoff
         && backoff.value < 1.0
@@ -340,6 +353,14 @@ mod tests {
             .is_empty()
         );
         for (attrs, error) in [
+            (
+                quote!(tools = [t], continue_as_new_after = 1),
+                "`continue_as_new_after` must be at least 2 (a model request and a tool call: each run of a session takes a step)",
+            ),
+            (
+                quote!(continue_as_new_after = 500),
+                "`continue_as_new_after` bounds the steps of an agent that runs step by step (one with `tools = [..]`); this agent offers none",
+            ),
             (
                 quote!(tools = [t], max_tool_rounds = 0),
                 "`max_tool_rounds` must be at least 1 (an agent with tools whose model may call none should offer none)",

@@ -401,6 +401,10 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         let value = some(Literal::u32_suffixed(rounds.value).into_token_stream());
         settings.push(quote!(#spec.max_tool_rounds = #value;));
     }
+    if let Some(after) = &attrs.continue_as_new_after {
+        let value = some(Literal::u32_suffixed(after.value).into_token_stream());
+        settings.push(quote!(#spec.continue_as_new_after = #value;));
+    }
     if let Some(local) = &attrs.local {
         let value = some(syn::LitBool::new(local.value, local.span).into_token_stream());
         settings.push(quote!(#spec.local = #value;));

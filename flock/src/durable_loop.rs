@@ -9,15 +9,20 @@
 //! (`<agent>.model`, `<tool>.tool`), so that limits per model or tool apply to each.
 
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::agent::DynAgent;
 use crate::agent::json_size_within;
 use crate::error::{AgentError, FlowError};
+use crate::flow::{Flow, FlowContext};
 use crate::model::agent_loop::{AgentLoop, Next, ToolStep as Planned};
 use crate::model::{ToolCall, build_messages};
 use crate::registry::Registry;
-use crate::runtime::{AgentCall, FlowRuntime, StepLayer};
-use crate::spec::{AgentSpec, Direction, PayloadLimit, check_payload_size};
+use crate::runtime::{
+    AgentCall, AgentLoopLayer, FlowRuntime, SESSION_FLOW, SESSION_SPEC, StepLayer,
+};
+use crate::spec::{AgentSpec, Direction, FlowSpec, PayloadLimit, check_payload_size};
 use crate::step::{ModelStep, ModelStepInput, ToolStep, ToolStepInput, read_output};
 
 /// The step-by-step loop of the agents that run so.
@@ -34,12 +39,10 @@ impl DurableLoop {
         }
     }
 
+    /// A call of an agent that runs step by step, from a flow: its session from the start.
     async fn run(&self, call: AgentCall, next: &dyn FlowRuntime) -> Result<Value, FlowError> {
         let spec = call.spec;
-        let Some(agent) = self.registry.agent(spec.name) else {
-            return Err(Registry::not_registered("agent", spec.name));
-        };
-        let model_step = ModelStep::of(agent).spec();
+        let agent = self.agent(spec.name)?;
         let output = crate::model::output_format(&agent.output_schema());
         let messages = build_messages(
             spec,
@@ -48,12 +51,64 @@ impl DurableLoop {
             &call.input,
         );
         let tools = crate::model::tool_definitions(spec);
-        let mut turn = AgentLoop::new(spec, String::new(), messages, output, tools);
+        let turn = AgentLoop::new(spec, String::new(), messages, output, tools);
+        self.drive(agent, turn, Session::counters(0, 0), next).await
+    }
+
+    /// A session carried into a run of [`SESSION_FLOW`]: on from where it was handed over.
+    async fn resume(&self, session: Value, next: &dyn FlowRuntime) -> Result<Value, FlowError> {
+        let session: Session =
+            serde_json::from_value(session).map_err(|e| FlowError::Serialization {
+                at: format!("the input of flow `{SESSION_FLOW}`"),
+                message: e.to_string(),
+            })?;
+        let agent = self.agent(&session.agent)?;
+        let spec = agent.spec();
+        let output = crate::model::output_format(&agent.output_schema());
+        let tools = crate::model::tool_definitions(spec);
+        let turn = AgentLoop::resume(
+            spec,
+            session.messages,
+            output,
+            tools,
+            session.repairs,
+            session.tool_rounds,
+        );
+        let counters = Session::counters(session.steps, session.runs);
+        self.drive(agent, turn, counters, next).await
+    }
+
+    fn agent(&self, name: &str) -> Result<&'static dyn DynAgent, FlowError> {
+        self.registry
+            .agent(name)
+            .ok_or_else(|| Registry::not_registered("agent", name))
+    }
+
+    /// Runs the loop's steps until the agent's output, or until the session moves on in a fresh
+    /// history: then `Err(ContinueAsNew)` of [`SESSION_FLOW`] carrying the session (the flow
+    /// context starts it as a child run; a run of it continues as new).
+    async fn drive(
+        &self,
+        agent: &'static dyn DynAgent,
+        mut turn: AgentLoop,
+        mut counters: Session,
+        next: &dyn FlowRuntime,
+    ) -> Result<Value, FlowError> {
+        let spec = agent.spec();
+        let model_step = ModelStep::of(agent).spec();
         // The transcript that holds the first `sent` messages of the conversation, on the
         // worker that answered the last request: the next request sends only the messages after.
         let mut transcript: Option<String> = None;
         let mut sent = 0;
+        // the steps taken in this history
+        let mut here: u64 = 0;
         loop {
+            // a safe point: no step in flight
+            if here > 0 && self.moves_on(spec, here, next) {
+                counters.steps += here;
+                counters.runs += 1;
+                return Err(self.hand_over(spec, &turn, counters)?);
+            }
             let messages = &turn.request().messages;
             let input = json!(ModelStepInput {
                 transcript: transcript.clone(),
@@ -76,6 +131,7 @@ impl DurableLoop {
                     )),
                 )
             })?;
+            here += 1;
             let answer = next
                 .call_agent(AgentCall {
                     spec: model_step,
@@ -102,6 +158,7 @@ impl DurableLoop {
             match turn.answered::<Value>(response) {
                 Next::Request => {}
                 Next::CallTools(calls) => {
+                    here += calls.len() as u64;
                     let answers = futures::future::try_join_all(
                         calls
                             .iter()
@@ -114,6 +171,53 @@ impl DurableLoop {
                 Next::Fail(error) => return Err(fail(spec, error)),
             }
         }
+    }
+
+    /// Whether the session moves on in a fresh history now, after `here` steps in this one: at
+    /// the agent's `continue_as_new_after`, or when the executor suggests it (on Temporal: the
+    /// history is large). Runs from before this rule replay without it (a patch marker).
+    fn moves_on(&self, spec: &AgentSpec, here: u64, next: &dyn FlowRuntime) -> bool {
+        let bound = spec
+            .continue_as_new_after
+            .is_some_and(|after| here >= u64::from(after));
+        (bound || next.continue_as_new_suggested()) && next.patched(SESSION_PATCH)
+    }
+
+    /// The session as the next run takes it, checked against the payload limit.
+    fn hand_over(
+        &self,
+        spec: &AgentSpec,
+        turn: &AgentLoop,
+        counters: Session,
+    ) -> Result<FlowError, FlowError> {
+        let session = Session {
+            agent: spec.name.to_owned(),
+            messages: turn.request().messages.clone(),
+            repairs: turn.repairs(),
+            tool_rounds: turn.tool_rounds(),
+            ..counters
+        };
+        let input = serde_json::to_value(&session).unwrap_or_default();
+        let bytes = json_size_within(&input, self.payload_limit.bytes());
+        check_payload_size(
+            "flow",
+            SESSION_FLOW,
+            Direction::Input,
+            bytes,
+            self.payload_limit,
+        )
+        .map_err(|problem| {
+            fail(
+                spec,
+                AgentError::permanent(format!(
+                    "the session cannot move on to a fresh history, its conversation is too large: {problem}; offload large payloads with `Codec::with_offload`"
+                )),
+            )
+        })?;
+        Ok(FlowError::ContinueAsNew {
+            flow: SESSION_FLOW.to_owned(),
+            input,
+        })
     }
 
     /// One tool call the model asked for: a step, or (an unknown tool, arguments that are not
@@ -182,6 +286,73 @@ fn fail(spec: &AgentSpec, cause: AgentError) -> FlowError {
         cause,
     }
 }
+
+/// The patch marker of the rule that moves long sessions on (runs from before it replay
+/// without it).
+const SESSION_PATCH: &str = "flock.session";
+
+/// A session handed over to a fresh history: the conversation, the loop's counters, and how far
+/// the session has come.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Session {
+    agent: String,
+    messages: Vec<crate::model::Message>,
+    repairs: u32,
+    tool_rounds: u32,
+    /// Steps (model requests and tool calls) in the histories before.
+    steps: u64,
+    /// Histories the session has moved on from.
+    runs: u32,
+}
+
+impl Session {
+    fn counters(steps: u64, runs: u32) -> Session {
+        Session {
+            agent: String::new(),
+            messages: Vec::new(),
+            repairs: 0,
+            tool_rounds: 0,
+            steps,
+            runs,
+        }
+    }
+}
+
+impl AgentLoopLayer for DurableLoop {
+    fn resume_session<'a>(
+        &'a self,
+        session: Value,
+        next: &'a dyn FlowRuntime,
+    ) -> BoxFuture<'a, Result<Value, FlowError>> {
+        Box::pin(self.resume(session, next))
+    }
+}
+
+/// The built-in flow [`SESSION_FLOW`]: the rest of a long session, continued as new at safe
+/// points between steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SessionFlow;
+
+impl Flow for SessionFlow {
+    type Input = Value;
+    type Output = Value;
+    const NAME: &'static str = SESSION_FLOW;
+
+    fn spec(&self) -> &'static FlowSpec {
+        &SESSION_SPEC
+    }
+
+    async fn run(self, ctx: &FlowContext, session: Value) -> Result<Value, FlowError> {
+        ctx.resume_session(session).await
+    }
+}
+
+static SESSION_FLOW_IMPL: SessionFlow = SessionFlow;
+
+/// The registration of [`SESSION_FLOW`]: every registry with an agent that runs step by step
+/// has it.
+pub(crate) static REGISTRATION: crate::registry::FlowRegistration =
+    crate::__private::flow_registration(&SESSION_FLOW_IMPL);
 
 impl StepLayer for DurableLoop {
     fn call_agent<'a>(

@@ -502,6 +502,10 @@ impl FlockBuilder {
         if registry.agents().next().is_some() {
             registry.insert_builtin(&crate::map::REGISTRATION)?;
         }
+        // the rest of long sessions of agents that run step by step
+        if registry.has_steps() {
+            registry.insert_builtin(&crate::durable_loop::REGISTRATION)?;
+        }
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check().map_err(Error::Config)?;

@@ -21,7 +21,7 @@ use crate::agent::{Agent, AgentIo, json_size_within, panic_message};
 use crate::error::FlowError;
 use crate::guard::{ContextOp, Guarded};
 use crate::message::{Query, Signal, Update};
-use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SignalCall};
+use crate::runtime::{AgentCall, ChildCall, FlowRuntime, SESSION_FLOW, SESSION_SPEC, SignalCall};
 pub use crate::spec::FlowSpec;
 use crate::spec::{AgentSpec, Direction, PayloadLimit, check_payload_size};
 
@@ -74,7 +74,7 @@ pub struct FlowContext {
     /// The step-by-step loop of agents that run so
     /// ([`AgentSpec::runs_step_by_step`](crate::AgentSpec::runs_step_by_step)), above the step
     /// layers: they and the executor see its steps.
-    agent_loop: Option<Arc<dyn crate::runtime::StepLayer>>,
+    agent_loop: Option<Arc<dyn crate::runtime::AgentLoopLayer>>,
     /// A misuse of the context that fails the run (an invalid patch id): the flow body is
     /// stopped as soon as it yields, and the run fails with this error.
     misuse: Mutex<Option<FlowError>>,
@@ -176,10 +176,39 @@ impl FlowContext {
     ) -> ContextOp<BoxFuture<'_, Result<Value, FlowError>>> {
         let call = AgentCall { spec, input };
         ContextOp(match &self.agent_loop {
-            Some(agent_loop) if spec.runs_step_by_step() => {
-                agent_loop.call_agent(call, &*self.runtime)
-            }
+            Some(agent_loop) if spec.runs_step_by_step() => Box::pin(async move {
+                match agent_loop.call_agent(call, &*self.runtime).await {
+                    // a long session moves on in a child run with a history of its own
+                    Err(FlowError::ContinueAsNew { flow, input }) if flow == SESSION_FLOW => {
+                        let child = ChildCall {
+                            spec: &SESSION_SPEC,
+                            run_id: self
+                                .child_id(&format!("{}-{}-session", self.run_id, spec.name)),
+                            input,
+                        };
+                        match self.runtime.call_flow(child).await {
+                            // the agent's error, not the session's
+                            Err(FlowError::ChildFlow { cause, .. }) => Err(*cause),
+                            other => other,
+                        }
+                    }
+                    other => other,
+                }
+            }),
             _ => self.runtime.call_agent(call),
+        })
+    }
+
+    /// Drives a session carried into a run of the built-in flow `flock.session`.
+    pub(crate) fn resume_session(
+        &self,
+        session: Value,
+    ) -> ContextOp<BoxFuture<'_, Result<Value, FlowError>>> {
+        ContextOp(match &self.agent_loop {
+            Some(agent_loop) => agent_loop.resume_session(session, &*self.runtime),
+            None => Box::pin(std::future::ready(Err(FlowError::msg(
+                "a session of an agent that runs step by step reached a worker with no such agent",
+            )))),
         })
     }
 

@@ -252,6 +252,30 @@ pub trait StepLayer: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Value, FlowError>>;
 }
 
+/// The built-in flow a long session of an agent that runs step by step moves on in (see
+/// [`AgentSpec::continue_as_new_after`]): its input is the session, its output the agent's.
+pub(crate) const SESSION_FLOW: &str = "flock.session";
+
+/// The spec of [`SESSION_FLOW`].
+pub(crate) static SESSION_SPEC: FlowSpec = {
+    let mut spec = FlowSpec::new(SESSION_FLOW);
+    spec.description = "The rest of a long session of an agent that runs step by step, in a \
+                        history of its own (continued as new at safe points between steps).";
+    spec.location = "flock/src/durable_loop.rs";
+    spec
+};
+
+/// The step-by-step agent loop, as the flow context drives it: a layer for the calls of agents
+/// that run so, and the resumption of a session carried into a run of [`SESSION_FLOW`].
+pub(crate) trait AgentLoopLayer: StepLayer {
+    /// Drives the session `session` (what the loop handed over) to the agent's output.
+    fn resume_session<'a>(
+        &'a self,
+        session: Value,
+        next: &'a dyn FlowRuntime,
+    ) -> BoxFuture<'a, Result<Value, FlowError>>;
+}
+
 /// The step layers of a `Flock`, the first outermost, and above them the step-by-step agent
 /// loop when an agent of the `Flock` runs so (see [`step`](crate::step)): the run's
 /// [`FlowContext`](crate::FlowContext) hands it the calls of such agents, so a run pays for it
@@ -259,7 +283,7 @@ pub trait StepLayer: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub(crate) struct StepLayers {
     pub(crate) layers: Vec<std::sync::Arc<dyn StepLayer>>,
-    pub(crate) agent_loop: Option<std::sync::Arc<dyn StepLayer>>,
+    pub(crate) agent_loop: Option<std::sync::Arc<dyn AgentLoopLayer>>,
 }
 
 impl std::fmt::Debug for StepLayers {

@@ -49,6 +49,12 @@ pub struct AgentSpec {
     /// [`MAX_TOOL_ROUNDS`](crate::model::MAX_TOOL_ROUNDS)): a model still calling tools after
     /// them fails the call `InvalidOutput`.
     pub max_tool_rounds: Option<u32>,
+    /// `continue_as_new_after = N`, for an agent that runs step by step: after this many steps
+    /// (model requests and tool calls) in one history, the session moves on in a fresh one (on
+    /// Temporal: into a child run of the built-in flow `flock.session`, which continues as new
+    /// every N steps), at a safe point between steps. `None`: only when Temporal suggests it (the
+    /// history is large).
+    pub continue_as_new_after: Option<u32>,
     /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
     /// no task-queue round trip, but it may run again after a crash: see
     /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
@@ -84,6 +90,7 @@ impl AgentSpec {
             retry: RetrySpec::EMPTY,
             output_retries: None,
             max_tool_rounds: None,
+            continue_as_new_after: None,
             local: None,
             max_concurrent: None,
             per_second: None,

@@ -98,6 +98,33 @@ impl AgentLoop {
         }
     }
 
+    /// The loop of `spec` carried on from another run: the conversation so far and the counters
+    /// ([`repairs`](Self::repairs), [`tool_rounds`](Self::tool_rounds)) it had there.
+    pub(crate) fn resume(
+        spec: &'static AgentSpec,
+        messages: Vec<Message>,
+        output: OutputFormat,
+        tools: Vec<ToolDefinition>,
+        repairs: u32,
+        tool_rounds: u32,
+    ) -> Self {
+        AgentLoop {
+            repairs,
+            tool_rounds,
+            ..AgentLoop::new(spec, String::new(), messages, output, tools)
+        }
+    }
+
+    /// The repair re-asks so far.
+    pub(crate) fn repairs(&self) -> u32 {
+        self.repairs
+    }
+
+    /// The rounds of tool calls so far.
+    pub(crate) fn tool_rounds(&self) -> u32 {
+        self.tool_rounds
+    }
+
     /// The request to send now: the conversation so far.
     pub fn request(&self) -> &ModelRequest {
         &self.request

@@ -610,6 +610,164 @@ async fn a_long_sessions_history_grows_with_its_new_messages_only() {
     }
 }
 
+/// Adds one.
+#[tool]
+async fn tally(args: Count) -> u32 {
+    args.n + 1
+}
+
+/// Count with the tool until the count is reached, then say the count.
+#[agent(
+    tools = [tally],
+    max_tool_rounds = 5000,
+    continue_as_new_after = 100,
+    retry(attempts = 1)
+)]
+async fn long_counter(input: Question) -> Reply2;
+
+/// The steps (model requests and tool calls) of the session of
+/// [`a_long_session_moves_on_in_fresh_histories_and_answers_right`]: `FLOCK_SESSION_STEPS=2000`
+/// is the documented long one; CI runs 400.
+fn session_steps() -> usize {
+    std::env::var("FLOCK_SESSION_STEPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(400)
+}
+
+/// A session longer than one history holds (`continue_as_new_after = 100`) moves on, invisibly
+/// to the agent: after 100 steps into a child run of `flock.session`, which continues as new
+/// every 100 steps, carrying the whole conversation (the model sees it grow by one exchange per
+/// request, never lose one). The same answer and the same conversation on both executors; on
+/// Temporal no history holds more than 100 steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_session_moves_on_in_fresh_histories_and_answers_right() {
+    let steps = session_steps();
+    let rounds = steps / 2;
+    let mut script: Vec<Reply> = (0..rounds)
+        .map(|n| {
+            let arguments = format!(r#"{{"n": {n}}}"#);
+            tool_calls(&[(&format!("t{n}"), "tally", &arguments)], 1)
+        })
+        .collect();
+    script.push(answer(&format!(r#"{{"answer": "{rounds}"}}"#), 1, 1));
+    for (executor, flock, model) in both("agent-loop-session", script).await {
+        let recorded = tokio::time::timeout(
+            Duration::from_secs(600),
+            flock.run(long_counter, question()).recorded().into_future(),
+        )
+        .await
+        .expect("the session ends");
+        let reply = recorded
+            .result
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        assert_eq!(reply.answer, rounds.to_string(), "{executor}");
+        // every request carried the whole conversation so far: it grew by one exchange each
+        let sizes: Vec<usize> = model
+            .received()
+            .iter()
+            .map(|r| r.messages().len())
+            .collect();
+        let expected: Vec<usize> = (0..=rounds).map(|n| 2 + 2 * n).collect();
+        assert_eq!(sizes, expected, "{executor}");
+        // the tool's answers reached the model in order, across the moves
+        let last = model.received().pop().unwrap();
+        let answers: Vec<String> = last
+            .messages()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let counted: Vec<String> = (1..=rounds).map(|n| n.to_string()).collect();
+        assert_eq!(answers, counted, "{executor}");
+        // the flow's own history holds the first 100 steps and the session's child run
+        let record = &recorded.record;
+        let own = record.steps.len();
+        assert_eq!(own, 100, "{executor}: steps in the flow's own run");
+        assert_eq!(record.children.len(), 1, "{executor}");
+        let session = &record.children[0];
+        assert_eq!(session.name, "flock.session", "{executor}");
+        // the session's runs, newest first: each at most 100 steps, all of them the rest
+        let mut runs = vec![session];
+        while let Some(previous) = &runs.last().unwrap().previous {
+            runs.push(previous);
+        }
+        let per_run: Vec<usize> = runs.iter().rev().map(|r| r.steps.len()).collect();
+        assert!(per_run.iter().all(|&n| n <= 100), "{executor}: {per_run:?}");
+        assert_eq!(
+            own + per_run.iter().sum::<usize>(),
+            2 * rounds + 1,
+            "{executor}: {per_run:?}"
+        );
+        if executor == "temporal" {
+            let history = history(&session.run_id).await;
+            assert!(
+                history.activities.len() <= 100,
+                "{}",
+                history.activities.len()
+            );
+        }
+        println!(
+            "{executor}: a session of {} steps ran in 1 + {} histories of {own} / {per_run:?} steps",
+            2 * rounds + 1,
+            per_run.len()
+        );
+    }
+}
+
+/// Count with the tool until the count is reached, then say the count (no bound of its own: its
+/// session moves on when Temporal suggests it).
+#[agent(tools = [tally], max_tool_rounds = 5000, retry(attempts = 1))]
+async fn auto_counter(input: Question) -> Reply2;
+
+/// Without `continue_as_new_after` a session moves on when Temporal suggests continuing as new
+/// (the dev server's default: at 4 Ki events, ~680 steps): 800 steps on Temporal move once, and
+/// answer right; on the local executor (no history) they stay in the flow's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_on_when_temporal_suggests_it() {
+    let rounds = 400;
+    let mut script: Vec<Reply> = (0..rounds)
+        .map(|n| {
+            let arguments = format!(r#"{{"n": {n}}}"#);
+            tool_calls(&[(&format!("t{n}"), "tally", &arguments)], 1)
+        })
+        .collect();
+    script.push(answer(&format!(r#"{{"answer": "{rounds}"}}"#), 1, 1));
+    for (executor, flock, model) in both("agent-loop-session-auto", script).await {
+        let recorded = tokio::time::timeout(
+            Duration::from_secs(600),
+            flock.run(auto_counter, question()).recorded().into_future(),
+        )
+        .await
+        .expect("the session ends");
+        let reply = recorded
+            .result
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        assert_eq!(reply.answer, rounds.to_string(), "{executor}");
+        let sizes: Vec<usize> = model
+            .received()
+            .iter()
+            .map(|r| r.messages().len())
+            .collect();
+        let expected: Vec<usize> = (0..=rounds).map(|n| 2 + 2 * n).collect();
+        assert_eq!(sizes, expected, "{executor}");
+        let record = &recorded.record;
+        let own = record.steps.len();
+        if executor == "local" {
+            assert_eq!((own, record.children.len()), (2 * rounds + 1, 0));
+            continue;
+        }
+        assert_eq!(record.children.len(), 1, "the session moved on once");
+        let session = &record.children[0];
+        assert_eq!(own + session.steps.len(), 2 * rounds + 1);
+        assert!(own < 2 * rounds, "{own}");
+        println!(
+            "temporal: a session of {} steps moved on after {own}, when Temporal suggested it",
+            2 * rounds + 1
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scripted test models: tool calls and answers per agent, offline.
 
