@@ -37,6 +37,7 @@ pub struct AgentAttrs {
     pub output_retries: Option<Spanned<u32>>,
     pub max_tool_rounds: Option<Spanned<u32>>,
     pub continue_as_new_after: Option<Spanned<u32>>,
+    pub mcp: Option<Spanned<Vec<LitStr>>>,
     pub local: Option<Spanned<bool>>,
     pub tools: Option<Spanned<Vec<Path>>>,
     pub retry: RetryAttrs,
@@ -145,6 +146,7 @@ const AGENT: Keys = Keys {
         "continue_as_new_after",
         "local",
         "tools",
+        "mcp",
         "max_concurrent",
         "per_second",
         "priority",
@@ -314,6 +316,7 @@ impl AgentAttrs {
             "task_queue" => self.task_queue = lit_str(cx, meta, "task_queue = \"agents\"")?,
             "output_retries" => self.output_retries = int(cx, meta, "output_retries = 2")?,
             "max_tool_rounds" => self.max_tool_rounds = int(cx, meta, "max_tool_rounds = 20")?,
+            "mcp" => self.mcp = str_list(cx, meta, "mcp = [\"files\", \"search\"]")?,
             "continue_as_new_after" => {
                 self.continue_as_new_after = int(cx, meta, "continue_as_new_after = 500")?
             }
@@ -813,6 +816,30 @@ fn path_list(
     Ok(Some(Spanned { value: paths, span }))
 }
 
+fn str_list(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    example: &str,
+) -> syn::Result<Option<Spanned<Vec<LitStr>>>> {
+    let span = meta.path.span();
+    let Some(items) = list(cx, meta, example)? else {
+        return Ok(None);
+    };
+    let mut names = Vec::new();
+    for item in items {
+        match item {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) if !s.value().is_empty() => names.push(s),
+            other => cx.error_spanned_by(
+                &other,
+                format!("expected the name of an MCP server, a string: `{example}`"),
+            ),
+        }
+    }
+    Ok(Some(Spanned { value: names, span }))
+}
+
 fn error_classes(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Spanned<String>>> {
     let example = "non_retryable = [\"InvalidOutput\"]";
     let Some(items) = list(cx, meta, example)? else {
@@ -949,7 +976,7 @@ mod tests {
                 "unknown key `timout` in `#[agent(..)]`; did you mean `timeout`?",
                 "unknown key `start_to_close` in `#[agent(..)]`; did you mean `timeout`?",
                 "`attempts` goes inside `retry(..)`: `retry(attempts = ..)`",
-                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `continue_as_new_after`, `local`, `tools`, `max_concurrent`, `per_second`, `priority`, `retry`",
+                "unknown key `frobnicate` in `#[agent(..)]`; expected one of `name`, `description`, `model`, `hand_off`, `timeout`, `schedule_to_close`, `heartbeat`, `task_queue`, `output_retries`, `max_tool_rounds`, `continue_as_new_after`, `local`, `tools`, `mcp`, `max_concurrent`, `per_second`, `priority`, `retry`",
                 "unknown key `max_attempts` in `retry(..)`; did you mean `attempts`?",
                 "unknown key `backof` in `retry(..)`; did you mean `backoff`?",
             ]

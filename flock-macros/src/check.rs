@@ -100,6 +100,12 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
                 "`tools` are offered to the model of a declarative agent (one without a body); a code agent calls functions directly",
             );
         }
+        if let Some(mcp) = &attrs.mcp {
+            cx.error_at(
+                mcp.span,
+                "`mcp` servers are offered to the model of a declarative agent (one without a body); a code agent calls functions directly",
+            );
+        }
         if let Some(retries) = &attrs.output_retries {
             cx.error_at(
                 retries.span,
@@ -107,8 +113,9 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
             );
         }
     }
+    let offers_tools = attrs.tools.is_some() || attrs.mcp.is_some();
     if let Some(rounds) = &attrs.max_tool_rounds {
-        if attrs.tools.is_none() {
+        if !offers_tools {
             cx.error_at(
                 rounds.span,
                 "`max_tool_rounds` bounds the rounds of tool calls of an agent with `tools = [..]`; this agent offers none",
@@ -121,7 +128,7 @@ pub fn agent(cx: &Ctxt, agent: &AgentFn, attrs: &AgentAttrs) {
         }
     }
     if let Some(after) = &attrs.continue_as_new_after {
-        if attrs.tools.is_none() {
+        if !offers_tools {
             cx.error_at(
                 after.span,
                 "`continue_as_new_after` bounds the steps of an agent that runs step by step (one with `tools = [..]`); this agent offers none",

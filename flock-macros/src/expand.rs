@@ -401,6 +401,10 @@ fn expand_agent(agent: &AgentFn, attrs: &AgentAttrs) -> TokenStream {
         let value = some(Literal::u32_suffixed(rounds.value).into_token_stream());
         settings.push(quote!(#spec.max_tool_rounds = #value;));
     }
+    if let Some(mcp) = &attrs.mcp {
+        let names = &mcp.value;
+        settings.push(quote!(#spec.mcp = &[#(#names),*];));
+    }
     if let Some(after) = &attrs.continue_as_new_after {
         let value = some(Literal::u32_suffixed(after.value).into_token_stream());
         settings.push(quote!(#spec.continue_as_new_after = #value;));

@@ -17,7 +17,7 @@ use crate::agent::json_size_within;
 use crate::error::{AgentError, FlowError};
 use crate::flow::{Flow, FlowContext};
 use crate::model::agent_loop::{AgentLoop, Next, ToolStep as Planned};
-use crate::model::{ToolCall, build_messages};
+use crate::model::{ToolCall, ToolDefinition, build_messages};
 use crate::registry::Registry;
 use crate::runtime::{
     AgentCall, AgentLoopLayer, FlowRuntime, SESSION_FLOW, SESSION_SPEC, StepLayer,
@@ -50,9 +50,10 @@ impl DurableLoop {
             &output.schema,
             &call.input,
         );
-        let tools = crate::model::tool_definitions(spec);
+        let (tools, mcp) = self.offered_tools(spec, next).await?;
         let turn = AgentLoop::new(spec, String::new(), messages, output, tools);
-        self.drive(agent, turn, Session::counters(0, 0), next).await
+        self.drive(agent, turn, &mcp, Session::counters(0, 0), next)
+            .await
     }
 
     /// A session carried into a run of [`SESSION_FLOW`]: on from where it was handed over.
@@ -65,7 +66,8 @@ impl DurableLoop {
         let agent = self.agent(&session.agent)?;
         let spec = agent.spec();
         let output = crate::model::output_format(&agent.output_schema());
-        let tools = crate::model::tool_definitions(spec);
+        // the MCP servers' tool lists are fetched again in each history
+        let (tools, mcp) = self.offered_tools(spec, next).await?;
         let turn = AgentLoop::resume(
             spec,
             session.messages,
@@ -75,7 +77,63 @@ impl DurableLoop {
             session.tool_rounds,
         );
         let counters = Session::counters(session.steps, session.runs);
-        self.drive(agent, turn, counters, next).await
+        self.drive(agent, turn, &mcp, counters, next).await
+    }
+
+    /// The tools the agent offers its model: its `#[tool]`s, and the tools of its MCP servers,
+    /// each server's list a step (`<server>.mcp_tools`, recorded: the same on replay). Gives the
+    /// definitions and, by tool name, the call step of each MCP tool's server.
+    async fn offered_tools(
+        &self,
+        spec: &'static AgentSpec,
+        next: &dyn FlowRuntime,
+    ) -> Result<(Vec<ToolDefinition>, McpTools), FlowError> {
+        let mut tools = crate::model::tool_definitions(spec);
+        let mut mcp = McpTools::new();
+        for &server in spec.mcp {
+            let steps = self
+                .registry
+                .agent(&format!("{server}.mcp_tools"))
+                .zip(self.registry.agent(&format!("{server}.mcp")));
+            let Some((list, call)) = steps.map(|(list, call)| (list.spec(), call.spec())) else {
+                return Err(fail(
+                    spec,
+                    AgentError::permanent(format!(
+                        "agent `{}` offers the tools of MCP server `{server}`, and this build of flock has no MCP client (enable flock's `mcp` feature)",
+                        spec.name
+                    )),
+                ));
+            };
+            let listed = next
+                .call_agent(AgentCall {
+                    spec: list,
+                    input: json!({}),
+                })
+                .await?;
+            let listed: Vec<ToolDefinition> = serde_json::from_value(listed).map_err(|e| {
+                fail(
+                    spec,
+                    AgentError::permanent(format!(
+                        "step `{}` answered something that is not a tool list: {e}",
+                        list.name
+                    )),
+                )
+            })?;
+            for tool in listed {
+                if tools.iter().any(|t| t.name == tool.name) {
+                    return Err(fail(
+                        spec,
+                        AgentError::permanent(format!(
+                            "tool `{}` of MCP server `{server}` has the name of another tool agent `{}` offers; the model could not tell them apart",
+                            tool.name, spec.name
+                        )),
+                    ));
+                }
+                mcp.insert(tool.name.clone(), call);
+                tools.push(tool);
+            }
+        }
+        Ok((tools, mcp))
     }
 
     fn agent(&self, name: &str) -> Result<&'static dyn DynAgent, FlowError> {
@@ -91,6 +149,7 @@ impl DurableLoop {
         &self,
         agent: &'static dyn DynAgent,
         mut turn: AgentLoop,
+        mcp: &McpTools,
         mut counters: Session,
         next: &dyn FlowRuntime,
     ) -> Result<Value, FlowError> {
@@ -113,6 +172,7 @@ impl DurableLoop {
             let input = json!(ModelStepInput {
                 transcript: transcript.clone(),
                 messages: messages[sent..].to_vec(),
+                tools: turn.request().tools[spec.tools.len()..].to_vec(),
             });
             let sending = messages.len();
             let bytes = json_size_within(&input, self.payload_limit.bytes());
@@ -162,7 +222,7 @@ impl DurableLoop {
                     let answers = futures::future::try_join_all(
                         calls
                             .iter()
-                            .map(|call| self.tool_call(spec, &turn, call, next)),
+                            .map(|call| self.tool_call(spec, &turn, mcp, call, next)),
                     )
                     .await?;
                     turn.tools_answered::<Value>(answers);
@@ -226,6 +286,7 @@ impl DurableLoop {
         &self,
         spec: &'static AgentSpec,
         turn: &AgentLoop,
+        mcp: &McpTools,
         call: &ToolCall,
         next: &dyn FlowRuntime,
     ) -> Result<(String, String), FlowError> {
@@ -234,10 +295,25 @@ impl DurableLoop {
             Planned::Call { name, arguments } => (name, arguments),
         };
         let Some(&tool) = spec.tools.iter().find(|t| t.name() == name) else {
-            return Ok((
-                call.id.clone(),
-                format!("error: there is no tool named `{name}`"),
-            ));
+            let Some(&step) = mcp.get(&name) else {
+                return Ok((
+                    call.id.clone(),
+                    format!("error: there is no tool named `{name}`"),
+                ));
+            };
+            let input = json!({ "call_id": call.id, "tool": name, "arguments": arguments });
+            let bytes = json_size_within(&input, self.payload_limit.bytes());
+            if let Err(problem) =
+                check_payload_size("tool", &name, Direction::Input, bytes, self.payload_limit)
+            {
+                return Ok((call.id.clone(), format!("error: {problem}")));
+            }
+            let answer = next.call_agent(AgentCall { spec: step, input }).await?;
+            let answer = match answer {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            return Ok((call.id.clone(), answer));
         };
         let step = ToolStep::of(tool).spec();
         // a tool that needs approval waits for a decision first (durably: the decision is an
@@ -286,6 +362,9 @@ fn fail(spec: &AgentSpec, cause: AgentError) -> FlowError {
         cause,
     }
 }
+
+/// The tools of an agent's MCP servers, by name: the call step of each one's server.
+type McpTools = std::collections::BTreeMap<String, &'static AgentSpec>;
 
 /// The patch marker of the rule that moves long sessions on (runs from before it replay
 /// without it).

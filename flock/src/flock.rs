@@ -85,6 +85,8 @@ pub struct FlockBuilder {
     layers: crate::runtime::StepLayers,
     transcript_store: Option<Arc<dyn crate::codec::BlobStore>>,
     model_limits: Vec<(String, crate::limit::Limit)>,
+    /// A configuration mistake found by a builder method, reported by `build()`.
+    mistake: Option<String>,
 }
 
 impl Flock {
@@ -104,6 +106,7 @@ impl Flock {
             layers: Default::default(),
             transcript_store: None,
             model_limits: Vec::new(),
+            mistake: None,
         }
     }
 
@@ -432,6 +435,18 @@ impl FlockBuilder {
         self
     }
 
+    /// Says how this `Flock`'s workers reach MCP server `server.name()`, whose tools the agents
+    /// that name it (`#[agent(mcp = ["name"])]`) offer their models (feature `mcp`; see
+    /// [`mcp`](crate::mcp)). A name given twice, an empty command or a URL that does not parse
+    /// is an error at `build()`.
+    #[cfg(feature = "mcp")]
+    pub fn mcp_server(mut self, server: crate::mcp::McpServer) -> Self {
+        if let Err(problem) = self.models.mcp_mut().add(server) {
+            self.mistake.get_or_insert(problem);
+        }
+        self
+    }
+
     /// Adds a layer around every agent call of every run (see
     /// [`StepLayer`](crate::runtime::StepLayer)): limits, budgets, checks written once for both
     /// executors. The first added is the outermost. On Temporal it runs in workflow code: the
@@ -510,6 +525,9 @@ impl FlockBuilder {
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check().map_err(Error::Config)?;
         self.worker_limits.check()?;
+        if let Some(mistake) = self.mistake.take() {
+            return Err(Error::Config(mistake));
+        }
         // Before the executor: its worker reports to the metrics when they are on.
         let metrics = self
             .metrics
@@ -522,6 +540,16 @@ impl FlockBuilder {
         let runs_agents = self.local_debug || self.in_process_worker;
         for agent in registry.agents() {
             let spec = agent.spec();
+            // (a warning, not an error: a binary links every agent, and a worker serves the
+            // agents of the servers it configures; a call of one it lacks fails naming it)
+            if runs_agents && let Some(server) = self.models.missing_mcp_server(spec) {
+                tracing::warn!(
+                    agent = spec.name,
+                    "agent `{}` ({}) offers the tools of MCP server `{server}`, which this Flock does not configure: its calls here will fail; add `.mcp_server(McpServer::stdio(\"{server}\", ..))` or `McpServer::http` (feature `mcp`)",
+                    spec.name,
+                    spec.location
+                );
+            }
             if spec.kind != crate::spec::AgentKind::Declarative {
                 continue;
             }

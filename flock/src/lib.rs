@@ -76,6 +76,8 @@ mod guard;
 pub mod join;
 pub mod limit;
 pub mod map;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod message;
 pub mod model;
 pub mod observe;

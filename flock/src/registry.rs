@@ -166,6 +166,12 @@ impl Registry {
             }
             self.insert_step(step.spec().name, step, spec.location)?;
         }
+        #[cfg(feature = "mcp")]
+        for &server in spec.mcp {
+            let (list, call) = crate::mcp::steps(server, spec);
+            self.insert_step(list.spec().name, list, spec.location)?;
+            self.insert_step(call.spec().name, call, spec.location)?;
+        }
         Ok(())
     }
 

@@ -55,6 +55,10 @@ pub struct AgentSpec {
     /// every N steps), at a safe point between steps. `None`: only when Temporal suggests it (the
     /// history is large).
     pub continue_as_new_after: Option<u32>,
+    /// `mcp = ["files"]`: the MCP servers whose tools a declarative agent offers its model (each
+    /// call a step `<server>.mcp`); the `Flock` says how to reach them (feature `mcp`, see
+    /// `flock::mcp`).
+    pub mcp: &'static [&'static str],
     /// `#[agent(local)]`: on Temporal, run as a local activity (inside the workflow task's worker,
     /// no task-queue round trip, but it may run again after a crash: see
     /// [`runs_locally`](Self::runs_locally)); `None` or `false`: a normal activity.
@@ -91,6 +95,7 @@ impl AgentSpec {
             output_retries: None,
             max_tool_rounds: None,
             continue_as_new_after: None,
+            mcp: &[],
             local: None,
             max_concurrent: None,
             per_second: None,
@@ -305,7 +310,8 @@ impl AgentSpec {
     /// assert!(!AgentSpec::new("count", AgentKind::Code).runs_step_by_step());
     /// ```
     pub const fn runs_step_by_step(&self) -> bool {
-        matches!(self.kind, AgentKind::Declarative) && !self.tools.is_empty()
+        matches!(self.kind, AgentKind::Declarative)
+            && (!self.tools.is_empty() || !self.mcp.is_empty())
     }
 }
 

@@ -52,6 +52,10 @@ pub(crate) struct ModelStepInput {
     pub(crate) transcript: Option<String>,
     /// The messages after it.
     pub(crate) messages: Vec<Message>,
+    /// The tools of the agent's MCP servers, as the run listed them (its `#[tool]`s are known
+    /// from its spec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tools: Vec<crate::model::ToolDefinition>,
 }
 
 /// The output of a model-request step.
@@ -183,6 +187,8 @@ impl DynAgent for ModelStep {
         });
         Box::pin(async move {
             let input = input?;
+            let mut tools = crate::model::tool_definitions(agent.spec());
+            tools.extend(input.tools);
             let messages = match &input.transcript {
                 None => input.messages,
                 Some(name) => {
@@ -208,7 +214,7 @@ impl DynAgent for ModelStep {
                 agent: parent.name.to_owned(),
                 messages,
                 output: crate::model::output_format(&agent.output_schema()),
-                tools: crate::model::tool_definitions(parent),
+                tools,
             };
             let answer = crate::agent::heartbeating(
                 &ctx,

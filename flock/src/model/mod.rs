@@ -18,6 +18,8 @@ mod function;
 #[cfg(test)]
 mod fuzz;
 mod http;
+#[cfg(feature = "mcp")]
+pub(crate) mod mcp;
 pub mod openai;
 mod prompt;
 pub mod schema;
@@ -234,7 +236,7 @@ fn extract_json(content: &str) -> &str {
 }
 
 /// A tool offered to the model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolDefinition {
     /// The tool's name.
     pub name: String,
@@ -313,6 +315,8 @@ pub struct Models {
     record_contents: bool,
     transcripts: Option<transcript::TranscriptStore>,
     limits: crate::limit::ModelLimits,
+    #[cfg(feature = "mcp")]
+    mcp: mcp::McpClients,
 }
 
 impl Default for Models {
@@ -327,6 +331,8 @@ impl Default for Models {
             record_contents: false,
             transcripts: None,
             limits: Default::default(),
+            #[cfg(feature = "mcp")]
+            mcp: Default::default(),
         };
         models.add_provider(Arc::new(OpenAi::new(OpenAiConfig::default())));
         models.add_provider(Arc::new(OpenAi::azure(AzureConfig::default())));
@@ -405,6 +411,26 @@ impl Models {
         codec: Option<crate::codec::Codec>,
     ) {
         self.transcripts = Some(transcript::TranscriptStore { store, codec });
+    }
+
+    /// The MCP servers and this process's connections to them.
+    #[cfg(feature = "mcp")]
+    pub(crate) fn mcp(&self) -> &mcp::McpClients {
+        &self.mcp
+    }
+
+    /// The MCP servers, to add to.
+    #[cfg(feature = "mcp")]
+    pub(crate) fn mcp_mut(&mut self) -> &mut mcp::McpClients {
+        &mut self.mcp
+    }
+
+    /// An MCP server `spec` names that these models' configuration lacks.
+    pub(crate) fn missing_mcp_server(&self, spec: &AgentSpec) -> Option<&'static str> {
+        #[cfg(feature = "mcp")]
+        return spec.mcp.iter().copied().find(|name| !self.mcp.has(name));
+        #[cfg(not(feature = "mcp"))]
+        return spec.mcp.first().copied();
     }
 
     /// Where transcripts are kept besides memory.

@@ -18,6 +18,7 @@ mod idempotency;
 mod limits;
 mod local;
 mod map;
+mod mcp;
 mod messages;
 mod model;
 mod observe;
