@@ -201,6 +201,10 @@ pub struct AzureConfig {
     pub structured_output: StructuredOutput,
     /// Per-deployment exceptions to `structured_output`.
     pub structured_output_by_model: BTreeMap<String, StructuredOutput>,
+    /// Whether answers stream as server-sent events, as [`OpenAiConfig::stream`] (Azure OpenAI
+    /// sends the token counts in the last chunk from `api-version` 2024-09-01-preview on). Off
+    /// by default.
+    pub stream: bool,
 }
 
 impl Default for AzureConfig {
@@ -212,6 +216,7 @@ impl Default for AzureConfig {
             timeout: DEFAULT_TIMEOUT,
             structured_output: StructuredOutput::JsonSchema,
             structured_output_by_model: BTreeMap::new(),
+            stream: false,
         }
     }
 }
@@ -314,7 +319,7 @@ impl OpenAi {
             Flavor::OpenAi(config) | Flavor::Compatible(config) | Flavor::Ollama(config) => {
                 config.stream
             }
-            Flavor::Azure(_) => false,
+            Flavor::Azure(config) => config.stream,
         };
         let (config_timeout, mode, target) = match &self.flavor {
             Flavor::OpenAi(config) | Flavor::Compatible(config) | Flavor::Ollama(config) => {

@@ -884,6 +884,43 @@ async fn ollama_and_azure_speak_the_same_protocol() {
     assert_eq!(received[1].header("authorization"), None);
 }
 
+/// Azure OpenAI streams like OpenAI when asked (`AzureConfig::stream`): the request says so, and
+/// the answer is put together from the chunks.
+#[tokio::test]
+async fn azure_streams_when_asked() {
+    let server = FakeOpenAi::start(vec![super::model::server::streamed(
+        &good_review().to_string(),
+        7,
+        Duration::from_millis(2),
+        false,
+    )])
+    .await;
+    let flock = Flock::builder()
+        .provider(OpenAi::azure(AzureConfig {
+            endpoint: Some(server.url()),
+            api_key: Some(KEY.into()),
+            stream: true,
+            ..AzureConfig::default()
+        }))
+        .model("azure/gpt4o-prod")
+        .build()
+        .await
+        .unwrap();
+    let review = flock
+        .run(review_article, article())
+        .await
+        .expect("a streamed answer");
+    assert_eq!(serde_json::to_value(review).unwrap(), good_review());
+    let received = server.received();
+    assert_eq!(received[0].body["stream"], true);
+    assert_eq!(received[0].body["stream_options"]["include_usage"], true);
+    assert!(
+        received[0]
+            .path
+            .starts_with("/openai/deployments/gpt4o-prod/chat/completions")
+    );
+}
+
 #[tokio::test]
 async fn unknown_provider_is_a_clear_error() {
     let error = Flock::builder()
