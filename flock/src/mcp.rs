@@ -8,8 +8,10 @@
 //!
 //! * `<server>.mcp_tools`: the server's tool list, fetched once per run (a recorded step: the
 //!   same on replay; a session that moves on to a fresh history fetches it again);
-//! * `<server>.mcp`: one tool call (`tools/call`), like a `#[tool]`'s `<tool>.tool` step: retried
-//!   with the agent's retry policy, its timeout the agent's.
+//! * `<server>.mcp`: one tool call (`tools/call`), like a `#[tool]`'s `<tool>.tool` step, with
+//!   the executor's default timeout and retry policy (as a `#[tool]` without settings); each
+//!   request is bounded by the server's [`timeout`](McpServer::timeout), and the step heartbeats
+//!   meanwhile, so a worker that dies mid-call is noticed within [`HEARTBEAT`] (5 s).
 //!
 //! A tool's own error (`isError`) is answered to the model as `error: …`, like a `#[tool]`'s.
 //! The server failing is the step's error, classified: a command that cannot be started or a
@@ -72,6 +74,10 @@ use crate::spec::{AgentKind, AgentSpec};
 // ---------------------------------------------------------------------------------------------
 // Steps.
 
+/// The heartbeat timeout of MCP steps (they heartbeat every quarter of it while a request is in
+/// flight).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The suffix of the tool-list step of a server.
 pub(crate) const LIST_STEP: &str = ".mcp_tools";
 /// The suffix of the tool-call step of a server.
@@ -98,28 +104,21 @@ pub(crate) struct McpStep {
 type Steps = Mutex<BTreeMap<&'static str, (&'static McpStep, &'static McpStep)>>;
 static STEPS: Steps = Mutex::new(BTreeMap::new());
 
-/// The steps of server `server` (made on first use): `(tool list, tool call)`. They take the
-/// settings of `agent`, the first agent that named the server.
-pub(crate) fn steps(
-    server: &'static str,
-    agent: &'static AgentSpec,
-) -> (&'static McpStep, &'static McpStep) {
+/// The steps of server `server` (made on first use): `(tool list, tool call)`. Like the calls of
+/// a `#[tool]` without settings, they take the executor's default timeout and retry policy;
+/// each request within them is bounded by the server's [`timeout`](McpServer::timeout).
+pub(crate) fn steps(server: &'static str) -> (&'static McpStep, &'static McpStep) {
     let mut steps = STEPS.lock().unwrap_or_else(|p| p.into_inner());
     *steps.entry(server).or_insert_with(|| {
         let make = |suffix: &str, list: bool, description: String| -> &'static McpStep {
-            let spec = Box::leak(Box::new(AgentSpec {
-                name: Box::leak(format!("{server}{suffix}").into_boxed_str()),
-                description: Box::leak(description.into_boxed_str()),
-                kind: AgentKind::Code,
-                hand_off: None,
-                output_retries: None,
-                max_tool_rounds: None,
-                continue_as_new_after: None,
-                tools: &[],
-                mcp: &[],
-                local: None,
-                ..*agent
-            }));
+            let name = Box::leak(format!("{server}{suffix}").into_boxed_str());
+            let mut spec = AgentSpec::new(name, AgentKind::Code);
+            spec.description = Box::leak(description.into_boxed_str());
+            // the step heartbeats while a request is in flight: a worker that dies mid-call is
+            // noticed within this, not at the end of the step's timeout
+            spec.heartbeat = Some(HEARTBEAT);
+            spec.location = "flock/src/mcp.rs";
+            let spec = Box::leak(Box::new(spec));
             Box::leak(Box::new(McpStep { server, spec, list }))
         };
         (
@@ -167,7 +166,8 @@ impl DynAgent for McpStep {
         Box::pin(async move {
             let clients = ctx.models().mcp();
             if list {
-                let tools = clients.list(server).await?;
+                let listing = clients.list(server);
+                let tools = crate::agent::heartbeating(&ctx, listing, "a tools/list").await?;
                 return Ok(serde_json::to_value(tools).unwrap_or_default());
             }
             let call: McpCallInput = serde_json::from_value(input).map_err(|e| {
@@ -176,11 +176,11 @@ impl DynAgent for McpStep {
                 ))
             })?;
             let span = crate::observe::tool_span(&call.tool, &call.call_id);
-            let answer = tracing::Instrument::instrument(
+            let calling = tracing::Instrument::instrument(
                 clients.call(server, &call.tool, call.arguments),
                 span,
-            )
-            .await?;
+            );
+            let answer = crate::agent::heartbeating(&ctx, calling, "a tools/call").await?;
             Ok(Value::String(answer))
         })
     }

@@ -168,7 +168,7 @@ impl Registry {
         }
         #[cfg(feature = "mcp")]
         for &server in spec.mcp {
-            let (list, call) = crate::mcp::steps(server, spec);
+            let (list, call) = crate::mcp::steps(server);
             self.insert_step(list.spec().name, list, spec.location)?;
             self.insert_step(call.spec().name, call, spec.location)?;
         }

@@ -329,6 +329,20 @@ pub async fn trip_flow(ctx: &FlowContext, trip: Trip) -> Result<Plan, FlowError>
     ctx.call(trip_planner, trip).await
 }
 
+/// Works it out with the calculator's MCP tools (the durability worker configures `calc` from
+/// `FLOCK_MCP_SERVER` and `FLOCK_MCP_LEDGER`).
+#[agent(
+    mcp = ["calc"],
+    timeout = "3s",
+    retry(attempts = 5, initial_interval = "100ms")
+)]
+pub async fn mcp_planner(input: Trip) -> Plan;
+
+#[flow]
+pub async fn mcp_trip(ctx: &FlowContext, trip: Trip) -> Result<Plan, FlowError> {
+    ctx.call(mcp_planner, trip).await
+}
+
 /// Pays for the trip; a person approves it first (its arguments are an approval token).
 #[tool(timeout = "3s", retry(attempts = 5, initial_interval = "100ms"))]
 pub async fn t_pay(args: flock::approval::Approved<Booking>) -> Result<String, String> {

@@ -5,7 +5,7 @@ use flock::prelude::*;
 
 use flock_tests::durability::{
     chain_step, chain_ten, d_first, d_flow, d_second, d_third, k_six_then_wait, k_ten_steps,
-    pay_trip, soak_flow, soak_step, trip_flow, trip_payer, trip_planner,
+    mcp_planner, mcp_trip, pay_trip, soak_flow, soak_step, trip_flow, trip_payer, trip_planner,
 };
 
 #[tokio::main]
@@ -24,6 +24,14 @@ async fn main() -> Result<(), flock::Error> {
                 ..Default::default()
             }))
             .model("openai/gpt-4o-mini");
+    }
+    // FLOCK_MCP_SERVER: the MCP server `calc` (a stdio command), noting calls in FLOCK_MCP_LEDGER
+    if let Ok(command) = std::env::var("FLOCK_MCP_SERVER") {
+        let mut server = flock::mcp::McpServer::stdio("calc", command);
+        if let Ok(ledger) = std::env::var("FLOCK_MCP_LEDGER") {
+            server = server.env("FLOCK_MCP_LEDGER", ledger);
+        }
+        builder = builder.mcp_server(server);
     }
     // FLOCK_TRANSCRIPT_DIR: a transcript store the workers share
     if let Ok(dir) = std::env::var("FLOCK_TRANSCRIPT_DIR") {
@@ -53,6 +61,8 @@ async fn main() -> Result<(), flock::Error> {
         .agent(trip_planner)
         .flow(pay_trip)
         .agent(trip_payer)
+        .flow(mcp_trip)
+        .agent(mcp_planner)
         .temporal(TemporalExecutorConfig {
             server_url,
             task_queue,

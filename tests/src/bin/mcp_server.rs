@@ -22,6 +22,12 @@ struct Pair {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct Nap {
+    /// How long to wait, the first time
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct Text {
     /// The text
     text: String,
@@ -39,6 +45,15 @@ fn note(event: &str) {
             .expect("the ledger is written");
         file.sync_all().ok();
     }
+}
+
+/// How often `event` is in the ledger.
+fn count(event: &str) -> usize {
+    std::env::var("FLOCK_MCP_LEDGER")
+        .ok()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.lines().filter(|line| *line == event).count())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +91,17 @@ impl Calc {
         Ok(CallToolResult::error(vec![ContentBlock::text(
             "refused: the ledger is closed",
         )]))
+    }
+
+    #[tool(description = "Notes its start, waits `ms` milliseconds the first time, then answers")]
+    async fn nap(&self, Parameters(Nap { ms }): Parameters<Nap>) -> String {
+        let first = count("nap start") == 0;
+        note("nap start");
+        if first {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        note("nap");
+        "rested".to_owned()
     }
 
     #[tool(description = "Makes the server exit at once")]

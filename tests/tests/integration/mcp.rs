@@ -383,8 +383,9 @@ async fn servers_that_exit_hang_or_answer_garbage_fail_the_run_naming_them_on_bo
                 "{executor} {tool}: {error}"
             );
         }
-        // two attempts on each executor
-        assert_eq!(count(&file, tool), 4, "{tool}");
+        // the executor's default 3 attempts (MCP steps take none of the agent's settings), on
+        // each executor
+        assert_eq!(count(&file, tool), 6, "{tool}");
         let _ = std::fs::remove_file(&file);
     }
 }
@@ -432,4 +433,74 @@ async fn bad_mcp_configuration_is_an_error_at_build() {
         !shown.contains(SECRET) && shown.contains("TOKEN=…"),
         "{shown}"
     );
+}
+
+/// The worker is SIGKILLed while an MCP call (the second) is in flight: a new worker (with a new
+/// server process) takes the run over, the finished call is not made again, the killed one is
+/// tried again, and the run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_an_mcp_call_is_replaced_and_the_run_completes() {
+    use flock_tests::durability::{Trip, mcp_trip};
+    let queue = "mcp-kill";
+    let file = ledger();
+    let model = FakeOpenAi::start(vec![
+        tool_calls(&[("c1", "add", r#"{"a": 2, "b": 40}"#)], 10),
+        tool_calls(&[("c2", "nap", r#"{"ms": 2000}"#)], 10),
+        answer(r#"{"summary": "42, rested"}"#, 10, 5),
+    ])
+    .await;
+    let client = super::temporal::client_only_flock(queue).await;
+    let ledger_path = file.to_string_lossy().into_owned();
+    let env = [
+        ("FLOCK_MODEL_URL", model.base_url()),
+        ("FLOCK_MCP_SERVER", SERVER.to_owned()),
+        ("FLOCK_MCP_LEDGER", ledger_path),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = super::support::spawn_worker(queue, &file, &env);
+    let handle = client
+        .run_flow(
+            mcp_trip,
+            Trip {
+                city: "Oslo".into(),
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    super::support::wait_for("the MCP call to start", BOUND, || {
+        count(&file, "nap start") == 1
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut second = super::support::spawn_worker(queue, &file, &env);
+    let result = tokio::time::timeout(BOUND, handle.result()).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let plan = result.expect("the run completes").unwrap();
+    assert_eq!(plan.summary, "42, rested");
+    assert_eq!(count(&file, "add 2 40"), 1, "the finished call ran once");
+    assert_eq!(
+        count(&file, "nap start"),
+        2,
+        "the killed call, then its retry"
+    );
+    assert_eq!(model.received().len(), 3, "each model request ran once");
+    // the new worker does not hold the conversation (no shared transcript store): its first
+    // request asks nothing and the loop sends the conversation whole (see agent_loop.rs)
+    let history = super::temporal::history(handle.id()).await;
+    assert_eq!(
+        history.activities,
+        [
+            "calc.mcp_tools",
+            "mcp_planner.model",
+            "calc.mcp",
+            "mcp_planner.model",
+            "calc.mcp",
+            "mcp_planner.model",
+            "mcp_planner.model"
+        ]
+    );
+    let _ = std::fs::remove_file(&file);
 }
