@@ -504,3 +504,87 @@ async fn a_worker_killed_during_an_mcp_call_is_replaced_and_the_run_completes() 
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// Adds two numbers (the `#[tool]` twin of the MCP server's `add`).
+#[tool]
+async fn add_here(args: AddArgs) -> String {
+    format!("{} + {} = {}", args.a, args.b, args.a + args.b)
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct AddArgs {
+    /// The first number
+    pub a: i64,
+    /// The second number
+    pub b: i64,
+}
+
+/// Answer with the `#[tool]`.
+#[agent(tools = [add_here], max_tool_rounds = 1000, retry(attempts = 1))]
+async fn tool_adder(input: Ask) -> Worked;
+
+/// Answer with the MCP server's tool.
+#[agent(mcp = ["calc"], max_tool_rounds = 1000, retry(attempts = 1))]
+async fn mcp_adder(input: Ask) -> Worked;
+
+/// The cost of an MCP call against the same tool as a `#[tool]`, on the local executor (where
+/// nothing else differs: on Temporal both are one activity): `FLOCK_MCP_BENCH_CALLS` sequential
+/// calls of `add` each way, after one warm-up run (the server process is started once per
+/// `Flock`, then reused). Prints the per-call difference; asserts both ways answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_call_against_the_same_tool_as_a_tool_fn() {
+    let calls: usize = std::env::var("FLOCK_MCP_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let script = |tool: &str| -> Vec<Reply> {
+        let mut replies: Vec<Reply> = (0..calls)
+            .map(|n| {
+                let arguments = format!(r#"{{"a": {n}, "b": 1}}"#);
+                tool_calls(&[(&format!("c{n}"), tool, &arguments)], 1)
+            })
+            .collect();
+        replies.push(answer(r#"{"answer": "done"}"#, 1, 1));
+        replies
+    };
+    let mut per_call = Vec::new();
+    for (name, tool) in [("tool", "add_here"), ("mcp", "add")] {
+        // a warm-up run, then the measured one, each against its own scripted stand-in
+        let mut times = Vec::new();
+        for _ in 0..2 {
+            let model = FakeOpenAi::start(script(tool)).await;
+            let flock = Flock::builder()
+                .provider(provider(&model))
+                .model("openai/gpt-4o-mini")
+                .mcp_server(McpServer::stdio("calc", SERVER))
+                .build()
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            let worked = if name == "tool" {
+                flock.run(tool_adder, ask()).await
+            } else {
+                flock.run(mcp_adder, ask()).await
+            };
+            times.push(started.elapsed());
+            assert_eq!(worked.unwrap().answer, "done", "{name}");
+            let last = model.received().pop().unwrap();
+            let answers: Vec<String> = last
+                .messages()
+                .iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let expected: Vec<String> =
+                (0..calls).map(|n| format!("{n} + 1 = {}", n + 1)).collect();
+            assert_eq!(answers, expected, "{name}");
+        }
+        per_call.push(times[1] / (calls as u32 + 1));
+    }
+    println!(
+        "local executor, {calls} sequential calls: {:?} per round (model request + call) with a #[tool], {:?} with the MCP server over stdio: +{:?} per MCP call",
+        per_call[0],
+        per_call[1],
+        per_call[1].saturating_sub(per_call[0])
+    );
+}
