@@ -644,13 +644,7 @@ fn session_steps() -> usize {
 async fn a_long_session_moves_on_in_fresh_histories_and_answers_right() {
     let steps = session_steps();
     let rounds = steps / 2;
-    let mut script: Vec<Reply> = (0..rounds)
-        .map(|n| {
-            let arguments = format!(r#"{{"n": {n}}}"#);
-            tool_calls(&[(&format!("t{n}"), "tally", &arguments)], 1)
-        })
-        .collect();
-    script.push(answer(&format!(r#"{{"answer": "{rounds}"}}"#), 1, 1));
+    let script = tally_script(rounds);
     for (executor, flock, model) in both("agent-loop-session", script).await {
         let recorded = tokio::time::timeout(
             Duration::from_secs(600),
@@ -662,14 +656,7 @@ async fn a_long_session_moves_on_in_fresh_histories_and_answers_right() {
             .result
             .unwrap_or_else(|e| panic!("{executor}: {e}"));
         assert_eq!(reply.answer, rounds.to_string(), "{executor}");
-        // every request carried the whole conversation so far: it grew by one exchange each
-        let sizes: Vec<usize> = model
-            .received()
-            .iter()
-            .map(|r| r.messages().len())
-            .collect();
-        let expected: Vec<usize> = (0..=rounds).map(|n| 2 + 2 * n).collect();
-        assert_eq!(sizes, expected, "{executor}");
+        assert_whole_conversations(executor, &model, rounds);
         // the tool's answers reached the model in order, across the moves
         let last = model.received().pop().unwrap();
         let answers: Vec<String> = last
@@ -715,6 +702,29 @@ async fn a_long_session_moves_on_in_fresh_histories_and_answers_right() {
     }
 }
 
+/// `rounds` calls of `tally`, one per model request, then the count as the answer.
+fn tally_script(rounds: usize) -> Vec<Reply> {
+    let mut script: Vec<Reply> = (0..rounds)
+        .map(|n| {
+            let arguments = format!(r#"{{"n": {n}}}"#);
+            tool_calls(&[(&format!("t{n}"), "tally", &arguments)], 1)
+        })
+        .collect();
+    script.push(answer(&format!(r#"{{"answer": "{rounds}"}}"#), 1, 1));
+    script
+}
+
+/// Every request carried the whole conversation so far: it grew by one exchange each.
+fn assert_whole_conversations(executor: &str, model: &FakeOpenAi, rounds: usize) {
+    let sizes: Vec<usize> = model
+        .received()
+        .iter()
+        .map(|r| r.messages().len())
+        .collect();
+    let expected: Vec<usize> = (0..=rounds).map(|n| 2 + 2 * n).collect();
+    assert_eq!(sizes, expected, "{executor}");
+}
+
 /// Count with the tool until the count is reached, then say the count (no bound of its own: its
 /// session moves on when Temporal suggests it).
 #[agent(tools = [tally], max_tool_rounds = 5000, retry(attempts = 1))]
@@ -726,13 +736,7 @@ async fn auto_counter(input: Question) -> Reply2;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_moves_on_when_temporal_suggests_it() {
     let rounds = 400;
-    let mut script: Vec<Reply> = (0..rounds)
-        .map(|n| {
-            let arguments = format!(r#"{{"n": {n}}}"#);
-            tool_calls(&[(&format!("t{n}"), "tally", &arguments)], 1)
-        })
-        .collect();
-    script.push(answer(&format!(r#"{{"answer": "{rounds}"}}"#), 1, 1));
+    let script = tally_script(rounds);
     for (executor, flock, model) in both("agent-loop-session-auto", script).await {
         let recorded = tokio::time::timeout(
             Duration::from_secs(600),
@@ -744,13 +748,7 @@ async fn a_session_moves_on_when_temporal_suggests_it() {
             .result
             .unwrap_or_else(|e| panic!("{executor}: {e}"));
         assert_eq!(reply.answer, rounds.to_string(), "{executor}");
-        let sizes: Vec<usize> = model
-            .received()
-            .iter()
-            .map(|r| r.messages().len())
-            .collect();
-        let expected: Vec<usize> = (0..=rounds).map(|n| 2 + 2 * n).collect();
-        assert_eq!(sizes, expected, "{executor}");
+        assert_whole_conversations(executor, &model, rounds);
         let record = &recorded.record;
         let own = record.steps.len();
         if executor == "local" {
