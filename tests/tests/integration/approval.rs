@@ -427,3 +427,61 @@ async fn a_call_waiting_for_approval_survives_its_worker_being_killed() {
     assert_eq!(model.received().len(), 2, "each model request ran once");
     let _ = std::fs::remove_file(&file);
 }
+
+/// `flock approve` with what cannot work: an unknown run, a malformed attribute, a business id
+/// no running run has, a run where nothing waits. Each a clear error with its exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flock_approve_refuses_what_cannot_be_approved() {
+    let queue = "approval-cli-bad";
+    let cli = |args: &[&str]| super::cli::cli(queue, args);
+    let unknown = cli(&["approve", "no-such-run-anywhere"]);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no-such-run-anywhere"),
+        "{}",
+        unknown.stderr
+    );
+
+    let malformed = cli(&["approve", "--flow", "pay_flow", "--attribute", "TicketId"]);
+    assert_eq!(malformed.code, 2, "{}", malformed.stderr);
+    assert!(
+        malformed.stderr.contains("--attribute takes NAME=VALUE"),
+        "{}",
+        malformed.stderr
+    );
+
+    let nobody = cli(&[
+        "approve",
+        "--flow",
+        "pay_flow",
+        "--attribute",
+        &format!("TicketId=nobody-{}", unique()),
+    ]);
+    assert_eq!(nobody.code, 3, "{}", nobody.stderr);
+    assert!(
+        nobody
+            .stderr
+            .contains("no running run of `pay_flow` has TicketId"),
+        "{}",
+        nobody.stderr
+    );
+
+    // a run where nothing waits for approval
+    let flock = super::temporal::temporal_flock(queue).await;
+    let handle = flock
+        .run_flow(super::messages::waiter, ())
+        .start()
+        .await
+        .unwrap();
+    let nothing = cli(&["approve", handle.id()]);
+    assert_eq!(nothing.code, 3, "{}", nothing.stderr);
+    assert!(
+        nothing
+            .stderr
+            .contains("no tool call waits for approval in run"),
+        "{}",
+        nothing.stderr
+    );
+    assert!(handle.approvals().await.unwrap().is_empty());
+    handle.cancel().await.unwrap();
+}

@@ -554,7 +554,7 @@ async fn a_client_only_flock_signals_and_updates_with_start() {
 
 /// Waits for one `go` signal and returns its value.
 #[flow(signals(go: u32))]
-async fn waiter(ctx: &FlowContext, _input: ()) -> Result<u32, FlowError> {
+pub(super) async fn waiter(ctx: &FlowContext, _input: ()) -> Result<u32, FlowError> {
     ctx.wait(waiter::go).await
 }
 
