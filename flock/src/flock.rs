@@ -521,6 +521,9 @@ impl FlockBuilder {
         if registry.has_steps() {
             registry.insert_builtin(&crate::durable_loop::REGISTRATION)?;
         }
+        // reqwest clients in this binary (rmcp's, the OTLP exporter's) need a rustls provider
+        #[cfg(feature = "mcp")]
+        crate::observe::install_crypto_provider();
         // Encryption configured in the environment is applied on every path that builds a Flock
         self.temporal = self.temporal.with_env_codec()?;
         self.models.prices().check().map_err(Error::Config)?;

@@ -402,6 +402,7 @@ fn http_client() -> Result<reqwest::Client, AgentError> {
         std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
+            crate::observe::install_crypto_provider();
             let mut roots = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);

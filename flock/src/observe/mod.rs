@@ -664,6 +664,17 @@ pub(crate) fn tool_span(tool: &str, call_id: &str) -> Span {
     )
 }
 
+/// Makes ring (the rustls provider flock's own HTTPS uses) the process's default rustls provider,
+/// unless one is installed already. reqwest 0.13 built with `rustls-no-provider` (what rmcp's
+/// HTTP client is built with under flock's `mcp` feature, and so every reqwest 0.13 client in the
+/// binary) panics when it builds a client without a default provider.
+#[cfg(any(feature = "mcp", feature = "otel"))]
+pub(crate) fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

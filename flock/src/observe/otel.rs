@@ -124,6 +124,9 @@ impl Otel {
                 "OpenTelemetry: OTLP over gRPC needs a Tokio runtime; install it inside one".into(),
             ));
         }
+        // the OTLP/HTTP exporter's reqwest client needs a rustls provider when a feature of the
+        // build (flock's `mcp`) turns on reqwest's `rustls-no-provider`: ring, flock's own
+        super::install_crypto_provider();
         let exporter = match &self.endpoint {
             None => opentelemetry_otlp::SpanExporter::builder().build(),
             Some(endpoint) => {
