@@ -663,7 +663,7 @@ fn bad_input_gets_a_clear_message_and_its_exit_code() {
         (
             vec!["schema", "nothing_like_it"],
             3,
-            "error: there is no flow or agent `nothing_like_it` in this binary; known: chain_ten, continues, d_flow, echoes, failing_flow, graph_flow, handle_batch, handle_ticket, otel_flow, publish, research_flow, s_flow, s_flow_local, s_two_steps, slow_flow, soak_flow, trip_flow, answer, chain_head, chain_step, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_six_then_wait, k_ten_steps, otel_review, refuse, renamed_step, research_agent, s_slow, s_slow_local, s_step, slow_step, soak_step, summarize_agent, trip_planner, write_post".into(),
+            "error: there is no flow or agent `nothing_like_it` in this binary; known: chain_ten, continues, d_flow, echoes, failing_flow, graph_flow, handle_batch, handle_ticket, mcp_trip, otel_flow, pay_trip, publish, research_flow, s_flow, s_flow_local, s_two_steps, slow_flow, soak_flow, trip_flow, answer, chain_head, chain_step, check_billing, classify, d_first, d_second, d_third, estimate, find_owner, k_six_then_wait, k_ten_steps, mcp_planner, otel_review, refuse, renamed_step, research_agent, s_slow, s_slow_local, s_step, slow_step, soak_step, summarize_agent, trip_payer, trip_planner, write_post".into(),
         ),
         (
             vec!["--address", "127.0.0.1:1", "status", "some-run"],
