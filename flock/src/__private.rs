@@ -452,10 +452,9 @@ pub fn approved_arguments<A: ToolArgsDeserialize>(
     arguments: serde_json::Value,
     ctx: &ToolContext,
 ) -> Result<crate::approval::Approved<A>, String> {
-    let approval = ctx.approval();
-    crate::approval::Approved::of(tool, (), approval)?;
+    let decision = crate::approval::approval_of(tool, ctx.approval())?;
     let args = tool_arguments::<A>(tool, arguments)?;
-    crate::approval::Approved::of(tool, args, approval)
+    Ok(crate::approval::Approved::new(args, decision))
 }
 
 /// Serializes what an infallible tool returned.

@@ -149,22 +149,21 @@ impl<T> Approved<T> {
         self.args
     }
 
-    /// The arguments of a call whose context has `approval` (what `#[tool]` calls).
-    pub(crate) fn of(
-        tool: &str,
-        args: T,
-        approval: Option<&Decision>,
-    ) -> Result<Approved<T>, String> {
-        match approval {
-            Some(decision) if decision.approved => Ok(Approved {
-                args,
-                decision: decision.clone(),
-            }),
-            _ => Err(format!(
-                "tool `{tool}` needs an approval and this call has none: it runs only from an \
-                 agent's loop, after someone approved the call (see flock::approval)"
-            )),
-        }
+    /// The arguments of a call `decision` approved (see [`approval_of`]).
+    pub(crate) fn new(args: T, decision: Decision) -> Approved<T> {
+        Approved { args, decision }
+    }
+}
+
+/// The decision that approved a call of `tool` whose context has `approval`; an error when the
+/// call was not approved (what `#[tool]` checks before it makes an [`Approved`]).
+pub(crate) fn approval_of(tool: &str, approval: Option<&Decision>) -> Result<Decision, String> {
+    match approval {
+        Some(decision) if decision.approved => Ok(decision.clone()),
+        _ => Err(format!(
+            "tool `{tool}` needs an approval and this call has none: it runs only from an \
+             agent's loop, after someone approved the call (see flock::approval)"
+        )),
     }
 }
 

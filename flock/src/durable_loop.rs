@@ -52,7 +52,7 @@ impl DurableLoop {
         );
         let (tools, mcp) = self.offered_tools(spec, next).await?;
         let turn = AgentLoop::new(spec, String::new(), messages, output, tools);
-        self.drive(agent, turn, &mcp, Session::counters(0, 0), next)
+        self.drive(agent, turn, &mcp, Progress::default(), next)
             .await
     }
 
@@ -76,8 +76,7 @@ impl DurableLoop {
             session.repairs,
             session.tool_rounds,
         );
-        let counters = Session::counters(session.steps, session.runs);
-        self.drive(agent, turn, &mcp, counters, next).await
+        self.drive(agent, turn, &mcp, session.progress, next).await
     }
 
     /// The tools the agent offers its model: its `#[tool]`s, and the tools of its MCP servers,
@@ -150,7 +149,7 @@ impl DurableLoop {
         agent: &'static dyn DynAgent,
         mut turn: AgentLoop,
         mcp: &McpTools,
-        mut counters: Session,
+        mut progress: Progress,
         next: &dyn FlowRuntime,
     ) -> Result<Value, FlowError> {
         let spec = agent.spec();
@@ -164,9 +163,9 @@ impl DurableLoop {
         loop {
             // a safe point: no step in flight
             if here > 0 && self.moves_on(spec, here, next) {
-                counters.steps += here;
-                counters.runs += 1;
-                return Err(self.hand_over(spec, &turn, counters)?);
+                progress.steps += here;
+                progress.runs += 1;
+                return Err(self.hand_over(spec, &turn, progress)?);
             }
             let messages = &turn.request().messages;
             let input = json!(ModelStepInput {
@@ -248,14 +247,14 @@ impl DurableLoop {
         &self,
         spec: &AgentSpec,
         turn: &AgentLoop,
-        counters: Session,
+        progress: Progress,
     ) -> Result<FlowError, FlowError> {
         let session = Session {
             agent: spec.name.to_owned(),
             messages: turn.request().messages.clone(),
             repairs: turn.repairs(),
             tool_rounds: turn.tool_rounds(),
-            ..counters
+            progress,
         };
         let input = serde_json::to_value(&session).unwrap_or_default();
         let bytes = json_size_within(&input, self.payload_limit.bytes());
@@ -294,54 +293,43 @@ impl DurableLoop {
             Planned::Answer(answer) => return Ok((call.id.clone(), answer)),
             Planned::Call { name, arguments } => (name, arguments),
         };
-        let Some(&tool) = spec.tools.iter().find(|t| t.name() == name) else {
-            let Some(&step) = mcp.get(&name) else {
-                return Ok((
-                    call.id.clone(),
-                    format!("error: there is no tool named `{name}`"),
-                ));
-            };
-            let input = json!({ "call_id": call.id, "tool": name, "arguments": arguments });
-            let bytes = json_size_within(&input, self.payload_limit.bytes());
-            if let Err(problem) =
-                check_payload_size("tool", &name, Direction::Input, bytes, self.payload_limit)
-            {
-                return Ok((call.id.clone(), format!("error: {problem}")));
+        let (step, input) = match spec.tools.iter().find(|t| t.name() == name) {
+            Some(&tool) => {
+                // a tool that needs approval waits for a decision first (durably: the decision
+                // is an event of the run); denied, it does not run and the model is told why
+                let approval = if tool.needs_approval() {
+                    let decision = next
+                        .approval(spec.name, tool.name(), arguments.clone())
+                        .await?;
+                    if !decision.approved {
+                        return Ok((call.id.clone(), decision.denial()));
+                    }
+                    Some(decision)
+                } else {
+                    None
+                };
+                let input = json!(ToolStepInput {
+                    call_id: call.id.clone(),
+                    arguments,
+                    approval,
+                });
+                (ToolStep::of(tool).spec(), input)
             }
-            let answer = next.call_agent(AgentCall { spec: step, input }).await?;
-            let answer = match answer {
-                Value::String(text) => text,
-                other => other.to_string(),
-            };
-            return Ok((call.id.clone(), answer));
+            None => match mcp.get(&name) {
+                Some(&step) => {
+                    let input = json!({ "call_id": call.id, "tool": name, "arguments": arguments });
+                    (step, input)
+                }
+                None => {
+                    let answer = format!("error: there is no tool named `{name}`");
+                    return Ok((call.id.clone(), answer));
+                }
+            },
         };
-        let step = ToolStep::of(tool).spec();
-        // a tool that needs approval waits for a decision first (durably: the decision is an
-        // event of the run); denied, it does not run and the model is told why
-        let approval = if tool.needs_approval() {
-            let decision = next
-                .approval(spec.name, tool.name(), arguments.clone())
-                .await?;
-            if !decision.approved {
-                return Ok((call.id.clone(), decision.denial()));
-            }
-            Some(decision)
-        } else {
-            None
-        };
-        let input = json!(ToolStepInput {
-            call_id: call.id.clone(),
-            arguments,
-            approval,
-        });
         let bytes = json_size_within(&input, self.payload_limit.bytes());
-        if let Err(problem) = check_payload_size(
-            "tool",
-            tool.name(),
-            Direction::Input,
-            bytes,
-            self.payload_limit,
-        ) {
+        if let Err(problem) =
+            check_payload_size("tool", &name, Direction::Input, bytes, self.payload_limit)
+        {
             return Ok((call.id.clone(), format!("error: {problem}")));
         }
         let answer = next.call_agent(AgentCall { spec: step, input }).await?;
@@ -378,23 +366,17 @@ pub(crate) struct Session {
     messages: Vec<crate::model::Message>,
     repairs: u32,
     tool_rounds: u32,
+    #[serde(flatten)]
+    progress: Progress,
+}
+
+/// How far a session has come.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+struct Progress {
     /// Steps (model requests and tool calls) in the histories before.
     steps: u64,
     /// Histories the session has moved on from.
     runs: u32,
-}
-
-impl Session {
-    fn counters(steps: u64, runs: u32) -> Session {
-        Session {
-            agent: String::new(),
-            messages: Vec::new(),
-            repairs: 0,
-            tool_rounds: 0,
-            steps,
-            runs,
-        }
-    }
 }
 
 impl AgentLoopLayer for DurableLoop {

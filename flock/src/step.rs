@@ -118,7 +118,9 @@ impl ModelStep {
                 hand_off: None,
                 output_retries: None,
                 max_tool_rounds: None,
+                continue_as_new_after: None,
                 tools: &[],
+                mcp: &[],
                 ..*parent
             }));
             Box::leak(Box::new(ModelStep { agent, spec }))

@@ -658,13 +658,7 @@ async fn a_long_session_moves_on_in_fresh_histories_and_answers_right() {
         assert_eq!(reply.answer, rounds.to_string(), "{executor}");
         assert_whole_conversations(executor, &model, rounds);
         // the tool's answers reached the model in order, across the moves
-        let last = model.received().pop().unwrap();
-        let answers: Vec<String> = last
-            .messages()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-            .collect();
+        let answers = model.received().pop().unwrap().tool_answers();
         let counted: Vec<String> = (1..=rounds).map(|n| n.to_string()).collect();
         assert_eq!(answers, counted, "{executor}");
         // the flow's own history holds the first 100 steps and the session's child run

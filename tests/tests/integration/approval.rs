@@ -106,13 +106,43 @@ fn script(to: &[&str; 2]) -> Vec<Reply> {
     ]
 }
 
-async fn both(queue: &str, replies: Vec<Reply>) -> [(&'static str, Flock, FakeOpenAi); 2] {
-    super::temporal::on_both(queue, replies, |model| {
-        Flock::builder()
-            .provider(provider(model))
-            .model("openai/gpt-4o-mini")
-    })
-    .await
+/// A started run of `pay_flow` on `executor` (a `Flock` of its own, its worker on `queue` on
+/// Temporal), whose model, a stand-in of its own, asks for two transfers at once, to the accounts
+/// `to` (unique to the run); started with the business id `ticket` when given.
+struct Payment {
+    flock: Flock,
+    model: FakeOpenAi,
+    to: [String; 2],
+    handle: flock::FlowHandle<pay_flow>,
+}
+
+async fn pay(executor: &str, queue: &str, ticket: Option<&str>) -> Payment {
+    let tag = unique();
+    let to = [format!("acct-{tag}-1"), format!("acct-{tag}-2")];
+    let model = FakeOpenAi::start(script(&[to[0].as_str(), to[1].as_str()])).await;
+    let mut builder = Flock::builder()
+        .provider(provider(&model))
+        .model("openai/gpt-4o-mini");
+    if executor == "temporal" {
+        builder = super::temporal::on_test_server(builder, queue);
+    }
+    let flock = builder.build().await.expect("a Flock");
+    let mut request = flock.run_flow(
+        pay_flow,
+        PayRequest {
+            what: "rent".into(),
+        },
+    );
+    if let Some(ticket) = ticket {
+        request = request.search_attribute("TicketId", ticket);
+    }
+    let handle = request.start().await.unwrap();
+    Payment {
+        flock,
+        model,
+        to,
+        handle,
+    }
 }
 
 /// Waits until the run shows `n` calls waiting for approval.
@@ -131,25 +161,10 @@ async fn waiting(executor: &str, handle: &flock::FlowHandle<pay_flow>, n: usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_call_runs_once_and_a_denied_one_tells_the_model_on_both_executors() {
-    let tag = unique();
     for executor in ["local", "temporal"] {
-        let to = [
-            format!("acct-{executor}-yes-{tag}"),
-            format!("acct-{executor}-no-{tag}"),
-        ];
-        let [local, temporal] =
-            both("approval-decide", script(&[to[0].as_str(), to[1].as_str()])).await;
-        let (_, flock, model) = if executor == "local" { local } else { temporal };
-        let handle = flock
-            .run_flow(
-                pay_flow,
-                PayRequest {
-                    what: "rent".into(),
-                },
-            )
-            .start()
-            .await
-            .unwrap();
+        let Payment {
+            model, to, handle, ..
+        } = pay(executor, "approval-decide", None).await;
 
         // both calls of the round wait, listed with their arguments, and nothing ran
         let pending = waiting(executor, &handle, 2).await;
@@ -206,12 +221,8 @@ async fn an_approved_call_runs_once_and_a_denied_one_tells_the_model_on_both_exe
         // the model got the tool's answer and the denial with its reason
         let received = model.received();
         assert_eq!(received.len(), 2, "{executor}");
-        let answers: Vec<&str> = received[1].messages()[3..]
-            .iter()
-            .map(|m| m["content"].as_str().unwrap_or_default())
-            .collect();
         assert_eq!(
-            answers,
+            received[1].tool_answers(),
             [
                 format!("sent 500 cents to {}", to[0]).as_str(),
                 "error: the call was denied: over the monthly limit"
@@ -229,27 +240,15 @@ async fn an_approved_call_runs_once_and_a_denied_one_tells_the_model_on_both_exe
 /// `flock approve` command (another process), which lists the waiting calls too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_knows_only_the_business_id_approves_on_both_executors() {
-    let tag = unique();
     let queue = "approval-business-id";
     for executor in ["local", "temporal"] {
-        let to = [
-            format!("acct-{executor}-a-{tag}"),
-            format!("acct-{executor}-b-{tag}"),
-        ];
-        let [local, temporal] = both(queue, script(&[to[0].as_str(), to[1].as_str()])).await;
-        let (_, flock, _model) = if executor == "local" { local } else { temporal };
-        let ticket = format!("PAY-{executor}-{tag}");
-        let handle = flock
-            .run_flow(
-                pay_flow,
-                PayRequest {
-                    what: "rent".into(),
-                },
-            )
-            .search_attribute("TicketId", ticket.clone())
-            .start()
-            .await
-            .unwrap();
+        let ticket = format!("PAY-{executor}-{}", unique());
+        let Payment {
+            flock,
+            to,
+            handle,
+            model: _model, // the stand-in answers while it is kept
+        } = pay(executor, queue, Some(&ticket)).await;
         waiting(executor, &handle, 2).await;
         if executor == "local" {
             let found = flock
@@ -334,25 +333,13 @@ async fn a_process_that_knows_only_the_business_id_approves_on_both_executors() 
 /// A run cancelled while a call waits ends cancelled, and the tool never ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cancelled_while_a_call_waits_ends_cancelled_on_both_executors() {
-    let tag = unique();
     for executor in ["local", "temporal"] {
-        let to = [
-            format!("acct-{executor}-c1-{tag}"),
-            format!("acct-{executor}-c2-{tag}"),
-        ];
-        let [local, temporal] =
-            both("approval-cancel", script(&[to[0].as_str(), to[1].as_str()])).await;
-        let (_, flock, _model) = if executor == "local" { local } else { temporal };
-        let handle = flock
-            .run_flow(
-                pay_flow,
-                PayRequest {
-                    what: "rent".into(),
-                },
-            )
-            .start()
-            .await
-            .unwrap();
+        let Payment {
+            to,
+            handle,
+            model: _model, // the stand-in answers while it is kept
+            ..
+        } = pay(executor, "approval-cancel", None).await;
         waiting(executor, &handle, 2).await;
         handle.cancel().await.unwrap();
         let error = tokio::time::timeout(BOUND, handle.result())

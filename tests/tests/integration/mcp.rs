@@ -90,11 +90,7 @@ fn count(ledger: &PathBuf, event: &str) -> usize {
 
 /// The tool answers the model got in its second request.
 fn tool_answers(model: &FakeOpenAi) -> Vec<String> {
-    let received = model.received();
-    received[1].messages()[3..]
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    model.received()[1].tool_answers()
 }
 
 fn calc_script() -> Vec<Reply> {
@@ -568,13 +564,7 @@ async fn an_mcp_call_against_the_same_tool_as_a_tool_fn() {
             };
             times.push(started.elapsed());
             assert_eq!(worked.unwrap().answer, "done", "{name}");
-            let last = model.received().pop().unwrap();
-            let answers: Vec<String> = last
-                .messages()
-                .iter()
-                .filter(|m| m["role"] == "tool")
-                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-                .collect();
+            let answers = model.received().pop().unwrap().tool_answers();
             let expected: Vec<String> =
                 (0..calls).map(|n| format!("{n} + 1 = {}", n + 1)).collect();
             assert_eq!(answers, expected, "{name}");

@@ -36,6 +36,15 @@ impl Received {
     pub fn messages(&self) -> &Vec<Value> {
         self.body["messages"].as_array().expect("messages")
     }
+
+    /// The tools' answers in the request's conversation, in order.
+    pub fn tool_answers(&self) -> Vec<String> {
+        self.messages()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
 }
 
 /// What the server answers.
