@@ -155,6 +155,10 @@ enum Command {
     Query(QueryArgs),
     /// Send a run an update and print the answer.
     Update(MessageArgs),
+    /// Follow a run's live events until it ends: steps, retries, calls waiting for approval, and
+    /// model text as it streams (on stdout; the rest on stderr). `-o json`: one event per line
+    /// (their schema: `schema --events`). The exit code says how the run ended.
+    Watch(IdArg),
     /// List the tool calls of a run that wait for approval.
     Approvals(IdArg),
     /// Approve a tool call waiting in a run (or deny it with `--deny REASON`); find the run by
@@ -164,8 +168,9 @@ enum Command {
     Agents,
     /// List the linked flows.
     Flows,
-    /// Print the input and output JSON Schemas of a flow or agent.
-    Schema(NameArg),
+    /// Print the input and output JSON Schemas of a flow or agent; with `--events`, the JSON
+    /// Schema of a run's live events (what `watch -o json` prints).
+    Schema(SchemaArgs),
     /// Print a Mermaid graph of which flows call which agents and flows (read from the `#[flow]`
     /// bodies) and of the hand-off chains; `-o json` gives the edges.
     Graph,
@@ -277,6 +282,16 @@ struct QueueArgs {
 struct NameArg {
     /// The flow or agent.
     name: String,
+}
+
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// The flow or agent.
+    #[arg(required_unless_present = "events", conflicts_with = "events")]
+    name: Option<String>,
+    /// The schema of a run's live events instead.
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Debug, Args)]
@@ -604,7 +619,12 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             flows(&flock, out);
             Ok(EXIT_OK)
         }
-        Command::Schema(NameArg { name }) => {
+        Command::Schema(SchemaArgs { events: true, .. }) => {
+            print_json(&crate::events::schema());
+            Ok(EXIT_OK)
+        }
+        Command::Schema(SchemaArgs { name, .. }) => {
+            let name = name.unwrap_or_default();
             let flock = configure(builder, &global, Mode::Local).build().await?;
             let schemas = match flock.registry().agent(&name) {
                 Some(agent) => json!({
@@ -724,6 +744,7 @@ async fn dispatch(cli: Cli, builder: FlockBuilder) -> Result<u8, Failure> {
             print_runs(&runs, out, false);
             Ok(EXIT_OK)
         }
+        Command::Watch(IdArg { id }) => watch(client(builder).await?, &id, out).await,
         Command::History(IdArg { id }) => {
             let flock = client(builder).await?;
             let record = flock.run_record(&id).await?;
@@ -1519,7 +1540,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
                     event = events.recv(), if show => {
                         if let Ok(event) = event {
                             live.apply(event);
-                            view.show_steps(&live.records);
+                            view.show_steps_with_text(&live.records, &live.tails);
                         }
                     }
                 }
@@ -1528,7 +1549,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         while let Ok(event) = events.try_recv() {
             live.apply(event);
         }
-        view.show_steps(&live.records);
+        view.show_steps_with_text(&live.records, &live.tails);
         view.finish();
         return finish(recorded.result, &recorded.record.run_id, started, out);
     }
@@ -1562,6 +1583,12 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     }
     let view = progress::View::new(show);
     let mut generations = Generations::default();
+    // the steps and streamed text from the run's live events
+    let mut events = match show {
+        true => flock.events_of_run(&run_id).await.ok(),
+        false => None,
+    };
+    let mut steps = progress::EventSteps::default();
     let result = {
         let waiting = flock.result_json(&run_id);
         tokio::pin!(waiting);
@@ -1569,6 +1596,14 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         loop {
             tokio::select! {
                 result = &mut waiting => break result,
+                event = next_event(&mut events), if events.is_some() => match event {
+                    Some(Ok(event)) => {
+                        steps.apply(&event);
+                        view.show_steps_with_text(&steps.records, &steps.tails);
+                    }
+                    Some(Err(_)) => {}
+                    None => events = None,
+                },
                 _ = &mut interrupted => {
                     view.finish();
                     let program = program();
@@ -1591,9 +1626,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
                 _ = tick.tick(), if show => {
                     if let Some(line) = generations.poll(&flock, &run_id).await {
                         view.new_generation(&line);
-                    }
-                    if let Ok(record) = flock.run_steps(&run_id).await {
-                        view.show_record(&record);
+                        steps = progress::EventSteps::default();
                     }
                 }
             }
@@ -1602,10 +1635,18 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
     if show {
         if let Some(line) = generations.poll(&flock, &run_id).await {
             view.new_generation(&line);
+            steps = progress::EventSteps::default();
         }
-        if let Ok(record) = flock.run_steps(&run_id).await {
-            view.show_record(&record);
-        }
+        // the last steps: the stream ends after the run's end
+        let last = async {
+            while let Some(event) = next_event(&mut events).await {
+                if let Ok(event) = event {
+                    steps.apply(&event);
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), last).await;
+        view.show_steps_with_text(&steps.records, &steps.tails);
     }
     view.finish();
     let code = finish(result, &run_id, started, out);
@@ -1614,6 +1655,56 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         server.stop();
     }
     code
+}
+
+/// The next of `events`, when there are some.
+async fn next_event(
+    events: &mut Option<crate::events::RunEvents>,
+) -> Option<Result<crate::events::RunEvent, Error>> {
+    use futures::StreamExt;
+    match events {
+        Some(events) => events.next().await,
+        None => None,
+    }
+}
+
+/// `flock watch ID`: the run's live events until it ends; its exit code says how it ended.
+async fn watch(flock: Flock, id: &str, out: Output) -> Result<u8, Failure> {
+    use std::io::Write;
+    let mut events = Some(flock.events_of_run(id).await?);
+    let mut log = progress::EventLog::default();
+    let program = program();
+    let mut code = EXIT_ERROR;
+    while let Some(event) = next_event(&mut events).await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                eprintln!("error: {error}");
+                continue;
+            }
+        };
+        if let crate::events::EventKind::RunFinished { status, .. } = &event.kind {
+            code = if status == "completed" {
+                EXIT_OK
+            } else {
+                EXIT_RUN_FAILED
+            };
+        }
+        match out {
+            Output::Json => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string(&event).unwrap_or_default()
+                );
+                let _ = stdout.flush();
+            }
+            Output::Table => log.show(&event, &program),
+        }
+    }
+    let _ = flock.shutdown().await;
+    Ok(code)
 }
 
 /// The continue-as-new generations of a run `run` shows: each new one is a line (several that

@@ -161,6 +161,7 @@ impl Flock {
             run_id: Arc::from(run_id.into()),
             started: Started::default(),
             found_by_id: true,
+            early: Default::default(),
             flow: std::marker::PhantomData,
         })
     }
@@ -805,12 +806,14 @@ impl<'a, F: Flow> RunRequest<'a, F> {
         let flock = self.flock;
         let start = self.into_start()?;
         let run_id = start.run_id.clone();
+        let early = flock.backend().step_events().ok();
         let started = flock.backend().start(start).await?;
         Ok(FlowHandle {
             flock: flock.clone(),
             run_id,
             started,
             found_by_id: false,
+            early: std::sync::Mutex::new(early),
             flow: std::marker::PhantomData,
         })
     }
@@ -838,6 +841,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             .flow
             .check_message(MessageKind::Update, update.name(), &value)
             .map_err(|message| message_error::<F>(&run_id, message))?;
+        let early = flock.backend().step_events().ok();
         let (started, answer) = flock
             .backend()
             .update_with_start(start, update.name(), value)
@@ -847,6 +851,7 @@ impl<'a, F: Flow> RunRequest<'a, F> {
             run_id: run_id.clone(),
             started,
             found_by_id: false,
+            early: std::sync::Mutex::new(early),
             flow: std::marker::PhantomData,
         };
         Ok((handle, decode_answer::<F, O>(&run_id, answer)?))
@@ -958,6 +963,9 @@ pub struct FlowHandle<F: Flow> {
     started: Started,
     /// Found by id: the run's flow is checked before the handle is used.
     found_by_id: bool,
+    /// The local executor's step feed, subscribed before the run started: what the handle's
+    /// first [`events`](Self::events) stream reads, so that it sees the run from its first step.
+    early: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<crate::record::StepEvent>>>,
     flow: std::marker::PhantomData<F>,
 }
 
@@ -1052,6 +1060,51 @@ impl<F: Flow> FlowHandle<F> {
             .await?
             .query(F::NAME, &self.run_id, name)
             .await
+    }
+
+    /// The run's live events: steps started and finished, retries, calls waiting for
+    /// approval, model text as it streams, and the run's end (see [`crate::events`]). Works on a
+    /// handle re-attached by id in another process too (on Temporal).
+    ///
+    /// ```
+    /// use flock::prelude::*;
+    /// use futures::StreamExt;
+    ///
+    /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Topic { pub name: String }
+    ///
+    /// /// Says hello.
+    /// #[agent]
+    /// pub async fn greet(topic: Topic) -> Result<Topic, AgentError> {
+    ///     Ok(Topic { name: format!("hello, {}", topic.name) })
+    /// }
+    ///
+    /// #[flow]
+    /// pub async fn hello(ctx: &FlowContext, topic: Topic) -> Result<Topic, FlowError> {
+    ///     ctx.call(greet, topic).await
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let flock = Flock::builder().flow(hello).build().await?;
+    /// let handle = flock.start_flow(hello, Topic { name: "world".into() }).await?;
+    /// let mut events = handle.events().await?;
+    /// let mut seen = Vec::new();
+    /// while let Some(event) = events.next().await {
+    ///     seen.push(serde_json::to_value(event?).unwrap()["type"].clone());
+    /// }
+    /// assert_eq!(seen, ["step_started", "step_finished", "run_finished"]);
+    /// # Ok::<(), flock::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn events(&self) -> Result<crate::events::RunEvents, Error> {
+        self.checked().await?;
+        let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(crate::events::watch(
+            self.flock.clone(),
+            F::NAME.to_owned(),
+            self.run_id.to_string(),
+            early,
+        ))
     }
 
     /// The tool calls of the run that wait for approval, in the order they were asked for (see
@@ -1186,6 +1239,28 @@ impl Flock {
         Ok(run_id.to_string())
     }
 
+    /// The live events of run `run_id` (see [`FlowHandle::events`]); the run's flow need not be
+    /// linked into this binary. An unknown id is [`Error::NotFound`]. On the local executor the
+    /// events start now (a run of this `Flock`); on Temporal the stream first catches up with
+    /// the steps so far.
+    pub async fn events_of_run(&self, run_id: &str) -> Result<crate::events::RunEvents, Error> {
+        let feed = self.backend().step_events().ok();
+        let flow = self.describe_run(run_id).await?.flow;
+        Ok(crate::events::watch(
+            self.clone(),
+            flow,
+            run_id.to_owned(),
+            feed,
+        ))
+    }
+
+    /// The local executor's step feed; on Temporal an error.
+    pub(crate) fn backend_step_events(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<crate::record::StepEvent>, Error> {
+        self.backend().step_events()
+    }
+
     /// Run `run_id` as its executor describes it; an unknown id is [`Error::NotFound`].
     pub async fn describe_run(&self, run_id: &str) -> Result<RunInfo, Error> {
         self.backend().describe(run_id).await
@@ -1207,15 +1282,7 @@ impl Flock {
     /// The record of run `run_id` read back from its history, so far if it is still running.
     pub async fn run_record(&self, run_id: &str) -> Result<RunRecord, Error> {
         let info = self.describe_run(run_id).await?;
-        self.backend().record(&info.flow, run_id, false).await
-    }
-
-    /// The steps of run `run_id`'s current generation so far (no earlier generations, no child
-    /// flows): the command line's progress.
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    pub(crate) async fn run_steps(&self, run_id: &str) -> Result<RunRecord, Error> {
-        let info = self.describe_run(run_id).await?;
-        self.backend().record(&info.flow, run_id, true).await
+        self.backend().record(&info.flow, run_id).await
     }
 
     /// The generations of run `run_id` (Temporal: the runs `continue_as_new` links under its

@@ -69,6 +69,7 @@ pub mod config;
 pub mod dev_server;
 mod durable_loop;
 pub mod error;
+pub mod events;
 mod executor;
 mod flock;
 pub mod flow;

@@ -182,6 +182,11 @@ pub struct StepRecord {
     pub attempts: Vec<AttemptRecord>,
     /// Model token usage.
     pub usage: Usage,
+    /// The text its model streamed, when its output is not that text: an agent evaluated in one
+    /// activity whose provider streams, on Temporal (where its result carries the text, so that
+    /// a run's live events can give the whole text once: see [`crate::events`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<String>,
 }
 
 impl StepRecord {
@@ -254,6 +259,12 @@ pub struct StepEvent {
 pub enum StepEventKind {
     /// Attempt [`attempt`](StepEvent::attempt) started.
     AttemptStarted,
+    /// The attempt's model streamed this piece of its answer's text
+    /// ([`stream_text`](crate::events::stream_text)).
+    Text {
+        /// The piece.
+        text: String,
+    },
     /// The attempt failed and the step is retried after `retry_in`.
     AttemptFailed {
         /// Why.

@@ -8,7 +8,9 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{format_duration, step_state, tokens};
-use crate::record::{AttemptRecord, RunRecord, StepEvent, StepEventKind, StepRecord};
+use crate::error::AgentError;
+use crate::events::{EventKind, RunEvent};
+use crate::record::{AttemptRecord, StepEvent, StepEventKind, StepRecord};
 
 pub(super) struct View {
     shown: bool,
@@ -55,13 +57,9 @@ impl View {
         }
     }
 
-    /// Shows the steps of `record` (the run so far).
-    pub(super) fn show_record(&self, record: &RunRecord) {
-        self.show_steps(&record.steps);
-    }
-
-    /// Shows `steps` (the run so far), each on its line.
-    pub(super) fn show_steps(&self, records: &[StepRecord]) {
+    /// Shows `steps`, each on its line, with the end of the text its model streamed so far
+    /// (`tails`, by step, when there is one).
+    pub(super) fn show_steps_with_text(&self, records: &[StepRecord], tails: &[String]) {
         if !self.shown {
             return;
         }
@@ -80,6 +78,10 @@ impl View {
                 },
                 tokens(step),
             );
+            let line = match tails.get(i).filter(|tail| !tail.is_empty()) {
+                Some(tail) => format!("{line}  “{tail}”"),
+                None => line,
+            };
             let done = matches!(state, "completed" | "failed");
             if i >= steps.len() {
                 let bar = self.terminal.then(|| {
@@ -127,6 +129,8 @@ pub(super) struct LiveSteps {
     /// (run id, step number) of each record, in the order the steps started.
     keys: Vec<(std::sync::Arc<str>, u64)>,
     pub(super) records: Vec<StepRecord>,
+    /// The end of each step's streamed text.
+    pub(super) tails: Vec<String>,
 }
 
 impl LiveSteps {
@@ -145,18 +149,24 @@ impl LiveSteps {
                     error: None,
                     attempts: Vec::new(),
                     usage: Default::default(),
+                    streamed: None,
                 });
+                self.tails.push(String::new());
                 self.records.len() - 1
             }
         };
         let step = &mut self.records[at];
         match event.kind {
-            StepEventKind::AttemptStarted => step.attempts.push(AttemptRecord {
-                attempt: event.attempt,
-                started: event.at,
-                duration: Default::default(),
-                error: None,
-            }),
+            StepEventKind::AttemptStarted => {
+                step.attempts.push(AttemptRecord {
+                    attempt: event.attempt,
+                    started: event.at,
+                    duration: Default::default(),
+                    error: None,
+                });
+                self.tails[at].clear();
+            }
+            StepEventKind::Text { text } => push_tail(&mut self.tails[at], &text),
             StepEventKind::AttemptFailed {
                 error, duration, ..
             } => {
@@ -180,5 +190,189 @@ impl LiveSteps {
                 step.error = Some(error);
             }
         }
+    }
+}
+
+/// The steps of a run so far, folded from its live events ([`crate::events`]) into the records
+/// the progress view shows, with the end of each step's streamed text.
+#[derive(Default)]
+pub(super) struct EventSteps {
+    /// The step number of each record.
+    numbers: Vec<u64>,
+    pub(super) records: Vec<StepRecord>,
+    /// The last characters of each step's streamed text (its current attempt's).
+    pub(super) tails: Vec<String>,
+}
+
+impl EventSteps {
+    pub(super) fn apply(&mut self, event: &RunEvent) {
+        let (step, name) = match &event.kind {
+            EventKind::StepStarted { step, name, .. }
+            | EventKind::Text { step, name, .. }
+            | EventKind::AttemptFailed { step, name, .. }
+            | EventKind::StepFinished { step, name, .. } => (*step, name),
+            _ => return,
+        };
+        let at = match self.numbers.iter().position(|n| *n == step) {
+            Some(at) => at,
+            None => {
+                self.numbers.push(step);
+                self.records.push(StepRecord {
+                    agent: name.clone(),
+                    started: Default::default(),
+                    duration: Default::default(),
+                    input: serde_json::Value::Null,
+                    output: None,
+                    error: None,
+                    attempts: Vec::new(),
+                    usage: Default::default(),
+                    streamed: None,
+                });
+                self.tails.push(String::new());
+                self.records.len() - 1
+            }
+        };
+        let record = &mut self.records[at];
+        match &event.kind {
+            EventKind::StepStarted { attempt, .. } => {
+                record.attempts.push(AttemptRecord {
+                    attempt: *attempt,
+                    started: Default::default(),
+                    duration: Default::default(),
+                    error: None,
+                });
+                self.tails[at].clear();
+            }
+            EventKind::Text { text, .. } => push_tail(&mut self.tails[at], text),
+            EventKind::AttemptFailed { error, .. } => {
+                if let Some(attempt) = record.attempts.last_mut() {
+                    attempt.error = Some(AgentError::transient(error.clone()));
+                }
+            }
+            EventKind::StepFinished {
+                error,
+                duration_ms,
+                usage,
+                ..
+            } => {
+                record.duration = std::time::Duration::from_millis(*duration_ms);
+                record.usage = *usage;
+                match error {
+                    Some(error) => record.error = Some(AgentError::permanent(error.clone())),
+                    None => record.output = Some(serde_json::Value::Null),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How much of a step's streamed text its line shows.
+const TAIL: usize = 40;
+
+/// Adds streamed `text` to a step's shown `tail`, keeping its last [`TAIL`] characters on one line.
+fn push_tail(tail: &mut String, text: &str) {
+    tail.push_str(&text.replace(['\n', '\r'], " "));
+    let extra = tail.chars().count().saturating_sub(TAIL);
+    if extra > 0 {
+        *tail = tail.chars().skip(extra).collect();
+    }
+}
+
+/// `flock watch`'s plain rendering of a run's events: streamed text on stdout as it comes, a
+/// line on stderr for everything else.
+#[derive(Default)]
+pub(super) struct EventLog {
+    /// The step whose text was printed last, when its line is still open.
+    open_text: Option<u64>,
+}
+
+impl EventLog {
+    pub(super) fn show(&mut self, event: &RunEvent, program: &str) {
+        use std::io::Write;
+        if let EventKind::Text { step, text, .. } = &event.kind {
+            let mut out = std::io::stdout().lock();
+            if self.open_text.is_some_and(|open| open != *step) {
+                let _ = writeln!(out);
+            }
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
+            self.open_text = Some(*step);
+            return;
+        }
+        if self.open_text.take().is_some() {
+            println!();
+        }
+        let run_id = &event.run_id;
+        let line = match &event.kind {
+            EventKind::StepStarted {
+                step,
+                name,
+                attempt: 1,
+                ..
+            } => format!("step {step} {name}: started"),
+            EventKind::StepStarted {
+                step,
+                name,
+                attempt,
+                ..
+            } => format!(
+                "step {step} {name}: attempt {attempt} started (a retry: its text starts afresh)"
+            ),
+            EventKind::AttemptFailed {
+                step,
+                name,
+                attempt,
+                error,
+                retry,
+            } => format!(
+                "step {step} {name}: attempt {attempt} failed{}: {error}",
+                if *retry { ", retried" } else { "" }
+            ),
+            EventKind::StepFinished {
+                step,
+                name,
+                error: None,
+                duration_ms,
+                usage,
+                ..
+            } => format!(
+                "step {step} {name}: completed in {}{}",
+                format_duration(std::time::Duration::from_millis(*duration_ms)),
+                if usage.prompt_tokens + usage.completion_tokens > 0 {
+                    format!(
+                        ", tokens {}+{}",
+                        usage.prompt_tokens, usage.completion_tokens
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            EventKind::StepFinished {
+                step,
+                name,
+                error: Some(error),
+                attempts,
+                ..
+            } => format!("step {step} {name}: failed after {attempts} attempt(s): {error}"),
+            EventKind::ApprovalWaiting {
+                call,
+                tool,
+                arguments,
+                ..
+            } => format!(
+                "call {call} waits for approval: {tool}({arguments}) — `{program} approve {run_id} --call {call}` (or `--deny REASON`)"
+            ),
+            EventKind::RunFinished {
+                status,
+                error: None,
+            } => format!("run {run_id} {status}"),
+            EventKind::RunFinished {
+                status,
+                error: Some(error),
+            } => format!("run {run_id} {status}: {error}"),
+            _ => return,
+        };
+        eprintln!("{line}");
     }
 }

@@ -168,16 +168,13 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         attributes: &'a std::collections::BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<Vec<FoundRun>, Error>>;
 
-    /// The record of run `run_id` of `flow`, so far if it is still running; with
-    /// `current_steps`, the current generation's own steps only (no earlier generations, no
-    /// child flows: what a live progress view reads again and again).
+    /// The record of run `run_id` of `flow`, so far if it is still running.
     fn record<'a>(
         &'a self,
         flow: &'a str,
         run_id: &'a str,
-        current_steps: bool,
     ) -> BoxFuture<'a, Result<RunRecord, Error>> {
-        let _ = (flow, run_id, current_steps);
+        let _ = (flow, run_id);
         needs_temporal("reading a run's record by id")
     }
 
@@ -244,6 +241,19 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn run_build_id<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<String>, Error>> {
         let _ = run_id;
         needs_temporal("reading a run's worker deployment version")
+    }
+
+    /// One look at run `run_id` of `flow` for its live events ([`crate::events`]): its steps
+    /// (the history read again only when it grew since `cache` was filled), the text its
+    /// running model steps streamed so far, and whether it still runs.
+    fn look<'a>(
+        &'a self,
+        flow: &'a str,
+        run_id: &'a str,
+        cache: &'a mut crate::events::LookCache,
+    ) -> BoxFuture<'a, Result<crate::events::Look, Error>> {
+        let _ = (flow, run_id, cache);
+        needs_temporal("reading a run's live steps from its history")
     }
 
     /// The live feed of agent steps, for the runs of this process.

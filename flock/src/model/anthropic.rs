@@ -605,10 +605,17 @@ impl StreamedMessage {
                 let delta = &event["delta"];
                 match (self.blocks.get_mut(&index), delta["type"].as_str()) {
                     (Some(Block::Text(text)), Some("text_delta")) => {
-                        text.push_str(delta["text"].as_str().unwrap_or_default());
+                        let piece = delta["text"].as_str().unwrap_or_default();
+                        crate::events::stream_text(piece);
+                        text.push_str(piece);
                     }
-                    (Some(Block::ToolUse { input, .. }), Some("input_json_delta")) => {
-                        input.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    (Some(Block::ToolUse { input, name, .. }), Some("input_json_delta")) => {
+                        let piece = delta["partial_json"].as_str().unwrap_or_default();
+                        // the answer, when the model answers through the output tool
+                        if name == OUTPUT_TOOL {
+                            crate::events::stream_text(piece);
+                        }
+                        input.push_str(piece);
                     }
                     _ => {}
                 }

@@ -1030,6 +1030,7 @@ impl StreamedAnswer {
         }
         for choice in chunk.choices {
             if let Some(text) = choice.delta.content {
+                crate::events::stream_text(&text);
                 self.content.push_str(&text);
             }
             if let Some(text) = choice.delta.refusal {

@@ -66,10 +66,10 @@ async fn wire(transfer: Approved<Transfer>) -> String {
 
 /// Pay what is asked, with the wire tool.
 #[agent(tools = [wire], retry(attempts = 1))]
-async fn payer(input: PayRequest) -> PayReply;
+pub(super) async fn payer(input: PayRequest) -> PayReply;
 
 #[flow]
-async fn pay_flow(ctx: &FlowContext, input: PayRequest) -> Result<PayReply, FlowError> {
+pub(super) async fn pay_flow(ctx: &FlowContext, input: PayRequest) -> Result<PayReply, FlowError> {
     ctx.call(payer, input).await
 }
 
@@ -109,14 +109,14 @@ fn script(to: &[&str; 2]) -> Vec<Reply> {
 /// A started run of `pay_flow` on `executor` (a `Flock` of its own, its worker on `queue` on
 /// Temporal), whose model, a stand-in of its own, asks for two transfers at once, to the accounts
 /// `to` (unique to the run); started with the business id `ticket` when given.
-struct Payment {
-    flock: Flock,
-    model: FakeOpenAi,
-    to: [String; 2],
-    handle: flock::FlowHandle<pay_flow>,
+pub(super) struct Payment {
+    pub(super) flock: Flock,
+    pub(super) model: FakeOpenAi,
+    pub(super) to: [String; 2],
+    pub(super) handle: flock::FlowHandle<pay_flow>,
 }
 
-async fn pay(executor: &str, queue: &str, ticket: Option<&str>) -> Payment {
+pub(super) async fn pay(executor: &str, queue: &str, ticket: Option<&str>) -> Payment {
     let tag = unique();
     let to = [format!("acct-{tag}-1"), format!("acct-{tag}-2")];
     let model = FakeOpenAi::start(script(&[to[0].as_str(), to[1].as_str()])).await;

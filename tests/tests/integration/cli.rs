@@ -28,7 +28,7 @@ impl Ran {
     }
 }
 
-fn command(queue: &str, args: &[&str]) -> Command {
+pub(super) fn command(queue: &str, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(args)

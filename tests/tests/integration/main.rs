@@ -12,6 +12,7 @@ mod codec;
 mod conformance;
 mod connect;
 mod deployment;
+mod events;
 mod fresh_crate;
 mod hop;
 mod idempotency;

@@ -377,7 +377,6 @@ impl Backend for LocalBackend {
         &'a self,
         flow: &'a str,
         run_id: &'a str,
-        _current_steps: bool,
     ) -> BoxFuture<'a, Result<RunRecord, Error>> {
         Box::pin(async move {
             let cell = self.runs.cell(flow, run_id)?;

@@ -358,6 +358,25 @@ impl FlowRuntime for LocalRun {
 }
 
 impl LocalRun {
+    /// Where attempt `attempt` of step `step` (`name`) streams its model text: the step feed.
+    fn text_sink(&self, step: u64, name: &'static str, attempt: u32) -> crate::events::TextSink {
+        let settings = self.settings.clone();
+        let run_id = self.run_id.clone();
+        let started = self.started;
+        Arc::new(move |text: &str| {
+            settings.step_events.emit(|| StepEvent {
+                run_id: run_id.clone(),
+                step,
+                agent: name,
+                attempt,
+                at: started.elapsed(),
+                kind: StepEventKind::Text {
+                    text: text.to_owned(),
+                },
+            });
+        })
+    }
+
     /// One durable agent call: attempts under the agent's retry policy and timeouts.
     async fn call_agent(&self, call: AgentCall) -> Result<Value, FlowError> {
         let spec = call.spec;
@@ -429,9 +448,12 @@ impl LocalRun {
             let (result, span) = {
                 let mut running = std::pin::pin!(
                     run_attempt(
-                        crate::agent::admitted(self.settings.limits.get(spec), ctx, |ctx| {
-                            agent.call_json(ctx, &call.input)
-                        }),
+                        crate::events::with_text_sink(
+                            self.text_sink(call_number, name, attempt),
+                            crate::agent::admitted(self.settings.limits.get(spec), ctx, |ctx| {
+                                agent.call_json(ctx, &call.input)
+                            })
+                        ),
                         limit,
                         heartbeat,
                         spec.heartbeat,
@@ -525,6 +547,7 @@ impl LocalRun {
                 error: outcome.as_ref().err().cloned(),
                 attempts,
                 usage,
+                streamed: None,
             });
         }
         outcome.map_err(|cause| FlowError::Agent {

@@ -179,7 +179,7 @@ fn execute(
             attempt,
             spec,
             shared.settings.models.clone(),
-            Some(heartbeats),
+            Some(heartbeats.clone()),
             Some(usage.clone()),
             cancellation.clone(),
             CallKey::Given(Arc::from(key)),
@@ -204,9 +204,16 @@ fn execute(
         let last_before_deadline = schedule_to_close_left.is_some_and(|left| left < start_to_close);
         let limit = schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
         let mut timed_out = false;
-        let call = crate::agent::admitted(shared.settings.limits.get(spec), agent_ctx, |ctx| {
-            agent.call_json(ctx, &input)
-        })
+        let text = {
+            let heartbeats = heartbeats.clone();
+            Arc::new(move |piece: &str| heartbeats.text(piece)) as crate::events::TextSink
+        };
+        let call = crate::events::with_text_sink(
+            text,
+            crate::agent::admitted(shared.settings.limits.get(spec), agent_ctx, |ctx| {
+                agent.call_json(ctx, &input)
+            }),
+        )
         .instrument(span.clone());
         // A timed-out or cancelled attempt stops here, on this worker: the agent sees
         // `is_cancelled`, and its future (with any model request in flight) is dropped, so
@@ -256,7 +263,16 @@ fn execute(
         match result? {
             Ok(output) => {
                 let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(usage_envelope(output, usage))
+                let mut result = usage_envelope(output, usage);
+                // the whole streamed text of an agent whose output is not that text: a run's
+                // live events complete what the last heartbeats did not carry (the SDK does not
+                // send the last throttled details of a completed activity)
+                if let Some(text) = heartbeats.take_text()
+                    && crate::events::StepKind::of(spec.name) != crate::events::StepKind::Model
+                {
+                    result["streamed"] = Value::String(text);
+                }
+                Ok(result)
             }
             Err(error) if timed_out && last_before_deadline => Err(ActivityError::from(
                 ApplicationFailure::builder(error.message().to_owned())
@@ -303,10 +319,21 @@ pub(crate) fn open_envelope(result: Value) -> (Value, Usage) {
 /// server gives the last details to the next attempt, so the checkpoint an attempt resumed from
 /// travels on in its heartbeats until it makes its own; and a timeout failure carries them, so
 /// the flow learns which attempt the timeout cut.
+///
+/// A model that streams adds the text so far (`"text"`): what a run's live events read back from
+/// the pending activity ([`crate::events`]); never in the history.
 struct Heartbeats {
     ctx: ActivityContext,
     details: std::sync::Mutex<HeartbeatDetails>,
+    /// When streamed text was last sent.
+    text_sent: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Streamed text up to this size is sent with every piece (the SDK keeps the latest and sends
+/// it within [`CHECKPOINT_FLUSH`](super::CHECKPOINT_FLUSH)); longer text at most every
+/// [`LONG_TEXT_EVERY`], so that a long answer is not serialized again for each of its pieces.
+const SHORT_TEXT: usize = 16 * 1024;
+const LONG_TEXT_EVERY: Duration = Duration::from_millis(50);
 
 /// The details of an activity's heartbeats.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -317,6 +344,9 @@ struct HeartbeatDetails {
     attempt: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     progress: Option<Value>,
+    /// The attempt's model text so far, when its model streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
     /// Present (even as `null`, the checkpoint of `()` or `None`) when a checkpoint was made.
     #[serde(
         default,
@@ -337,8 +367,30 @@ impl Heartbeats {
             details: std::sync::Mutex::new(HeartbeatDetails {
                 attempt: (attempt > 1).then_some(attempt),
                 progress: None,
+                text: None,
                 checkpoint: resumed,
             }),
+            text_sent: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The attempt's streamed model text, when its model streamed.
+    fn take_text(&self) -> Option<String> {
+        let mut details = self.details.lock().unwrap_or_else(|p| p.into_inner());
+        details.text.take()
+    }
+
+    /// A piece of the attempt's streamed model text.
+    fn text(&self, piece: &str) {
+        let mut sent = self.text_sent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut details = self.details.lock().unwrap_or_else(|p| p.into_inner());
+        let text = details.text.get_or_insert_with(String::new);
+        text.push_str(piece);
+        let due = text.len() <= SHORT_TEXT || sent.is_none_or(|at| at.elapsed() >= LONG_TEXT_EVERY);
+        drop(details);
+        if due {
+            *sent = Some(Instant::now());
+            self.send(|_| {});
         }
     }
 
@@ -355,8 +407,10 @@ impl Heartbeats {
         if json_size(&value) > MAX_PAYLOAD_BYTES
             && let Value::Object(fields) = &mut value
         {
-            // the checkpoint is within the limit on its own: it goes, the progress stays behind
+            // the checkpoint is within the limit on its own: it goes, the progress and the
+            // streamed text stay behind
             fields.remove("progress");
+            fields.remove("text");
         }
         let ctx = self.ctx.clone();
         let mut record = Box::pin(async move {

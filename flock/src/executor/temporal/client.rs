@@ -1066,18 +1066,6 @@ impl TemporalBackend {
             .map_err(Error::Executor)
     }
 
-    /// [`record_from_history`](Self::record_from_history) for the current generation's steps
-    /// alone (the command line's progress).
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    pub(crate) async fn current_steps(
-        &self,
-        record: &mut crate::record::RunRecord,
-    ) -> Result<(), Error> {
-        history::fill_current_steps(&self.client, &self.settings.registry, record)
-            .await
-            .map_err(Error::Executor)
-    }
-
     /// Requests cancellation of workflow `run_id`. A run that has ended is [`Error::RunEnded`]
     /// (the server would take the request and do nothing).
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), Error> {
@@ -1179,6 +1167,89 @@ fn ended_words(status: &str) -> &'static str {
 }
 
 /// A workflow status in the words the command line uses.
+impl TemporalBackend {
+    /// One look at workflow `run_id` of `flow` for its live events: the description (one call),
+    /// and the current generation's history when it grew since `cache` was filled.
+    async fn look(
+        &self,
+        flow: &str,
+        run_id: &str,
+        cache: &mut crate::events::LookCache,
+    ) -> Result<crate::events::Look, Error> {
+        use crate::events::{Look, Snapshot, StepSnapshot};
+        let description = self.description(run_id).await?;
+        let status = description.status();
+        let raw = &description.raw_description;
+        let info = raw.workflow_execution_info.as_ref();
+        let length = info.map_or(0, |info| info.history_length);
+        let generation = info
+            .and_then(|info| info.execution.as_ref())
+            .map(|execution| execution.run_id.clone())
+            .unwrap_or_default();
+        let grew = length != cache.history_length || generation != cache.generation;
+        if grew {
+            let steps = history::generation_steps(
+                &self.client,
+                &self.settings.registry,
+                run_id,
+                flow,
+                &generation,
+            )
+            .await
+            .map_err(Error::Executor)?;
+            cache.steps = steps
+                .into_iter()
+                .map(|step| StepSnapshot {
+                    attempt: u32::try_from(step.attempts.len()).unwrap_or(u32::MAX),
+                    finished: match (step.output, step.error) {
+                        (Some(output), _) => Some(Ok(output)),
+                        (None, Some(error)) => Some(Err(error.to_string())),
+                        (None, None) => None,
+                    },
+                    usage: step.usage,
+                    duration: step.duration,
+                    streamed: step.streamed,
+                    name: step.agent,
+                    ..StepSnapshot::default()
+                })
+                .collect();
+            cache.history_length = length;
+            cache.generation.clone_from(&generation);
+        }
+        // the running steps: Temporal writes an activity's started event when it closes, so
+        // their attempts (and streamed text) come from the pending activities
+        let mut pending: Vec<_> = raw.pending_activities.iter().collect();
+        let mut steps = cache.steps.clone();
+        for step in steps.iter_mut().filter(|step| step.finished.is_none()) {
+            let Some(i) = pending.iter().position(|p| {
+                p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.name.as_str())
+            }) else {
+                continue;
+            };
+            let (attempt, failure, text) =
+                history::pending_step(&self.client, pending.remove(i)).await;
+            step.attempt = attempt;
+            step.last_failure = failure;
+            step.text = text;
+        }
+        let running = matches!(
+            status,
+            temporalio_client::WorkflowExecutionStatus::Running
+                | temporalio_client::WorkflowExecutionStatus::ContinuedAsNew
+        );
+        Ok(Look {
+            snapshot: Snapshot {
+                generation,
+                steps,
+                approvals: None,
+            },
+            grew,
+            running,
+            status: status_name(status).to_owned(),
+        })
+    }
+}
+
 fn status_name(status: temporalio_client::WorkflowExecutionStatus) -> &'static str {
     use temporalio_client::WorkflowExecutionStatus as S;
     match status {
@@ -1297,7 +1368,6 @@ impl Backend for TemporalBackend {
         &'a self,
         flow: &'a str,
         run_id: &'a str,
-        current_steps: bool,
     ) -> BoxFuture<'a, Result<RunRecord, Error>> {
         Box::pin(async move {
             let mut record = RunRecord::summary(
@@ -1309,11 +1379,7 @@ impl Backend for TemporalBackend {
                 &Ok(Value::Null),
             );
             record.output = None;
-            if current_steps {
-                self.current_steps(&mut record).await?;
-            } else {
-                self.record_from_history(&mut record).await?;
-            }
+            self.record_from_history(&mut record).await?;
             Ok(record)
         })
     }
@@ -1341,6 +1407,15 @@ impl Backend for TemporalBackend {
         limit: u32,
     ) -> BoxFuture<'a, Result<(String, u32), Error>> {
         Box::pin(self.generations_since(run_id, known, limit))
+    }
+
+    fn look<'a>(
+        &'a self,
+        flow: &'a str,
+        run_id: &'a str,
+        cache: &'a mut crate::events::LookCache,
+    ) -> BoxFuture<'a, Result<crate::events::Look, Error>> {
+        Box::pin(TemporalBackend::look(self, flow, run_id, cache))
     }
 
     fn history_json<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Error>> {

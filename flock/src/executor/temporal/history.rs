@@ -48,27 +48,71 @@ pub(crate) async fn fill_from_history(
     Ok(())
 }
 
-/// Like [`fill_from_history`] for the current generation of the run alone, without its child
-/// flows: what the command line's progress shows, read again every moment (a run that
-/// continued as new many times would otherwise have dozens of histories read each time).
-#[cfg_attr(not(feature = "cli"), allow(dead_code))]
-pub(crate) async fn fill_current_steps(
+/// The steps of generation `generation` (a Temporal run id) of workflow `run_id` of `flow`, from
+/// its history alone (what a run's live events read when the history grew).
+pub(crate) async fn generation_steps(
     client: &Client,
     registry: &Registry,
-    record: &mut RunRecord,
-) -> Result<(), String> {
+    run_id: &str,
+    flow: &str,
+    generation: &str,
+) -> Result<Vec<crate::record::StepRecord>, String> {
+    let mut record = RunRecord::summary(
+        run_id,
+        flow,
+        SystemTime::now(),
+        Duration::ZERO,
+        Value::Null,
+        &Ok(Value::Null),
+    );
     // past both limits: neither earlier generations nor child flows are followed
     fill(
         client,
         registry,
-        record,
+        &mut record,
         MAX_DEPTH.max(MAX_GENERATIONS),
-        None,
+        (!generation.is_empty()).then(|| generation.to_owned()),
         true,
     )
     .await?;
-    add_pending(client, record).await;
-    Ok(())
+    Ok(record.steps)
+}
+
+/// What a pending activity shows a run's live events: its attempt, why the last one failed,
+/// and the text its model streamed so far (from its heartbeat details, decoded with the
+/// client's codec), with the attempt that streamed it.
+pub(crate) async fn pending_step(
+    client: &Client,
+    activity: &temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo,
+) -> (u32, Option<String>, Option<(u32, String)>) {
+    use temporalio_common::data_converters::SerializationContextData;
+    let attempt = u32::try_from(activity.attempt).unwrap_or(1).max(1);
+    let failure = activity
+        .last_failure
+        .as_ref()
+        .map(|failure| error_of(Some(failure)).to_string());
+    let mut text = None;
+    if let Some(details) = &activity.heartbeat_details {
+        let mut details = details.clone();
+        let codec = client.options().data_converter.codec();
+        let decoded = temporalio_common::payload_visitor::decode_payloads(
+            &mut details,
+            codec,
+            &SerializationContextData::None,
+        )
+        .await;
+        let value = decoded.map(|()| json_of(Some(&details)));
+        if let Ok(value) = value
+            && let Some(streamed) = value["text"].as_str()
+        {
+            let by = value["attempt"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1);
+            text = Some((by, streamed.to_owned()));
+        }
+    }
+    (attempt, failure, text)
 }
 
 /// Why workflow `run_id` was terminated, and by whom, from its terminated event: a person's
@@ -225,6 +269,7 @@ fn fill<'a>(
         }
         for step in &mut record.steps {
             if let Some(result) = step.output.take() {
+                step.streamed = result["streamed"].as_str().map(str::to_owned);
                 let (output, usage) = open_envelope(result);
                 step.output = Some(output);
                 step.usage = usage;
@@ -366,6 +411,7 @@ fn steps_from(
                     error: None,
                     attempts: Vec::new(),
                     usage: Default::default(),
+                    streamed: None,
                 });
             }
             Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
@@ -473,6 +519,7 @@ fn steps_from(
                     error,
                     attempts,
                     usage: Default::default(),
+                    streamed: None,
                 });
             }
             Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) => {

@@ -86,7 +86,7 @@ pub(crate) fn worker_options(
 /// How long a checkpoint (an activity's heartbeat details) may wait before the worker sends it
 /// to the server. The SDK sends an attempt's first heartbeat at once and later ones at most this
 /// often, keeping the latest; a worker killed in between loses the checkpoints made since.
-pub const CHECKPOINT_FLUSH: Duration = Duration::from_secs(1);
+pub const CHECKPOINT_FLUSH: Duration = Duration::from_millis(100);
 
 /// The SDK's deployment options for a versioned worker.
 fn deployment_options(

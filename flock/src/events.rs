@@ -1,0 +1,799 @@
+//! Live events of a run: what a front-end shows while the run goes on.
+//!
+//! [`FlowHandle::events`](crate::FlowHandle::events) (or [`Flock::events_of_run`](crate::Flock::events_of_run)
+//! by id, from any process that can reach the run) gives a [`RunEvents`] stream of [`RunEvent`]s:
+//! steps started and finished (agents, model requests, tool and MCP calls), failed attempts that
+//! are retried, tool calls waiting for approval, the text of model answers as the provider streams
+//! it, and the run's end, after which the stream ends. The event type's JSON Schema is
+//! [`schema()`] (`flock schema --events` prints it), for front-ends in other languages.
+//!
+//! **Retries.** Every step event names its attempt. When an attempt fails and the step is tried
+//! again, the stream says so ([`EventKind::AttemptFailed`] with `retry: true`, then
+//! [`EventKind::StepStarted`] with the next attempt): text streamed by the failed attempt is that
+//! attempt's, and the next attempt's text starts afresh — a viewer drops what it showed for the
+//! failed attempt rather than appending the new one to it.
+//!
+//! **Where the events come from.** On the local executor they are pushed as they happen, from
+//! the moment the stream is made (a handle from [`Flock::start_flow`](crate::Flock::start_flow) gets them
+//! from the run's first step). On Temporal the stream reads the run every
+//! [`WATCH_INTERVAL`]: steps from its history (read again only when it grew) and the run's
+//! description, approvals through the `flock.approvals` query; a stream opened on a run that is
+//! under way first catches up with the steps so far. Streamed model text never goes into the
+//! history: the model step's activity carries the text so far in its heartbeat details, which the
+//! server keeps with the pending activity (not as history events) and the stream reads back with
+//! the run's description; the worker sends them at most every
+//! [`CHECKPOINT_FLUSH`](crate::worker::CHECKPOINT_FLUSH). A model step's text is completed from
+//! its output when it finishes, so a watcher gets the whole text once even when the last pieces
+//! came after the last heartbeat. An agent evaluated in one activity (not step by step) streams
+//! its text the same way, but its output is typed, not text: its text events may stop short of
+//! the answer's end.
+//!
+//! The stream shows the run's own steps, not those of its child flows (watch a child by its id).
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::usage::Usage;
+
+/// How often a stream of a Temporal run reads the run.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[non_exhaustive]
+pub struct RunEvent {
+    /// The run (on Temporal: the workflow id).
+    pub run_id: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What a [`RunEvent`] reports. Serialized with its name in `"type"` (`"step_started"`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An attempt of a step started (on Temporal: was scheduled). `attempt` above 1 is a retry.
+    StepStarted {
+        /// The step's number in the run, from 1, in the order the calls were made.
+        step: u64,
+        /// The agent, `<agent>.model`, `<tool>.tool`, `<server>.mcp` or `<server>.mcp_tools`.
+        name: String,
+        /// What kind of step it is.
+        kind: StepKind,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// Text of a model's answer, as the provider streams it: the next piece of `attempt`'s text.
+    Text {
+        /// The step.
+        step: u64,
+        /// The step's name.
+        name: String,
+        /// The attempt the text belongs to.
+        attempt: u32,
+        /// The piece.
+        text: String,
+    },
+    /// An attempt failed; with `retry`, the step is tried again (its text so far is void).
+    AttemptFailed {
+        /// The step.
+        step: u64,
+        /// The step's name.
+        name: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// Whether another attempt follows.
+        retry: bool,
+    },
+    /// A step finished: its output was recorded, or it failed for good.
+    StepFinished {
+        /// The step.
+        step: u64,
+        /// The step's name.
+        name: String,
+        /// What kind of step it is.
+        kind: StepKind,
+        /// The attempts it took.
+        attempts: u32,
+        /// Why it failed, when it did.
+        error: Option<String>,
+        /// How long it took, retries included, in milliseconds.
+        duration_ms: u64,
+        /// Model token usage.
+        usage: Usage,
+    },
+    /// A tool call waits for a person's decision ([`crate::approval`]).
+    ApprovalWaiting {
+        /// The call's key: what `approve` takes.
+        call: String,
+        /// The agent whose model asked for it.
+        agent: String,
+        /// The tool.
+        tool: String,
+        /// The arguments the model gave.
+        arguments: Value,
+    },
+    /// The run ended; the stream ends after this event.
+    RunFinished {
+        /// `completed`, `failed`, `cancelled`, `terminated`, `timed_out` or `continued_as_new`
+        /// (a run that continued as new under its id goes on: this is the end of a run started
+        /// with `continue_as_new` only when nothing follows).
+        status: String,
+        /// Why it did not complete, when it did not.
+        error: Option<String>,
+    },
+}
+
+/// What kind of step an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// An agent call.
+    Agent,
+    /// One model request of an agent that runs step by step (`<agent>.model`).
+    Model,
+    /// One `#[tool]` call (`<tool>.tool`).
+    Tool,
+    /// One MCP tool call or tool listing (`<server>.mcp`, `<server>.mcp_tools`).
+    Mcp,
+}
+
+impl StepKind {
+    /// The kind of the step named `name`.
+    pub fn of(name: &str) -> StepKind {
+        if name.ends_with(".model") {
+            StepKind::Model
+        } else if name.ends_with(".tool") {
+            StepKind::Tool
+        } else if name.ends_with(".mcp") || name.ends_with(".mcp_tools") {
+            StepKind::Mcp
+        } else {
+            StepKind::Agent
+        }
+    }
+}
+
+/// The JSON Schema of [`RunEvent`] (what `flock schema --events` prints), for front-ends.
+///
+/// ```
+/// let schema = flock::events::schema();
+/// assert_eq!(schema["title"], "RunEvent");
+/// assert!(schema.to_string().contains("step_started"));
+/// ```
+pub fn schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(RunEvent)).unwrap_or(Value::Null)
+}
+
+/// A stream of a run's [`RunEvent`]s; it ends after [`EventKind::RunFinished`]. An item that is
+/// an error says what could not be read (a run that cannot be read any more ends the stream
+/// after it; the local executor's events that a slow reader missed are an error too, after which
+/// the stream goes on).
+pub struct RunEvents {
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Result<RunEvent, Error>>,
+    /// The task that makes the events: ended with the stream.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunEvents")
+    }
+}
+
+impl RunEvents {
+    /// A stream whose events `make` sends (in a task of its own, ended when the stream is
+    /// dropped).
+    pub(crate) fn spawn<F>(make: impl FnOnce(Sender) -> F) -> RunEvents
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(make(Sender(sender)));
+        RunEvents { receiver, task }
+    }
+}
+
+impl Drop for RunEvents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl futures::Stream for RunEvents {
+    type Item = Result<RunEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+/// Where a watcher sends the events of a run.
+pub(crate) struct Sender(tokio::sync::mpsc::UnboundedSender<Result<RunEvent, Error>>);
+
+impl Sender {
+    /// Sends an event of run `run_id`; false when nobody reads the stream any more.
+    pub(crate) fn event(&self, run_id: &str, kind: EventKind) -> bool {
+        self.0
+            .send(Ok(RunEvent {
+                run_id: run_id.to_owned(),
+                kind,
+            }))
+            .is_ok()
+    }
+
+    /// Sends an error; false when nobody reads the stream any more.
+    pub(crate) fn error(&self, error: Error) -> bool {
+        self.0.send(Err(error)).is_ok()
+    }
+}
+
+tokio::task_local! {
+    /// Where the model text of the attempt running in this task goes.
+    static TEXT: TextSink;
+}
+
+/// Where an attempt's streamed model text goes: the local executor's step feed, or the Temporal
+/// activity's heartbeat details.
+pub(crate) type TextSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Hands a piece of a model's answer text, as it streams, to the live events of the run whose
+/// step is asking (see the [module](self)); outside a step, or when nobody can watch, it does
+/// nothing. The built-in providers call it when they stream; a custom
+/// [`Model`](crate::model::Model) that streams calls it with each piece, in order.
+pub fn stream_text(piece: &str) {
+    if piece.is_empty() {
+        return;
+    }
+    let _ = TEXT.try_with(|sink| sink(piece));
+}
+
+/// Runs `attempt` with its streamed model text going to `sink`.
+pub(crate) async fn with_text_sink<T>(
+    sink: TextSink,
+    attempt: impl std::future::Future<Output = T>,
+) -> T {
+    TEXT.scope(sink, attempt).await
+}
+
+/// The events of run `run_id` of `flow` on `flock`, made by a task of their own: pushed by the
+/// local executor (from `early`, a subscription made before the run started, when there is
+/// one), or read from the Temporal run every [`WATCH_INTERVAL`].
+pub(crate) fn watch(
+    flock: crate::Flock,
+    flow: String,
+    run_id: String,
+    early: Option<tokio::sync::broadcast::Receiver<crate::record::StepEvent>>,
+) -> RunEvents {
+    let feed = early.map(Ok).unwrap_or_else(|| flock.backend_step_events());
+    RunEvents::spawn(move |sender| async move {
+        match feed {
+            Ok(feed) => watch_local(&flock, &flow, &run_id, feed, &sender).await,
+            Err(_) => watch_temporal(&flock, &flow, &run_id, &sender).await,
+        }
+    })
+}
+
+/// How often the local watcher asks a run for the calls waiting for approval.
+const LOCAL_APPROVALS_EVERY: Duration = Duration::from_millis(50);
+
+async fn watch_local(
+    flock: &crate::Flock,
+    flow: &str,
+    run_id: &str,
+    mut feed: tokio::sync::broadcast::Receiver<crate::record::StepEvent>,
+    sender: &Sender,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let backend = flock.backend();
+    let finished = backend.result(flow, run_id);
+    tokio::pin!(finished);
+    let mut approvals = tokio::time::interval(LOCAL_APPROVALS_EVERY);
+    let mut watched = Watched::default();
+    let tell = |event: &crate::record::StepEvent| {
+        *event.run_id != *run_id
+            || of_step_event(event).is_none_or(|kind| sender.event(run_id, kind))
+    };
+    loop {
+        tokio::select! {
+            biased;
+            event = feed.recv() => match event {
+                Ok(event) => {
+                    if !tell(&event) {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    if !sender.error(Error::Executor(format!(
+                        "the live events of run `{run_id}` were read too slowly: {missed} events were missed"
+                    ))) {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => {}
+            },
+            result = &mut finished => {
+                loop {
+                    match feed.try_recv() {
+                        Ok(event) => {
+                            if !tell(&event) {
+                                return;
+                            }
+                        }
+                        Err(TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+                sender.event(run_id, finish(result));
+                return;
+            }
+            _ = approvals.tick() => {
+                let Ok(waiting) = backend.query(flow, run_id, crate::approval::APPROVALS_QUERY).await else {
+                    continue;
+                };
+                let Ok(pending) = serde_json::from_value(waiting) else {
+                    continue;
+                };
+                let snapshot = Snapshot { approvals: Some(pending), ..Snapshot::default() };
+                for kind in watched.events(snapshot) {
+                    if !sender.event(run_id, kind) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many looks at a Temporal run in a row may fail before its stream ends with the error.
+const LOOKS_FAILING: u32 = 3;
+
+async fn watch_temporal(flock: &crate::Flock, flow: &str, run_id: &str, sender: &Sender) {
+    let backend = flock.backend();
+    let mut cache = LookCache::default();
+    let mut watched = Watched::default();
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = 0;
+    loop {
+        tick.tick().await;
+        let look = match backend.look(flow, run_id, &mut cache).await {
+            Ok(look) => look,
+            Err(error) => {
+                failing += 1;
+                if failing >= LOOKS_FAILING || matches!(error, Error::NotFound(_)) {
+                    sender.error(error);
+                    return;
+                }
+                continue;
+            }
+        };
+        failing = 0;
+        let mut snapshot = look.snapshot;
+        if look.grew && look.running {
+            // the flow's state: answered by a worker, so bounded (no worker, no approvals)
+            let asked = backend.query(flow, run_id, crate::approval::APPROVALS_QUERY);
+            if let Ok(Ok(waiting)) = tokio::time::timeout(APPROVALS_WAIT, asked).await {
+                snapshot.approvals = serde_json::from_value(waiting).ok();
+            }
+        }
+        for kind in watched.events(snapshot) {
+            if !sender.event(run_id, kind) {
+                return;
+            }
+        }
+        if !look.running {
+            let mut end = finish(backend.result(flow, run_id).await);
+            if let EventKind::RunFinished { status, .. } = &mut end
+                && !look.status.is_empty()
+            {
+                // the server's word: terminated and timed out runs are failures to `result`
+                status.clone_from(&look.status);
+            }
+            sender.event(run_id, end);
+            return;
+        }
+    }
+}
+
+/// How long a Temporal watcher waits for the `flock.approvals` query's answer.
+const APPROVALS_WAIT: Duration = Duration::from_secs(1);
+
+/// The event that ends a run's stream, from its result.
+fn finish(result: Result<Value, Error>) -> EventKind {
+    use crate::error::FlowError;
+    match result {
+        Ok(_) => EventKind::RunFinished {
+            status: "completed".into(),
+            error: None,
+        },
+        Err(error) => {
+            let status = match &error {
+                Error::Run {
+                    cause: FlowError::Cancelled { .. },
+                    ..
+                } => "cancelled",
+                _ => "failed",
+            };
+            EventKind::RunFinished {
+                status: status.into(),
+                error: Some(error.to_string()),
+            }
+        }
+    }
+}
+
+/// What a Temporal watcher keeps between looks: the history is read again only when it grew.
+#[derive(Debug, Default)]
+pub(crate) struct LookCache {
+    pub(crate) history_length: i64,
+    pub(crate) generation: String,
+    /// The steps the history shows, without what the description adds.
+    pub(crate) steps: Vec<StepSnapshot>,
+}
+
+/// One look at a Temporal run.
+#[derive(Debug, Default)]
+pub(crate) struct Look {
+    pub(crate) snapshot: Snapshot,
+    /// Whether its history grew since the last look.
+    pub(crate) grew: bool,
+    pub(crate) running: bool,
+    /// The run's status as [`RunInfo::status`](crate::RunInfo::status) spells it.
+    pub(crate) status: String,
+}
+
+/// What a look at a run shows (a Temporal run; the local executor pushes its events instead).
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// The current generation (Temporal run id): steps count on across generations.
+    pub(crate) generation: String,
+    /// The current generation's steps, in the order they were called.
+    pub(crate) steps: Vec<StepSnapshot>,
+    /// The calls waiting for approval, when they were read this time.
+    pub(crate) approvals: Option<Vec<crate::approval::Pending>>,
+}
+
+/// A step as a look at its run shows it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StepSnapshot {
+    pub(crate) name: String,
+    /// The attempt running or last run, from 1 (0: scheduled, not started).
+    pub(crate) attempt: u32,
+    /// Why the last attempt failed, when one did and it is retried.
+    pub(crate) last_failure: Option<String>,
+    /// The step's end: `Ok` with its output, or why it failed.
+    pub(crate) finished: Option<Result<Value, String>>,
+    pub(crate) duration: Duration,
+    pub(crate) usage: Usage,
+    /// The whole text a finished step's model streamed, when its output is not that text.
+    pub(crate) streamed: Option<String>,
+    /// The text the running attempt streamed so far, with its attempt.
+    pub(crate) text: Option<(u32, String)>,
+}
+
+/// What a watcher has told of a run so far: a [`Snapshot`] becomes the events since the last.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    generation: Option<String>,
+    /// Steps of earlier generations.
+    base: u64,
+    steps: Vec<WatchedStep>,
+    approvals: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct WatchedStep {
+    /// The last attempt told (0: none).
+    attempt: u32,
+    /// The text told of that attempt.
+    text: String,
+    finished: bool,
+}
+
+impl Watched {
+    /// The events `snapshot` shows since the last one.
+    pub(crate) fn events(&mut self, snapshot: Snapshot) -> Vec<EventKind> {
+        let mut events = Vec::new();
+        if self.generation.as_deref() != Some(snapshot.generation.as_str()) {
+            if self.generation.is_some() {
+                self.base += self.steps.len() as u64;
+                self.steps.clear();
+            }
+            self.generation = Some(snapshot.generation);
+        }
+        for (i, step) in snapshot.steps.into_iter().enumerate() {
+            if i == self.steps.len() {
+                self.steps.push(WatchedStep::default());
+            }
+            let number = self.base + i as u64 + 1;
+            let told = &mut self.steps[i];
+            if told.finished {
+                continue;
+            }
+            let kind = StepKind::of(&step.name);
+            // a finished step that was never seen running had one attempt at least
+            let attempt = step
+                .attempt
+                .max(u32::from(step.finished.is_some() || step.text.is_some()));
+            while told.attempt < attempt {
+                if told.attempt > 0 {
+                    events.push(EventKind::AttemptFailed {
+                        step: number,
+                        name: step.name.clone(),
+                        attempt: told.attempt,
+                        error: step.last_failure.clone().unwrap_or_default(),
+                        retry: true,
+                    });
+                }
+                told.attempt += 1;
+                told.text.clear();
+                events.push(EventKind::StepStarted {
+                    step: number,
+                    name: step.name.clone(),
+                    kind,
+                    attempt: told.attempt,
+                });
+            }
+            if let Some((attempt, text)) = &step.text
+                && *attempt == told.attempt
+            {
+                push_text(&mut events, number, &step.name, told, text);
+            }
+            let Some(finished) = step.finished else {
+                continue;
+            };
+            // the rest of the text the last look did not show
+            let whole = match &finished {
+                Ok(output) if kind == StepKind::Model && !told.text.is_empty() => {
+                    output["response"]["content"].as_str()
+                }
+                Ok(_) => step.streamed.as_deref(),
+                Err(_) => None,
+            };
+            if let Some(whole) = whole {
+                push_text(&mut events, number, &step.name, told, whole);
+            }
+            told.finished = true;
+            events.push(EventKind::StepFinished {
+                step: number,
+                name: step.name,
+                kind,
+                attempts: told.attempt.max(1),
+                error: finished.err(),
+                duration_ms: millis(step.duration),
+                usage: step.usage,
+            });
+        }
+        for pending in snapshot.approvals.into_iter().flatten() {
+            if self.approvals.insert(pending.call.clone()) {
+                events.push(EventKind::ApprovalWaiting {
+                    call: pending.call,
+                    agent: pending.agent,
+                    tool: pending.tool,
+                    arguments: pending.arguments,
+                });
+            }
+        }
+        events
+    }
+}
+
+/// The part of `text` (an attempt's text so far) not told yet.
+fn push_text(
+    events: &mut Vec<EventKind>,
+    step: u64,
+    name: &str,
+    told: &mut WatchedStep,
+    text: &str,
+) {
+    let Some(rest) = text.strip_prefix(told.text.as_str()) else {
+        return; // not a continuation of what was told (cannot happen within one attempt)
+    };
+    if rest.is_empty() {
+        return;
+    }
+    events.push(EventKind::Text {
+        step,
+        name: name.to_owned(),
+        attempt: told.attempt,
+        text: rest.to_owned(),
+    });
+    told.text.push_str(rest);
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The event a local step event is.
+pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Option<EventKind> {
+    use crate::record::StepEventKind as Kind;
+    let name = event.agent.to_owned();
+    let step = event.step;
+    let attempt = event.attempt;
+    Some(match &event.kind {
+        Kind::AttemptStarted => EventKind::StepStarted {
+            step,
+            kind: StepKind::of(&name),
+            name,
+            attempt,
+        },
+        Kind::Text { text } => EventKind::Text {
+            step,
+            name,
+            attempt,
+            text: text.clone(),
+        },
+        Kind::AttemptFailed { error, .. } => EventKind::AttemptFailed {
+            step,
+            name,
+            attempt,
+            error: error.to_string(),
+            retry: true,
+        },
+        Kind::Completed { usage, duration } => EventKind::StepFinished {
+            step,
+            kind: StepKind::of(&name),
+            name,
+            attempts: attempt,
+            error: None,
+            duration_ms: millis(*duration),
+            usage: *usage,
+        },
+        Kind::Failed {
+            error,
+            usage,
+            duration,
+        } => EventKind::StepFinished {
+            step,
+            kind: StepKind::of(&name),
+            name,
+            attempts: attempt,
+            error: Some(error.to_string()),
+            duration_ms: millis(*duration),
+            usage: *usage,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, attempt: u32) -> StepSnapshot {
+        StepSnapshot {
+            name: name.to_owned(),
+            attempt,
+            ..StepSnapshot::default()
+        }
+    }
+
+    fn look(watched: &mut Watched, steps: Vec<StepSnapshot>) -> Vec<EventKind> {
+        watched.events(Snapshot {
+            generation: "g1".into(),
+            steps,
+            approvals: None,
+        })
+    }
+
+    #[test]
+    fn text_is_told_once_and_a_retry_starts_it_afresh() {
+        let mut watched = Watched::default();
+        let mut running = step("writer.model", 1);
+        running.text = Some((1, "Hel".into()));
+        let events = look(&mut watched, vec![running.clone()]);
+        assert!(matches!(
+            &events[0],
+            EventKind::StepStarted { attempt: 1, .. }
+        ));
+        assert!(matches!(&events[1], EventKind::Text { text, attempt: 1, .. } if text == "Hel"));
+        // the same look again tells nothing
+        assert!(look(&mut watched, vec![running.clone()]).is_empty());
+        // attempt 2, its text afresh
+        let mut retried = step("writer.model", 2);
+        retried.last_failure = Some("cut off".into());
+        retried.text = Some((2, "He".into()));
+        let events = look(&mut watched, vec![retried]);
+        assert!(matches!(
+            &events[0],
+            EventKind::AttemptFailed { attempt: 1, retry: true, error, .. } if error == "cut off"
+        ));
+        assert!(matches!(
+            &events[1],
+            EventKind::StepStarted { attempt: 2, .. }
+        ));
+        assert!(matches!(&events[2], EventKind::Text { text, attempt: 2, .. } if text == "He"));
+        // finished: the rest of the text from the output, then the end
+        let mut done = step("writer.model", 2);
+        done.finished = Some(Ok(
+            serde_json::json!({ "response": { "content": "Hello" } }),
+        ));
+        let events = look(&mut watched, vec![done.clone()]);
+        assert!(matches!(&events[0], EventKind::Text { text, attempt: 2, .. } if text == "llo"));
+        assert!(matches!(
+            &events[1],
+            EventKind::StepFinished {
+                attempts: 2,
+                error: None,
+                ..
+            }
+        ));
+        assert!(look(&mut watched, vec![done]).is_empty());
+    }
+
+    #[test]
+    fn steps_count_on_across_generations_and_skipped_attempts_are_told() {
+        let mut watched = Watched::default();
+        let mut first = step("a", 1);
+        first.finished = Some(Ok(Value::Null));
+        let events = look(&mut watched, vec![first]);
+        assert_eq!(events.len(), 2);
+        let mut failed = step("b", 3);
+        failed.last_failure = Some("boom".into());
+        failed.finished = Some(Err("boom".into()));
+        let events = watched.events(Snapshot {
+            generation: "g2".into(),
+            steps: vec![failed],
+            approvals: Some(vec![crate::approval::Pending {
+                call: "a/pay/1".into(),
+                agent: "a".into(),
+                tool: "pay".into(),
+                arguments: Value::Null,
+            }]),
+        });
+        let started: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::StepStarted {
+                    step: 2, attempt, ..
+                } => Some(*attempt),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, [1, 2, 3]);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            EventKind::StepFinished { step: 2, attempts: 3, error: Some(error), .. } if error == "boom"
+        )));
+        assert!(
+            matches!(events.last(), Some(EventKind::ApprovalWaiting { call, .. }) if call == "a/pay/1")
+        );
+    }
+
+    #[test]
+    fn the_schema_names_every_event() {
+        let schema = schema().to_string();
+        for name in [
+            "step_started",
+            "text",
+            "attempt_failed",
+            "step_finished",
+            "approval_waiting",
+            "run_finished",
+        ] {
+            assert!(schema.contains(&format!("\"{name}\"")), "{name}: {schema}");
+        }
+        let event = RunEvent {
+            run_id: "r".into(),
+            kind: EventKind::Text {
+                step: 1,
+                name: "w.model".into(),
+                attempt: 1,
+                text: "hi".into(),
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "text");
+        assert_eq!(serde_json::from_value::<RunEvent>(json).unwrap(), event);
+    }
+}

@@ -1,0 +1,456 @@
+//! A run's live events (`flock::events`): the text of a model's answer as the provider streams
+//! it, seen by a watcher before the answer ends and whole exactly once (on Temporal by another
+//! process, `flock watch ID -o json`, and without a history event per token); retried attempts
+//! marked; approvals; the run's end; bad input. Both executors, against the OpenAI-protocol
+//! stand-in streaming a 200-token answer over 2 s.
+
+use std::io::BufRead;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use flock::events::{EventKind, RunEvent, RunEvents};
+use flock::model::{OpenAi, OpenAiConfig};
+use flock::prelude::*;
+use futures::StreamExt;
+
+use super::model::server::{FakeOpenAi, Reply, answer, streamed};
+
+/// How long a run may take before it counts as hung.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// How long the stand-in waits before it streams: a watcher in another process is attached by
+/// then, so that the time to the first token is measured from the provider's side.
+const BEFORE_STREAM: Duration = Duration::from_millis(2500);
+
+/// The answer: 200 tokens, one per chunk, 10 ms apart (2 s).
+const TOKENS: usize = 200;
+const EVERY: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Subject {
+    /// What the story is about
+    pub about: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Story {
+    /// The story
+    pub text: String,
+}
+
+/// Tell a story about the subject.
+#[agent(retry(attempts = 2, initial_interval = "10ms"))]
+async fn tell_story(input: Subject) -> Story;
+
+#[flow]
+async fn storytelling(ctx: &FlowContext, input: Subject) -> Result<Story, FlowError> {
+    ctx.call(tell_story, input).await
+}
+
+/// The model's answer (the story as JSON), in [`TOKENS`] tokens.
+fn story_answer() -> (String, Vec<String>) {
+    let mut tokens = vec![r#"{"text": ""#.to_owned()];
+    tokens.extend((1..TOKENS - 1).map(|i| format!("w{i} ")));
+    tokens.push(r#"end."}"#.to_owned());
+    (tokens.concat(), tokens)
+}
+
+/// A stream of `tokens`, one per chunk, `every` apart (the first after `every` too).
+fn stream_of(tokens: &[String], every: Duration, cut: bool) -> Reply {
+    // one character per "piece" would split tokens; join them with a separator the pieces keep
+    let Reply::Stream(mut events) = streamed("", 1, every, cut) else {
+        unreachable!()
+    };
+    let pieces = tokens.iter().map(|token| {
+        let chunk = serde_json::json!({
+            "id": "chatcmpl-s",
+            "object": "chat.completion.chunk",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{ "index": 0, "delta": { "content": token }, "finish_reason": null }]
+        });
+        (every, format!("data: {chunk}\n\n"))
+    });
+    let tail = events.split_off(0);
+    events.extend(pieces);
+    events.extend(tail);
+    Reply::Stream(events)
+}
+
+fn streaming(model: &FakeOpenAi) -> flock::FlockBuilder {
+    Flock::builder()
+        .provider(OpenAi::new(OpenAiConfig {
+            api_key: Some("sk-events".into()),
+            base_url: Some(model.base_url()),
+            timeout: Duration::from_secs(10),
+            stream: true,
+            ..OpenAiConfig::default()
+        }))
+        .model("openai/gpt-4o-mini")
+}
+
+fn subject() -> Subject {
+    Subject {
+        about: "a lighthouse".into(),
+    }
+}
+
+/// Events as they arrive, each with when (in this process).
+type Seen = Vec<(Instant, RunEvent)>;
+
+/// Reads `events` to their end (bounded).
+async fn collect(mut events: RunEvents) -> Seen {
+    let mut seen = Vec::new();
+    let reading = async {
+        while let Some(event) = events.next().await {
+            seen.push((Instant::now(), event.expect("an event")));
+        }
+    };
+    tokio::time::timeout(BOUND, reading)
+        .await
+        .expect("the event stream ends after the run");
+    seen
+}
+
+/// The text events of `attempt`, joined.
+fn text_of(seen: &Seen, attempt: u32) -> String {
+    seen.iter()
+        .filter_map(|(_, event)| match &event.kind {
+            EventKind::Text {
+                text, attempt: a, ..
+            } if *a == attempt => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `flock watch ID -o json` in another process: its events as they arrive, with when.
+fn watch_in_another_process(run_id: &str) -> std::thread::JoinHandle<(Seen, i32, String)> {
+    let mut child = super::cli::command("events-watch", &["watch", run_id, "-o", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the flock_cli binary runs");
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            let event: RunEvent = serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!("`watch -o json` printed a line that is not an event ({e}): {line}")
+            });
+            seen.push((Instant::now(), event));
+        }
+        let status = child.wait().expect("watch ends");
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+        }
+        (seen, status.code().unwrap_or(-1), stderr)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_the_text_as_it_streams_and_the_whole_text_once_on_both_executors() {
+    let (whole, tokens) = story_answer();
+    let script = vec![Reply::After(
+        BEFORE_STREAM,
+        Box::new(stream_of(&tokens, EVERY, false)),
+    )];
+    for (executor, flock, model) in
+        super::temporal::on_both("events-stream", script, streaming).await
+    {
+        let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+        let (seen, watcher) = if executor == "local" {
+            let seen = collect(handle.events().await.unwrap()).await;
+            (seen, None)
+        } else {
+            // another process, knowing only the run id
+            let watching = watch_in_another_process(handle.id());
+            let (seen, code, stderr) = tokio::task::spawn_blocking(move || watching.join())
+                .await
+                .unwrap()
+                .expect("the watching thread");
+            (seen, Some((code, stderr)))
+        };
+        let story = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .expect("the run ends")
+            .expect("the story");
+        let expected: Story = serde_json::from_str(&whole).unwrap();
+        assert_eq!(story, expected, "{executor}");
+        if let Some((code, stderr)) = &watcher {
+            assert_eq!(*code, 0, "{executor}: `watch` exit code; stderr: {stderr}");
+        }
+
+        // the whole text, once, in order
+        assert_eq!(text_of(&seen, 1), whole, "{executor}: {seen:#?}");
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|(_, e)| match &e.kind {
+                EventKind::StepStarted { .. } => "started",
+                EventKind::Text { .. } => "text",
+                EventKind::StepFinished { .. } => "finished",
+                EventKind::RunFinished { .. } => "run_finished",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds.first(), Some(&"started"), "{executor}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run_finished"), "{executor}: {kinds:?}");
+        let finished = seen
+            .iter()
+            .find_map(|(_, e)| match &e.kind {
+                EventKind::StepFinished { name, usage, .. } => Some((name.clone(), *usage)),
+                _ => None,
+            })
+            .expect("the step finished");
+        assert_eq!(finished.0, "tell_story", "{executor}");
+        assert_eq!(finished.1.prompt_tokens, 11, "{executor}");
+
+        // seen while it streamed: the first text well before the answer ended
+        let asked = model.received()[0].at;
+        let first_token_sent = asked + BEFORE_STREAM + EVERY;
+        let last_token_sent = asked + BEFORE_STREAM + EVERY * TOKENS as u32;
+        let text_times: Vec<Instant> = seen
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EventKind::Text { .. }))
+            .map(|(at, _)| *at)
+            .collect();
+        let first_seen = text_times[0];
+        eprintln!(
+            "events: {executor}: first token sent → watcher got it: {:?}; text in {} pieces",
+            first_seen.saturating_duration_since(first_token_sent),
+            text_times.len()
+        );
+        assert!(
+            first_seen < last_token_sent - Duration::from_millis(500),
+            "{executor}: the first text came {:?} after the first token was sent, the answer \
+             took {:?}",
+            first_seen.saturating_duration_since(first_token_sent),
+            EVERY * TOKENS as u32
+        );
+        assert!(
+            text_times.len() >= 5,
+            "{executor}: the text came in {} pieces",
+            text_times.len()
+        );
+
+        if executor == "temporal" {
+            // no event per token: the streamed run's history has as many events as one whose
+            // answer came whole, and about as many bytes
+            let plain_model = FakeOpenAi::start(vec![answer(&whole, 11, 200)]).await;
+            let plain = super::temporal::on_test_server(
+                Flock::builder()
+                    .provider(OpenAi::new(OpenAiConfig {
+                        api_key: Some("sk-events".into()),
+                        base_url: Some(plain_model.base_url()),
+                        timeout: Duration::from_secs(10),
+                        ..OpenAiConfig::default()
+                    }))
+                    .model("openai/gpt-4o-mini"),
+                "events-plain",
+            )
+            .build()
+            .await
+            .unwrap();
+            let plain_run = plain.start_flow(storytelling, subject()).await.unwrap();
+            plain_run.result().await.unwrap();
+            let streamed_history = flock.history_json(handle.id()).await.unwrap();
+            let plain_history = plain.history_json(plain_run.id()).await.unwrap();
+            let count = |history: &[u8]| {
+                serde_json::from_slice::<serde_json::Value>(history).unwrap()["events"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            };
+            assert_eq!(
+                count(&streamed_history),
+                count(&plain_history),
+                "streaming adds history events"
+            );
+            assert!(count(&streamed_history) < 20);
+            eprintln!(
+                "events: history bytes: streamed {} vs whole answer {} ({:+})",
+                streamed_history.len(),
+                plain_history.len(),
+                streamed_history.len() as i64 - plain_history.len() as i64
+            );
+            plain.shutdown().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_attempt_is_marked_and_its_text_starts_afresh_on_both_executors() {
+    let (whole, tokens) = story_answer();
+    let script = vec![
+        // cut off before `[DONE]`: a transient failure, retried
+        stream_of(&tokens[..120], Duration::from_millis(5), true),
+        stream_of(&tokens, Duration::from_millis(5), false),
+    ];
+    for (executor, flock, _model) in
+        super::temporal::on_both("events-retry", script, streaming).await
+    {
+        let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+        let events = match executor {
+            "local" => handle.events().await.unwrap(),
+            _ => flock.events_of_run(handle.id()).await.unwrap(),
+        };
+        let seen = collect(events).await;
+        handle.result().await.expect("the second attempt answers");
+        let events: Vec<&EventKind> = seen.iter().map(|(_, e)| &e.kind).collect();
+        let failed = events
+            .iter()
+            .position(|e| {
+                matches!(e, EventKind::AttemptFailed { attempt: 1, retry: true, error, .. }
+                    if error.contains("cut off"))
+            })
+            .unwrap_or_else(|| panic!("{executor}: no failed attempt 1: {events:#?}"));
+        let second = events
+            .iter()
+            .position(|e| matches!(e, EventKind::StepStarted { attempt: 2, .. }))
+            .unwrap_or_else(|| panic!("{executor}: no attempt 2: {events:#?}"));
+        assert!(failed < second, "{executor}: {events:#?}");
+        // nothing of attempt 2 before it started, nothing of attempt 1 after
+        for (i, event) in events.iter().enumerate() {
+            if let EventKind::Text { attempt, .. } = event {
+                assert!(
+                    (*attempt == 1 && i < failed) || (*attempt == 2 && i > second),
+                    "{executor}: text of attempt {attempt} at {i}: {events:#?}"
+                );
+            }
+        }
+        // the first attempt's text is its own (a beginning of the answer), the second's whole
+        assert!(whole.starts_with(&text_of(&seen, 1)), "{executor}");
+        assert_eq!(text_of(&seen, 2), whole, "{executor}");
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                EventKind::StepFinished {
+                    attempts: 2,
+                    error: None,
+                    ..
+                }
+            )),
+            "{executor}: {events:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_approval_and_the_runs_end_are_events_on_both_executors() {
+    for executor in ["local", "temporal"] {
+        let payment = super::approval::pay(executor, "events-approval", None).await;
+        let mut events = payment.handle.events().await.unwrap();
+        let mut waiting = Vec::new();
+        let deadline = Instant::now() + BOUND;
+        while waiting.len() < 2 {
+            let event = tokio::time::timeout_at(deadline.into(), events.next())
+                .await
+                .expect("two calls wait")
+                .expect("the stream goes on")
+                .unwrap();
+            if let EventKind::ApprovalWaiting {
+                call,
+                tool,
+                arguments,
+                ..
+            } = event.kind
+            {
+                assert_eq!(tool, "wire", "{executor}");
+                assert!(arguments["to"].is_string(), "{executor}");
+                waiting.push(call);
+            }
+        }
+        assert_eq!(waiting, ["payer/wire/1", "payer/wire/2"], "{executor}");
+        payment.handle.approve("payer/wire/1").await.unwrap();
+        payment.handle.deny("payer/wire/2", "no").await.unwrap();
+        let rest = collect(events).await;
+        assert!(
+            !rest
+                .iter()
+                .any(|(_, e)| matches!(e.kind, EventKind::ApprovalWaiting { .. })),
+            "{executor}: an approval told twice"
+        );
+        match &rest.last().expect("events after the decisions").1.kind {
+            EventKind::RunFinished { status, error } => {
+                assert_eq!(status, "completed", "{executor}: {error:?}");
+            }
+            other => panic!("{executor}: the stream ended with {other:?}"),
+        }
+        let tools: Vec<&str> = rest
+            .iter()
+            .filter_map(|(_, e)| match &e.kind {
+                EventKind::StepFinished { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(tools.contains(&"wire.tool"), "{executor}: {tools:?}");
+        drop(payment);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_the_live_events_is_a_clear_error_on_both_executors() {
+    let script = vec![super::model::server::failure(400, vec![], "no such model")];
+    for (executor, flock, _model) in super::temporal::on_both("events-bad", script, streaming).await
+    {
+        // an unknown run
+        let error = flock.events_of_run("no-such-run").await.unwrap_err();
+        assert!(
+            matches!(error, flock::Error::NotFound(_)) && error.to_string().contains("no-such-run"),
+            "{executor}: {error}"
+        );
+        // a run of another flow
+        let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+        let wrong = flock
+            .flow_handle(super::approval::pay_flow, handle.id())
+            .unwrap()
+            .events()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(wrong, flock::Error::WrongFlow { .. }),
+            "{executor}: {wrong}"
+        );
+        // a run that fails: the stream ends with its failure, naming the agent and why
+        let seen = collect(handle.events().await.unwrap()).await;
+        match &seen.last().expect("events").1.kind {
+            EventKind::RunFinished {
+                status,
+                error: Some(error),
+            } => {
+                assert_eq!(status, "failed", "{executor}");
+                assert!(
+                    error.contains("tell_story") && error.contains("no such model"),
+                    "{executor}: {error}"
+                );
+            }
+            other => panic!("{executor}: the stream ended with {other:?}"),
+        }
+        assert!(
+            seen.iter().any(|(_, e)| matches!(
+                &e.kind,
+                EventKind::StepFinished { error: Some(error), .. } if error.contains("no such model")
+            )),
+            "{executor}: {seen:#?}"
+        );
+        // a stream opened on a run that has ended: its end at once
+        let late = collect(flock.events_of_run(handle.id()).await.unwrap()).await;
+        assert!(
+            matches!(
+                late.last().map(|(_, e)| &e.kind),
+                Some(EventKind::RunFinished { .. })
+            ),
+            "{executor}: {late:#?}"
+        );
+    }
+    // the command line: an unknown run, no name for `schema`, the events' schema
+    let unknown = super::cli::cli("events-bad", &["watch", "no-such-run"]);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no-such-run"), "{}", unknown.stderr);
+    let nameless = super::cli::cli("events-bad", &["schema"]);
+    assert_eq!(nameless.code, 2, "{}", nameless.stderr);
+    let schema = super::cli::cli("events-bad", &["schema", "--events"]);
+    assert_eq!(schema.code, 0, "{}", schema.stderr);
+    assert_eq!(schema.json(), flock::events::schema());
+}
