@@ -399,9 +399,9 @@ impl AgentContext {
     ///   [`report_progress`](Self::report_progress)), which the server hands to the next attempt,
     ///   on whichever worker it runs. Give the agent a `heartbeat` timeout, so that a killed
     ///   worker's attempt is retried after it rather than after the whole `timeout`. The worker
-    ///   sends an attempt's first checkpoint at once and later ones at most once a second
+    ///   sends an attempt's first checkpoint at once and later ones at most every 100 ms
     ///   ([`CHECKPOINT_FLUSH`](crate::worker::CHECKPOINT_FLUSH)), keeping the latest: a worker
-    ///   killed in between loses the checkpoints of its last second.
+    ///   killed in between loses the checkpoints of its last 100 ms.
     /// * An `#[agent(local)]` agent (a Temporal local activity, see
     ///   [`AgentSpec::runs_locally`]) cannot heartbeat: its checkpoints stay in the worker's
     ///   memory, for the retries that worker makes of the call (as on the local executor; Temporal

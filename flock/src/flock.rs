@@ -4,6 +4,8 @@
 //! is: typed calls encode their inputs, hand the backend JSON, and decode what comes back; the
 //! by-name calls (for tools that know flows by name) check their JSON and hand it on the same way.
 
+mod watch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -1099,7 +1101,7 @@ impl<F: Flow> FlowHandle<F> {
     pub async fn events(&self) -> Result<crate::events::RunEvents, Error> {
         self.checked().await?;
         let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take();
-        Ok(crate::events::watch(
+        Ok(watch::watch(
             self.flock.clone(),
             F::NAME.to_owned(),
             self.run_id.to_string(),
@@ -1246,12 +1248,7 @@ impl Flock {
     pub async fn events_of_run(&self, run_id: &str) -> Result<crate::events::RunEvents, Error> {
         let feed = self.backend().step_events().ok();
         let flow = self.describe_run(run_id).await?.flow;
-        Ok(crate::events::watch(
-            self.clone(),
-            flow,
-            run_id.to_owned(),
-            feed,
-        ))
+        Ok(watch::watch(self.clone(), flow, run_id.to_owned(), feed))
     }
 
     /// The local executor's step feed; on Temporal an error.

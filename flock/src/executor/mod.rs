@@ -71,6 +71,22 @@ impl StepFeed {
     }
 }
 
+/// The local executor's streamed model text: step events of the feed.
+impl crate::events::TextTarget for Settings {
+    fn text(&self, sink: &crate::events::TextSink, piece: &str) {
+        self.step_events.emit(|| StepEvent {
+            run_id: sink.run_id.clone(),
+            step: sink.step,
+            agent: sink.name,
+            attempt: sink.attempt,
+            at: sink.run_started.elapsed(),
+            kind: crate::record::StepEventKind::Text {
+                text: piece.to_owned(),
+            },
+        });
+    }
+}
+
 impl Settings {
     /// The retry policy of one agent: the defaults with its `retry(..)` applied.
     pub(crate) fn retry_policy(&self, spec: &AgentSpec) -> RetryPolicy {

@@ -279,6 +279,94 @@ async fn a_watcher_sees_the_text_as_it_streams_and_the_whole_text_once_on_both_e
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Loud {
+    /// What to say loudly
+    pub text: String,
+}
+
+/// Says the text loudly.
+#[tool]
+async fn shout_title(args: Loud) -> String {
+    args.text.to_uppercase()
+}
+
+/// Tell a story about the subject, shouting its title first.
+#[agent(tools = [shout_title], retry(attempts = 1))]
+async fn shout_story(input: Subject) -> Story;
+
+#[flow]
+async fn shouted_storytelling(ctx: &FlowContext, input: Subject) -> Result<Story, FlowError> {
+    ctx.call(shout_story, input).await
+}
+
+/// A streamed answer that calls tool `name` with `arguments`.
+fn streamed_tool_call(name: &str, arguments: &str) -> Reply {
+    let call = serde_json::json!({
+        "object": "chat.completion.chunk",
+        "choices": [{ "index": 0, "delta": { "tool_calls": [{
+            "index": 0, "id": "call-1", "type": "function",
+            "function": { "name": name, "arguments": arguments }
+        }] }, "finish_reason": null }]
+    });
+    let end = serde_json::json!({
+        "object": "chat.completion.chunk",
+        "choices": [{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }],
+        "usage": { "prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10 }
+    });
+    Reply::Stream(vec![(
+        Duration::ZERO,
+        format!("data: {call}\n\ndata: {end}\n\ndata: [DONE]\n\n"),
+    )])
+}
+
+/// An agent with tools runs step by step: its model requests are steps (`<agent>.model`), and the
+/// text of the one that streams is that step's, whole once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_of_a_model_step_is_that_steps_on_both_executors() {
+    let (whole, tokens) = story_answer();
+    let script = vec![
+        streamed_tool_call("shout_title", r#"{"text": "the lighthouse"}"#),
+        stream_of(&tokens, Duration::from_millis(3), false),
+    ];
+    for (executor, flock, _model) in
+        super::temporal::on_both("events-steps", script, streaming).await
+    {
+        let handle = flock
+            .start_flow(shouted_storytelling, subject())
+            .await
+            .unwrap();
+        let seen = collect(handle.events().await.unwrap()).await;
+        handle.result().await.expect("the story");
+        let texts: Vec<(u64, &str)> = seen
+            .iter()
+            .filter_map(|(_, e)| match &e.kind {
+                EventKind::Text { step, name, .. } => Some((*step, name.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert!(!texts.is_empty(), "{executor}: no text: {seen:#?}");
+        assert!(
+            texts.iter().all(|(_, name)| *name == "shout_story.model"),
+            "{executor}: {texts:?}"
+        );
+        assert_eq!(text_of(&seen, 1), whole, "{executor}");
+        let steps: Vec<(&str, flock::events::StepKind)> = seen
+            .iter()
+            .filter_map(|(_, e)| match &e.kind {
+                EventKind::StepFinished { name, kind, .. } => Some((name.as_str(), *kind)),
+                _ => None,
+            })
+            .collect();
+        use flock::events::StepKind;
+        assert!(
+            steps.contains(&("shout_title.tool", StepKind::Tool))
+                && steps.contains(&("shout_story.model", StepKind::Model)),
+            "{executor}: {steps:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_attempt_is_marked_and_its_text_starts_afresh_on_both_executors() {
     let (whole, tokens) = story_answer();

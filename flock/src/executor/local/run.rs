@@ -360,21 +360,14 @@ impl FlowRuntime for LocalRun {
 impl LocalRun {
     /// Where attempt `attempt` of step `step` (`name`) streams its model text: the step feed.
     fn text_sink(&self, step: u64, name: &'static str, attempt: u32) -> crate::events::TextSink {
-        let settings = self.settings.clone();
-        let run_id = self.run_id.clone();
-        let started = self.started;
-        Arc::new(move |text: &str| {
-            settings.step_events.emit(|| StepEvent {
-                run_id: run_id.clone(),
-                step,
-                agent: name,
-                attempt,
-                at: started.elapsed(),
-                kind: StepEventKind::Text {
-                    text: text.to_owned(),
-                },
-            });
-        })
+        crate::events::TextSink {
+            target: self.settings.clone(),
+            run_id: self.run_id.clone(),
+            step,
+            name,
+            attempt,
+            run_started: self.started,
+        }
     }
 
     /// One durable agent call: attempts under the agent's retry policy and timeouts.

@@ -204,9 +204,13 @@ fn execute(
         let last_before_deadline = schedule_to_close_left.is_some_and(|left| left < start_to_close);
         let limit = schedule_to_close_left.map_or(start_to_close, |left| left.min(start_to_close));
         let mut timed_out = false;
-        let text = {
-            let heartbeats = heartbeats.clone();
-            Arc::new(move |piece: &str| heartbeats.text(piece)) as crate::events::TextSink
+        let text = crate::events::TextSink {
+            target: heartbeats.clone(),
+            run_id: run_id.clone(),
+            step: 0, // the watcher knows the step from the history
+            name: spec.name,
+            attempt,
+            run_started: started,
         };
         let call = crate::events::with_text_sink(
             text,
@@ -419,6 +423,12 @@ impl Heartbeats {
         if (&mut record).now_or_never().is_none() {
             tokio::spawn(record);
         }
+    }
+}
+
+impl crate::events::TextTarget for Heartbeats {
+    fn text(&self, _sink: &crate::events::TextSink, piece: &str) {
+        Heartbeats::text(self, piece);
     }
 }
 

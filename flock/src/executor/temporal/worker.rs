@@ -85,7 +85,9 @@ pub(crate) fn worker_options(
 
 /// How long a checkpoint (an activity's heartbeat details) may wait before the worker sends it
 /// to the server. The SDK sends an attempt's first heartbeat at once and later ones at most this
-/// often, keeping the latest; a worker killed in between loses the checkpoints made since.
+/// often, keeping the latest; a worker killed in between loses the checkpoints made since. Also
+/// what delays streamed model text on its way to a run's live events ([`crate::events`]): a
+/// heartbeat is one small call to the server, no history event (1 s before the live events).
 pub const CHECKPOINT_FLUSH: Duration = Duration::from_millis(100);
 
 /// The SDK's deployment options for a versioned worker.
