@@ -283,6 +283,7 @@ pub(crate) async fn with_text_sink<T>(
 
 /// What a Temporal watcher keeps between looks: the history is read again only when it grew.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "temporal"), allow(dead_code))]
 pub(crate) struct LookCache {
     pub(crate) history_length: i64,
     pub(crate) generation: String,
