@@ -531,6 +531,23 @@ async fn bad_input_to_the_live_events_is_a_clear_error_on_both_executors() {
             ),
             "{executor}: {late:#?}"
         );
+        if executor == "temporal" {
+            // `flock watch` of the ended run, for people: the steps and the end on stderr, and
+            // the exit code of a failed run
+            let watched = super::cli::cli("events-bad", &["watch", handle.id()]);
+            assert_eq!(watched.code, 1, "{}", watched.stderr);
+            assert!(
+                watched.stderr.contains("step 1 tell_story: started")
+                    && watched
+                        .stderr
+                        .contains("step 1 tell_story: failed after 1 attempt(s)")
+                    && watched
+                        .stderr
+                        .contains(&format!("run {} failed", handle.id())),
+                "{}",
+                watched.stderr
+            );
+        }
     }
     // the command line: an unknown run, no name for `schema`, the events' schema
     let unknown = super::cli::cli("events-bad", &["watch", "no-such-run"]);
@@ -541,4 +558,63 @@ async fn bad_input_to_the_live_events_is_a_clear_error_on_both_executors() {
     let schema = super::cli::cli("events-bad", &["schema", "--events"]);
     assert_eq!(schema.code, 0, "{}", schema.stderr);
     assert_eq!(schema.json(), flock::events::schema());
+}
+
+/// Encryption configured is encryption applied to streamed text too: the heartbeat details the
+/// server holds for the running model call, and the history, carry no token in plaintext; a
+/// watcher with the key reads the text whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_text_is_encrypted_where_the_server_keeps_it() {
+    use flock::codec::{Codec, CodecKeys};
+    use temporalio_common::UntypedWorkflow;
+    let (whole, tokens) = story_answer();
+    let model = FakeOpenAi::start(vec![stream_of(&tokens, Duration::from_millis(15), false)]).await;
+    let codec = Codec::new(CodecKeys::new([("k1", [7u8; 32])]).unwrap());
+    let flock = streaming(&model)
+        .local_debug(false)
+        .queue_served_elsewhere(super::conformance::POOL_QUEUE)
+        .temporal(flock::TemporalExecutorConfig {
+            codec: Some(codec),
+            ..super::temporal::config("events-encrypted")
+        })
+        .build()
+        .await
+        .unwrap();
+    let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+    let watching = tokio::spawn(collect(handle.events().await.unwrap()));
+    // what the server holds while the answer streams, read without the key
+    let raw = super::temporal::sdk_client().await;
+    let mut details_seen = 0;
+    let deadline = Instant::now() + BOUND;
+    while !watching.is_finished() && Instant::now() < deadline {
+        let description = raw
+            .get_workflow_handle::<UntypedWorkflow>(handle.id().to_owned())
+            .describe(Default::default())
+            .await
+            .unwrap();
+        for activity in &description.raw_description.pending_activities {
+            for payload in activity.heartbeat_details.iter().flat_map(|d| &d.payloads) {
+                details_seen += 1;
+                let data = String::from_utf8_lossy(&payload.data);
+                assert!(
+                    !data.contains("w1 w2") && !data.contains("\"text\""),
+                    "heartbeat details in plaintext: {data}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        details_seen > 0,
+        "no heartbeat details were seen while the answer streamed"
+    );
+    let seen = watching.await.unwrap();
+    assert_eq!(text_of(&seen, 1), whole);
+    handle.result().await.unwrap();
+    let history = flock.history_json(handle.id()).await.unwrap();
+    let history = String::from_utf8_lossy(&history);
+    assert!(
+        !history.contains("w150"),
+        "a token in the history in plaintext"
+    );
 }
