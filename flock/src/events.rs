@@ -22,11 +22,13 @@
 //! history: the model step's activity carries the text so far in its heartbeat details, which the
 //! server keeps with the pending activity (not as history events) and the stream reads back with
 //! the run's description; the worker sends them at most every
-//! [`CHECKPOINT_FLUSH`](crate::worker::CHECKPOINT_FLUSH). A model step's text is completed from
-//! its output when it finishes, so a watcher gets the whole text once even when the last pieces
-//! came after the last heartbeat. An agent evaluated in one activity (not step by step) streams
-//! its text the same way, but its output is typed, not text: its text events may stop short of
-//! the answer's end.
+//! [`CHECKPOINT_FLUSH`](crate::worker::CHECKPOINT_FLUSH). When a step finishes, the rest of its
+//! text comes from its result, so a watcher gets the whole text once even when the last pieces
+//! came after the last heartbeat (the SDK does not send a completed activity's last throttled
+//! heartbeat): a model step's output is its text; an agent evaluated in one activity (no tools),
+//! whose output is typed, adds the text it streamed to its result (its history grows by that
+//! text once). A watcher attached while a step streams gets that step's text so far as one piece
+//! first (Temporal), or only the pieces from then on (local).
 //!
 //! The stream shows the run's own steps, not those of its child flows (watch a child by its id).
 
@@ -82,7 +84,8 @@ pub enum EventKind {
         /// The piece.
         text: String,
     },
-    /// An attempt failed; with `retry`, the step is tried again (its text so far is void).
+    /// An attempt failed; with `retry`, the step is tried again (its text so far is void),
+    /// without, the step failed for good ([`StepFinished`](EventKind::StepFinished) follows).
     AttemptFailed {
         /// The step.
         step: u64,
@@ -125,9 +128,8 @@ pub enum EventKind {
     },
     /// The run ended; the stream ends after this event.
     RunFinished {
-        /// `completed`, `failed`, `cancelled`, `terminated`, `timed_out` or `continued_as_new`
-        /// (a run that continued as new under its id goes on: this is the end of a run started
-        /// with `continue_as_new` only when nothing follows).
+        /// `completed`, `failed`, `cancelled`, `terminated` or `timed_out` (a run that continues
+        /// as new under its id goes on, and so does its stream: step numbers count on).
         status: String,
         /// Why it did not complete, when it did not.
         error: Option<String>,
@@ -321,6 +323,8 @@ pub(crate) struct StepSnapshot {
     pub(crate) attempt: u32,
     /// Why the last attempt failed, when one did and it is retried.
     pub(crate) last_failure: Option<String>,
+    /// Why each attempt failed, by attempt from 1, as far as the history tells.
+    pub(crate) failures: Vec<Option<String>>,
     /// The step's end: `Ok` with its output, or why it failed.
     pub(crate) finished: Option<Result<Value, String>>,
     pub(crate) duration: Duration,
@@ -329,6 +333,20 @@ pub(crate) struct StepSnapshot {
     pub(crate) streamed: Option<String>,
     /// The text the running attempt streamed so far, with its attempt.
     pub(crate) text: Option<(u32, String)>,
+}
+
+impl StepSnapshot {
+    /// Why attempt `attempt` failed, as far as it is known.
+    fn failure_of(&self, attempt: u32) -> String {
+        let known = attempt
+            .checked_sub(1)
+            .and_then(|i| self.failures.get(i as usize))
+            .cloned()
+            .flatten();
+        known
+            .or_else(|| self.last_failure.clone())
+            .unwrap_or_else(|| "failed".to_owned())
+    }
 }
 
 /// What a watcher has told of a run so far: a [`Snapshot`] becomes the events since the last.
@@ -381,7 +399,7 @@ impl Watched {
                         step: number,
                         name: step.name.clone(),
                         attempt: told.attempt,
-                        error: step.last_failure.clone().unwrap_or_default(),
+                        error: step.failure_of(told.attempt),
                         retry: true,
                     });
                 }
@@ -414,6 +432,15 @@ impl Watched {
                 push_text(&mut events, number, &step.name, told, whole);
             }
             told.finished = true;
+            if let Err(error) = &finished {
+                events.push(EventKind::AttemptFailed {
+                    step: number,
+                    name: step.name.clone(),
+                    attempt: told.attempt.max(1),
+                    error: error.clone(),
+                    retry: false,
+                });
+            }
             events.push(EventKind::StepFinished {
                 step: number,
                 name: step.name,
@@ -465,13 +492,14 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The event a local step event is.
-pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Option<EventKind> {
+/// The events a local step event is: one, or for a step that failed for good, its last
+/// attempt's failure (not retried) and the step's end.
+pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Vec<EventKind> {
     use crate::record::StepEventKind as Kind;
     let name = event.agent.to_owned();
     let step = event.step;
     let attempt = event.attempt;
-    Some(match &event.kind {
+    vec![match &event.kind {
         Kind::AttemptStarted => EventKind::StepStarted {
             step,
             kind: StepKind::of(&name),
@@ -504,16 +532,27 @@ pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Option<EventKin
             error,
             usage,
             duration,
-        } => EventKind::StepFinished {
-            step,
-            kind: StepKind::of(&name),
-            name,
-            attempts: attempt,
-            error: Some(error.to_string()),
-            duration_ms: millis(*duration),
-            usage: *usage,
-        },
-    })
+        } => {
+            return vec![
+                EventKind::AttemptFailed {
+                    step,
+                    name: name.clone(),
+                    attempt,
+                    error: error.to_string(),
+                    retry: false,
+                },
+                EventKind::StepFinished {
+                    step,
+                    kind: StepKind::of(&name),
+                    name,
+                    attempts: attempt,
+                    error: Some(error.to_string()),
+                    duration_ms: millis(*duration),
+                    usage: *usage,
+                },
+            ];
+        }
+    }]
 }
 
 #[cfg(test)]

@@ -47,7 +47,9 @@ async fn watch_local(
     let mut watched = Watched::default();
     let tell = |event: &crate::record::StepEvent| {
         *event.run_id != *run_id
-            || of_step_event(event).is_none_or(|kind| sender.event(run_id, kind))
+            || of_step_event(event)
+                .into_iter()
+                .all(|kind| sender.event(run_id, kind))
     };
     loop {
         tokio::select! {
@@ -100,8 +102,9 @@ async fn watch_local(
     }
 }
 
-/// How many looks at a Temporal run in a row may fail before its stream ends with the error.
-const LOOKS_FAILING: u32 = 3;
+/// How long looks at a Temporal run may keep failing (the server unreachable, say) before its
+/// stream ends with the last error; a run that does not exist ends it at once.
+const LOOKS_FAILING: Duration = Duration::from_secs(10);
 
 async fn watch_temporal(flock: &Flock, flow: &str, run_id: &str, sender: &Sender) {
     let backend = flock.backend();
@@ -109,21 +112,21 @@ async fn watch_temporal(flock: &Flock, flow: &str, run_id: &str, sender: &Sender
     let mut watched = Watched::default();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = 0;
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let look = match backend.look(flow, run_id, &mut cache).await {
             Ok(look) => look,
             Err(error) => {
-                failing += 1;
-                if failing >= LOOKS_FAILING || matches!(error, Error::NotFound(_)) {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= LOOKS_FAILING || matches!(error, Error::NotFound(_)) {
                     sender.error(error);
                     return;
                 }
                 continue;
             }
         };
-        failing = 0;
+        failing_since = None;
         let mut snapshot = look.snapshot;
         if look.grew && look.running {
             // the flow's state: answered by a worker, so bounded (no worker, no approvals)

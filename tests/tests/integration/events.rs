@@ -515,12 +515,26 @@ async fn bad_input_to_the_live_events_is_a_clear_error_on_both_executors() {
             }
             other => panic!("{executor}: the stream ended with {other:?}"),
         }
+        // the last attempt's failure (not retried), then the step's end
+        let failed: Vec<&EventKind> = seen
+            .iter()
+            .map(|(_, e)| &e.kind)
+            .filter(|e| {
+                matches!(
+                    e,
+                    EventKind::AttemptFailed { .. } | EventKind::StepFinished { .. }
+                )
+            })
+            .collect();
         assert!(
-            seen.iter().any(|(_, e)| matches!(
-                &e.kind,
-                EventKind::StepFinished { error: Some(error), .. } if error.contains("no such model")
-            )),
-            "{executor}: {seen:#?}"
+            matches!(
+                failed.as_slice(),
+                [
+                    EventKind::AttemptFailed { attempt: 1, retry: false, .. },
+                    EventKind::StepFinished { attempts: 1, error: Some(error), .. },
+                ] if error.contains("no such model")
+            ),
+            "{executor}: {failed:#?}"
         );
         // a stream opened on a run that has ended: its end at once
         let late = collect(flock.events_of_run(handle.id()).await.unwrap()).await;

@@ -1201,6 +1201,11 @@ impl TemporalBackend {
                 .into_iter()
                 .map(|step| StepSnapshot {
                     attempt: u32::try_from(step.attempts.len()).unwrap_or(u32::MAX),
+                    failures: step
+                        .attempts
+                        .iter()
+                        .map(|a| a.error.as_ref().map(ToString::to_string))
+                        .collect(),
                     finished: match (step.output, step.error) {
                         (Some(output), _) => Some(Ok(output)),
                         (None, Some(error)) => Some(Err(error.to_string())),
