@@ -1614,7 +1614,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
                     } else {
                         eprintln!(
                             "interrupted: run {run_id} goes on. Wait for it again with `{program} result {run_id}`, \
-                             watch it with `{program} history {run_id}`, stop it with `{program} cancel {run_id}`"
+                             watch it with `{program} watch {run_id}`, stop it with `{program} cancel {run_id}`"
                         );
                     }
                     let _ = flock.shutdown().await;

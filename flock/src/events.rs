@@ -62,9 +62,13 @@ pub struct RunEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
-    /// An attempt of a step started (on Temporal: was scheduled). `attempt` above 1 is a retry.
+    /// An attempt of a step started (on Temporal: was scheduled, a retry's at the start of its
+    /// backoff). `attempt` above 1 is a retry.
     StepStarted {
-        /// The step's number in the run, from 1, in the order the calls were made.
+        /// The step's number, from 1, in the order the calls were made: what tells the events
+        /// of one step from another's. On Temporal the steps of a run that continued as new
+        /// count on (from the first generation the stream saw); locally a run that continues as
+        /// new numbers its steps from 1 again.
         step: u64,
         /// The agent, `<agent>.model`, `<tool>.tool`, `<server>.mcp` or `<server>.mcp_tools`.
         name: String,
@@ -128,8 +132,9 @@ pub enum EventKind {
     },
     /// The run ended; the stream ends after this event.
     RunFinished {
-        /// `completed`, `failed`, `cancelled`, `terminated` or `timed_out` (a run that continues
-        /// as new under its id goes on, and so does its stream: step numbers count on).
+        /// `completed`, `failed`, `cancelled`, `terminated`, `timed_out`, or `unknown` (a status
+        /// newer than this library). A run that continues as new under its id goes on, and so
+        /// does its stream.
         status: String,
         /// Why it did not complete, when it did not.
         error: Option<String>,
@@ -296,6 +301,9 @@ pub(crate) struct LookCache {
 /// One look at a Temporal run.
 #[derive(Debug, Default)]
 pub(crate) struct Look {
+    /// The last look at the generation the run left since the last look, when it continued as
+    /// new in between.
+    pub(crate) previous: Option<Snapshot>,
     pub(crate) snapshot: Snapshot,
     /// Whether its history grew since the last look.
     pub(crate) grew: bool,
@@ -319,6 +327,8 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StepSnapshot {
     pub(crate) name: String,
+    /// Its activity id on Temporal (steps of one name may run at once).
+    pub(crate) activity_id: Option<String>,
     /// The attempt running or last run, from 1 (0: scheduled, not started).
     pub(crate) attempt: u32,
     /// Why the last attempt failed, when one did and it is retried.
@@ -376,6 +386,8 @@ impl Watched {
             if self.generation.is_some() {
                 self.base += self.steps.len() as u64;
                 self.steps.clear();
+                // a new generation counts its approvals from 1 again
+                self.approvals.clear();
             }
             self.generation = Some(snapshot.generation);
         }
@@ -420,15 +432,10 @@ impl Watched {
             let Some(finished) = step.finished else {
                 continue;
             };
-            // the rest of the text the last look did not show
-            let whole = match &finished {
-                Ok(output) if kind == StepKind::Model && !told.text.is_empty() => {
-                    output["response"]["content"].as_str()
-                }
-                Ok(_) => step.streamed.as_deref(),
-                Err(_) => None,
-            };
-            if let Some(whole) = whole {
+            // the rest of the text the last looks did not show (all of it, when none did)
+            if finished.is_ok()
+                && let Some(whole) = &step.streamed
+            {
                 push_text(&mut events, number, &step.name, told, whole);
             }
             told.finished = true;
@@ -604,9 +611,8 @@ mod tests {
         assert!(matches!(&events[2], EventKind::Text { text, attempt: 2, .. } if text == "He"));
         // finished: the rest of the text from the output, then the end
         let mut done = step("writer.model", 2);
-        done.finished = Some(Ok(
-            serde_json::json!({ "response": { "content": "Hello" } }),
-        ));
+        done.finished = Some(Ok(Value::Null));
+        done.streamed = Some("Hello".into());
         let events = look(&mut watched, vec![done.clone()]);
         assert!(matches!(&events[0], EventKind::Text { text, attempt: 2, .. } if text == "llo"));
         assert!(matches!(

@@ -182,11 +182,15 @@ pub struct StepRecord {
     pub attempts: Vec<AttemptRecord>,
     /// Model token usage.
     pub usage: Usage,
-    /// The text its model streamed, when its output is not that text: an agent evaluated in one
-    /// activity whose provider streams, on Temporal (where its result carries the text, so that
-    /// a run's live events can give the whole text once: see [`crate::events`]).
+    /// On Temporal, the text its model streamed, when it streamed: a model step's is its output's
+    /// text; an agent evaluated in one activity carries it in its result (so that a run's live
+    /// events give the whole text once: see [`crate::events`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streamed: Option<String>,
+    /// On Temporal, the step's activity id in its run (what tells apart steps of one name that
+    /// run at once, for the live events).
+    #[serde(skip)]
+    pub(crate) activity_id: Option<String>,
 }
 
 impl StepRecord {

@@ -150,6 +150,7 @@ impl LiveSteps {
                     attempts: Vec::new(),
                     usage: Default::default(),
                     streamed: None,
+                    activity_id: None,
                 });
                 self.tails.push(String::new());
                 self.records.len() - 1
@@ -227,6 +228,7 @@ impl EventSteps {
                     attempts: Vec::new(),
                     usage: Default::default(),
                     streamed: None,
+                    activity_id: None,
                 });
                 self.tails.push(String::new());
                 self.records.len() - 1
@@ -324,11 +326,8 @@ impl EventLog {
                 name,
                 attempt,
                 error,
-                retry,
-            } => format!(
-                "step {step} {name}: attempt {attempt} failed{}: {error}",
-                if *retry { ", retried" } else { "" }
-            ),
+                retry: true,
+            } => format!("step {step} {name}: attempt {attempt} failed, retried: {error}"),
             EventKind::StepFinished {
                 step,
                 name,

@@ -46,7 +46,11 @@ pub(crate) struct Settings {
 }
 
 /// The local executor's step events: a broadcast channel made on the first subscription, so
-/// that a run nobody watches pays one atomic load per event and builds no event.
+/// that a run nobody watches pays one atomic load per event and builds no event. A handle from
+/// `start_flow` subscribes before its run starts (so that its `events()` see the run from its
+/// first step): while such handles live, the runs of the process build their events, and a
+/// handle that asks for its events after more than [`CAPACITY`](Self::CAPACITY) events has
+/// missed the first ones (its stream says so).
 #[derive(Debug, Default)]
 pub(crate) struct StepFeed(std::sync::OnceLock<tokio::sync::broadcast::Sender<StepEvent>>);
 

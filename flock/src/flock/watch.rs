@@ -45,6 +45,9 @@ async fn watch_local(
     tokio::pin!(finished);
     let mut approvals = tokio::time::interval(LOCAL_APPROVALS_EVERY);
     let mut watched = Watched::default();
+    // the feed lives as long as the `Flock`'s settings (which this task holds): closed only
+    // when they go, and then the run's end is what is left to wait for
+    let mut feed_open = true;
     let tell = |event: &crate::record::StepEvent| {
         *event.run_id != *run_id
             || of_step_event(event)
@@ -54,20 +57,18 @@ async fn watch_local(
     loop {
         tokio::select! {
             biased;
-            event = feed.recv() => match event {
+            event = feed.recv(), if feed_open => match event {
                 Ok(event) => {
                     if !tell(&event) {
                         return;
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    if !sender.error(Error::Executor(format!(
-                        "the live events of run `{run_id}` were read too slowly: {missed} events were missed"
-                    ))) {
+                    if !sender.error(lagged(run_id, missed)) {
                         return;
                     }
                 }
-                Err(RecvError::Closed) => {}
+                Err(RecvError::Closed) => feed_open = false,
             },
             result = &mut finished => {
                 loop {
@@ -77,7 +78,11 @@ async fn watch_local(
                                 return;
                             }
                         }
-                        Err(TryRecvError::Lagged(_)) => {}
+                        Err(TryRecvError::Lagged(missed)) => {
+                            if !sender.error(lagged(run_id, missed)) {
+                                return;
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
@@ -102,6 +107,13 @@ async fn watch_local(
     }
 }
 
+/// The error of a local stream that fell behind the step feed by `missed` events.
+fn lagged(run_id: &str, missed: u64) -> Error {
+    Error::Executor(format!(
+        "the live events of run `{run_id}` were read too slowly: {missed} events were missed"
+    ))
+}
+
 /// How long looks at a Temporal run may keep failing (the server unreachable, say) before its
 /// stream ends with the last error; a run that does not exist ends it at once.
 const LOOKS_FAILING: Duration = Duration::from_secs(10);
@@ -113,6 +125,7 @@ async fn watch_temporal(flock: &Flock, flow: &str, run_id: &str, sender: &Sender
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing_since: Option<std::time::Instant> = None;
+    let mut approvals_due = false;
     loop {
         tick.tick().await;
         let look = match backend.look(flow, run_id, &mut cache).await {
@@ -128,16 +141,22 @@ async fn watch_temporal(flock: &Flock, flow: &str, run_id: &str, sender: &Sender
         };
         failing_since = None;
         let mut snapshot = look.snapshot;
-        if look.grew && look.running {
+        // a call waits for approval once the flow's state changed, which grows the history;
+        // asked again at the next look when the query did not answer
+        approvals_due |= look.grew;
+        if approvals_due && look.running {
             // the flow's state: answered by a worker, so bounded (no worker, no approvals)
             let asked = backend.query(flow, run_id, crate::approval::APPROVALS_QUERY);
             if let Ok(Ok(waiting)) = tokio::time::timeout(APPROVALS_WAIT, asked).await {
                 snapshot.approvals = serde_json::from_value(waiting).ok();
+                approvals_due = snapshot.approvals.is_none();
             }
         }
-        for kind in watched.events(snapshot) {
-            if !sender.event(run_id, kind) {
-                return;
+        for snapshot in look.previous.into_iter().chain([snapshot]) {
+            for kind in watched.events(snapshot) {
+                if !sender.event(run_id, kind) {
+                    return;
+                }
             }
         }
         if !look.running {

@@ -541,6 +541,7 @@ impl LocalRun {
                 attempts,
                 usage,
                 streamed: None,
+                activity_id: None,
             });
         }
         outcome.map_err(|cause| FlowError::Agent {

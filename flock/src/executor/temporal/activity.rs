@@ -268,13 +268,18 @@ fn execute(
             Ok(output) => {
                 let usage = *usage.lock().unwrap_or_else(|p| p.into_inner());
                 let mut result = usage_envelope(output, usage);
-                // the whole streamed text of an agent whose output is not that text: a run's
-                // live events complete what the last heartbeats did not carry (the SDK does not
-                // send the last throttled details of a completed activity)
-                if let Some(text) = heartbeats.take_text()
-                    && crate::events::StepKind::of(spec.name) != crate::events::StepKind::Model
-                {
-                    result["streamed"] = Value::String(text);
+                // what a run's live events complete the text from when the last heartbeats did
+                // not carry all of it (the SDK does not send the last throttled details of a
+                // completed activity): a model step's output is its text, so a flag says that
+                // it streamed; an agent's output is typed, so its text comes along
+                if let Some(text) = heartbeats.take_text() {
+                    result["streamed"] = if crate::events::StepKind::of(spec.name)
+                        == crate::events::StepKind::Model
+                    {
+                        Value::Bool(true)
+                    } else {
+                        Value::String(text)
+                    };
                 }
                 Ok(result)
             }

@@ -1176,7 +1176,8 @@ impl TemporalBackend {
         run_id: &str,
         cache: &mut crate::events::LookCache,
     ) -> Result<crate::events::Look, Error> {
-        use crate::events::{Look, Snapshot, StepSnapshot};
+        use crate::events::{Look, Snapshot};
+        use temporalio_client::WorkflowExecutionStatus as Status;
         let description = self.description(run_id).await?;
         let status = description.status();
         let raw = &description.raw_description;
@@ -1186,48 +1187,34 @@ impl TemporalBackend {
             .and_then(|info| info.execution.as_ref())
             .map(|execution| execution.run_id.clone())
             .unwrap_or_default();
-        let grew = length != cache.history_length || generation != cache.generation;
+        let moved_on = generation != cache.generation;
+        let grew = length != cache.history_length || moved_on;
+        // the run continued as new since the last look: the end of the generation it left,
+        // so that its last steps finish in the stream too
+        let previous = match moved_on && !cache.generation.is_empty() {
+            true => Some(Snapshot {
+                steps: self.step_snapshots(run_id, flow, &cache.generation).await?,
+                generation: std::mem::take(&mut cache.generation),
+                approvals: None,
+            }),
+            false => None,
+        };
         if grew {
-            let steps = history::generation_steps(
-                &self.client,
-                &self.settings.registry,
-                run_id,
-                flow,
-                &generation,
-            )
-            .await
-            .map_err(Error::Executor)?;
-            cache.steps = steps
-                .into_iter()
-                .map(|step| StepSnapshot {
-                    attempt: u32::try_from(step.attempts.len()).unwrap_or(u32::MAX),
-                    failures: step
-                        .attempts
-                        .iter()
-                        .map(|a| a.error.as_ref().map(ToString::to_string))
-                        .collect(),
-                    finished: match (step.output, step.error) {
-                        (Some(output), _) => Some(Ok(output)),
-                        (None, Some(error)) => Some(Err(error.to_string())),
-                        (None, None) => None,
-                    },
-                    usage: step.usage,
-                    duration: step.duration,
-                    streamed: step.streamed,
-                    name: step.agent,
-                    ..StepSnapshot::default()
-                })
-                .collect();
+            cache.steps = self.step_snapshots(run_id, flow, &generation).await?;
             cache.history_length = length;
             cache.generation.clone_from(&generation);
         }
         // the running steps: Temporal writes an activity's started event when it closes, so
-        // their attempts (and streamed text) come from the pending activities
+        // their attempts (and streamed text) come from the pending activities, told apart by
+        // activity id (steps of one name may run at once)
         let mut pending: Vec<_> = raw.pending_activities.iter().collect();
         let mut steps = cache.steps.clone();
         for step in steps.iter_mut().filter(|step| step.finished.is_none()) {
-            let Some(i) = pending.iter().position(|p| {
-                p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.name.as_str())
+            let Some(i) = pending.iter().position(|p| match &step.activity_id {
+                Some(id) => p.activity_id == *id,
+                None => {
+                    p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.name.as_str())
+                }
             }) else {
                 continue;
             };
@@ -1237,12 +1224,13 @@ impl TemporalBackend {
             step.last_failure = failure;
             step.text = text;
         }
+        // a paused run goes on once it is unpaused
         let running = matches!(
             status,
-            temporalio_client::WorkflowExecutionStatus::Running
-                | temporalio_client::WorkflowExecutionStatus::ContinuedAsNew
+            Status::Running | Status::ContinuedAsNew | Status::Paused
         );
         Ok(Look {
+            previous,
             snapshot: Snapshot {
                 generation,
                 steps,
@@ -1252,6 +1240,46 @@ impl TemporalBackend {
             running,
             status: status_name(status).to_owned(),
         })
+    }
+
+    /// The steps of generation `generation` of run `run_id` as its history shows them.
+    async fn step_snapshots(
+        &self,
+        run_id: &str,
+        flow: &str,
+        generation: &str,
+    ) -> Result<Vec<crate::events::StepSnapshot>, Error> {
+        let steps = history::generation_steps(
+            &self.client,
+            &self.settings.registry,
+            run_id,
+            flow,
+            generation,
+        )
+        .await
+        .map_err(Error::Executor)?;
+        Ok(steps
+            .into_iter()
+            .map(|step| crate::events::StepSnapshot {
+                attempt: u32::try_from(step.attempts.len()).unwrap_or(u32::MAX),
+                failures: step
+                    .attempts
+                    .iter()
+                    .map(|a| a.error.as_ref().map(ToString::to_string))
+                    .collect(),
+                finished: match (step.output, step.error) {
+                    (Some(output), _) => Some(Ok(output)),
+                    (None, Some(error)) => Some(Err(error.to_string())),
+                    (None, None) => None,
+                },
+                usage: step.usage,
+                duration: step.duration,
+                streamed: step.streamed,
+                activity_id: step.activity_id,
+                name: step.agent,
+                ..Default::default()
+            })
+            .collect())
     }
 }
 

@@ -269,8 +269,13 @@ fn fill<'a>(
         }
         for step in &mut record.steps {
             if let Some(result) = step.output.take() {
+                let streamed_flag = result["streamed"] == true;
                 step.streamed = result["streamed"].as_str().map(str::to_owned);
                 let (output, usage) = open_envelope(result);
+                if streamed_flag {
+                    // a model step whose model streamed: its output is the text
+                    step.streamed = output["response"]["content"].as_str().map(str::to_owned);
+                }
                 step.output = Some(output);
                 step.usage = usage;
             }
@@ -399,6 +404,7 @@ fn steps_from(
             Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
                 by_scheduled.insert(event.event_id, steps.len());
                 steps.push(StepRecord {
+                    activity_id: Some(a.activity_id.clone()),
                     agent: a
                         .activity_type
                         .as_ref()
@@ -520,6 +526,7 @@ fn steps_from(
                     attempts,
                     usage: Default::default(),
                     streamed: None,
+                    activity_id: None,
                 });
             }
             Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) => {
