@@ -301,9 +301,9 @@ pub(crate) struct LookCache {
 /// One look at a Temporal run.
 #[derive(Debug, Default)]
 pub(crate) struct Look {
-    /// The last look at the generation the run left since the last look, when it continued as
-    /// new in between.
-    pub(crate) previous: Option<Snapshot>,
+    /// When the run continued as new since the last look: the last look at the generation it
+    /// left and at those in between, oldest first.
+    pub(crate) previous: Vec<Snapshot>,
     pub(crate) snapshot: Snapshot,
     /// Whether its history grew since the last look.
     pub(crate) grew: bool,

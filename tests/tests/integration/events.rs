@@ -632,3 +632,113 @@ async fn streamed_text_is_encrypted_where_the_server_keeps_it() {
         "a token in the history in plaintext"
     );
 }
+
+#[flow]
+async fn two_stories(ctx: &FlowContext, input: Subject) -> Result<Vec<Story>, FlowError> {
+    let (a, b) = futures::future::join(
+        ctx.call(tell_story, input.clone()),
+        ctx.call(tell_story, input),
+    )
+    .await;
+    Ok(vec![a?, b?])
+}
+
+/// Two calls of one agent at once, each streaming: each step's text is its own, whole, and
+/// nothing looks like a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_of_one_name_at_once_keep_their_own_text_on_both_executors() {
+    let answer_of = |tag: &str| -> (String, Vec<String>) {
+        let mut tokens = vec![r#"{"text": ""#.to_owned()];
+        tokens.extend((1..60).map(|i| format!("{tag}{i} ")));
+        tokens.push(r#"end."}"#.to_owned());
+        (tokens.concat(), tokens)
+    };
+    let (a, a_tokens) = answer_of("a");
+    let (b, b_tokens) = answer_of("b");
+    let script = vec![
+        stream_of(&a_tokens, Duration::from_millis(15), false),
+        stream_of(&b_tokens, Duration::from_millis(15), false),
+    ];
+    for (executor, flock, _model) in
+        super::temporal::on_both("events-parallel", script, streaming).await
+    {
+        let handle = flock.start_flow(two_stories, subject()).await.unwrap();
+        let seen = collect(handle.events().await.unwrap()).await;
+        handle.result().await.expect("two stories");
+        let mut texts: Vec<String> = [1, 2]
+            .iter()
+            .map(|n| {
+                seen.iter()
+                    .filter_map(|(_, e)| match &e.kind {
+                        EventKind::Text { step, text, .. } if step == n => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        texts.sort();
+        assert_eq!(texts, [a.clone(), b.clone()], "{executor}: {seen:#?}");
+        assert!(
+            !seen.iter().any(|(_, e)| matches!(
+                e.kind,
+                EventKind::AttemptFailed { .. } | EventKind::StepStarted { attempt: 2.., .. }
+            )),
+            "{executor}: a retry that was not: {seen:#?}"
+        );
+    }
+}
+
+/// Counts one up: the first and the last step slowly enough for a look to see them running,
+/// the ones in between at once (their generations start and end between two looks).
+#[agent]
+async fn count_up(n: u64) -> u64 {
+    if n == 0 || n == 5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    n + 1
+}
+
+/// Counts to 6, one generation per step.
+#[flow]
+async fn counting_generations(ctx: &FlowContext, n: u64) -> Result<u64, FlowError> {
+    let n = ctx.call(count_up, n).await?;
+    if n < 6 {
+        return ctx.continue_as_new(counting_generations, n);
+    }
+    Ok(n)
+}
+
+/// A run that continues as new: its stream goes on through every generation, each step
+/// started and finished once, and ends once, with the last generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_continues_as_new_is_watched_to_its_end_on_both_executors() {
+    for (executor, flock, _model) in
+        super::temporal::on_both("events-generations", vec![], streaming).await
+    {
+        let handle = flock.start_flow(counting_generations, 0).await.unwrap();
+        let seen = collect(handle.events().await.unwrap()).await;
+        assert_eq!(handle.result().await.unwrap(), 6, "{executor}");
+        let started = seen
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EventKind::StepStarted { .. }))
+            .count();
+        let finished: Vec<u64> = seen
+            .iter()
+            .filter_map(|(_, e)| match &e.kind {
+                EventKind::StepFinished { step, name, .. } if name == "count_up" => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, 6, "{executor}: {seen:#?}");
+        match executor {
+            // locally each generation numbers its steps from 1
+            "local" => assert_eq!(finished, [1; 6], "{executor}"),
+            _ => assert_eq!(finished, [1, 2, 3, 4, 5, 6], "{executor}: {seen:#?}"),
+        }
+        let ends = seen
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EventKind::RunFinished { .. }))
+            .count();
+        assert_eq!(ends, 1, "{executor}");
+    }
+}

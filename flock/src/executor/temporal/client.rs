@@ -1101,11 +1101,6 @@ impl TemporalBackend {
         known: Option<&str>,
         limit: u32,
     ) -> Result<(String, u32), Error> {
-        use temporalio_client::grpc::WorkflowService;
-        use temporalio_client::tonic::Request;
-        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
-        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-        use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
         let description = self.description(run_id).await?;
         let current = description
             .raw_description
@@ -1118,38 +1113,49 @@ impl TemporalBackend {
         let mut count = 0;
         while Some(walked.as_str()) != known && count < limit && !walked.is_empty() {
             count += 1;
-            let request = GetWorkflowExecutionHistoryRequest {
-                namespace: self.config.namespace.clone(),
-                execution: Some(WorkflowExecution {
-                    workflow_id: run_id.to_owned(),
-                    run_id: walked.clone(),
-                }),
-                maximum_page_size: 1,
-                ..Default::default()
-            };
-            let mut client = self.client.clone();
-            let history = client
-                .get_workflow_execution_history(Request::new(request))
-                .await
-                .map_err(|e| {
-                    Error::Executor(format!(
-                        "cannot read the history of `{run_id}`: {}",
-                        e.message()
-                    ))
-                })?
-                .into_inner();
-            walked = history
-                .history
-                .and_then(|h| h.events.into_iter().next())
-                .and_then(|event| match event.attributes {
-                    Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
-                        Some(a.continued_execution_run_id)
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default();
+            walked = self.continued_from(run_id, &walked).await?;
         }
         Ok((current, count))
+    }
+
+    /// The generation (Temporal run id) of workflow `run_id` that `generation` continued from;
+    /// empty for the first. One page of one event read.
+    async fn continued_from(&self, run_id: &str, generation: &str) -> Result<String, Error> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+        let request = GetWorkflowExecutionHistoryRequest {
+            namespace: self.config.namespace.clone(),
+            execution: Some(WorkflowExecution {
+                workflow_id: run_id.to_owned(),
+                run_id: generation.to_owned(),
+            }),
+            maximum_page_size: 1,
+            ..Default::default()
+        };
+        let mut client = self.client.clone();
+        let history = client
+            .get_workflow_execution_history(Request::new(request))
+            .await
+            .map_err(|e| {
+                Error::Executor(format!(
+                    "cannot read the history of `{run_id}`: {}",
+                    e.message()
+                ))
+            })?
+            .into_inner();
+        Ok(history
+            .history
+            .and_then(|h| h.events.into_iter().next())
+            .and_then(|event| match event.attributes {
+                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                    Some(a.continued_execution_run_id)
+                }
+                _ => None,
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -1167,6 +1173,21 @@ fn ended_words(status: &str) -> &'static str {
 }
 
 /// A workflow status in the words the command line uses.
+/// Whether pending activity `activity` is step `step`'s: by activity id (steps of one name may
+/// run at once), or for a step the history names no id for, by name.
+fn is_pending(
+    step: &crate::events::StepSnapshot,
+    activity: &temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo,
+) -> bool {
+    match &step.activity_id {
+        Some(id) => activity.activity_id == *id,
+        None => activity.activity_type.as_ref().map(|t| t.name.as_str()) == Some(&step.name),
+    }
+}
+
+/// How many generations a run's live events walk back to the one they saw last.
+const WALK_BACK: usize = 100;
+
 impl TemporalBackend {
     /// One look at workflow `run_id` of `flow` for its live events: the description (one call),
     /// and the current generation's history when it grew since `cache` was filled.
@@ -1189,16 +1210,28 @@ impl TemporalBackend {
             .unwrap_or_default();
         let moved_on = generation != cache.generation;
         let grew = length != cache.history_length || moved_on;
-        // the run continued as new since the last look: the end of the generation it left,
-        // so that its last steps finish in the stream too
-        let previous = match moved_on && !cache.generation.is_empty() {
-            true => Some(Snapshot {
-                steps: self.step_snapshots(run_id, flow, &cache.generation).await?,
-                generation: std::mem::take(&mut cache.generation),
-                approvals: None,
-            }),
-            false => None,
-        };
+        // the run continued as new since the last look: the end of the generation it left
+        // and the generations in between, so that their steps are in the stream too
+        let mut previous = Vec::new();
+        if moved_on && !cache.generation.is_empty() {
+            let mut between = Vec::new();
+            let mut walked = self.continued_from(run_id, &generation).await?;
+            while !walked.is_empty() && walked != cache.generation && between.len() < WALK_BACK {
+                between.push(walked.clone());
+                walked = self.continued_from(run_id, &walked).await?;
+            }
+            if walked != cache.generation {
+                between.clear(); // not a continuation of it: the id was used again
+            }
+            let left = std::mem::take(&mut cache.generation);
+            for generation in std::iter::once(left).chain(between.into_iter().rev()) {
+                previous.push(Snapshot {
+                    steps: self.step_snapshots(run_id, flow, &generation).await?,
+                    generation,
+                    approvals: None,
+                });
+            }
+        }
         if grew {
             cache.steps = self.step_snapshots(run_id, flow, &generation).await?;
             cache.history_length = length;
@@ -1210,12 +1243,7 @@ impl TemporalBackend {
         let mut pending: Vec<_> = raw.pending_activities.iter().collect();
         let mut steps = cache.steps.clone();
         for step in steps.iter_mut().filter(|step| step.finished.is_none()) {
-            let Some(i) = pending.iter().position(|p| match &step.activity_id {
-                Some(id) => p.activity_id == *id,
-                None => {
-                    p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.name.as_str())
-                }
-            }) else {
+            let Some(i) = pending.iter().position(|p| is_pending(step, p)) else {
                 continue;
             };
             let (attempt, failure, text) =
@@ -1490,5 +1518,35 @@ impl Backend for TemporalBackend {
 
     fn temporal(&self) -> Option<&TemporalBackend> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::temporal::api::common::v1::ActivityType;
+    use temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo;
+
+    #[test]
+    fn running_steps_of_one_name_are_told_apart_by_activity_id() {
+        let pending = |id: &str| PendingActivityInfo {
+            activity_id: id.to_owned(),
+            activity_type: Some(ActivityType {
+                name: "writer".into(),
+            }),
+            ..Default::default()
+        };
+        let step = |id: Option<&str>| crate::events::StepSnapshot {
+            name: "writer".into(),
+            activity_id: id.map(str::to_owned),
+            ..Default::default()
+        };
+        // the server lists them in any order
+        let listed = [pending("2"), pending("1")];
+        assert!(!is_pending(&step(Some("1")), &listed[0]));
+        assert!(is_pending(&step(Some("1")), &listed[1]));
+        assert!(is_pending(&step(Some("2")), &listed[0]));
+        // a step without an id (a local activity's marker) goes by name
+        assert!(is_pending(&step(None), &listed[0]));
     }
 }
