@@ -144,6 +144,7 @@ pub enum EventKind {
 /// What kind of step an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StepKind {
     /// An agent call.
     Agent,
