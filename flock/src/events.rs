@@ -329,6 +329,7 @@ pub(crate) struct Snapshot {
 pub(crate) struct StepSnapshot {
     pub(crate) name: String,
     /// Its activity id on Temporal (steps of one name may run at once).
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) activity_id: Option<String>,
     /// The attempt running or last run, from 1 (0: scheduled, not started).
     pub(crate) attempt: u32,

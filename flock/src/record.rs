@@ -190,6 +190,7 @@ pub struct StepRecord {
     /// On Temporal, the step's activity id in its run (what tells apart steps of one name that
     /// run at once, for the live events).
     #[serde(skip)]
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
     pub(crate) activity_id: Option<String>,
 }
 
