@@ -1522,7 +1522,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
         let view = progress::View::new(show);
         // the steps as they happen, from the local executor's live feed
         let mut events = flock.step_events()?;
-        let mut live = progress::LiveSteps::default();
+        let mut live = progress::EventSteps::default();
         let started = Instant::now();
         let recorded = {
             let running = flock.run_json(&args.name, input, args.id);
@@ -1539,7 +1539,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
                     }
                     event = events.recv(), if show => {
                         if let Ok(event) = event {
-                            live.apply(event);
+                            live.apply_step(&event);
                             view.show_steps_with_text(&live.records, &live.tails);
                         }
                     }
@@ -1547,7 +1547,7 @@ async fn run_command(builder: FlockBuilder, global: &Global, args: RunArgs) -> R
             }
         };
         while let Ok(event) = events.try_recv() {
-            live.apply(event);
+            live.apply_step(&event);
         }
         view.show_steps_with_text(&live.records, &live.tails);
         view.finish();

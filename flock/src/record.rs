@@ -195,6 +195,24 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// A step of `agent` that started at `started` (from the run's start), nothing else known
+    /// yet.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn new(agent: &str, started: Duration) -> StepRecord {
+        StepRecord {
+            agent: agent.to_owned(),
+            started,
+            duration: Duration::ZERO,
+            input: Value::Null,
+            output: None,
+            error: None,
+            attempts: Vec::new(),
+            usage: Usage::default(),
+            streamed: None,
+            activity_id: None,
+        }
+    }
+
     /// The model that answered, for a model request of an agent that runs step by step (a step
     /// `<agent>.model`), as the provider named it (`gen_ai.response.model`), when it said. On
     /// Temporal the model is resolved by the worker that ran the step: its configuration

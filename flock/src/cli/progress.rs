@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{format_duration, step_state, tokens};
 use crate::error::AgentError;
 use crate::events::{EventKind, RunEvent};
-use crate::record::{AttemptRecord, StepEvent, StepEventKind, StepRecord};
+use crate::record::{AttemptRecord, StepEvent, StepRecord};
 
 pub(super) struct View {
     shown: bool,
@@ -122,90 +122,29 @@ impl View {
     }
 }
 
-/// The steps of a local run so far, folded from the executor's step events into the records the
-/// Temporal path reads from history, so that both show the same lines.
-#[derive(Default)]
-pub(super) struct LiveSteps {
-    /// (run id, step number) of each record, in the order the steps started.
-    keys: Vec<(std::sync::Arc<str>, u64)>,
-    pub(super) records: Vec<StepRecord>,
-    /// The end of each step's streamed text.
-    pub(super) tails: Vec<String>,
-}
-
-impl LiveSteps {
-    pub(super) fn apply(&mut self, event: StepEvent) {
-        let key = (event.run_id.clone(), event.step);
-        let at = match self.keys.iter().position(|k| *k == key) {
-            Some(at) => at,
-            None => {
-                self.keys.push(key);
-                self.records.push(StepRecord {
-                    agent: event.agent.to_owned(),
-                    started: event.at,
-                    duration: Default::default(),
-                    input: serde_json::Value::Null,
-                    output: None,
-                    error: None,
-                    attempts: Vec::new(),
-                    usage: Default::default(),
-                    streamed: None,
-                    activity_id: None,
-                });
-                self.tails.push(String::new());
-                self.records.len() - 1
-            }
-        };
-        let step = &mut self.records[at];
-        match event.kind {
-            StepEventKind::AttemptStarted => {
-                step.attempts.push(AttemptRecord {
-                    attempt: event.attempt,
-                    started: event.at,
-                    duration: Default::default(),
-                    error: None,
-                });
-                self.tails[at].clear();
-            }
-            StepEventKind::Text { text } => push_tail(&mut self.tails[at], &text),
-            StepEventKind::AttemptFailed {
-                error, duration, ..
-            } => {
-                if let Some(attempt) = step.attempts.last_mut() {
-                    attempt.duration = duration;
-                    attempt.error = Some(error);
-                }
-            }
-            StepEventKind::Completed { duration, usage } => {
-                step.duration = duration;
-                step.usage = usage;
-                step.output = Some(serde_json::Value::Null);
-            }
-            StepEventKind::Failed {
-                error,
-                duration,
-                usage,
-            } => {
-                step.duration = duration;
-                step.usage = usage;
-                step.error = Some(error);
-            }
-        }
-    }
-}
-
 /// The steps of a run so far, folded from its live events ([`crate::events`]) into the records
-/// the progress view shows, with the end of each step's streamed text.
+/// the progress view shows, with the end of each step's streamed text. The local executor's step
+/// events (which a run's child flows share) fold the same way.
 #[derive(Default)]
 pub(super) struct EventSteps {
-    /// The step number of each record.
-    numbers: Vec<u64>,
+    /// The run id and step number of each record.
+    keys: Vec<(String, u64)>,
     pub(super) records: Vec<StepRecord>,
     /// The last characters of each step's streamed text (its current attempt's).
     pub(super) tails: Vec<String>,
 }
 
 impl EventSteps {
+    /// Folds a local step event in.
+    pub(super) fn apply_step(&mut self, event: &StepEvent) {
+        for kind in crate::events::of_step_event(event) {
+            self.apply(&RunEvent {
+                run_id: event.run_id.to_string(),
+                kind,
+            });
+        }
+    }
+
     pub(super) fn apply(&mut self, event: &RunEvent) {
         let (step, name) = match &event.kind {
             EventKind::StepStarted { step, name, .. }
@@ -214,22 +153,16 @@ impl EventSteps {
             | EventKind::StepFinished { step, name, .. } => (*step, name),
             _ => return,
         };
-        let at = match self.numbers.iter().position(|n| *n == step) {
+        let at = match self
+            .keys
+            .iter()
+            .position(|(run, n)| *n == step && *run == event.run_id)
+        {
             Some(at) => at,
             None => {
-                self.numbers.push(step);
-                self.records.push(StepRecord {
-                    agent: name.clone(),
-                    started: Default::default(),
-                    duration: Default::default(),
-                    input: serde_json::Value::Null,
-                    output: None,
-                    error: None,
-                    attempts: Vec::new(),
-                    usage: Default::default(),
-                    streamed: None,
-                    activity_id: None,
-                });
+                self.keys.push((event.run_id.clone(), step));
+                self.records
+                    .push(StepRecord::new(name, std::time::Duration::ZERO));
                 self.tails.push(String::new());
                 self.records.len() - 1
             }
