@@ -279,7 +279,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// The live feed of agent steps, for the runs of this process.
     fn step_events(&self) -> Result<tokio::sync::broadcast::Receiver<StepEvent>, Error> {
         Err(Error::Config(
-            "step events are the local executor's live feed; on Temporal a run's steps are in its history: read them with `run_record`".into(),
+            "step events are the local executor's live feed; on Temporal a run's steps are in its history: read them with `run_record`, or follow a run live with `events_of_run`".into(),
         ))
     }
 

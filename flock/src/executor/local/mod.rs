@@ -386,7 +386,7 @@ impl Backend for LocalBackend {
                     "local run `{run_id}` was cancelled: it left no record"
                 ))),
                 None => Err(Error::Executor(format!(
-                    "local run `{run_id}` is still running: its record is complete when it ends (the live steps: `Flock::step_events`)"
+                    "local run `{run_id}` is still running: its record is complete when it ends (follow it live with `Flock::events_of_run`)"
                 ))),
             }
         })
