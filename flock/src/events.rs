@@ -101,6 +101,9 @@ pub enum EventKind {
         error: String,
         /// Whether another attempt follows.
         retry: bool,
+        /// When another attempt follows: how long until it starts, in milliseconds, as far as
+        /// it is known when the failure is told.
+        retry_in_ms: Option<u64>,
     },
     /// A step finished: its output was recorded, or it failed for good.
     StepFinished {
@@ -335,6 +338,8 @@ pub(crate) struct StepSnapshot {
     pub(crate) attempt: u32,
     /// Why the last attempt failed, when one did and it is retried.
     pub(crate) last_failure: Option<String>,
+    /// How long until the scheduled attempt starts, when it is a retry waiting for its turn.
+    pub(crate) retry_in: Option<Duration>,
     /// Why each attempt failed, by attempt from 1, as far as the history tells.
     pub(crate) failures: Vec<Option<String>>,
     /// The step's end: `Ok` with its output, or why it failed.
@@ -415,6 +420,11 @@ impl Watched {
                         attempt: told.attempt,
                         error: step.failure_of(told.attempt),
                         retry: true,
+                        // the delay is known for the attempt before the one scheduled now
+                        retry_in_ms: step
+                            .retry_in
+                            .filter(|_| told.attempt + 1 == attempt)
+                            .map(millis),
                     });
                 }
                 told.attempt += 1;
@@ -448,6 +458,7 @@ impl Watched {
                     attempt: told.attempt.max(1),
                     error: error.clone(),
                     retry: false,
+                    retry_in_ms: None,
                 });
             }
             events.push(EventKind::StepFinished {
@@ -521,12 +532,15 @@ pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Vec<EventKind> 
             attempt,
             text: text.clone(),
         },
-        Kind::AttemptFailed { error, .. } => EventKind::AttemptFailed {
+        Kind::AttemptFailed {
+            error, retry_in, ..
+        } => EventKind::AttemptFailed {
             step,
             name,
             attempt,
             error: error.to_string(),
             retry: true,
+            retry_in_ms: Some(millis(*retry_in)),
         },
         Kind::Completed { usage, duration } => EventKind::StepFinished {
             step,
@@ -549,6 +563,7 @@ pub(crate) fn of_step_event(event: &crate::record::StepEvent) -> Vec<EventKind> 
                     attempt,
                     error: error.to_string(),
                     retry: false,
+                    retry_in_ms: None,
                 },
                 EventKind::StepFinished {
                     step,

@@ -260,7 +260,14 @@ impl EventLog {
                 attempt,
                 error,
                 retry: true,
-            } => format!("step {step} {name}: attempt {attempt} failed, retried: {error}"),
+                retry_in_ms,
+            } => match retry_in_ms {
+                Some(ms) => format!(
+                    "step {step} {name}: attempt {attempt} failed, retried in {}: {error}",
+                    format_duration(std::time::Duration::from_millis(*ms))
+                ),
+                None => format!("step {step} {name}: attempt {attempt} failed, retried: {error}"),
+            },
             EventKind::StepFinished {
                 step,
                 name,

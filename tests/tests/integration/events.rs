@@ -367,6 +367,15 @@ async fn the_text_of_a_model_step_is_that_steps_on_both_executors() {
     }
 }
 
+/// Tell a story about the subject; a failure is retried after 600 ms.
+#[agent(retry(attempts = 2, initial_interval = "600ms", backoff = 1.0))]
+async fn tell_story_patiently(input: Subject) -> Story;
+
+#[flow]
+async fn patient_storytelling(ctx: &FlowContext, input: Subject) -> Result<Story, FlowError> {
+    ctx.call(tell_story_patiently, input).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_attempt_is_marked_and_its_text_starts_afresh_on_both_executors() {
     let (whole, tokens) = story_answer();
@@ -378,7 +387,10 @@ async fn a_retried_attempt_is_marked_and_its_text_starts_afresh_on_both_executor
     for (executor, flock, _model) in
         super::temporal::on_both("events-retry", script, streaming).await
     {
-        let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+        let handle = flock
+            .start_flow(patient_storytelling, subject())
+            .await
+            .unwrap();
         let events = match executor {
             "local" => handle.events().await.unwrap(),
             _ => flock.events_of_run(handle.id()).await.unwrap(),
@@ -398,6 +410,14 @@ async fn a_retried_attempt_is_marked_and_its_text_starts_afresh_on_both_executor
             .position(|e| matches!(e, EventKind::StepStarted { attempt: 2, .. }))
             .unwrap_or_else(|| panic!("{executor}: no attempt 2: {events:#?}"));
         assert!(failed < second, "{executor}: {events:#?}");
+        // when the retry starts: told with the failure (600 ms, less the time to the look)
+        match events[failed] {
+            EventKind::AttemptFailed {
+                retry_in_ms: Some(ms),
+                ..
+            } => assert!((100..=700).contains(ms), "{executor}: retry in {ms} ms"),
+            other => panic!("{executor}: no retry delay: {other:?}"),
+        }
         // nothing of attempt 2 before it started, nothing of attempt 1 after
         for (i, event) in events.iter().enumerate() {
             if let EventKind::Text { attempt, .. } = event {

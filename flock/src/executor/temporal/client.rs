@@ -1246,11 +1246,7 @@ impl TemporalBackend {
             let Some(i) = pending.iter().position(|p| is_pending(step, p)) else {
                 continue;
             };
-            let (attempt, failure, text) =
-                history::pending_step(&self.client, pending.remove(i)).await;
-            step.attempt = attempt;
-            step.last_failure = failure;
-            step.text = text;
+            history::pending_step(&self.client, pending.remove(i), step).await;
         }
         // a paused run goes on once it is unpaused
         let running = matches!(

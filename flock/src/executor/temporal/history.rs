@@ -78,20 +78,32 @@ pub(crate) async fn generation_steps(
     Ok(record.steps)
 }
 
-/// What a pending activity shows a run's live events: its attempt, why the last one failed,
-/// and the text its model streamed so far (from its heartbeat details, decoded with the
-/// client's codec), with the attempt that streamed it.
+/// What pending activity `activity` shows a run's live events of its step: its attempt, why the
+/// last one failed and how long until a retry starts, and the text its model streamed so far
+/// (from its heartbeat details, decoded with the client's codec), with the attempt that
+/// streamed it.
 pub(crate) async fn pending_step(
     client: &Client,
     activity: &temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo,
-) -> (u32, Option<String>, Option<(u32, String)>) {
+    step: &mut crate::events::StepSnapshot,
+) {
     use temporalio_common::data_converters::SerializationContextData;
-    let attempt = u32::try_from(activity.attempt).unwrap_or(1).max(1);
-    let failure = activity
+    use temporalio_common::protos::temporal::api::enums::v1::PendingActivityState;
+    step.attempt = u32::try_from(activity.attempt).unwrap_or(1).max(1);
+    step.last_failure = activity
         .last_failure
         .as_ref()
         .map(|failure| error_of(Some(failure)).to_string());
-    let mut text = None;
+    step.retry_in = (activity.state == PendingActivityState::Scheduled as i32)
+        .then_some(activity.next_attempt_schedule_time.as_ref())
+        .flatten()
+        .and_then(|t| {
+            let at = SystemTime::UNIX_EPOCH.checked_add(Duration::new(
+                u64::try_from(t.seconds).ok()?,
+                u32::try_from(t.nanos).ok()?,
+            ))?;
+            Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+        });
     if let Some(details) = &activity.heartbeat_details {
         let mut details = details.clone();
         let codec = client.options().data_converter.codec();
@@ -109,10 +121,9 @@ pub(crate) async fn pending_step(
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(1);
-            text = Some((by, streamed.to_owned()));
+            step.text = Some((by, streamed.to_owned()));
         }
     }
-    (attempt, failure, text)
 }
 
 /// Why workflow `run_id` was terminated, and by whom, from its terminated event: a person's
