@@ -82,6 +82,10 @@ pub struct Answer {
 #[agent(tools = [twice], retry(attempts = 1))]
 async fn claude_agent(input: Sum) -> Answer;
 
+/// Answer the question; use the tool to double numbers. Failures are retried, quickly.
+#[agent(tools = [twice], retry(attempts = 3, initial_interval = "10ms"))]
+async fn claude_retried(input: Sum) -> Answer;
+
 fn provider(server: &FakeOpenAi) -> Anthropic {
     Anthropic::new(AnthropicConfig {
         timeout: Duration::from_secs(10),
@@ -362,6 +366,72 @@ async fn a_streamed_message_answers_on_both_executors() {
             messages[messages.len() - 2]["content"][0]["input"],
             json!({ "n": 21 }),
             "{executor}"
+        );
+    }
+}
+
+/// A 429 with `retry-after` and an overloaded 529 (Anthropic's own status) are retried: the
+/// first after the delay the provider asked for, the second as transient; then the tool call and
+/// the answer, on both executors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_and_an_overload_are_retried_on_both_executors() {
+    let script = vec![
+        Reply::Json(
+            429,
+            vec![("retry-after", "1".into())],
+            json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "slow down" } }),
+        ),
+        Reply::Json(
+            529,
+            vec![],
+            json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } }),
+        ),
+        tool_use("toolu_1", "twice", json!({ "n": 21 })),
+        final_result(json!({ "answer": "42" })),
+    ];
+    for (executor, flock, model) in super::temporal::on_both("anthropic-retry", script, |model| {
+        Flock::builder()
+            .provider(provider(model))
+            .model("anthropic/claude-test")
+            .serve_only(["claude_retried"])
+    })
+    .await
+    {
+        let recorded = tokio::time::timeout(
+            BOUND,
+            flock
+                .run(claude_retried, question())
+                .recorded()
+                .into_future(),
+        )
+        .await
+        .expect("the run ends");
+        assert_eq!(recorded.result.unwrap().answer, "42", "{executor}");
+        let received = model.received();
+        assert_eq!(received.len(), 4, "{executor}");
+        // the provider's `retry-after: 1` was waited out
+        let waited = received[1].at - received[0].at;
+        assert!(
+            waited >= Duration::from_millis(950),
+            "{executor}: retried after {waited:?}"
+        );
+        // the first model step took three attempts, named in its record
+        let first = recorded
+            .record
+            .steps_of("claude_retried.model")
+            .next()
+            .expect("a model step");
+        let errors: Vec<String> = first
+            .attempts
+            .iter()
+            .filter_map(|a| a.error.as_ref().map(ToString::to_string))
+            .collect();
+        assert_eq!(first.attempts.len(), 3, "{executor}: {errors:?}");
+        assert!(
+            errors
+                .last()
+                .is_some_and(|e| e.contains("529") && e.contains("Overloaded")),
+            "{executor}: {errors:?}"
         );
     }
 }

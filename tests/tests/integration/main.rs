@@ -28,6 +28,7 @@ mod payloads;
 mod pools;
 mod priority;
 mod replay;
+mod routing;
 mod shutdown;
 mod support;
 mod temporal;
