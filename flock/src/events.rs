@@ -1,7 +1,8 @@
 //! Live events of a run: what a front-end shows while the run goes on.
 //!
 //! [`FlowHandle::events`](crate::FlowHandle::events) (or [`Flock::events_of_run`](crate::Flock::events_of_run)
-//! by id, from any process that can reach the run) gives a [`RunEvents`] stream of [`RunEvent`]s:
+//! by id: on Temporal from any process that can reach the run) gives a [`RunEvents`] stream of
+//! [`RunEvent`]s:
 //! steps started and finished (agents, model requests, tool and MCP calls), failed attempts that
 //! are retried, tool calls waiting for approval, the text of model answers as the provider streams
 //! it, and the run's end, after which the stream ends. The event type's JSON Schema is
