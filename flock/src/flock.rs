@@ -1251,13 +1251,6 @@ impl Flock {
         Ok(watch::watch(self.clone(), flow, run_id.to_owned(), feed))
     }
 
-    /// The local executor's step feed; on Temporal an error.
-    pub(crate) fn backend_step_events(
-        &self,
-    ) -> Result<tokio::sync::broadcast::Receiver<crate::record::StepEvent>, Error> {
-        self.backend().step_events()
-    }
-
     /// Run `run_id` as its executor describes it; an unknown id is [`Error::NotFound`].
     pub async fn describe_run(&self, run_id: &str) -> Result<RunInfo, Error> {
         self.backend().describe(run_id).await

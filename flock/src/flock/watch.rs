@@ -20,7 +20,9 @@ pub(crate) fn watch(
     run_id: String,
     early: Option<tokio::sync::broadcast::Receiver<crate::record::StepEvent>>,
 ) -> RunEvents {
-    let feed = early.map(Ok).unwrap_or_else(|| flock.backend_step_events());
+    let feed = early
+        .map(Ok)
+        .unwrap_or_else(|| flock.backend().step_events());
     RunEvents::spawn(move |sender| async move {
         match feed {
             Ok(feed) => watch_local(&flock, &flow, &run_id, feed, &sender).await,

@@ -109,12 +109,7 @@ async fn a_worker_killed_during_tool_call_3_re_runs_only_tool_call_3() {
         .recorded()
         .await;
     assert_eq!(recorded.result.unwrap(), plan);
-    let steps: Vec<&str> = recorded
-        .record
-        .steps
-        .iter()
-        .map(|s| s.agent.as_str())
-        .collect();
+    let steps = super::support::step_names(&recorded.record);
     assert_eq!(steps, TRIP_STEPS);
     let usage = recorded.record.usage();
     assert_eq!((usage.requests, usage.prompt_tokens), (5, 50));
@@ -802,12 +797,7 @@ async fn a_scripted_test_model_drives_tool_calls_and_answers_on_both_executors()
         .expect("the run ends");
         let reply = recorded.result.expect("answered");
         assert_eq!(reply.answer, "answer example", "{executor}");
-        let steps: Vec<&str> = recorded
-            .record
-            .steps
-            .iter()
-            .map(|s| s.agent.as_str())
-            .collect();
+        let steps = super::support::step_names(&recorded.record);
         assert_eq!(
             steps,
             [

@@ -160,12 +160,7 @@ async fn an_agent_uses_the_tools_of_an_rmcp_server_over_stdio_on_both_executors(
         for event in ["add 2 40", "shout hi", "whoami", "refuse"] {
             assert_eq!(count(&file, event), 1, "{executor}: {event}");
         }
-        let steps: Vec<&str> = recorded
-            .record
-            .steps
-            .iter()
-            .map(|s| s.agent.as_str())
-            .collect();
+        let steps = super::support::step_names(&recorded.record);
         assert_eq!(
             steps,
             [

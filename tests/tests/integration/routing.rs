@@ -114,12 +114,7 @@ async fn a_routing_flow_reaches_every_branch_offline_on_both_executors() {
                 desk,
                 "{executor}: {text}"
             );
-            let steps: Vec<&str> = recorded
-                .record
-                .steps
-                .iter()
-                .map(|s| s.agent.as_str())
-                .collect();
+            let steps = super::support::step_names(&recorded.record);
             assert_eq!(
                 steps,
                 ["pick_desk", &format!("{desk}_desk")],

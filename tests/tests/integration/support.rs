@@ -5,6 +5,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The names of a record's own steps, in order.
+pub(crate) fn step_names(record: &flock::RunRecord) -> Vec<&str> {
+    record.steps.iter().map(|s| s.agent.as_str()).collect()
+}
+
 /// A free TCP port on the loopback interface.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

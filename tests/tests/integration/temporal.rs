@@ -835,11 +835,7 @@ async fn an_agent_pool_worker_serves_the_agents_of_its_queue() {
     let run = out.expect("the pooled agents were served");
     assert_eq!(run.result.unwrap().text, "job pooled too");
     assert_eq!(
-        run.record
-            .steps
-            .iter()
-            .map(|s| s.agent.as_str())
-            .collect::<Vec<_>>(),
+        super::support::step_names(&run.record),
         ["c_pooled", "c_pooled_too"]
     );
     // the activities were scheduled on the pool's queue

@@ -1173,18 +1173,6 @@ fn ended_words(status: &str) -> &'static str {
 }
 
 /// A workflow status in the words the command line uses.
-/// Whether pending activity `activity` is step `step`'s: by activity id (steps of one name may
-/// run at once), or for a step the history names no id for, by name.
-fn is_pending(
-    step: &crate::events::StepSnapshot,
-    activity: &temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo,
-) -> bool {
-    match &step.activity_id {
-        Some(id) => activity.activity_id == *id,
-        None => activity.activity_type.as_ref().map(|t| t.name.as_str()) == Some(&step.name),
-    }
-}
-
 /// How many generations a run's live events walk back to the one they saw last.
 const WALK_BACK: usize = 100;
 
@@ -1243,7 +1231,10 @@ impl TemporalBackend {
         let mut pending: Vec<_> = raw.pending_activities.iter().collect();
         let mut steps = cache.steps.clone();
         for step in steps.iter_mut().filter(|step| step.finished.is_none()) {
-            let Some(i) = pending.iter().position(|p| is_pending(step, p)) else {
+            let Some(i) = pending
+                .iter()
+                .position(|p| history::is_pending(step.activity_id.as_deref(), &step.name, p))
+            else {
                 continue;
             };
             history::pending_step(&self.client, pending.remove(i), step).await;
@@ -1514,35 +1505,5 @@ impl Backend for TemporalBackend {
 
     fn temporal(&self) -> Option<&TemporalBackend> {
         Some(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use temporalio_common::protos::temporal::api::common::v1::ActivityType;
-    use temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo;
-
-    #[test]
-    fn running_steps_of_one_name_are_told_apart_by_activity_id() {
-        let pending = |id: &str| PendingActivityInfo {
-            activity_id: id.to_owned(),
-            activity_type: Some(ActivityType {
-                name: "writer".into(),
-            }),
-            ..Default::default()
-        };
-        let step = |id: Option<&str>| crate::events::StepSnapshot {
-            name: "writer".into(),
-            activity_id: id.map(str::to_owned),
-            ..Default::default()
-        };
-        // the server lists them in any order
-        let listed = [pending("2"), pending("1")];
-        assert!(!is_pending(&step(Some("1")), &listed[0]));
-        assert!(is_pending(&step(Some("1")), &listed[1]));
-        assert!(is_pending(&step(Some("2")), &listed[0]));
-        // a step without an id (a local activity's marker) goes by name
-        assert!(is_pending(&step(None), &listed[0]));
     }
 }

@@ -160,6 +160,19 @@ pub(crate) async fn termination_reason(client: &Client, run_id: &str) -> Option<
         })
 }
 
+/// Whether pending activity `activity` is the step with activity id `activity_id` (steps of one
+/// name may run at once), or for a step the history names no id for, the step named `name`.
+pub(crate) fn is_pending(
+    activity_id: Option<&str>,
+    name: &str,
+    activity: &temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo,
+) -> bool {
+    match activity_id {
+        Some(id) => activity.activity_id == id,
+        None => activity.activity_type.as_ref().map(|t| t.name.as_str()) == Some(name),
+    }
+}
+
 /// Temporal writes an activity's started event only when the activity closes, so the attempts
 /// running now are known from the run's description (its pending activities), not its history.
 async fn add_pending(client: &Client, record: &mut RunRecord) {
@@ -181,9 +194,10 @@ async fn add_pending(client: &Client, record: &mut RunRecord) {
         .iter_mut()
         .filter(|s| s.output.is_none() && s.error.is_none())
     {
-        let Some(i) = pending.iter().position(|p| {
-            p.activity_type.as_ref().map(|t| t.name.as_str()) == Some(step.agent.as_str())
-        }) else {
+        let Some(i) = pending
+            .iter()
+            .position(|p| is_pending(step.activity_id.as_deref(), &step.agent, p))
+        else {
             continue;
         };
         let activity = pending.remove(i);
@@ -585,4 +599,30 @@ fn close(step: &mut StepRecord, at: Duration, error: Option<AgentError>) {
         last.error = error.clone();
     }
     step.error = error;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::temporal::api::common::v1::ActivityType;
+    use temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo;
+
+    #[test]
+    fn running_steps_of_one_name_are_told_apart_by_activity_id() {
+        let pending = |id: &str| PendingActivityInfo {
+            activity_id: id.to_owned(),
+            activity_type: Some(ActivityType {
+                name: "writer".into(),
+            }),
+            ..Default::default()
+        };
+        // the server lists them in any order
+        let listed = [pending("2"), pending("1")];
+        assert!(!is_pending(Some("1"), "writer", &listed[0]));
+        assert!(is_pending(Some("1"), "writer", &listed[1]));
+        assert!(is_pending(Some("2"), "writer", &listed[0]));
+        // a step without an id (a local activity's marker) goes by name
+        assert!(is_pending(None, "writer", &listed[0]));
+        assert!(!is_pending(None, "reader", &listed[0]));
+    }
 }
