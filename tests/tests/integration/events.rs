@@ -762,3 +762,27 @@ async fn a_run_that_continues_as_new_is_watched_to_its_end_on_both_executors() {
         assert_eq!(ends, 1, "{executor}");
     }
 }
+
+/// A streamed answer whose text and typed output together would be over the payload limit:
+/// the run still completes (the result leaves the text out), on both executors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_near_the_payload_limit_still_completes_on_both_executors() {
+    // ~1.2 MB of text: the output fits the 2 MiB limit, the output and its text together do not
+    let words: Vec<String> = (0..150_000).map(|i| format!("w{i:06} ")).collect();
+    let mut tokens = vec![r#"{"text": ""#.to_owned()];
+    tokens.extend(words.chunks(500).map(|chunk| chunk.concat()));
+    tokens.push(r#"end."}"#.to_owned());
+    let whole = tokens.concat();
+    let script = vec![stream_of(&tokens, Duration::ZERO, false)];
+    for (executor, flock, _model) in
+        super::temporal::on_both("events-large", script, streaming).await
+    {
+        let handle = flock.start_flow(storytelling, subject()).await.unwrap();
+        let story = tokio::time::timeout(BOUND, handle.result())
+            .await
+            .expect("the run ends")
+            .unwrap_or_else(|e| panic!("{executor}: {e}"));
+        let expected: Story = serde_json::from_str(&whole).unwrap();
+        assert_eq!(story.text.len(), expected.text.len(), "{executor}");
+    }
+}

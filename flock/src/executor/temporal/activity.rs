@@ -280,6 +280,13 @@ fn execute(
                     } else {
                         Value::String(text)
                     };
+                    // the text never makes a result too large to record (a watcher then has the
+                    // text up to the last heartbeat)
+                    if json_size(&result) > MAX_PAYLOAD_BYTES
+                        && let Value::Object(fields) = &mut result
+                    {
+                        fields.remove("streamed");
+                    }
                 }
                 Ok(result)
             }
